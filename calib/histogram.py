@@ -1,0 +1,363 @@
+"""The histogram value type every calibrator reads.
+
+A histogram is a pair (counts, edges) with ``len(edges) == len(counts) + 1``.
+Two layouts are in use:
+
+- unsigned, ``|x|`` on ``[0, max|x|]`` (TensorRT, ncnn, ModelOpt): ``edges[0] == 0``;
+- signed, ``x`` on ``[-m, m]`` symmetric around zero (MXNet, ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DEFAULT_BINS", "Histogram", "as_histogram"]
+
+DEFAULT_BINS = 2048
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+def _check_counts(counts: Any, name: str = "counts") -> np.ndarray:
+    c = np.asarray(counts)
+    if c.dtype == object or not (
+        np.issubdtype(c.dtype, np.integer)
+        or np.issubdtype(c.dtype, np.floating)
+        or c.dtype == bool
+    ):
+        raise ValueError(f"{name} must be a numeric array, got dtype {c.dtype}")
+    if c.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {c.shape}")
+    if c.size < 2:
+        raise ValueError(f"{name} must hold at least 2 bins, got {c.size}")
+    if c.dtype == bool or np.issubdtype(c.dtype, np.unsignedinteger):
+        c = c.astype(np.int64) if c.dtype == bool or c.max() < 2**63 else c.astype(np.float64)
+    if np.issubdtype(c.dtype, np.floating):
+        c = c.astype(np.float64)
+        bad = ~np.isfinite(c)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name} must be finite, got {c[i]!r} at bin {i}")
+    else:
+        c = c.astype(np.int64)
+    if (c < 0).any():
+        i = int(np.flatnonzero(c < 0)[0])
+        raise ValueError(f"{name} must be non-negative, got {c[i]!r} at bin {i}")
+    return c
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Histogram:
+    """A validated 1-D histogram: ``counts[i]`` values fell in ``[edges[i], edges[i+1])``.
+
+    Parameters
+    ----------
+    counts : array_like
+        Non-negative, finite counts, integer or float, at least 2 bins.
+    edges : array_like
+        Finite, strictly increasing bin edges, ``len(counts) + 1`` of them.
+
+    Notes
+    -----
+    Both arrays are copied and made read-only, so a Histogram never changes and
+    never shares memory with the caller's arrays. Integer counts stay int64,
+    anything else becomes float64.
+    """
+
+    counts: np.ndarray
+    edges: np.ndarray
+
+    def __post_init__(self) -> None:
+        c = _check_counts(self.counts)
+        e = np.asarray(self.edges)
+        if e.dtype == object or not (
+            np.issubdtype(e.dtype, np.integer) or np.issubdtype(e.dtype, np.floating)
+        ):
+            raise ValueError(f"edges must be a numeric array, got dtype {e.dtype}")
+        e = e.astype(np.float64)
+        if e.ndim != 1:
+            raise ValueError(f"edges must be 1-D, got shape {e.shape}")
+        if e.size != c.size + 1:
+            raise ValueError(
+                f"edges must have len(counts) + 1 = {c.size + 1} entries, got {e.size}"
+            )
+        if not np.isfinite(e).all():
+            raise ValueError("edges must be finite")
+        steps = np.diff(e)
+        if (steps <= 0).any():
+            i = int(np.flatnonzero(steps <= 0)[0])
+            raise ValueError(
+                f"edges must be strictly increasing, got edges[{i}]={e[i]!r} "
+                f"and edges[{i + 1}]={e[i + 1]!r}"
+            )
+        object.__setattr__(self, "counts", _readonly(c))
+        object.__setattr__(self, "edges", _readonly(e))
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_counts(cls, counts: Any) -> Histogram:
+        """Unit-width bins starting at 0: bin ``i`` is ``[i, i + 1)``."""
+        c = _check_counts(counts)
+        return cls(c, np.arange(c.size + 1, dtype=np.float64))
+
+    @classmethod
+    def from_samples(
+        cls,
+        x: Any,
+        bins: int = DEFAULT_BINS,
+        signed: bool = False,
+        skip_zeros: bool = False,
+    ) -> Histogram:
+        """Histogram raw activation samples.
+
+        Parameters
+        ----------
+        x : array_like
+            Samples of any shape; flattened.
+        bins : int
+            Number of bins, at least 2.
+        signed : bool
+            False: ``|x|`` on ``[0, max|x|]``. True: ``x`` on ``[-m, m]`` with
+            ``m = max|x|``, symmetric around zero.
+        skip_zeros : bool
+            Leave exact zeros out, as ncnn does when it collects.
+
+        Notes
+        -----
+        Non-finite samples are refused with a ValueError that counts them: a NaN
+        in an activation is a bug upstream, and dropping it silently would hide
+        it. Data that are all zero get the range ``[0, 1]`` (or ``[-1, 1]``) so
+        the edges stay increasing; with ``skip_zeros`` their histogram is empty
+        and reads as a dead layer.
+        """
+        bins = _check_bins(bins)
+        a = np.asarray(x)
+        if a.dtype == object or not (
+            np.issubdtype(a.dtype, np.number) or a.dtype == bool
+        ):
+            raise ValueError(f"x must be numeric, got dtype {a.dtype}")
+        a = a.astype(np.float64, copy=False).ravel()
+        if a.size == 0:
+            raise ValueError("x is empty: no samples to histogram")
+        finite = np.isfinite(a)
+        if not finite.all():
+            n_bad = int(a.size - finite.sum())
+            raise ValueError(
+                f"x holds {n_bad} non-finite values (NaN or inf) out of {a.size}; "
+                "remove them before calibrating"
+            )
+        if skip_zeros:
+            a = a[a != 0]
+        m = float(np.max(np.abs(a))) if a.size else 0.0
+        if m == 0.0:
+            m = 1.0
+        if signed:
+            edges = np.linspace(-m, m, bins + 1)
+            counts, _ = np.histogram(a, bins=edges)
+        else:
+            edges = np.linspace(0.0, m, bins + 1)
+            counts, _ = np.histogram(np.abs(a), bins=edges)
+        return cls(counts.astype(np.int64), edges)
+
+    # -- properties ----------------------------------------------------------------
+    @property
+    def n_bins(self) -> int:
+        return int(self.counts.size)
+
+    @property
+    def total(self) -> float:
+        return float(self.counts.sum())
+
+    @property
+    def is_dead(self) -> bool:
+        """True when every count is zero (a layer that never fired)."""
+        return not bool(self.counts.any())
+
+    @property
+    def is_signed(self) -> bool:
+        """True for a histogram of x with negative edges, False for |x| from 0."""
+        return bool(self.edges[0] < 0)
+
+    @property
+    def is_uniform(self) -> bool:
+        w = np.diff(self.edges)
+        return bool(np.allclose(w, w[0], rtol=1e-6, atol=0))
+
+    @property
+    def bin_width(self) -> float:
+        """Width of the bins (uniform histograms; the mean width otherwise)."""
+        return float((self.edges[-1] - self.edges[0]) / self.n_bins)
+
+    @property
+    def centers(self) -> np.ndarray:
+        return 0.5 * (self.edges[:-1] + self.edges[1:])
+
+    @property
+    def max_abs(self) -> float:
+        """The largest |edge| that holds a count: where the data end (0 if dead)."""
+        nz = np.flatnonzero(self.counts)
+        if nz.size == 0:
+            return 0.0
+        return float(max(abs(self.edges[nz[0]]), abs(self.edges[nz[-1] + 1])))
+
+    def __repr__(self) -> str:
+        kind = "signed" if self.is_signed else "unsigned"
+        return (
+            f"Histogram({self.n_bins} bins, {kind}, "
+            f"[{self.edges[0]:.6g}, {self.edges[-1]:.6g}], total={self.total:.6g})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Histogram):
+            return NotImplemented
+        return bool(
+            self.counts.shape == other.counts.shape
+            and np.array_equal(self.counts, other.counts)
+            and np.array_equal(self.edges, other.edges)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- transformations (each returns a new Histogram) -----------------------------
+    def rebin(self, bins: int) -> Histogram:
+        """Merge down to ``bins`` uniform bins over the same range.
+
+        When ``bins`` divides the number of bins, groups of whole bins are summed
+        and integer counts stay integer. Otherwise each old bin is split between
+        the new bins it overlaps in proportion to the overlap (the density is
+        taken as flat inside a bin) and the counts become float. The total is
+        kept either way.
+        """
+        bins = _check_bins(bins)
+        n = self.n_bins
+        if bins > n:
+            raise ValueError(f"bins must be at most the current {n} bins, got {bins}")
+        if bins == n:
+            return self
+        if n % bins == 0:
+            counts = self.counts.reshape(bins, n // bins).sum(axis=1)
+            edges = self.edges[:: n // bins]
+            return Histogram(counts, edges)
+        edges = np.linspace(self.edges[0], self.edges[-1], bins + 1)
+        return Histogram(_redistribute(self.counts, self.edges, edges), edges)
+
+    def merge(self, other: Histogram) -> Histogram:
+        """Add ``other`` (the same tensor, maybe a wider range) into this one.
+
+        The rule is TensorRT's (pytorch-quantization, ModelOpt): keep this
+        histogram's bin width and origin, and append bins of the same width
+        until the other's range is covered (on both sides, by the same number of
+        bins, when this histogram is symmetric around zero, which keeps the zero
+        bin in the middle as ONNX Runtime's signed collector does). This
+        histogram's counts stay in the bins they were in; ``other``'s counts go
+        to the bins they overlap, split in proportion where edges do not line
+        up. No count is lost: the result's total is the sum of the two totals.
+        ONNX Runtime's alternative (re-histogram the new data on a range grown
+        by whole old strides) needs the raw data; with two histograms this rule
+        is the one that keeps both exactly when their edges share a grid.
+        """
+        if not isinstance(other, Histogram):
+            raise ValueError(f"other must be a Histogram, got {type(other).__name__}")
+        if not self.is_uniform:
+            raise ValueError("merge needs a histogram with uniform bins")
+        w = self.bin_width
+        lo, hi = self.edges[0], self.edges[-1]
+        symmetric = self.is_signed and math.isclose(lo, -hi, rel_tol=1e-9)
+        grow_hi = max(0, math.ceil((other.edges[-1] - hi) / w - 1e-9))
+        grow_lo = max(0, math.ceil((lo - other.edges[0]) / w - 1e-9))
+        if symmetric:
+            grow_hi = grow_lo = max(grow_hi, grow_lo)
+        n = self.n_bins + grow_lo + grow_hi
+        edges = lo - grow_lo * w + w * np.arange(n + 1, dtype=np.float64)
+        edges[grow_lo : grow_lo + self.n_bins + 1] = self.edges
+        mine = np.zeros(n, dtype=np.result_type(self.counts, np.int64))
+        mine[grow_lo : grow_lo + self.n_bins] = self.counts
+        theirs = _redistribute(other.counts, other.edges, edges)
+        if np.issubdtype(theirs.dtype, np.integer) and np.issubdtype(mine.dtype, np.integer):
+            return Histogram(mine + theirs, edges)
+        return Histogram(mine.astype(np.float64) + theirs, edges)
+
+    def fold(self) -> Histogram:
+        """Fold a symmetric signed histogram into one of |x| from 0.
+
+        Needs edges symmetric around 0 with an even number of bins (0 is an edge),
+        so that bin ``N/2 + k`` and its mirror ``N/2 - 1 - k`` make |x| bin ``k``.
+        An unsigned histogram is returned as it is.
+        """
+        if not self.is_signed:
+            return self
+        n = self.n_bins
+        e = self.edges
+        scale = max(abs(e[0]), abs(e[-1]))
+        if n % 2 or not np.allclose(e, -e[::-1], rtol=0, atol=1e-9 * scale):
+            raise ValueError(
+                "fold needs edges symmetric around 0 with an even number of bins, "
+                f"got {n} bins on [{e[0]:.6g}, {e[-1]:.6g}]"
+            )
+        h = n // 2
+        counts = self.counts[h:] + self.counts[:h][::-1]
+        edges = np.abs(e[h:])
+        edges[0] = 0.0
+        return Histogram(counts, edges)
+
+    def mirror(self) -> Histogram:
+        """Mirror a histogram of |x| into a symmetric signed one of 2N bins.
+
+        Each |x| bin's count is split evenly between x and -x, so the total is
+        kept (counts become float). A signed histogram is returned as it is.
+        """
+        if self.is_signed:
+            return self
+        if self.edges[0] != 0:
+            raise ValueError(f"mirror needs a histogram of |x| from 0, got edges[0]={self.edges[0]!r}")
+        half = self.counts.astype(np.float64) / 2.0
+        counts = np.concatenate([half[::-1], half])
+        edges = np.concatenate([-self.edges[::-1], self.edges[1:]])
+        return Histogram(counts, edges)
+
+
+def _check_bins(bins: Any) -> int:
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)):
+        raise ValueError(f"bins must be an integer, got {bins!r}")
+    if bins < 2:
+        raise ValueError(f"bins must be at least 2, got {bins}")
+    return int(bins)
+
+
+def _redistribute(counts: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Move counts from bins ``old`` to bins ``new``, split by overlap.
+
+    Mass outside ``new`` goes to its nearest edge bin, so the total is kept.
+    The result is integer when every old bin falls inside one new bin.
+    """
+    # Cumulative count as a piecewise-linear function of x, read at the new edges.
+    cum = np.concatenate([[0.0], np.cumsum(counts, dtype=np.float64)])
+    at = np.interp(new, old, cum)  # flat (0 / total) outside the old range
+    out = np.diff(at)
+    out[0] += at[0]
+    out[-1] += cum[-1] - at[-1]
+    if np.issubdtype(counts.dtype, np.integer):
+        # Every old bin inside one new bin: move whole counts and stay integer.
+        tol = 1e-9 * (new[-1] - new[0])
+        lo = np.clip(np.searchsorted(new, old[:-1] + tol, side="right") - 1, 0, new.size - 2)
+        hi = np.clip(np.searchsorted(new, old[1:] - tol, side="left") - 1, 0, new.size - 2)
+        if np.array_equal(lo, hi):
+            whole = np.zeros(new.size - 1, dtype=np.int64)
+            np.add.at(whole, lo, counts)
+            return whole
+    return np.maximum(out, 0.0)
+
+
+def as_histogram(h: Any) -> Histogram:
+    """A Histogram as it is, or a bare counts array as unit-width bins from 0."""
+    if isinstance(h, Histogram):
+        return h
+    return Histogram.from_counts(h)

@@ -1,0 +1,210 @@
+"""The choices that make one KL calibrator differ from another, as named policies.
+
+Every implementation follows Migacz's skeleton (GTC 2017): for each candidate clip,
+fold the outliers into the edge bin(s) to get P, merge the kept bins into
+``target_bins`` levels, expand them back to Q over P's support, keep the candidate
+with the smallest KL(P || Q). They differ in the independent choices below; a
+variant is a preset of them (``VARIANTS``), and any one can be overridden.
+
+=================  =====================================================================
+policy             values
+=================  =====================================================================
+layout             "unsigned": |x| on [0, max]; "signed": x on [-m, m] (window around 0)
+candidates         "kept_bins": i = T .. N-1 kept bins (seed, ncnn);
+                   "modelopt": i = start_bin .. N inclusive, every ``stride``-th;
+                   "half_window": i = T//2 .. N//2 bins each side of the zero bin
+start_bin, stride  for "modelopt" candidates (defaults 128 and 1)
+zero_spike         "keep"; "copy_next": ``bins[0] = bins[1]`` before searching (ModelOpt)
+merge              "fractional": group k is [k i/T, (k+1) i/T), bins cut by a boundary
+                   split by overlap (seed, ncnn); "whole": L//T whole bins a group, the
+                   remainder to the last group (MXNet, ONNX Runtime); "linspace": bin j in
+                   group ``digitize(j, linspace(0, i, T+1)) - 1`` (ModelOpt)
+remainder          "whole" merge only. "last_group": remainder bins belong to the last
+                   group (MXNet); "orphan": their mass goes to the last group but their
+                   Q stays 0 (ONNX Runtime as shipped)
+expand             "nonzero": a group's mass spread over its non-zero P bins;
+                   "uniform": the group mean over all its bins (ncnn 2021+);
+                   "fill_all": divided by the non-zero count but written to every bin
+                   of the group, zero or not (ONNX Runtime as shipped)
+nonzero_from       "p": non-zero judged on P (outliers folded in); "hist": on the
+                   histogram before folding (ModelOpt)
+truncate           "none"; "mass": group mass cast to an integer (MXNet's int32);
+                   "mass_and_q": group mass and Q both cast to integers (ONNX Runtime)
+smoothing          "none"; "add_eps": eps added to every bin of P and Q (ncnn 2021+);
+                   "mxnet": zeros get eps, non-zeros give up eps * zeros / non-zeros
+eps                the smoothing epsilon (1e-4 everywhere)
+zero_q             where P > 0 and Q == 0: "one" adds 1 (seed); "inf"
+normalize          "none"; "histogram": the histogram scaled to sum 1 once (ncnn 2021+);
+                   "pq": P and Q each scaled to sum 1 for every candidate (scipy)
+ties               "first" or "last" minimum (ModelOpt takes the last)
+threshold          "edge_plus_half": (i + 0.5) bin widths (ncnn); "edge": the upper
+                   edge of the kept bins or window (MXNet, ONNX Runtime, ModelOpt)
+=================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = [
+    "DEFAULT_TARGET_BINS",
+    "POLICY_CHOICES",
+    "VARIANTS",
+    "VARIANT_NOTES",
+    "Policy",
+    "resolve_policy",
+]
+
+POLICY_CHOICES: dict[str, tuple[str, ...]] = {
+    "layout": ("unsigned", "signed"),
+    "candidates": ("kept_bins", "modelopt", "half_window"),
+    "zero_spike": ("keep", "copy_next"),
+    "merge": ("fractional", "whole", "linspace"),
+    "remainder": ("last_group", "orphan"),
+    "expand": ("nonzero", "uniform", "fill_all"),
+    "nonzero_from": ("p", "hist"),
+    "truncate": ("none", "mass", "mass_and_q"),
+    "smoothing": ("none", "add_eps", "mxnet"),
+    "zero_q": ("one", "inf"),
+    "normalize": ("none", "histogram", "pq"),
+    "ties": ("first", "last"),
+    "threshold": ("edge_plus_half", "edge"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """One complete set of choices; see the module docstring for each field."""
+
+    layout: str = "unsigned"
+    candidates: str = "kept_bins"
+    start_bin: int = 128
+    stride: int = 1
+    zero_spike: str = "keep"
+    merge: str = "fractional"
+    remainder: str = "last_group"
+    expand: str = "nonzero"
+    nonzero_from: str = "p"
+    truncate: str = "none"
+    smoothing: str = "none"
+    eps: float = 1e-4
+    zero_q: str = "one"
+    normalize: str = "none"
+    ties: str = "first"
+    threshold: str = "edge_plus_half"
+
+    def __post_init__(self) -> None:
+        for name, choices in POLICY_CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        for name in ("start_bin", "stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
+            raise ValueError(f"eps must be a number in (0, 1), got {self.eps!r}")
+        signed = self.layout == "signed"
+        if signed != (self.candidates == "half_window"):
+            raise ValueError(
+                f"candidates={self.candidates!r} does not fit layout={self.layout!r}: "
+                "half_window goes with signed, kept_bins and modelopt with unsigned"
+            )
+        if self.merge == "fractional" and signed:
+            raise ValueError("merge='fractional' needs layout='unsigned'")
+        if self.merge == "fractional" and self.expand == "fill_all":
+            raise ValueError("expand='fill_all' needs merge='whole' or 'linspace'")
+        if self.remainder == "orphan" and self.merge != "whole":
+            raise ValueError("remainder='orphan' needs merge='whole'")
+
+    def changes_from(self, other: Policy) -> dict[str, tuple[Any, Any]]:
+        """The fields where this policy differs from ``other``: name -> (other's, ours)."""
+        return {
+            f.name: (getattr(other, f.name), getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        }
+
+
+_SEED = Policy()
+VARIANTS: dict[str, Policy] = {
+    # The seed's numpy loop = ncnn's 2019 C++ (QuantizeData::threshold_distribution) = MNN.
+    "seed": _SEED,
+    # Tencent/ncnn tools/quantize/ncnn2table.cpp, QuantNet::quantize_KL (2021+).
+    "ncnn": dataclasses.replace(
+        _SEED, expand="uniform", smoothing="add_eps", normalize="histogram", zero_q="inf"
+    ),
+    # apache/mxnet python/mxnet/contrib/quantization.py _get_optimal_threshold;
+    # apache/tvm src/relay/quantize/calibrate.cc follows it.
+    "mxnet": dataclasses.replace(
+        _SEED,
+        layout="signed",
+        candidates="half_window",
+        merge="whole",
+        truncate="mass",
+        smoothing="mxnet",
+        zero_q="inf",
+        normalize="pq",
+        threshold="edge",
+    ),
+    # microsoft/onnxruntime onnxruntime/python/tools/quantization/calibrate.py
+    # HistogramCollector.get_entropy_threshold, quant_utils.smooth_distribution.
+    "onnxruntime": dataclasses.replace(
+        _SEED,
+        layout="signed",
+        candidates="half_window",
+        merge="whole",
+        remainder="orphan",
+        expand="fill_all",
+        truncate="mass_and_q",
+        smoothing="mxnet",
+        zero_q="inf",
+        normalize="pq",
+        threshold="edge",
+    ),
+    # NVIDIA/Model-Optimizer modelopt/torch/quantization/calib/histogram.py
+    # _compute_amax_entropy (= pytorch-quantization's).
+    "modelopt": dataclasses.replace(
+        _SEED,
+        candidates="modelopt",
+        zero_spike="copy_next",
+        merge="linspace",
+        nonzero_from="hist",
+        zero_q="inf",
+        normalize="pq",
+        ties="last",
+        threshold="edge",
+    ),
+}
+
+DEFAULT_TARGET_BINS: dict[str, int] = {
+    "seed": 128,
+    "ncnn": 128,
+    "mxnet": 255,
+    "onnxruntime": 128,
+    "modelopt": 128,
+}
+
+VARIANT_NOTES: dict[str, str] = {
+    "seed": "The blog post's numpy loop, the same as ncnn's 2019 tool and MNN's.",
+    "ncnn": "ncnn 2021+: histogram normalised once, eps 1e-4 added to P and Q, "
+    "Q a plain group mean.",
+    "mxnet": "MXNet / TVM: signed 8001-bin histogram, 255 levels, whole-bin groups, "
+    "smoothed P and Q, scipy's normalised KL.",
+    "onnxruntime": "ONNX Runtime as shipped: like MXNet, but remainder bins get Q = 0, "
+    "Q is written to zero bins too, and Q is truncated to integers.",
+    "modelopt": "ModelOpt / pytorch-quantization: bins[0] = bins[1], linspace groups, "
+    "candidates up to no clipping, the last minimum, amax = edges[i].",
+}
+
+
+def resolve_policy(variant: str, overrides: dict[str, Any]) -> Policy:
+    """The variant's preset with ``overrides`` applied; ValueError names what is unknown."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    fields = {f.name for f in dataclasses.fields(Policy)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown policy {unknown[0]!r}; policies are {sorted(fields)}")
+    return dataclasses.replace(VARIANTS[variant], **overrides)
