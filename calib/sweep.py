@@ -27,7 +27,7 @@ import numpy as np
 from calib.histogram import Histogram, as_histogram
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS, Policy, resolve_policy
 
-__all__ = ["PQ", "SweepResult", "kl_sweep"]
+__all__ = ["PQ", "SweepResult", "kl_sweep", "pick_minimum", "tie_scale"]
 
 _ENGINES = ("auto", "fast", "dense")
 _DENSE_BLOCK_ELEMENTS = 1 << 19  # about 4 MB per float64 block in the dense path
@@ -197,10 +197,13 @@ def kl_sweep(
     if h.is_dead:
         return _dead_result(variant, policy, T, h)
     prep = _prepare(h, T, policy)
-    if engine == "fast" and policy.smoothing == "mxnet":
-        raise ValueError("engine='fast' cannot take smoothing='mxnet'; use 'auto' or 'dense'")
-    if engine == "dense" or (engine == "auto" and policy.smoothing == "mxnet"):
-        kl = _kl_dense_all(prep, policy)
+    if engine == "fast" and not _fast_supported(policy):
+        raise ValueError(
+            "engine='fast' cannot take smoothing='mxnet' with a fractional or uniform merge; "
+            "use engine='auto' or 'dense'"
+        )
+    if engine == "dense" or (engine == "auto" and not _fast_supported(policy)):
+        kl = _kl_dense_rows(prep, policy, np.arange(prep.cand.size))
     else:
         kl = _kl_fast(prep, policy)
     return _finish(variant, policy, T, h, prep, kl)
@@ -293,14 +296,40 @@ def _dead_result(variant: str, policy: Policy, T: int, h: Histogram) -> SweepRes
 
 def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
     kl = np.where(np.isnan(kl), np.inf, kl)
-    if policy.ties == "first":
-        i = int(np.argmin(kl))
-    else:
-        i = int(kl.size - 1 - np.argmin(kl[::-1]))
+    i = pick_minimum(kl, policy.ties, tie_scale(prep.h))
     return SweepResult(
         variant, policy, T, h, prep.cand, kl, prep.thresholds,
         int(prep.cand[i]), i, float(prep.thresholds[i]), False,
     )  # fmt: skip
+
+
+TIE_RTOL = 1e-12
+
+
+def tie_scale(counts: np.ndarray) -> float:
+    """The size of the numbers a candidate's KL is summed from (p log p, p log q)."""
+    c = np.asarray(counts, dtype=np.float64)
+    nz = c[c > 0]
+    if nz.size == 0:
+        return 0.0
+    total = nz.sum()
+    return float(total * (1.0 + max(abs(np.log(nz.max())), abs(np.log(nz.min())))))
+
+
+def pick_minimum(kl: np.ndarray, ties: str, scale: float) -> int:
+    """Index of the smallest KL; candidates within TIE_RTOL * scale of it are ties.
+
+    Prefix sums and a bin-by-bin loop round differently (about 1e-16 of the sums a
+    KL is made from), so two candidates whose KL is equal in exact arithmetic, such
+    as several zeros on a one-bin histogram, must compare equal here too; among ties
+    the variant takes the first or the last.
+    """
+    finite = np.isfinite(kl)
+    if not finite.any():
+        return 0 if ties == "first" else int(kl.size - 1)
+    near = finite & (kl <= kl[finite].min() + TIE_RTOL * scale)
+    idx = np.flatnonzero(near)
+    return int(idx[0] if ties == "first" else idx[-1])
 
 
 # --------------------------------------------------------------------------------------
@@ -351,8 +380,7 @@ def _groups(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups:
 def _truncate_value(mass: np.ndarray, count: np.ndarray, policy: Policy) -> np.ndarray:
     if policy.truncate != "none":
         mass = np.trunc(mass)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.where(count > 0, mass / np.where(count > 0, count, 1), 0.0)
+    value = np.divide(mass, count, out=np.zeros(mass.shape), where=count > 0)
     if policy.truncate == "mass_and_q":
         value = np.trunc(value)
     return value
@@ -433,24 +461,7 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups:
 # --------------------------------------------------------------------------------------
 # the fast path: prefix sums
 # --------------------------------------------------------------------------------------
-class _Acc:
-    """Running sums per candidate: A = sum p'log(p'/q') and W = sum p' over p' > 0,
-    q' > 0, and Z = how many bins have p' > 0 but q' == 0."""
-
-    def __init__(self, m: int) -> None:
-        self.A = np.zeros(m)
-        self.W = np.zeros(m)
-        self.Z = np.zeros(m)
-
-    def add_terms(self, P: np.ndarray, Q: np.ndarray, sign: Any = 1.0) -> None:
-        """Add (sign=+1) or remove (-1) single bins given p' and q' arrays of shape (M, K)."""
-        pos = P > 0
-        good = pos & (Q > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(good, P * np.log(np.where(good, P / np.where(good, Q, 1), 1)), 0.0)
-        self.A += (sign * t).sum(axis=1)
-        self.W += (sign * np.where(good, P, 0.0)).sum(axis=1)
-        self.Z += (sign * (pos & ~good)).sum(axis=1)
+_FAST_BLOCK_ELEMENTS = 1 << 15  # rows per block * levels: keeps the temporaries in cache
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
@@ -458,165 +469,346 @@ def _xlogx(x: np.ndarray) -> np.ndarray:
         return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
 
 
-def _kl_fast(prep: _Prep, policy: Policy) -> np.ndarray:
-    rows = np.arange(prep.cand.size)
-    g = _groups(prep, policy, rows)
-    h = prep.h
-    s = policy.eps if policy.smoothing == "add_eps" else 0.0
-    acc = _Acc(rows.size)
-    nz = h != 0
-    # Prefix sums over plain bins; "assigned" bins get the level's Q value.
-    if policy.expand == "nonzero":
-        phi = np.where(nz, _xlogx(h + s), 0.0)
-        w = np.where(nz, h + s, 0.0)
-    else:
-        phi = _xlogx(h + s)
-        w = h + s
-    PHI = np.concatenate([[0.0], np.cumsum(phi)])
-    Wp = np.concatenate([[0.0], np.cumsum(w)])
-    NZ = np.concatenate([[0], np.cumsum(nz)])
+def _prefix(x: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
 
-    def add_ranges(lo: np.ndarray, hi: np.ndarray, value: np.ndarray) -> None:
+
+class _Tables:
+    """Per-bin arrays and their prefix sums, padded with one empty bin at index N.
+
+    ``phi``/``w`` are p'log p' and p' = h + s over the bins that receive a level's
+    value ("assigned": the non-zero bins, or every bin for uniform expansions).
+    """
+
+    def __init__(self, h: np.ndarray, policy: Policy, s: float) -> None:
+        nz = h != 0
+        assigned = nz if policy.expand == "nonzero" else np.ones_like(nz)
+        self.h = np.append(h, 0.0)
+        self.z = np.append(nz, False).astype(np.float64)
+        self.phi = np.append(np.where(assigned, _xlogx(h + s), 0.0), 0.0)
+        self.w = np.append(np.where(assigned, h + s, 0.0), 0.0)
+        self.H = _prefix(h)
+        self.NZ = _prefix(nz)
+        self.PHI = _prefix(self.phi[:-1])
+        self.W = _prefix(self.w[:-1])
+        # one gather fetches all six at a set of bin indices
+        self.stacked = np.stack([self.H, self.NZ, self.W, self.PHI, self.h, self.z])
+
+
+class _Sums:
+    """Per candidate: A = sum p'log(p'/q') and W = sum p' over bins with p' > 0 and
+    q' > 0; Z = the number of bins with p' > 0 and q' == 0."""
+
+    def __init__(self, m: int) -> None:
+        self.A = np.zeros(m)
+        self.W = np.zeros(m)
+        self.Z = np.zeros(m)
+
+    def bin(self, p: np.ndarray, q: np.ndarray, sign: float) -> None:
+        """Add (+1) or take away (-1) one bin per candidate, given its p' and q'."""
+        pos = p > 0
+        good = pos & (q > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = p * np.log(np.where(good, p, 1.0) / np.where(good, q, 1.0))
+        self.A += sign * np.where(good, t, 0.0)
+        self.W += sign * np.where(good, p, 0.0)
+        self.Z += sign * (pos & ~good)
+
+    def levels(self, dphi, dw, dnz, value, s: float, width=None) -> None:
+        """Add whole levels: bins whose p' comes from the tables and whose q' = value + s."""
         q = value + s
         ok = q > 0
-        with np.errstate(divide="ignore"):
-            logq = np.log(np.where(ok, q, 1.0))
-        wr = Wp[hi] - Wp[lo]
-        acc.A += np.where(ok, (PHI[hi] - PHI[lo]) - logq * wr, 0.0).sum(axis=1)
-        acc.W += np.where(ok, wr, 0.0).sum(axis=1)
-        acc.Z += np.where(ok, 0, NZ[hi] - NZ[lo]).sum(axis=1)
-        if s > 0 and policy.expand == "nonzero":
-            # unassigned (empty) bins: p' = q' = eps, a zero term that still counts in W
-            acc.W += (s * ((hi - lo) - (NZ[hi] - NZ[lo]))).sum(axis=1)
+        logq = np.log(q, out=np.zeros_like(q), where=ok)
+        # where q' = 0 the level's bins are all empty (dphi = dw = 0) unless Z counts them
+        self.A += (dphi - logq * dw).sum(axis=1) - np.where(ok, 0.0, dphi).sum(axis=1)
+        self.W += (dw * ok).sum(axis=1)
+        self.Z += (dnz * ~ok).sum(axis=1)
+        if width is not None:  # empty bins of a "nonzero" expansion: p' = q' = eps
+            self.W += (s * (width - dnz)).sum(axis=1)
 
-    if policy.merge == "fractional":
-        add_ranges(g.lu, g.rl, g.value)
+
+def _fast_supported(policy: Policy) -> bool:
+    if policy.smoothing != "mxnet":
+        return True
+    return policy.merge != "fractional" and policy.expand != "uniform"
+
+
+def _kl_fast(prep: _Prep, policy: Policy) -> np.ndarray:
+    s = policy.eps if policy.smoothing == "add_eps" else 0.0
+    tab = _Tables(prep.h, policy, s)
+    if policy.smoothing == "mxnet":
+        st = _SmoothTables(prep.h)
+
+        def kernel(prep, policy, rows, tab, s):
+            return _fast_mxnet(prep, policy, rows, tab, st)
+
+    elif policy.merge == "fractional":
+        kernel = _fast_fractional
     else:
-        add_ranges(g.e0, g.e1, g.value)
-        if g.orphan:
-            lo = g.e1[:, -1:]
-            hi = prep.b[rows][:, None]
-            add_ranges(lo, hi, np.zeros_like(lo, dtype=np.float64))
-
-    # Special bins: replace what the range sums counted for them with their true term.
-    spec = _special_bins(prep, policy, rows, g)
-    hj = h[np.clip(spec.j, 0, h.size - 1)]
-    assigned_h = (hj != 0) if policy.expand == "nonzero" else np.ones_like(hj, dtype=bool)
-    counted = spec.valid & spec.in_range
-    acc.add_terms(
-        np.where(counted, hj + s, 0.0), np.where(counted, assigned_h * spec.range_value + s, 0.0), -1.0
-    )
-    acc.add_terms(np.where(spec.valid, spec.p + s, 0.0), np.where(spec.valid, spec.q + s, 0.0))
-
-    return _combine(prep, policy, rows, g, acc, s)
+        kernel = _fast_whole
+    M, T = prep.cand.size, prep.T
+    out = np.empty(M)
+    step = max(1, _FAST_BLOCK_ELEMENTS // (T + 1))
+    for start in range(0, M, step):
+        rows = np.arange(start, min(M, start + step))
+        out[rows] = kernel(prep, policy, rows, tab, s)
+    redo = np.flatnonzero(np.isnan(out))  # rows the series cannot take: dense
+    if redo.size:
+        out[redo] = _kl_dense_rows(prep, policy, redo)
+    return out
 
 
-def _combine(prep, policy, rows, g, acc: _Acc, s: float) -> np.ndarray:
+def _edge_bin(prep, policy, tab, sums, rows, j, tail, v, in_orphan, s) -> None:
+    """Swap bin j's table term (p' = h + s) for its true one (p' = h + tail + s)."""
+    hj = tab.h[j]
+    if policy.expand == "nonzero":
+        z_hist = hj != 0
+        z_true = z_hist | (tail > 0) if policy.nonzero_from == "p" else z_hist
+    else:
+        z_hist = z_true = np.ones(j.shape, dtype=bool)
+    v = np.where(in_orphan, 0.0, v)
+    # What the level sums counted for this bin (nothing, for an empty unassigned bin).
+    if policy.expand == "nonzero" and s > 0:
+        sums.W -= np.where(z_hist, 0.0, s)
+    sums.bin(np.where(z_hist, hj + s, 0.0), np.where(z_hist, v, 0.0) + s, -1.0)
+    sums.bin(hj + tail + s, np.where(z_true, v, 0.0) + s, +1.0)
+
+
+def _fast_fractional(prep, policy, rows, tab: _Tables, s: float) -> np.ndarray:
+    """Seed-family merge. Level k is [B_k, B_(k+1)) with B_k = k * i / T exactly
+    (integer part f, fraction fr); a bin cut at B_k is "split": level k-1 owns fr of it.
+
+        bins   |  f_k - 1  |  f_k  |  f_k + 1  |
+                       B_k ^  (fr of bin f_k belongs to level k-1)
+
+    Each level is summed over its whole bins [f_k, f_(k+1)) as if bin f_k were all its
+    own, then each split bin's term is corrected to its true Q:
+    q = fr * v_(k-1) + (1 - fr) * v_k.
+    """
+    T = prep.T
+    b = prep.b[rows]
+    kb = np.arange(T + 1)[None, :] * b[:, None]
+    fi = kb // T
+    fr = (kb - fi * T) * (1.0 / T)
+    H, NZ, W, PHI, h_f, z_f = np.take(tab.stacked, fi, axis=1)
+    cm = H + fr * h_f
+    mass = cm[:, 1:] - cm[:, :-1]
+    if policy.expand == "nonzero":
+        cz = NZ + fr * z_f
+        count = cz[:, 1:] - cz[:, :-1]
+    else:
+        count = np.broadcast_to((b / T)[:, None], mass.shape).copy()
+    tail = prep.tail_hi[rows]
+    last = b - 1
+    # The last level as the seed's floats give it: where its exact mass is 0, a
+    # rounding sliver of the bin before can make it a tiny non-zero; keep that.
+    mass[:, -1], count[:, -1] = _seed_last_level(prep, policy, rows, tab)
+    value = _truncate_value(mass, count, policy)
+
+    sums = _Sums(rows.size)
+    dw = W[:, 1:] - W[:, :-1]
+    dphi = PHI[:, 1:] - PHI[:, :-1]
+    dnz = NZ[:, 1:] - NZ[:, :-1]
+    width = (fi[:, 1:] - fi[:, :-1]) if (policy.expand == "nonzero" and s > 0) else None
+    sums.levels(dphi, dw, dnz, value, s, width)
+
+    # Split bins: level k counted bin f_k with q' = v_k + s; its true q' mixes in v_(k-1).
+    # (Where fr = 0 the ratio below is 1 and the correction vanishes.)
+    frk = fr[:, 1:T]
+    vk = value[:, 1:] + s
+    q = vk + frk * (value[:, :-1] - value[:, 1:])
+    p = h_f[:, 1:T] + s
+    use = (z_f[:, 1:T] > 0) if policy.expand == "nonzero" else (p > 0)
+    ratio = np.divide(vk, q, out=np.ones_like(q), where=use)
+    sums.A += (p * np.log(ratio, out=ratio)).sum(axis=1)
+
+    # Bin i-1 holds the tail (a whole bin of the last level).
+    _edge_bin(prep, policy, tab, sums, rows, last, tail, value[:, -1], False, s)
+    return _finish_sums(prep, policy, rows, sums, value, count, s, None)
+
+
+def _seed_last_level(prep, policy, rows, tab: _Tables):
+    T = prep.T
+    b = prep.b[rows]
+    npb = b / T
+    S = (T - 1) * npb
+    E = S + npb
+    lu = np.ceil(S).astype(np.intp)
+    rl = np.floor(E).astype(np.intp)
+    ls = lu - S
+    rs = np.where((rl < E) & (rl < b), E - rl, 0.0)
+    rl_c = np.minimum(rl, tab.h.size - 1)
+    mass = ls * tab.h[lu - 1] + rs * tab.h[rl_c] + (tab.H[rl] - tab.H[lu])
+    if policy.expand != "nonzero":
+        return mass, ls + rs + (rl - lu)
+    z = tab.z.copy
+    del z
+    tail = prep.tail_hi[rows]
+    last = b - 1
+
+    def zp(j):
+        zj = tab.z[j] > 0
+        if policy.nonzero_from == "p":
+            zj = zj | ((j == last) & (tail > 0))
+        return zj
+
+    count = ls * zp(lu - 1) + rs * zp(rl_c) + (tab.NZ[rl] - tab.NZ[lu])
+    if policy.nonzero_from == "p":
+        count = count + ((lu <= last) & (last < rl) & (tab.h[last] == 0) & (tail > 0))
+    return mass, count
+
+
+def _fast_whole(prep, policy, rows, tab: _Tables, s: float) -> np.ndarray:
+    """Whole-bin merges (MXNet / ONNX Runtime "whole", ModelOpt "linspace")."""
+    g = _groups_whole(prep, policy, rows)
+    a, b = prep.a[rows], prep.b[rows]
+    sums = _Sums(rows.size)
+    dphi = tab.PHI[g.e1] - tab.PHI[g.e0]
+    dw = tab.W[g.e1] - tab.W[g.e0]
+    dnz = tab.NZ[g.e1] - tab.NZ[g.e0]
+    nonzero_eps = policy.expand == "nonzero" and s > 0
+    sums.levels(dphi, dw, dnz, g.value, s, (g.e1 - g.e0) if nonzero_eps else None)
+    orphan_lo = g.e1[:, -1]
+    if g.orphan:
+        lo, hi = orphan_lo[:, None], b[:, None]
+        sums.levels(
+            tab.PHI[hi] - tab.PHI[lo], tab.W[hi] - tab.W[lo], tab.NZ[hi] - tab.NZ[lo],
+            np.zeros(lo.shape), s, (hi - lo) if nonzero_eps else None,
+        )  # fmt: skip
+    # The edge bins that hold the tails; a one-bin window holds both in one.
+    one = a == b - 1
+    tail_a = prep.tail_lo[rows] + np.where(one, prep.tail_hi[rows], 0.0)
+    ends = g.e1
+    k_a = np.minimum((ends <= a[:, None]).sum(axis=1), prep.T - 1)
+    k_b = np.minimum((ends <= (b - 1)[:, None]).sum(axis=1), prep.T - 1)
+    idx = np.arange(rows.size)
+    v_a = g.value[idx, k_a]
+    v_b = g.value[idx, k_b]
+    orphan_b = (b - 1 >= orphan_lo) if g.orphan else np.zeros(rows.size, dtype=bool)
+    _edge_bin(prep, policy, tab, sums, rows, a, tail_a, v_a, False, s)
+    tail_b = np.where(one, 0.0, prep.tail_hi[rows])
+    skip = one  # already folded into bin a
+    before = (sums.A.copy(), sums.W.copy(), sums.Z.copy())
+    _edge_bin(prep, policy, tab, sums, rows, b - 1, tail_b, v_b, orphan_b, s)
+    sums.A = np.where(skip, before[0], sums.A)
+    sums.W = np.where(skip, before[1], sums.W)
+    sums.Z = np.where(skip, before[2], sums.Z)
+    return _finish_sums(prep, policy, rows, sums, g.value, g.count, s, g)
+
+
+_TAYLOR_TERMS = 6  # powers of c / p kept in the smoothing series
+_TAYLOR_MAX_RATIO = 1e-2  # c / p at most this: the dropped terms are below 1e-16 of p
+
+
+class _SmoothTables:
+    """Prefix sums over the non-zero bins of h: h log h, log h and h^-1 .. h^-(K-1)."""
+
+    def __init__(self, h: np.ndarray) -> None:
+        nz = h > 0
+        hn = np.where(nz, h, 1.0)
+        self.hmin = float(h[nz].min())
+        self.PLP = _prefix(np.where(nz, hn * np.log(hn), 0.0))
+        self.LP = _prefix(np.where(nz, np.log(hn), 0.0))
+        self.INV = [_prefix(np.where(nz, hn ** (-k), 0.0)) for k in range(1, _TAYLOR_TERMS)]
+
+
+def _shifted_xlogx(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(x - c) log(x - c) where x > 0, 0 where x == 0."""
+    y = x - c
+    return np.where(x > 0, y * np.log(np.where(x > 0, y, 1.0)), 0.0)
+
+
+def _fast_mxnet(prep: _Prep, policy: Policy, rows: np.ndarray, tab: _Tables, st: _SmoothTables):
+    """Whole-bin merges with MXNet's smoothing, which takes c = eps * zeros / non-zeros
+    off every non-zero bin of a candidate's P (and its own c' off Q).
+
+    Q is constant on a level, so its part is a per-level sum. P's part needs
+    sum (p - c) log(p - c) over the window, which prefix sums cannot hold since c
+    changes with the candidate; its Taylor series in c can:
+
+        (p - c) log(p - c) = p log p - c (log p + 1) + sum_k>=2 c^k / (k (k-1) p^(k-1))
+
+    Rows where c is not small against every count (c / p > 1e-2) come back as NaN and
+    are computed by the dense path instead.
+    """
+    eps = policy.eps
+    g = _groups_whole(prep, policy, rows)
+    a, b = prep.a[rows], prep.b[rows]
+    L = (b - a).astype(np.float64)
+    h = tab.h
+    one = a == b - 1
+    tail_a = prep.tail_lo[rows] + np.where(one, prep.tail_hi[rows], 0.0)
+    tail_b = np.where(one, 0.0, prep.tail_hi[rows])
+    last = b - 1
+    # P's non-zero count: the histogram's, plus edge bins made non-zero by a tail
+    fix_a = (h[a] == 0) & (tail_a > 0)
+    fix_b = (h[last] == 0) & (tail_b > 0) & ~one
+    nnz_p = tab.NZ[b] - tab.NZ[a] + fix_a + fix_b
+    c = eps * (L - nnz_p) / nnz_p
+    taylor_ok = c <= _TAYLOR_MAX_RATIO * st.hmin
+
+    # sum over non-zero P of (p - c) log(p - c): series over the window's histogram bins,
+    # then the two edge bins swapped for their true (tail-holding) values
+    spp = (st.PLP[b] - st.PLP[a]) - c * ((st.LP[b] - st.LP[a]) + (tab.NZ[b] - tab.NZ[a]))
+    ck = c.copy()
+    for k in range(2, _TAYLOR_TERMS + 1):
+        ck = ck * c
+        spp += ck / (k * (k - 1)) * (st.INV[k - 2][b] - st.INV[k - 2][a])
+    spp += _shifted_xlogx(h[a] + tail_a, c) - _shifted_xlogx(h[a], c)
+    spp += np.where(one, 0.0, _shifted_xlogx(h[last] + tail_b, c) - _shifted_xlogx(h[last], c))
+    spp += (L - nnz_p) * eps * np.log(eps)
+
+    # Q per level: value v on its assigned bins (non-zero P, or all bins for fill_all)
+    v = g.value
+    width = (g.e1 - g.e0).astype(np.float64)
+    dpsum = tab.H[g.e1] - tab.H[g.e0]
+    k_a = np.minimum((g.e1 <= a[:, None]).sum(axis=1), prep.T - 1)
+    k_b = np.minimum((g.e1 <= last[:, None]).sum(axis=1), prep.T - 1)
+    idx = np.arange(rows.size)
+    in_b = ~one & ((last < g.e1[:, -1]) if g.orphan else True)
+    np.add.at(dpsum, (idx, k_a), tail_a)
+    np.add.at(dpsum, (idx, k_b), np.where(in_b, tail_b, 0.0))
+    nz_level = g.count  # non-zero P bins of each level (the divisor)
+    if policy.expand == "fill_all":
+        s_level = dpsum - c[:, None] * nz_level + eps * (width - nz_level)
+        q_bins = np.where(v > 0, width, 0.0)
+    else:
+        s_level = dpsum - c[:, None] * nz_level
+        q_bins = np.where(v > 0, nz_level, 0.0)
+    qsum = (v * q_bins).sum(axis=1)
+    nnz_q = q_bins.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cq = eps * (L - nnz_q) / nnz_q
+        vmin = np.where(v > 0, v, np.inf).min(axis=1)
+        ok_q = (nnz_q > 0) & (cq < 1.0) & (vmin > cq)
+        logq = np.log(np.where(v > 0, v - cq[:, None], 1.0)) - np.log(eps)
+    spq = (np.where(v > 0, logq, 0.0) * s_level).sum(axis=1) + np.log(eps) * prep.h.sum()
+    psum = prep.h.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if policy.normalize == "pq":
+            kl = (spp - spq) / psum + np.log(qsum / psum)
+        else:
+            kl = spp - spq
+    kl = np.where(ok_q, kl, np.inf)
+    return np.where(taylor_ok, kl, np.nan)
+
+
+def _finish_sums(prep, policy, rows, sums: _Sums, value, count, s, g) -> np.ndarray:
     zq = 1.0 if policy.zero_q == "one" else np.inf
     with np.errstate(invalid="ignore"):
-        zpart = np.where(acc.Z > 0.5, acc.Z * zq, 0.0)
+        zpart = np.where(sums.Z > 0.5, sums.Z * zq, 0.0)
     if policy.normalize != "pq":
-        return acc.A + zpart
+        return sums.A + zpart
     L = (prep.b - prep.a)[rows]
-    psum = (prep.h.sum()) + s * L
+    psum = prep.h.sum() + s * L
     if policy.expand == "fill_all":
-        qsum = (g.value * (g.e1 - g.e0)).sum(axis=1)
+        qsum = (value * (g.e1 - g.e0)).sum(axis=1)
     else:
-        qsum = (g.value * g.count).sum(axis=1)
+        qsum = (value * count).sum(axis=1)
     qsum = qsum + s * L
     with np.errstate(divide="ignore", invalid="ignore"):
-        kl = acc.A / psum + (acc.W / psum) * np.log(qsum / psum) + zpart
+        kl = sums.A / psum + (sums.W / psum) * np.log(qsum / psum) + zpart
     return np.where(qsum > 0, kl, np.inf)
-
-
-@dataclasses.dataclass
-class _Special:
-    """Bins computed one by one, per candidate (rows) and slot (columns)."""
-
-    j: np.ndarray  # bin index
-    valid: np.ndarray  # slot in use
-    p: np.ndarray  # true P (with folded tails)
-    q: np.ndarray  # true Q
-    in_range: np.ndarray  # the range sums counted this bin ...
-    range_value: np.ndarray  # ... with this level value
-
-
-def _special_bins(prep: _Prep, policy: Policy, rows: np.ndarray, g: _Groups) -> _Special:
-    if policy.merge == "fractional":
-        return _special_fractional(prep, policy, rows, g)
-    return _special_whole(prep, policy, rows, g)
-
-
-def _true_p(prep: _Prep, rows: np.ndarray, j: np.ndarray) -> np.ndarray:
-    h = prep.h
-    p = h[np.clip(j, 0, h.size - 1)].copy()
-    p += np.where(j == prep.a[rows][:, None], prep.tail_lo[rows][:, None], 0.0)
-    p += np.where(j == (prep.b[rows] - 1)[:, None], prep.tail_hi[rows][:, None], 0.0)
-    return p
-
-
-def _assign_mask(prep, policy, rows, j) -> np.ndarray:
-    if policy.expand == "nonzero":
-        return _nonzero_p(prep, rows, j, policy)
-    return np.ones(j.shape, dtype=bool)
-
-
-def _special_whole(prep: _Prep, policy: Policy, rows: np.ndarray, g: _Groups) -> _Special:
-    a, b = prep.a[rows], prep.b[rows]
-    j = np.stack([a, b - 1], axis=1)
-    valid = np.ones_like(j, dtype=bool)
-    valid[:, 1] = b - 1 != a  # one bin window: both tails are in slot 0
-    # the level whose Q range holds the bin; the orphan range counts as level T
-    ends = g.e1 if not g.orphan else np.concatenate([g.e1, b[:, None]], axis=1)
-    k = (ends[:, None, :] <= j[:, :, None]).sum(axis=2)
-    vals = g.value if not g.orphan else np.concatenate([g.value, np.zeros((rows.size, 1))], 1)
-    kk = np.minimum(k, vals.shape[1] - 1)
-    v = np.take_along_axis(vals, kk, axis=1)
-    in_range = k < vals.shape[1]
-    p = _true_p(prep, rows, j)
-    q = np.where(_assign_mask(prep, policy, rows, j), v, 0.0) * in_range
-    return _Special(j, valid, p, q, in_range, v)
-
-
-def _special_fractional(prep: _Prep, policy: Policy, rows: np.ndarray, g: _Groups) -> _Special:
-    T = prep.T
-    lu, rl, ls, rs, v = g.lu, g.rl, g.ls, g.rs, g.value
-    b = prep.b[rows]
-    M = rows.size
-    zeros_col = np.zeros((M, 1))
-    # The boundary after level k: level k's right sliver and level k+1's left one.
-    lu_n = np.concatenate([lu[:, 1:], np.full((M, 1), -10)], axis=1)
-    rl_n = np.concatenate([rl[:, 1:], np.full((M, 1), -10)], axis=1)
-    ls_n = np.concatenate([ls[:, 1:], zeros_col], axis=1)
-    v_n = np.concatenate([v[:, 1:], zeros_col], axis=1)
-    jr, jl = rl, lu_n - 1
-    vr, vl = rs > 0, ls_n > 0
-    same = vr & vl & (jr == jl)
-    r_in_next = (lu_n <= jr) & (jr < rl_n)  # right sliver inside level k+1's interior
-    l_in_this = (lu <= jl) & (jl < rl)  # left sliver inside level k's interior
-    q_r = rs * v + np.where(same, ls_n * v_n, 0.0) + np.where(r_in_next, v_n, 0.0)
-    q_l = ls_n * v_n + np.where(l_in_this, v, 0.0)
-    j = np.concatenate([jr, jl], axis=1)
-    valid = np.concatenate([vr, vl & ~same], axis=1)
-    q_raw = np.concatenate([q_r, q_l], axis=1)
-    in_range = np.concatenate([r_in_next & vr, l_in_this & (vl & ~same)], axis=1)
-    range_value = np.concatenate([v_n, v], axis=1)
-    # bin b-1 holds the tail; unless it is a sliver already, it sits inside a level
-    last = (b - 1)[:, None]
-    last_is_slot = (valid & (j == last)).any(axis=1)
-    inside = (lu <= last) & (last < rl)
-    k_last = np.argmax(inside, axis=1)
-    has = inside.any(axis=1) & ~last_is_slot
-    j = np.concatenate([j, last], axis=1)
-    valid = np.concatenate([valid, has[:, None]], axis=1)
-    v_last = v[np.arange(M), k_last][:, None]
-    q_raw = np.concatenate([q_raw, v_last], axis=1)
-    in_range = np.concatenate([in_range, has[:, None]], axis=1)
-    range_value = np.concatenate([range_value, v_last], axis=1)
-    p = _true_p(prep, rows, j)
-    q = np.where(_assign_mask(prep, policy, rows, j), q_raw, 0.0)
-    del T
-    return _Special(j, valid, p, q, in_range, range_value)
 
 
 # --------------------------------------------------------------------------------------
@@ -716,18 +908,17 @@ def _dense_kl(block: _Block, policy: Policy, keep: bool = False):
     return kl
 
 
-def _kl_dense_all(prep: _Prep, policy: Policy) -> np.ndarray:
-    M = prep.cand.size
+def _kl_dense_rows(prep: _Prep, policy: Policy, rows: np.ndarray) -> np.ndarray:
+    """KL of the given candidates (ascending), built densely in blocks of rows."""
     L = prep.b - prep.a
-    out = np.empty(M)
+    out = np.empty(rows.size)
     start = 0
-    while start < M:
-        # rows are in order of growing windows: take as many as fit one block
+    while start < rows.size:
+        # rows come in order of growing windows: take as many as fit one block
         stop = start + 1
-        while stop < M and (stop - start + 1) * int(L[stop]) <= _DENSE_BLOCK_ELEMENTS:
+        while stop < rows.size and (stop - start + 1) * int(L[rows[stop]]) <= _DENSE_BLOCK_ELEMENTS:
             stop += 1
-        rows = np.arange(start, stop)
-        out[start:stop] = _dense_kl(_dense_block(prep, policy, rows), policy)
+        out[start:stop] = _dense_kl(_dense_block(prep, policy, rows[start:stop]), policy)
         start = stop
     return out
 
