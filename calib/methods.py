@@ -1,0 +1,611 @@
+"""Calibration methods other than the KL sweep, and the clip metrics they are ranked by.
+
+Every method here reads a :class:`~calib.histogram.Histogram` and answers with ``amax``, the
+clipping threshold in activation units. The quantizer they are judged against is symmetric
+and uniform::
+
+    scale = amax / qmax,   qmax = 2**(num_bits - 1) - 1   (127 for int8)
+                           qmax = 2**num_bits - 1         (255 for uint8, unsigned=True)
+    q(x)  = scale * clip(round(x / scale), -qmax, qmax)   (unsigned: clip to [0, qmax])
+
+The histogram is read as a density that is flat inside each bin, and every expectation
+(clipped mass, mean squared error, signal power) is integrated exactly under that model, in
+closed form, rather than evaluated at bin centres. The histogram may be of ``|x|`` (edges
+from 0) or of signed ``x``: each bin is split at 0 and its negative part mirrored, which is
+exact for the symmetric quantizer because ``|x - q(x)| = ||x| - q(|x|)|``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from calib.histogram import Histogram, as_histogram
+
+__all__ = [
+    "DEFAULT_NUM_BITS",
+    "DEFAULT_PERCENTILE",
+    "DEFAULT_START_BIN",
+    "METHODS",
+    "Calibration",
+    "ClipMetrics",
+    "amax_max",
+    "amax_mse",
+    "amax_percentile",
+    "calibrate",
+    "clip_metrics",
+    "clip_mse_curve",
+]
+
+METHODS = ("max", "percentile", "mse", "entropy")
+DEFAULT_NUM_BITS = 8
+DEFAULT_PERCENTILE = 99.99
+DEFAULT_START_BIN = 128
+
+_MAX_BLOCK = 1 << 14  # elements per (amax, piece) block in clip_mse_curve: bounded memory
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ClipMetrics:
+    """What a clip at ``amax`` does to a histogram under the uniform quantizer.
+
+    Attributes
+    ----------
+    amax : float
+        The clipping threshold, activation units.
+    clipped_fraction : float
+        Share of the mass outside the representable range: ``|x| > amax`` (unsigned
+        quantizer: ``x > amax`` or ``x < 0``).
+    mse : float
+        ``E[(x - q(x))^2]``, rounding plus clipping error, activation units squared.
+    signal_power : float
+        ``E[x^2]`` under the same flat-in-bin model.
+    sqnr_db : float
+        ``10 log10(signal_power / mse)``; inf when ``mse == 0``, nan for a dead histogram.
+    scale : float
+        ``amax / qmax``, the quantization step.
+    """
+
+    amax: float
+    clipped_fraction: float
+    mse: float
+    signal_power: float
+    sqnr_db: float
+    scale: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """One calibration method's answer for one histogram.
+
+    Attributes
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    amax : float
+        The chosen clip, activation units (0.0 for a dead histogram).
+    metrics : ClipMetrics
+        :func:`clip_metrics` at ``amax``.
+    detail : object
+        A one-line explanation (str), or the KL sweep result for ``"entropy"``.
+    dead : bool
+        True when every count is zero; ``amax`` is then 0.0 whatever the method.
+    """
+
+    method: str
+    amax: float
+    metrics: ClipMetrics
+    detail: Any
+    dead: bool = False
+
+
+# -- input checks ----------------------------------------------------------------------------
+def _show(value: Any) -> str:
+    """A value for an error message: numpy scalars shown as plain Python numbers."""
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    return repr(value)
+
+
+def _check_num_bits(num_bits: Any) -> int:
+    if isinstance(num_bits, bool) or not isinstance(num_bits, (int, np.integer)):
+        raise ValueError(f"num_bits must be an integer in 2..16, got {_show(num_bits)}")
+    if not 2 <= num_bits <= 16:
+        raise ValueError(f"num_bits must be an integer in 2..16, got {num_bits}")
+    return int(num_bits)
+
+
+def _check_unsigned(unsigned: Any) -> bool:
+    if not isinstance(unsigned, (bool, np.bool_)):
+        raise ValueError(f"unsigned must be True or False, got {_show(unsigned)}")
+    return bool(unsigned)
+
+
+def _qmax(num_bits: Any, unsigned: Any) -> int:
+    """Largest quantized magnitude: ``2**(num_bits - 1) - 1``, or ``2**num_bits - 1`` unsigned."""
+    bits = _check_num_bits(num_bits)
+    return 2**bits - 1 if _check_unsigned(unsigned) else 2 ** (bits - 1) - 1
+
+
+def _check_amax(amax: Any) -> float:
+    if isinstance(amax, bool) or not isinstance(amax, (int, float, np.integer, np.floating)):
+        raise ValueError(f"amax must be a finite positive number, got {_show(amax)}")
+    if not (math.isfinite(amax) and amax > 0):
+        raise ValueError(f"amax must be a finite positive number, got {_show(amax)}")
+    return float(amax)
+
+
+def _check_amaxes(amaxes: Any) -> np.ndarray:
+    a = np.asarray(amaxes)
+    if a.dtype == object or a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"amaxes must be a numeric array, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    bad = ~(np.isfinite(a) & (a > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise ValueError(
+            f"amaxes must be finite and positive, got {_show(a.ravel()[i])} at index {i}"
+        )
+    return a
+
+
+def _check_percentile(percentile: Any) -> float:
+    ok = not isinstance(percentile, bool) and isinstance(
+        percentile, (int, float, np.integer, np.floating)
+    )
+    if not ok or not 0 <= percentile <= 100:  # NaN fails the range test too
+        raise ValueError(f"percentile must be a number in [0, 100], got {_show(percentile)}")
+    return float(percentile)
+
+
+def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {_show(value)}")
+    if value < low or (high is not None and value > high):
+        span = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be {span}, got {value}")
+    return int(value)
+
+
+# -- the flat-in-bin model, folded to |x| ----------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Pieces:
+    """The histogram as uniform pieces of ``|x|``: mass ``p`` spread flat on ``[lo, hi]``.
+
+    ``p`` is normalised to sum to 1 over all pieces; ``neg`` marks pieces mirrored from
+    ``x < 0``. Pieces may overlap (a signed histogram gives two layers); every quantity
+    below is a sum over pieces, so overlap is harmless.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    p: np.ndarray
+    neg: np.ndarray
+
+
+def _pieces(h: Histogram) -> _Pieces | None:
+    """Split every bin at 0 and mirror its negative part; None for a dead histogram."""
+    if h.is_dead:
+        return None
+    a, b = h.edges[:-1], h.edges[1:]
+    c = h.counts.astype(np.float64) / h.total  # normalise first: huge counts stay finite
+    w = b - a
+    pos_lo, pos_hi = np.maximum(a, 0.0), np.maximum(b, 0.0)
+    neg_lo, neg_hi = np.maximum(-b, 0.0), np.maximum(-a, 0.0)
+    lo = np.concatenate([pos_lo, neg_lo])
+    hi = np.concatenate([pos_hi, neg_hi])
+    # A bin wholly on one side keeps exactly c: (b - a) / (b - a) == 1.
+    p = np.concatenate([c * (pos_hi - pos_lo) / w, c * (neg_hi - neg_lo) / w])
+    neg = np.concatenate([np.zeros(a.size, bool), np.ones(a.size, bool)])
+    keep = (hi > lo) & (p > 0)
+    return _Pieces(lo[keep], hi[keep], p[keep], neg[keep])
+
+
+def _second_moment(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Mean of ``t^2`` for t uniform on ``[lo, hi]``: ``(lo^2 + lo hi + hi^2) / 3``."""
+    return (lo * lo + lo * hi + hi * hi) / 3.0
+
+
+def _rounding_integral(u0: np.ndarray, u1: np.ndarray) -> np.ndarray:
+    """``integral_{u0}^{u1} (v - round(v))^2 dv`` in units of one quantization step.
+
+    With ``k = floor(u + 1/2)`` and ``r = u - k`` in ``[-1/2, 1/2)``, the antiderivative
+    from 0 is ``G(u) = k / 12 + r^3 / 3`` (each whole step contributes 1/12). The
+    difference is taken term by term so that narrow pieces lose no precision.
+    """
+    k0, k1 = np.floor(u0 + 0.5), np.floor(u1 + 0.5)
+    r0, r1 = u0 - k0, u1 - k1
+    return (k1 - k0) / 12.0 + (r1 * r1 * r1 - r0 * r0 * r0) / 3.0
+
+
+def _error_integrals(lo: np.ndarray, hi: np.ndarray, amax: np.ndarray, qmax: int) -> np.ndarray:
+    """``integral_lo^hi (t - q(t))^2 dt`` for ``t >= 0``; amax broadcasts against lo, hi.
+
+    Below amax the error is pure rounding, ``scale^3 * (G(b / scale) - G(a / scale))``;
+    above it the value is clipped to amax and the error is ``(t - amax)^2``, whose integral
+    is ``(d1 - d0)(d1^2 + d1 d0 + d0^2) / 3`` with ``d = t - amax``. The two meet
+    continuously (in the half step past amax rounding already returns qmax).
+    """
+    scale = amax / qmax
+    inv = qmax / amax
+    u0, u1 = np.minimum(lo, amax) * inv, np.minimum(hi, amax) * inv
+    rounding = scale**3 * _rounding_integral(u0, u1)
+    d0, d1 = np.maximum(lo, amax) - amax, np.maximum(hi, amax) - amax
+    clipping = (d1 - d0) * (d1 * d1 + d1 * d0 + d0 * d0) / 3.0
+    return rounding + clipping
+
+
+def _mse(pieces: _Pieces, amaxes: np.ndarray, qmax: int, unsigned: bool) -> np.ndarray:
+    """Expected squared error for each amax (1-D), in blocks of bounded size."""
+    quantized = ~pieces.neg if unsigned else np.ones(pieces.p.size, bool)
+    lo, hi = pieces.lo[quantized], pieces.hi[quantized]
+    density = pieces.p[quantized] / (hi - lo)
+    # Unsigned quantizer: x < 0 becomes 0, an error of x^2 whatever amax is.
+    negative_error = float(
+        np.sum(pieces.p[~quantized] * _second_moment(pieces.lo[~quantized], pieces.hi[~quantized]))
+    )
+    out = np.empty(amaxes.size)
+    step = max(1, _MAX_BLOCK // max(1, lo.size))
+    for start in range(0, amaxes.size, step):
+        block = amaxes[start : start + step, None]
+        out[start : start + step] = _error_integrals(lo, hi, block, qmax) @ density
+    return out + negative_error
+
+
+def _clipped(pieces: _Pieces, amax: float, unsigned: bool) -> float:
+    """Mass outside the range: the share of each piece beyond amax (and x < 0 if unsigned)."""
+    lo, hi, p = pieces.lo, pieces.hi, pieces.p
+    beyond = p * (np.maximum(hi, amax) - np.maximum(lo, amax)) / (hi - lo)
+    if unsigned:
+        beyond = np.where(pieces.neg, p, beyond)
+    return float(min(1.0, beyond.sum()))
+
+
+def _sqnr_db(signal_power: float, mse: float) -> float:
+    if signal_power == 0 and mse == 0:
+        return math.nan
+    if mse == 0:
+        return math.inf
+    return 10.0 * math.log10(signal_power / mse)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+def clip_metrics(
+    hist: Any, amax: float, num_bits: int = DEFAULT_NUM_BITS, unsigned: bool = False
+) -> ClipMetrics:
+    """Clipped mass, MSE and SQNR of quantizing a histogram with clip ``amax``.
+
+    Parameters
+    ----------
+    hist : Histogram or array_like
+        Of ``|x|`` or of signed ``x``; a bare counts array is unit-width bins from 0.
+    amax : float
+        The clip, finite and positive, activation units.
+    num_bits : int
+        2..16.
+    unsigned : bool
+        Quantize to ``[0, qmax]`` with ``qmax = 2**num_bits - 1`` (negative x become 0).
+
+    Returns
+    -------
+    ClipMetrics
+
+    Notes
+    -----
+    Values are taken as spread uniformly inside each bin, and with ``f`` that density::
+
+        scale        = amax / qmax
+        mse          = integral f(x) (x - q(x))^2 dx / integral f(x) dx
+        signal_power = integral f(x) x^2 dx / integral f(x) dx
+        sqnr_db      = 10 log10(signal_power / mse)
+
+    all integrated in closed form (see ``_error_integrals``), so the answer does not depend
+    on where inside a bin the clip falls. A dead (all-zero) histogram has nothing to clip:
+    ``clipped_fraction = mse = signal_power = 0`` and ``sqnr_db = nan``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = clip_metrics(Histogram(np.ones(4), np.linspace(0, 127, 5)), amax=127.0)
+    >>> bool(np.isclose(m.mse, 1 / 12)), m.clipped_fraction, m.scale
+    (True, 0.0, 1.0)
+    """
+    h = as_histogram(hist)
+    amax = _check_amax(amax)
+    qmax = _qmax(num_bits, unsigned)
+    pieces = _pieces(h)
+    if pieces is None:
+        return ClipMetrics(amax, 0.0, 0.0, 0.0, math.nan, amax / qmax)
+    mse = float(_mse(pieces, np.array([amax]), qmax, bool(unsigned))[0])
+    power = float(pieces.p @ _second_moment(pieces.lo, pieces.hi))
+    clipped = _clipped(pieces, amax, bool(unsigned))
+    return ClipMetrics(amax, clipped, mse, power, _sqnr_db(power, mse), amax / qmax)
+
+
+def clip_mse_curve(
+    hist: Any, amaxes: Any, num_bits: int = DEFAULT_NUM_BITS, unsigned: bool = False
+) -> np.ndarray:
+    """:func:`clip_metrics`' ``mse`` for many clips at once.
+
+    Parameters
+    ----------
+    hist : Histogram or array_like
+        As in :func:`clip_metrics`.
+    amaxes : array_like
+        Clips, each finite and positive; any shape.
+    num_bits, unsigned
+        As in :func:`clip_metrics`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``mse`` for each clip, the shape of ``amaxes`` (zeros for a dead histogram).
+
+    Notes
+    -----
+    Cost is ``len(amaxes) * n_bins`` closed-form evaluations, in blocks of bounded memory;
+    2048 bins by 2048 clips takes a fraction of a second.
+    """
+    h = as_histogram(hist)
+    a = _check_amaxes(amaxes)
+    qmax = _qmax(num_bits, unsigned)
+    pieces = _pieces(h)
+    if pieces is None:
+        return np.zeros(a.shape)
+    return _mse(pieces, a.ravel(), qmax, bool(unsigned)).reshape(a.shape)
+
+
+def _metrics_at_zero(h: Histogram) -> ClipMetrics:
+    """The limit amax -> 0 of a live histogram: everything becomes 0, nothing survives."""
+    pieces = _pieces(h)
+    assert pieces is not None
+    power = float(pieces.p @ _second_moment(pieces.lo, pieces.hi))
+    return ClipMetrics(0.0, 1.0, power, power, 0.0, 0.0)
+
+
+# -- calibrators -----------------------------------------------------------------------------
+def _abs_cumulative(h: Histogram) -> tuple[np.ndarray, np.ndarray]:
+    """``(edges, cum)`` of ``|x|``: ``cum[i]`` is the count with ``|x| < edges[i]``.
+
+    A histogram of ``|x|`` (``edges[0] >= 0``) keeps its edges. For a signed one the new
+    edges are the distinct ``|edges|`` and 0 (values a relative 1e-9 apart are one edge:
+    ``linspace(-m, m)`` is symmetric only to rounding), and ``cum(t) = F(t) - F(-t)`` with
+    ``F`` the piecewise-linear cumulative count of x (flat in each bin). For a symmetric
+    histogram with an even number of bins this is :meth:`Histogram.fold`; with an odd
+    number the zero bin becomes the first ``|x|`` bin ``[0, w/2]``.
+    """
+    e = h.edges
+    cum_x = np.concatenate([[0.0], np.cumsum(h.counts, dtype=np.float64)])
+    if e[0] >= 0:
+        return e, cum_x
+    t = np.unique(np.concatenate([np.abs(e), [0.0]]))
+    t = t[t <= max(-e[0], e[-1])]
+    keep = np.concatenate([[True], np.diff(t) > 1e-9 * t[-1]])
+    top = t[-1]
+    t = t[keep]
+    t[-1] = top
+    cum = np.interp(t, e, cum_x) - np.interp(-t, e, cum_x)
+    cum[-1] = cum_x[-1]
+    return t, np.maximum.accumulate(cum)
+
+
+def amax_max(hist: Any) -> float:
+    """The largest ``|x|`` the histogram can hold: the outer edge of its outermost count.
+
+    Parameters
+    ----------
+    hist : Histogram or array_like
+
+    Returns
+    -------
+    float
+        ``max(|edges[first non-zero]|, |edges[last non-zero + 1]|)``; 0.0 for a dead histogram.
+    """
+    return as_histogram(hist).max_abs
+
+
+def amax_percentile(
+    hist: Any, percentile: float = DEFAULT_PERCENTILE, *, float_cdf: bool = False
+) -> float:
+    """ModelOpt's percentile clip of ``|x|``.
+
+    Parameters
+    ----------
+    hist : Histogram or array_like
+        Of ``|x|``, or of signed x (then folded to ``|x|`` first, see Notes).
+    percentile : float
+        In [0, 100].
+    float_cdf : bool
+        Build the cdf exactly as ModelOpt's code does, ``cumsum(counts / total)``, to
+        reproduce its answer to the bit (see Notes).
+
+    Returns
+    -------
+    float
+        The clip in activation units; 0.0 for a dead histogram.
+
+    Notes
+    -----
+    ModelOpt's ``_compute_amax_percentile``::
+
+        cdf  = cumsum(counts) / total
+        amax = edges[searchsorted(cdf, percentile / 100)]   (side="left")
+
+    ``edges[i]`` is the LOWER edge of the first bin in which the cdf reaches the
+    percentile, so the clip lands up to one bin below the sample percentile and clips that
+    bin whole. Consequences kept on purpose: when the first bin already holds the
+    percentile (a ReLU layer that is mostly exact zeros, or ``percentile=0``) the answer is
+    ``edges[0]``, 0.0 for a histogram of ``|x|``; ``percentile=100`` is the lower edge of the
+    last non-empty bin, not the max.
+
+    One float artefact is not kept by default. ModelOpt sums ``counts / total`` bin by
+    bin, so where the cdf reaches the percentile exactly at a bin (99990 of 100000 samples
+    for 99.99) the sum can fall an ulp short and the search skips to the next non-empty bin,
+    which in a sparse tail can be many bins further out. Here the cdf is divided once,
+    after an exact cumulative count, and compared with a 1e-12 allowance;
+    ``float_cdf=True`` restores ModelOpt's arithmetic.
+
+    ModelOpt histograms ``|x|`` only. A signed histogram is folded to ``|x|`` first (its
+    edges become the distinct ``|edges|``), which asks the symmetric quantizer's question:
+    how much mass lies outside ``[-a, a]``.
+    """
+    h = as_histogram(hist)
+    p = _check_percentile(percentile)
+    if h.is_dead:
+        return 0.0
+    edges, cum = _abs_cumulative(h)
+    if float_cdf:
+        counts = np.diff(cum)
+        cdf = np.cumsum(counts / counts.sum())
+        return float(edges[np.searchsorted(cdf, p / 100)])
+    cdf = cum[1:] / cum[-1]
+    return float(edges[np.searchsorted(cdf, p / 100 - 1e-12)])
+
+
+def amax_mse(
+    hist: Any,
+    num_bits: int = DEFAULT_NUM_BITS,
+    unsigned: bool = False,
+    start_bin: int = DEFAULT_START_BIN,
+    stride: int = 1,
+) -> float:
+    """The clip with the smallest expected quantization error, searched at bin edges.
+
+    Parameters
+    ----------
+    hist : Histogram or array_like
+    num_bits, unsigned
+        As in :func:`clip_metrics`.
+    start_bin : int
+        First candidate: edge index ``start_bin`` of the ``|x|`` histogram, 0..n_bins.
+    stride : int
+        Candidate spacing in edges, at least 1.
+
+    Returns
+    -------
+    float
+        ``argmin over a in edges[start_bin::stride] of clip_mse_curve(hist, a)``, the first
+        minimum on ties; 0.0 for a dead histogram.
+
+    Notes
+    -----
+    ModelOpt's ``_compute_amax_mse`` tries bin CENTRES ``i = start_bin .. n - 1`` and scores
+    each by quantizing the centres themselves. Here the candidates are bin EDGES and the score
+    is the exact flat-in-bin MSE: the top edge (no clipping) is then a candidate, the clip
+    lines up with the entropy and percentile rules (both answer ``edges[i]``), and the score
+    no longer depends on where a clip falls inside a bin. A signed histogram's candidates
+    are the edges of its ``|x|`` fold (``_abs_cumulative``).
+    """
+    h = as_histogram(hist)
+    qmax = _qmax(num_bits, unsigned)
+    edges, _ = _abs_cumulative(h)
+    n = edges.size - 1
+    start_bin = _check_int(start_bin, "start_bin", 0, n)
+    stride = _check_int(stride, "stride", 1)
+    if h.is_dead:
+        return 0.0
+    candidates = edges[start_bin::stride]
+    candidates = candidates[candidates > 0]
+    if candidates.size == 0:
+        raise ValueError(f"start_bin={start_bin} leaves no positive edge to clip at")
+    mse = _mse(_pieces(h), candidates, qmax, bool(unsigned))
+    return float(candidates[int(np.argmin(mse))])
+
+
+# -- one entry point -------------------------------------------------------------------------
+def _check_method(method: Any) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {_show(method)}")
+    return str(method)
+
+
+def _entropy(h: Histogram, num_bits: int, unsigned: bool, variant: str, policies: dict) -> Any:
+    """Run the KL sweep; a non-int8 quantizer asks it for ModelOpt's level count."""
+    from calib import sweep  # lazy: the sweep engine is its own module
+
+    if "target_bins" not in policies and (num_bits, unsigned) != (8, False):
+        policies = {**policies, "target_bins": 2 ** (num_bits - 1 + int(unsigned))}
+    return sweep.kl_sweep(h, variant=variant, **policies)
+
+
+def calibrate(
+    hist: Any,
+    method: str = "entropy",
+    num_bits: int = DEFAULT_NUM_BITS,
+    unsigned: bool = False,
+    *,
+    variant: str = "seed",
+    percentile: float = DEFAULT_PERCENTILE,
+    **policies: Any,
+) -> Calibration:
+    """Calibrate one histogram with one method and measure the clip it chose.
+
+    Parameters
+    ----------
+    hist : Histogram or array_like
+        A bare counts array is unit-width bins from 0.
+    method : str
+        ``"max"``, ``"percentile"``, ``"mse"`` or ``"entropy"`` (see :data:`METHODS`).
+    num_bits : int
+        2..16; sets the quantizer the metrics (and ``"mse"``) use.
+    unsigned : bool
+        Quantize to ``[0, 2**num_bits - 1]``.
+    variant : str
+        ``"entropy"`` only: the KL sweep preset (``calib.sweep.kl_sweep``).
+    percentile : float
+        ``"percentile"`` only: in [0, 100].
+    **policies
+        ``"entropy"``: passed to ``kl_sweep``. ``"mse"``: ``start_bin`` and ``stride`` of
+        :func:`amax_mse`. ``"max"`` and ``"percentile"`` take none.
+
+    Returns
+    -------
+    Calibration
+        ``metrics = clip_metrics(hist, amax, num_bits, unsigned)``.
+
+    Notes
+    -----
+    A dead (all-zero) histogram answers ``amax = 0.0`` and ``dead=True`` for every method
+    without running it; its metrics are all 0 with ``sqnr_db = nan``. A live histogram whose
+    method answers 0.0 (ModelOpt's percentile rule on a layer that is mostly zeros) gets the
+    metrics of the limit amax -> 0: everything clipped, ``mse = signal_power``, 0 dB.
+
+    For ``"entropy"`` with a quantizer other than signed int8, and no ``target_bins`` among
+    the policies, the sweep is given ModelOpt's level count ``2**(num_bits - 1 + unsigned)``;
+    for signed int8 each variant keeps its own (128 for the seed, 255 for MXNet).
+    """
+    h = as_histogram(hist)
+    method = _check_method(method)
+    num_bits = _check_num_bits(num_bits)
+    unsigned = _check_unsigned(unsigned)
+    percentile = _check_percentile(percentile)
+    if method in ("max", "percentile") and policies:
+        raise ValueError(f"method {method!r} takes no policies, got {sorted(policies)}")
+    if h.is_dead:
+        metrics = ClipMetrics(0.0, 0.0, 0.0, 0.0, math.nan, 0.0)
+        return Calibration(method, 0.0, metrics, "dead layer: every count is zero", dead=True)
+    detail: Any
+    if method == "max":
+        amax = amax_max(h)
+        detail = f"max |x| = {amax:.6g}"
+    elif method == "percentile":
+        amax = amax_percentile(h, percentile)
+        detail = f"{percentile:g}th percentile of |x| (ModelOpt's rule) = {amax:.6g}"
+    elif method == "mse":
+        unknown = sorted(set(policies) - {"start_bin", "stride"})
+        if unknown:
+            raise ValueError(f"method 'mse' takes policies start_bin and stride, got {unknown}")
+        amax = amax_mse(h, num_bits, unsigned, **policies)
+        detail = f"minimum expected MSE over bin edges at amax = {amax:.6g}"
+    else:
+        detail = _entropy(h, num_bits, unsigned, variant, policies)
+        amax = float(detail.amax)
+    if amax > 0:
+        metrics = clip_metrics(h, amax, num_bits, unsigned)
+    else:
+        metrics = _metrics_at_zero(h)
+    return Calibration(method, float(amax), metrics, detail)

@@ -1,0 +1,418 @@
+"""Tests of calib.methods: exact clip metrics against slow references, invariants, calibrators."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+
+import calib.methods as methods
+from calib.histogram import Histogram
+from calib.methods import (
+    METHODS,
+    Calibration,
+    ClipMetrics,
+    amax_max,
+    amax_mse,
+    amax_percentile,
+    calibrate,
+    clip_metrics,
+    clip_mse_curve,
+)
+
+
+# -- slow, obviously-correct references ------------------------------------------------------
+def quantize(x, amax, num_bits=8, unsigned=False):
+    """The quantizer exactly as the spec writes it, on signed x."""
+    qmax = 2**num_bits - 1 if unsigned else 2 ** (num_bits - 1) - 1
+    scale = amax / qmax
+    low = 0 if unsigned else -qmax
+    return scale * np.clip(np.round(x / scale), low, qmax)
+
+
+def reference_metrics(h, amax, num_bits=8, unsigned=False, points=4000):
+    """Midpoint rule with ``points`` points per bin, on signed x, no folding, no closed form."""
+    frac = (np.arange(points) + 0.5) / points
+    x = h.edges[:-1, None] + frac * np.diff(h.edges)[:, None]
+    w = np.repeat(h.counts.astype(float) / h.total / points, points).reshape(x.shape)
+    err = (x - quantize(x, amax, num_bits, unsigned)) ** 2
+    outside = (x < 0) | (x > amax) if unsigned else np.abs(x) > amax
+    return float((w * err).sum()), float((w * outside).sum()), float((w * x * x).sum())
+
+
+def gaussian(n=100_000, bins=2048, signed=False, seed=0):
+    x = np.random.default_rng(seed).standard_normal(n)
+    return x, Histogram.from_samples(x, bins=bins, signed=signed)
+
+
+def exact_gaussian(bins=2048, sigmas=6.0):
+    """|x| for x ~ N(0, 1) on [0, sigmas], counts from the exact cdf: no sampling noise."""
+    edges = np.linspace(0.0, sigmas, bins + 1)
+    cdf = np.array([math.erf(e / math.sqrt(2)) for e in edges])
+    return Histogram(np.diff(cdf), edges)
+
+
+def random_histogram(rng, signed):
+    n = int(rng.integers(8, 40))
+    counts = rng.integers(0, 50, n) * (rng.random(n) < 0.8)
+    counts[rng.integers(n)] += 1
+    widths = rng.uniform(0.2, 1.0, n) * rng.uniform(0.01, 3.0)
+    start = -widths.sum() * rng.uniform(0.2, 0.8) if signed else 0.0
+    return Histogram(counts, start + np.concatenate([[0.0], np.cumsum(widths)]))
+
+
+# -- clip_metrics against the references -----------------------------------------------------
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize(("num_bits", "unsigned"), [(8, False), (4, False), (3, True), (8, True)])
+def test_clip_metrics_matches_fine_integration(signed, num_bits, unsigned):
+    rng = np.random.default_rng(1000 + 7 * num_bits + 3 * signed + unsigned)
+    for _ in range(4):
+        h = random_histogram(rng, signed)
+        top = np.abs(h.edges).max()
+        for amax in rng.uniform(0.05, 1.3, 3) * top:
+            m = clip_metrics(h, amax, num_bits, unsigned)
+            mse, clipped, power = reference_metrics(h, amax, num_bits, unsigned)
+            assert m.mse == pytest.approx(mse, rel=1e-4, abs=1e-12)
+            assert m.clipped_fraction == pytest.approx(clipped, abs=1e-3)
+            assert m.signal_power == pytest.approx(power, rel=1e-6)
+            assert m.sqnr_db == pytest.approx(10 * math.log10(power / mse), abs=1e-3)
+            assert clip_mse_curve(h, [amax], num_bits, unsigned)[0] == m.mse
+
+
+def test_clip_metrics_matches_monte_carlo_from_samples():
+    x, h = gaussian()
+    for amax in [1.0, 2.5, 3.5, 4.0, h.edges[-1]]:
+        m = clip_metrics(h, amax)
+        assert m.mse == pytest.approx(np.mean((x - quantize(x, amax)) ** 2), rel=0.02)
+        assert m.clipped_fraction == pytest.approx(np.mean(np.abs(x) > amax), abs=2e-4)
+        assert m.signal_power == pytest.approx(np.mean(x * x), rel=1e-3)
+
+
+def test_uniform_on_the_grid_has_the_textbook_error():
+    # |x| uniform on [0, amax] with amax = qmax * scale: every step is whole, mse = scale^2 / 12.
+    h = Histogram(np.full(10, 3), np.linspace(0.0, 12.7, 11))
+    m = clip_metrics(h, 12.7)
+    assert m.scale == pytest.approx(0.1)
+    assert m.mse == pytest.approx(0.1**2 / 12, rel=1e-12)
+    assert m.clipped_fraction == 0.0
+    assert m.signal_power == pytest.approx(12.7**2 / 3, rel=1e-12)
+
+
+def test_clipping_error_is_closed_form():
+    # All mass on [2, 3], amax 1: every value clips to 1, mse = E[(x - 1)^2] = (1 + 2 + 4) / 3.
+    h = Histogram([0, 0, 5], [0.0, 1.0, 2.0, 3.0])
+    m = clip_metrics(h, 1.0)
+    assert m.mse == pytest.approx(7 / 3, rel=1e-12)
+    assert m.clipped_fraction == 1.0
+
+
+def test_bin_straddling_amax_is_split_exactly():
+    h = Histogram([4, 4], [0.0, 1.0, 2.0])
+    assert clip_metrics(h, 1.25).clipped_fraction == pytest.approx(0.375)
+
+
+# -- invariants ------------------------------------------------------------------------------
+def _fields(m: ClipMetrics) -> np.ndarray:
+    return np.array([m.amax, m.clipped_fraction, m.mse, m.signal_power, m.sqnr_db, m.scale])
+
+
+@pytest.mark.parametrize("num_bits", [4, 8])
+def test_mse_falls_then_rises_for_a_gaussian(num_bits):
+    h = exact_gaussian()
+    amaxes = np.linspace(0.5, 6.0, 56)
+    mse = clip_mse_curve(h, amaxes, num_bits)
+    best = int(np.argmin(mse))
+    assert 0 < best < amaxes.size - 1
+    assert (np.diff(mse[: best + 1]) < 0).all()
+    assert (np.diff(mse[best:]) > 0).all()
+
+
+def test_clipped_fraction_is_monotone_and_zero_beyond_max():
+    _, h = gaussian(signed=True)
+    fractions = [clip_metrics(h, a).clipped_fraction for a in np.linspace(0.1, 6.0, 40)]
+    assert (np.diff(fractions) <= 0).all()
+    assert fractions[0] > 0.9
+    assert clip_metrics(h, amax_max(h)).clipped_fraction == 0.0
+    assert clip_metrics(h, 2 * amax_max(h)).clipped_fraction == 0.0
+
+
+def test_scaling_counts_changes_nothing():
+    _, h = gaussian(bins=256)
+    for factor in [7, 1e-3, 1e250]:
+        scaled = Histogram(h.counts * factor, h.edges)
+        want = _fields(clip_metrics(h, 2.0))
+        np.testing.assert_allclose(_fields(clip_metrics(scaled, 2.0)), want, rtol=1e-12)
+
+
+def test_scaling_x_and_amax_scales_mse_by_the_square():
+    _, h = gaussian(bins=512)
+    for k in [0.01, 3.0, 1e4]:
+        big = Histogram(h.counts, h.edges * k)
+        m, mk = clip_metrics(h, 2.7), clip_metrics(big, 2.7 * k)
+        assert mk.mse == pytest.approx(k * k * m.mse, rel=1e-9)
+        assert mk.signal_power == pytest.approx(k * k * m.signal_power, rel=1e-12)
+        assert mk.clipped_fraction == pytest.approx(m.clipped_fraction, rel=1e-12)
+        assert mk.sqnr_db == pytest.approx(m.sqnr_db, abs=1e-9)
+
+
+def test_signed_histogram_equals_its_fold_and_its_mirror():
+    _, signed = gaussian(bins=1024, signed=True)
+    folded = signed.fold()
+    mirrored = folded.mirror()
+    for amax in [0.7, 2.0, 3.9]:
+        want = _fields(clip_metrics(folded, amax))
+        np.testing.assert_allclose(_fields(clip_metrics(signed, amax)), want, rtol=1e-9)
+        np.testing.assert_allclose(_fields(clip_metrics(mirrored, amax)), want, rtol=1e-9)
+
+
+def test_unsigned_quantizer_clips_negative_values_to_zero():
+    h = Histogram([1, 1], [-1.0, 0.0, 1.0])
+    m = clip_metrics(h, 1.0, unsigned=True)
+    assert m.clipped_fraction == pytest.approx(0.5)
+    # Half the mass is x < 0, which becomes 0: it contributes E[x^2] = 1/3 over that half.
+    assert m.mse == pytest.approx(0.5 / 3 + 0.5 * (1 / 255) ** 2 / 12, rel=1e-9)
+
+
+def test_curve_keeps_shape_and_matches_metrics():
+    _, h = gaussian(bins=300)
+    grid = np.array([[1.0, 2.0], [3.0, 4.0]])
+    curve = clip_mse_curve(h, grid, num_bits=6)
+    assert curve.shape == (2, 2)
+    assert curve[1, 0] == clip_metrics(h, 3.0, num_bits=6).mse
+    assert clip_mse_curve(h, []).shape == (0,)
+
+
+def test_dead_histogram_has_defined_metrics():
+    dead = Histogram.from_counts(np.zeros(16))
+    m = clip_metrics(dead, 1.0)
+    assert (m.clipped_fraction, m.mse, m.signal_power) == (0.0, 0.0, 0.0)
+    assert math.isnan(m.sqnr_db)
+    assert m.scale == pytest.approx(1 / 127)
+    assert (clip_mse_curve(dead, [1.0, 2.0]) == 0).all()
+
+
+def test_bare_counts_are_unit_bins_from_zero():
+    counts = np.arange(1, 11)
+    assert clip_metrics(counts, 5.0) == clip_metrics(Histogram.from_counts(counts), 5.0)
+
+
+# -- calibrators -----------------------------------------------------------------------------
+def test_max_is_the_outer_edge_of_the_data():
+    x, h = gaussian()
+    assert amax_max(h) == pytest.approx(np.abs(x).max(), rel=1e-12)
+    _, hs = gaussian(signed=True)
+    assert amax_max(hs) == pytest.approx(np.abs(x).max(), rel=1e-12)
+    assert amax_max([0, 3, 1, 0, 0]) == 3.0
+    assert amax_max(Histogram([2, 0, 0, 0], [-4.0, -3.0, 0.0, 1.0, 2.0])) == 4.0
+
+
+@pytest.mark.parametrize("p", [50.0, 99.0, 99.9, 99.99])
+def test_percentile_is_within_a_bin_of_the_sorted_samples(p):
+    x, h = gaussian()
+    need = math.ceil(p * x.size / 100 - 1e-9)  # samples at or below the percentile
+    want = np.sort(np.abs(x))[need - 1]
+    got = amax_percentile(h, p)
+    assert abs(got - want) <= h.bin_width * (1 + 1e-9)
+    # The lower edge of the bin where the cdf crosses p: never above the sample percentile.
+    assert got <= want
+
+
+def test_percentile_is_modelopts_formula():
+    _, h = gaussian(bins=2048)
+    cdf = np.cumsum(h.counts / h.counts.sum())  # ModelOpt's arithmetic, to the bit
+    for p in [0.0, 12.5, 99.9, 99.99, 100.0]:
+        modelopt = h.edges[np.searchsorted(cdf, p / 100)]
+        assert amax_percentile(h, p, float_cdf=True) == modelopt
+        assert amax_percentile(h, p) <= modelopt
+
+
+def test_percentile_does_not_inherit_the_float_cdf_skip():
+    # 99990 of 100000 samples: ModelOpt's summed cdf ends an ulp short of 0.9999 in the
+    # bin that holds the 99990th sample and skips to the next non-empty bin, 8 bins out.
+    x, h = gaussian()
+    want = np.sort(np.abs(x))[99_989]
+    assert amax_percentile(h) <= want < amax_percentile(h) + h.bin_width
+    assert amax_percentile(h, float_cdf=True) > want + 5 * h.bin_width
+
+
+def test_percentile_edge_values():
+    h = Histogram([5, 0, 3, 2, 0], np.arange(6.0))
+    assert amax_percentile(h, 0.0) == 0.0
+    assert amax_percentile(h, 100.0) == 3.0  # lower edge of the last non-empty bin
+    assert amax_percentile(h, 50.0) == 0.0
+    assert amax_percentile(h, 50.1) == 2.0
+
+
+def test_percentile_of_a_signed_histogram_uses_abs_x():
+    x, hs = gaussian(signed=True)
+    assert hs.fold().n_bins == 1024
+    assert amax_percentile(hs, 99.9) == pytest.approx(amax_percentile(hs.fold(), 99.9))
+    want = np.percentile(np.abs(x), 99.9)
+    assert abs(amax_percentile(hs, 99.9) - want) <= 2 * hs.bin_width
+    # An odd signed histogram: the zero bin [-w/2, w/2] becomes |x| bin [0, w/2].
+    odd = Histogram([1, 8, 1], [-1.5, -0.5, 0.5, 1.5])
+    assert amax_percentile(odd, 50.0) == 0.0
+    assert amax_percentile(odd, 85.0) == 0.5
+
+
+def test_percentile_on_a_zero_spike_gives_zero_like_modelopt():
+    relu = np.zeros(2048)
+    relu[0], relu[1:] = 1e6, 0.01
+    assert amax_percentile(relu, 99.99) == 0.0
+    cal = calibrate(relu, "percentile")
+    assert cal.amax == 0.0 and not cal.dead
+    assert cal.metrics.clipped_fraction == 1.0
+    assert cal.metrics.mse == cal.metrics.signal_power
+    assert cal.metrics.sqnr_db == 0.0
+
+
+def test_mse_calibrator_is_the_argmin_over_edges():
+    _, h = gaussian()
+    got = amax_mse(h, start_bin=1000, stride=3)
+    candidates = h.edges[1000::3]
+    assert got == candidates[np.argmin(clip_mse_curve(h, candidates))]
+    assert 3.0 < amax_mse(h) < amax_max(h)
+    # Fewer bits clip harder (about 2.6 sigma for 4 bits).
+    assert 2.2 < amax_mse(h, num_bits=4, start_bin=1) < 3.0
+
+
+def test_mse_calibrator_can_choose_no_clipping():
+    h = Histogram([1, 1, 1, 1], [0.0, 1.0, 2.0, 3.0, 4.0])
+    assert amax_mse(h, start_bin=1) == 4.0
+
+
+def test_mse_calibrator_on_a_signed_histogram_matches_its_fold():
+    _, hs = gaussian(bins=1024, signed=True)
+    assert amax_mse(hs, start_bin=64) == pytest.approx(amax_mse(hs.fold(), start_bin=64))
+
+
+# -- calibrate -------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["max", "percentile", "mse"])
+def test_calibrate_measures_the_clip_it_chose(method):
+    _, h = gaussian()
+    cal = calibrate(h, method, num_bits=8)
+    assert isinstance(cal, Calibration)
+    assert cal.method == method and not cal.dead
+    assert cal.metrics == clip_metrics(h, cal.amax)
+    assert isinstance(cal.detail, str)
+    direct = {"max": amax_max, "percentile": amax_percentile, "mse": amax_mse}[method]
+    assert cal.amax == direct(h)
+
+
+def test_calibrate_passes_percentile_and_mse_policies():
+    _, h = gaussian()
+    assert calibrate(h, "percentile", percentile=99.0).amax == amax_percentile(h, 99.0)
+    got = calibrate(h, "mse", num_bits=6, unsigned=True, start_bin=10, stride=2).amax
+    assert got == amax_mse(h, 6, True, start_bin=10, stride=2)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_dead_histogram_answers_zero_for_every_method(method):
+    cal = calibrate(np.zeros(2048), method)
+    assert cal.dead and cal.amax == 0.0
+    assert cal.metrics.mse == 0.0 and math.isnan(cal.metrics.sqnr_db)
+    assert amax_max(np.zeros(8)) == 0.0
+    assert amax_percentile(np.zeros(8)) == 0.0
+    assert amax_mse(np.zeros(8), start_bin=1) == 0.0
+
+
+def test_entropy_uses_the_kl_sweep():
+    sweep = pytest.importorskip("calib.sweep")
+    _, h = gaussian()
+    cal = calibrate(h, "entropy")
+    result = sweep.kl_sweep(h, variant="seed")
+    assert cal.amax == pytest.approx(result.amax)
+    assert cal.detail.amax == result.amax
+    assert cal.metrics == clip_metrics(h, cal.amax)
+
+
+def test_entropy_passes_variant_policies_and_bit_width():
+    sweep = pytest.importorskip("calib.sweep")
+    _, h = gaussian()
+    cal = calibrate(h, "entropy", variant="modelopt")
+    assert cal.amax == pytest.approx(sweep.kl_sweep(h, variant="modelopt").amax)
+    # Not signed int8 and no target_bins: ModelOpt's 2**(num_bits - 1 + unsigned) levels.
+    cal4 = calibrate(h, "entropy", num_bits=4)
+    assert cal4.amax == pytest.approx(sweep.kl_sweep(h, target_bins=8).amax)
+    assert cal4.metrics == clip_metrics(h, cal4.amax, num_bits=4)
+    cal_t = calibrate(h, "entropy", num_bits=4, target_bins=15)
+    assert cal_t.amax == pytest.approx(sweep.kl_sweep(h, target_bins=15).amax)
+
+
+# -- bad input -------------------------------------------------------------------------------
+@pytest.mark.parametrize("amax", [0, -1.0, math.nan, math.inf, "2", True])
+def test_bad_amax(amax):
+    with pytest.raises(ValueError, match="amax"):
+        clip_metrics([1, 2, 3], amax)
+
+
+def test_bad_amaxes():
+    with pytest.raises(ValueError, match=r"amaxes .* -1\.0 at index 2"):
+        clip_mse_curve([1, 2, 3], [1.0, 2.0, -1.0])
+    with pytest.raises(ValueError, match="amaxes"):
+        clip_mse_curve([1, 2, 3], ["a"])
+
+
+@pytest.mark.parametrize("num_bits", [1, 17, 8.0, True, None])
+def test_bad_num_bits(num_bits):
+    with pytest.raises(ValueError, match="num_bits"):
+        clip_metrics([1, 2, 3], 1.0, num_bits=num_bits)
+    with pytest.raises(ValueError, match="num_bits"):
+        calibrate([1, 2, 3], "max", num_bits=num_bits)
+
+
+def test_bad_unsigned():
+    with pytest.raises(ValueError, match="unsigned"):
+        clip_metrics([1, 2, 3], 1.0, unsigned="yes")
+
+
+@pytest.mark.parametrize("percentile", [-0.1, 100.5, math.nan, "99"])
+def test_bad_percentile(percentile):
+    with pytest.raises(ValueError, match="percentile"):
+        amax_percentile([1, 2, 3], percentile)
+    with pytest.raises(ValueError, match="percentile"):
+        calibrate([1, 2, 3], "percentile", percentile=percentile)
+
+
+def test_bad_method():
+    with pytest.raises(ValueError, match=r"method .*'kl'"):
+        calibrate([1, 2, 3], "kl")
+
+
+def test_bad_policies():
+    with pytest.raises(ValueError, match="policies"):
+        calibrate([1, 2, 3], "max", stride=2)
+    with pytest.raises(ValueError, match="policies"):
+        calibrate([1, 2, 3], "mse", target_bins=8)
+
+
+def test_bad_mse_search():
+    with pytest.raises(ValueError, match=r"start_bin.*200"):
+        amax_mse(np.ones(100), start_bin=200)
+    with pytest.raises(ValueError, match="stride"):
+        amax_mse(np.ones(100), start_bin=1, stride=0)
+    with pytest.raises(ValueError, match="start_bin"):
+        amax_mse(np.ones(100), start_bin=0, stride=200)
+
+
+def test_docstring_examples():
+    assert doctest.testmod(methods).failed == 0
+
+
+def test_core_imports_numpy_only():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(methods))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {name.split(".")[0] for name in names} <= {
+        "__future__",
+        "calib",
+        "dataclasses",
+        "math",
+        "typing",
+        "numpy",
+    }
