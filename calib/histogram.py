@@ -29,9 +29,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 def _check_counts(counts: Any, name: str = "counts") -> np.ndarray:
     c = np.asarray(counts)
     if c.dtype == object or not (
-        np.issubdtype(c.dtype, np.integer)
-        or np.issubdtype(c.dtype, np.floating)
-        or c.dtype == bool
+        np.issubdtype(c.dtype, np.integer) or np.issubdtype(c.dtype, np.floating) or c.dtype == bool
     ):
         raise ValueError(f"{name} must be a numeric array, got dtype {c.dtype}")
     if c.ndim != 1:
@@ -140,9 +138,7 @@ class Histogram:
         """
         bins = _check_bins(bins)
         a = np.asarray(x)
-        if a.dtype == object or not (
-            np.issubdtype(a.dtype, np.number) or a.dtype == bool
-        ):
+        if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise ValueError(f"x must be numeric, got dtype {a.dtype}")
         a = a.astype(np.float64, copy=False).ravel()
         if a.size == 0:
@@ -317,7 +313,9 @@ class Histogram:
         if self.is_signed:
             return self
         if self.edges[0] != 0:
-            raise ValueError(f"mirror needs a histogram of |x| from 0, got edges[0]={self.edges[0]!r}")
+            raise ValueError(
+                f"mirror needs a histogram of |x| from 0, got edges[0]={self.edges[0]!r}"
+            )
         half = self.counts.astype(np.float64) / 2.0
         counts = np.concatenate([half[::-1], half])
         edges = np.concatenate([-self.edges[::-1], self.edges[1:]])

@@ -227,9 +227,7 @@ def _check_target_bins(target_bins: Any, variant: str, n_bins: int) -> int:
     if T < 1:
         raise ValueError(f"target_bins must be at least 1, got {T}")
     if T >= n_bins:
-        raise ValueError(
-            f"target_bins must be less than the number of bins ({n_bins}), got {T}"
-        )
+        raise ValueError(f"target_bins must be less than the number of bins ({n_bins}), got {T}")
     return int(T)
 
 
@@ -588,8 +586,13 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float) -> np.ndarray:
     T = prep.T
     b = prep.b[rows]
     kb = np.arange(T + 1)[None, :] * b[:, None]
-    fi = kb // T
-    fr = (kb - fi * T) * (1.0 / T)
+    if T & (T - 1) == 0:  # a power of two: shift and mask
+        shift = T.bit_length() - 1
+        fi = kb >> shift
+        fr = (kb & (T - 1)) * (1.0 / T)
+    else:
+        fi = kb // T
+        fr = (kb - fi * T) * (1.0 / T)
     H, NZ, W, PHI, h_f, z_f = np.take(tab.stacked, fi, axis=1)
     cm = H + fr * h_f
     mass = cm[:, 1:] - cm[:, :-1]
@@ -605,21 +608,27 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float) -> np.ndarray:
     mass[:, -1], count[:, -1] = _seed_last_level(prep, policy, rows, tab)
     value = _truncate_value(mass, count, policy)
 
+    # Whole levels. A level with q' = v + s = 0 has no non-zero bin here (its split
+    # bin, if any, gave it mass), so dphi = dw = 0 there and nothing lands in Z.
     sums = _Sums(rows.size)
-    dw = W[:, 1:] - W[:, :-1]
+    q = value + s if s else value
+    logq = np.log(q, out=np.zeros_like(q), where=q > 0)
     dphi = PHI[:, 1:] - PHI[:, :-1]
-    dnz = NZ[:, 1:] - NZ[:, :-1]
-    width = (fi[:, 1:] - fi[:, :-1]) if (policy.expand == "nonzero" and s > 0) else None
-    sums.levels(dphi, dw, dnz, value, s, width)
+    dw = W[:, 1:] - W[:, :-1]
+    sums.A += dphi.sum(axis=1) - (logq * dw).sum(axis=1)
+    if policy.normalize == "pq":
+        sums.W += dw.sum(axis=1)
+        if policy.expand == "nonzero" and s > 0:  # empty bins: p' = q' = eps
+            dnz = NZ[:, 1:] - NZ[:, :-1]
+            sums.W += s * ((fi[:, 1:] - fi[:, :-1]) - dnz).sum(axis=1)
 
     # Split bins: level k counted bin f_k with q' = v_k + s; its true q' mixes in v_(k-1).
     # (Where fr = 0 the ratio below is 1 and the correction vanishes.)
-    frk = fr[:, 1:T]
-    vk = value[:, 1:] + s
-    q = vk + frk * (value[:, :-1] - value[:, 1:])
-    p = h_f[:, 1:T] + s
+    vk = q[:, 1:]
+    qs = vk + fr[:, 1:T] * (value[:, :-1] - value[:, 1:])
+    p = h_f[:, 1:T] + s if s else h_f[:, 1:T]
     use = (z_f[:, 1:T] > 0) if policy.expand == "nonzero" else (p > 0)
-    ratio = np.divide(vk, q, out=np.ones_like(q), where=use)
+    ratio = np.divide(vk, qs, out=np.ones_like(qs), where=use)
     sums.A += (p * np.log(ratio, out=ratio)).sum(axis=1)
 
     # Bin i-1 holds the tail (a whole bin of the last level).

@@ -1,0 +1,194 @@
+"""The Explore page in a real browser: `streamlit run app.py` driven by headless Chromium.
+
+Uses Debian's /usr/bin/chromium through Playwright's Python API; Playwright's own browser
+downloads are never used. Without that binary the test is skipped, unless
+CALIB_REQUIRE_BROWSER=1 (as in CI), when it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from calib.histogram import DEFAULT_BINS
+from calib.policies import DEFAULT_TARGET_BINS
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = ROOT / "assets" / "screenshot_explore.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+START_TIMEOUT = 60.0  # seconds for the server to answer its health check
+UI_TIMEOUT_MS = 60_000
+
+
+def _require_browser() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} not found (apt-get install chromium)"
+    if os.environ.get("CALIB_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"CALIB_REQUIRE_BROWSER=1 but {message}")
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    pytest.fail(f"streamlit did not answer within {START_TIMEOUT} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    """A `streamlit run app.py` on a free local port; always stopped afterwards."""
+    _require_browser()
+    port = _free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            pg.goto(server)
+            yield pg
+        finally:
+            browser.close()
+
+
+def _metric(page, label: str):
+    """The value element of the metric whose label is exactly ``label``."""
+    name = page.locator('[data-testid="stMetricLabel"]').filter(
+        has_text=re.compile(f"^{re.escape(label)}$")
+    )
+    return page.locator('[data-testid="stMetric"]').filter(has=name).get_by_test_id("stMetricValue")
+
+
+def _nearest_target_bins_that_moves_the_clip(default: int) -> int:
+    """The largest target_bins below ``default`` where the demo's seed sweep picks another bin."""
+    import app
+
+    def best(t: int) -> int:
+        return app.demo_sweep.__wrapped__("seed", t, DEFAULT_BINS).best
+
+    chosen = best(default)
+    return next(t for t in range(default - 1, 7, -1) if best(t) != chosen)
+
+
+def _assert_no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "Traceback" not in page.locator("body").inner_text()
+
+
+def test_explore_page_in_chromium(page):
+    from playwright.sync_api import expect
+
+    # the three plotly figures render as SVG
+    plots = page.locator(".js-plotly-plot .main-svg")
+    expect(plots.first).to_be_visible()
+    page.wait_for_function(
+        "document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=UI_TIMEOUT_MS
+    )
+    threshold = _metric(page, "Threshold")
+    bins = _metric(page, "Threshold (bins)")
+    expect(bins).to_have_text(re.compile(r"^\d+$"))
+    before = (bins.inner_text(), threshold.inner_text())
+    _assert_no_exception(page)
+
+    # move the target bins slider by keyboard to the nearest smaller value that moves the clip
+    default = DEFAULT_TARGET_BINS["seed"]
+    target = _nearest_target_bins_that_moves_the_clip(default)
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Target bins")
+    thumb = slider.get_by_role("slider")
+    expect(thumb).to_have_value(str(default))
+    thumb.focus()
+    for _ in range(default - target):
+        thumb.press("ArrowLeft")
+    expect(thumb).to_have_value(str(target))
+    expect(slider.get_by_test_id("stSliderThumbValue")).to_have_text(str(target))
+    expect(bins).not_to_have_text(before[0])
+    after = (bins.inner_text(), threshold.inner_text())
+    assert after != before
+    # let the rerun finish drawing before the screenshot
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=UI_TIMEOUT_MS
+    )
+    expect(plots.first).to_be_visible()
+    _assert_no_exception(page)
+
+    # Streamlit scrolls its own container, not the page: grow the window to fit it all
+    height = page.evaluate(
+        "document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 1000"
+    )
+    page.set_viewport_size({"width": 1440, "height": max(1000, int(height) + 40)})
+    page.wait_for_timeout(500)  # plotly redraws to the new size
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_missing_chromium_skips_unless_required(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CALIB_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not found"):
+        _require_browser()
+    monkeypatch.setenv("CALIB_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="CALIB_REQUIRE_BROWSER=1"):
+        _require_browser()
