@@ -16,7 +16,9 @@ import numpy as np
 __all__ = [
     "modelopt_loop",
     "mxnet_loop",
+    "mxnet_smooth",
     "ncnn_loop",
+    "normalized_kl",
     "onnxruntime_loop",
     "seed_kl",
     "seed_loop",
@@ -112,3 +114,337 @@ def seed_loop(distribution, target_bin: int = 128):
 def seed_threshold_distribution(distribution, target_bin: int = 128) -> int:
     """The seed's function as published: the chosen number of kept bins."""
     return seed_loop(distribution, target_bin)[2]
+
+
+# --------------------------------------------------------------------------------------
+# shared pieces of the peers' loops
+# --------------------------------------------------------------------------------------
+def normalized_kl(p, q) -> float:
+    """``scipy.stats.entropy(p, q)`` written out: both scaled to sum 1, then ``sum p log(p/q)``.
+
+    Bins with ``p == 0`` add nothing; a bin with ``p > 0`` and ``q == 0`` makes the KL inf,
+    and so does a ``q`` that sums to zero (scipy would give nan; every sweep reads it as
+    "undefined"). Computed in float64, one bin at a time.
+    """
+    p_sum = 0.0
+    for v in p:
+        p_sum += float(v)
+    q_sum = 0.0
+    for v in q:
+        q_sum += float(v)
+    if q_sum <= 0 or p_sum <= 0:
+        return math.inf
+    total = 0.0
+    for pv, qv in zip(p, q, strict=True):
+        pn = float(pv) / p_sum
+        qn = float(qv) / q_sum
+        if pn > 0:
+            if qn <= 0:
+                return math.inf
+            total += pn * math.log(pn / qn)
+    return total
+
+
+def mxnet_smooth(x, eps: float = 1e-4):
+    """MXNet's ``_smooth_distribution`` (= ONNX Runtime's ``smooth_distribution``) in float64.
+
+    Zero bins get ``eps``; every non-zero bin gives up ``eps1 = eps * zeros / nonzeros`` so
+    the total is kept. Returns None where the source gives up: no non-zero bin, ``eps1 >= 1``,
+    or a bin that ends at or below zero (the sources' asserts).
+    """
+    n_zeros = 0
+    for v in x:
+        if v == 0:
+            n_zeros += 1
+    n_nonzeros = len(x) - n_zeros
+    if n_nonzeros == 0:
+        return None
+    eps1 = eps * n_zeros / n_nonzeros
+    if eps1 >= 1.0:
+        return None
+    out = []
+    for v in x:
+        out.append(eps if v == 0 else float(v) - eps1)
+    for v in out:
+        if v <= 0:
+            return None
+    return out
+
+
+def _as_pair(counts, edges) -> tuple[np.ndarray, np.ndarray]:
+    """float64 copies of counts and edges (the caller's arrays are never touched)."""
+    c = np.array(counts, dtype=np.float64, copy=True)
+    e = np.array(edges, dtype=np.float64, copy=True)
+    if c.ndim != 1 or e.ndim != 1 or e.size != c.size + 1:
+        raise ValueError(f"edges must have len(counts) + 1 entries, got {e.size} for {c.size}")
+    return c, e
+
+
+def _half_window(n: int, z: int, i: int) -> tuple[int, int]:
+    """MXNet's and ONNX Runtime's window: ``i`` bins each side of the zero bin ``z``.
+
+    ``[z - i, min(z + i + 1, n))``; the clamp only bites for an even ``n`` at ``i = n // 2``.
+    """
+    return z - i, min(z + i + 1, n)
+
+
+def _whole_group_masses(sliced: list[float], T: int, separately: bool = True) -> list[int]:
+    """Groups of ``len // T`` whole bins, masses cast to integers as MXNet / ONNX Runtime do.
+
+    Both write each group's sum into an integer array (truncation), then do
+    ``quantized_bins[-1] += sum(remainder)``, which truncates once more:
+    ``trunc(trunc(last group) + remainder)`` (``separately=True``, the sources).
+    ``separately=False`` truncates the last group's whole mass once,
+    ``trunc(last group + remainder)``. The two differ only for non-integer counts.
+    """
+    m = len(sliced) // T
+    quantized = [0] * T
+    for k in range(T):
+        s = 0.0
+        for j in range(k * m, k * m + m):
+            s += sliced[j]
+        quantized[k] = s
+    rest = 0.0
+    for j in range(T * m, len(sliced)):
+        rest += sliced[j]
+    if separately:
+        for k in range(T):
+            quantized[k] = math.trunc(quantized[k])
+        quantized[-1] = math.trunc(quantized[-1] + rest)
+    else:
+        quantized[-1] += rest
+        for k in range(T):
+            quantized[k] = math.trunc(quantized[k])
+    return quantized
+
+
+# --------------------------------------------------------------------------------------
+# ncnn 2021+
+# --------------------------------------------------------------------------------------
+def ncnn_loop(counts, edges, target_bin: int = 128):
+    """ncnn's ``QuantNet::quantize_KL`` (tools/quantize/ncnn2table.cpp, 2021+), one bin at a time.
+
+    The histogram is normalised once. For every kept-bin count ``i = T .. N-1``:
+    P = normed[:i] + eps on every bin, the tail added to bin i-1; level k covers
+    ``[k i/T, (k+1) i/T)`` (float64 boundaries as the seed computes them, a right edge at
+    or past ``i`` dropped); its value is its fractional mass over its fractional width
+    (a mean over all its bins, zero or not); Q = eps + each level's value spread by
+    overlap; ``KL = sum P log(P/Q)`` over every bin. First minimum;
+    ``amax = edges[0] + (i + 0.5) * width``.
+
+    Returns ``(candidates, kls, best_candidate, amax)``.
+    """
+    hist, e = _as_pair(counts, edges)
+    n, T, eps = hist.size, int(target_bin), 1e-4
+    total = float(np.sum(hist))
+    normed = [float(v) / total for v in hist]
+    candidates, kls = [], []
+    best, min_kl = T, math.inf
+    for i in range(T, n):
+        P = [normed[j] + eps for j in range(i)]
+        for j in range(i, n):
+            P[i - 1] += normed[j]
+        Q = [eps] * i
+        num_per_bin = i / T
+        for k in range(T):
+            start = k * num_per_bin
+            end = start + num_per_bin
+            left_upper = math.ceil(start)
+            right_lower = math.floor(end)
+            left_scale = left_upper - start if left_upper > start else 0.0
+            has_right = right_lower < end and right_lower < i
+            right_scale = end - right_lower if has_right else 0.0
+            mass, width = 0.0, 0.0
+            if left_scale > 0:
+                mass += left_scale * normed[left_upper - 1]
+                width += left_scale
+            if has_right:
+                mass += right_scale * normed[right_lower]
+                width += right_scale
+            for j in range(left_upper, min(right_lower, i)):
+                mass += normed[j]
+                width += 1
+            value = mass / width
+            if left_scale > 0:
+                Q[left_upper - 1] += left_scale * value
+            if has_right:
+                Q[right_lower] += right_scale * value
+            for j in range(left_upper, min(right_lower, i)):
+                Q[j] += value
+        kl = 0.0
+        for j in range(i):
+            kl += P[j] * math.log(P[j] / Q[j])
+        candidates.append(i)
+        kls.append(kl)
+        if kl < min_kl:
+            min_kl, best = kl, i
+    width = (e[-1] - e[0]) / n
+    return np.array(candidates), np.array(kls), best, float(e[0] + (best + 0.5) * width)
+
+
+# --------------------------------------------------------------------------------------
+# MXNet / TVM
+# --------------------------------------------------------------------------------------
+def mxnet_loop(
+    counts, edges, num_quantized_bins: int = 255, *, truncate_remainder_separately: bool = True
+):
+    """MXNet's Python ``_get_optimal_threshold`` (contrib/quantization.py), one bin at a time.
+
+    Zero bin ``z = N // 2``; for ``i = T//2 .. N//2`` the window is
+    ``[z - i, min(z + i + 1, N))`` with the outliers folded into both edge bins (P).
+    ``L // T`` whole bins a level, masses truncated to integers, the remainder's mass and
+    bins both joining the last level; each level's mass divided by the number of its
+    non-zero P bins and written to its bins, then ``q[p == 0] = 0``. P and Q are smoothed
+    (``mxnet_smooth``; inf where that fails) and ``KL = scipy.stats.entropy(p, q)``
+    (both normalised), in float64. First minimum; ``amax = edges[window end]``.
+    ``truncate_remainder_separately``: see ``_whole_group_masses`` (True is the source).
+
+    Returns ``(candidates, kls, best_candidate, amax)``.
+    """
+    hist, e = _as_pair(counts, edges)
+    n, T = hist.size, int(num_quantized_bins)
+    z = n // 2
+    candidates, kls = [], []
+    best, best_stop, min_kl = None, None, math.inf
+    for i in range(T // 2, z + 1):
+        start, stop = _half_window(n, z, i)
+        sliced = [float(v) for v in hist[start:stop]]
+        p = list(sliced)
+        for j in range(start):
+            p[0] += hist[j]
+        for j in range(stop, n):
+            p[-1] += hist[j]
+        L = len(sliced)
+        m = L // T
+        quantized = _whole_group_masses(sliced, T, truncate_remainder_separately)
+        q = [0.0] * L
+        for k in range(T):
+            s = k * m
+            t = L if k == T - 1 else s + m
+            norm = 0
+            for j in range(s, t):
+                if p[j] != 0:
+                    norm += 1
+            if norm != 0:
+                for j in range(s, t):
+                    q[j] = quantized[k] / norm
+        for j in range(L):
+            if p[j] == 0:
+                q[j] = 0.0
+        ps, qs = mxnet_smooth(p), mxnet_smooth(q)
+        kl = math.inf if ps is None or qs is None else normalized_kl(ps, qs)
+        candidates.append(i)
+        kls.append(kl)
+        if best is None or kl < min_kl:
+            best, best_stop, min_kl = i, stop, kl
+    return np.array(candidates), np.array(kls), best, float(e[best_stop])
+
+
+# --------------------------------------------------------------------------------------
+# ONNX Runtime as shipped
+# --------------------------------------------------------------------------------------
+def onnxruntime_loop(
+    counts, edges, num_quantized_bins: int = 128, *, truncate_remainder_separately: bool = True
+):
+    """ONNX Runtime's ``HistogramCollector.get_entropy_threshold``, one bin at a time.
+
+    The window and P as MXNet's. Level masses are int64 (truncated) with the remainder's
+    mass added to the last level, but Q is written to ``start .. start + L // T`` of every
+    level only, so the remainder bins keep ``q = 0``; ``q`` is int64 too (the level mass
+    over the number of non-zero P bins of the level, truncated) and is written to every bin
+    of the level, zero in P or not. Both smoothed, ``KL`` normalised (float64 here; ORT
+    computes it in float32). First minimum; ``amax`` = the upper window edge, not clamped
+    to the data's max as ORT does afterwards. ``truncate_remainder_separately``: see
+    ``_whole_group_masses`` (True is the source).
+
+    Returns ``(candidates, kls, best_candidate, amax)``.
+    """
+    hist, e = _as_pair(counts, edges)
+    n, T = hist.size, int(num_quantized_bins)
+    z = n // 2
+    candidates, kls = [], []
+    best, best_stop, min_kl = None, None, math.inf
+    for i in range(T // 2, z + 1):
+        start, stop = _half_window(n, z, i)
+        sliced = [float(v) for v in hist[start:stop]]
+        p = list(sliced)
+        for j in range(start):
+            p[0] += hist[j]
+        for j in range(stop, n):
+            p[-1] += hist[j]
+        L = len(sliced)
+        m = L // T
+        quantized = _whole_group_masses(sliced, T, truncate_remainder_separately)
+        q = [0] * L
+        for k in range(T):
+            s = k * m
+            norm = 0
+            for j in range(s, s + m):
+                if p[j] != 0:
+                    norm += 1
+            if norm != 0:
+                for j in range(s, s + m):
+                    q[j] = math.trunc(quantized[k] / norm)
+        ps, qs = mxnet_smooth(p), mxnet_smooth(q)
+        kl = math.inf if ps is None or qs is None else normalized_kl(ps, qs)
+        candidates.append(i)
+        kls.append(kl)
+        if best is None or kl < min_kl:
+            best, best_stop, min_kl = i, stop, kl
+    return np.array(candidates), np.array(kls), best, float(e[best_stop])
+
+
+# --------------------------------------------------------------------------------------
+# ModelOpt / pytorch-quantization
+# --------------------------------------------------------------------------------------
+def modelopt_loop(
+    counts,
+    edges,
+    num_bits: int = 8,
+    unsigned: bool = False,
+    stride: int = 1,
+    start_bin: int = 128,
+    *,
+    num_levels: int | None = None,
+):
+    """ModelOpt's ``_compute_amax_entropy`` (calib/histogram.py), one bin at a time.
+
+    On a copy (the caller's counts are never touched): ``bins[0] = bins[1]``;
+    ``nbins = 2 ** (num_bits - 1 + unsigned)`` levels (``num_levels`` overrides it, for
+    level counts that are not a power of two). For ``i = start_bin .. N`` inclusive, every
+    ``stride``-th: bin j is in level ``digitize(j, linspace(0, i, nbins + 1)) - 1``, bins
+    with ``bins[j] == 0`` left out; Q on a non-zero bin is its level's mean over the level's
+    non-zero bins; P = bins[:i] with the tail added to the last; ``KL =
+    scipy.stats.entropy(P, Q)`` (inf where P > 0 and Q = 0). LAST minimum;
+    ``amax = edges[i]``.
+
+    Returns ``(candidates, kls, best_candidate, amax)``.
+    """
+    bins, e = _as_pair(counts, edges)
+    bins[0] = bins[1]
+    nbins = int(num_levels) if num_levels is not None else 1 << (num_bits - 1 + int(unsigned))
+    n = bins.size
+    candidates, kls = [], []
+    best, min_kl = None, math.inf
+    for i in range(start_bin, n + 1, stride):
+        space = np.linspace(0, i, num=nbins + 1)
+        level = np.digitize(range(i), space) - 1
+        sums = [0.0] * nbins
+        nonzero = [0] * nbins
+        for j in range(i):
+            if bins[j] != 0:
+                sums[level[j]] += bins[j]
+                nonzero[level[j]] += 1
+        Q = [0.0] * i
+        for j in range(i):
+            if bins[j] != 0:
+                Q[j] = sums[level[j]] / nonzero[level[j]]
+        P = [float(v) for v in bins[:i]]
+        for j in range(i, n):
+            P[-1] += bins[j]
+        kl = normalized_kl(P, Q)
+        candidates.append(i)
+        kls.append(kl)
+        if best is None or kl <= min_kl:
+            best, min_kl = i, kl
+    return np.array(candidates), np.array(kls), best, float(e[best])

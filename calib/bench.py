@@ -1,0 +1,173 @@
+"""``python -m calib bench``: the vectorised sweep against the loops, timed in one run.
+
+Each row times a loop reference (the seed's own loop, or a plain per-candidate loop
+following an implementation's algorithm, see ``calib.reference``) and the sweep on the
+same histogram, and prints both medians and their ratio. The targets are checked
+against numbers measured in this run, never against constants from another machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from calib import reference
+from calib.histogram import Histogram
+from calib.sweep import kl_sweep
+
+__all__ = ["BenchRow", "activation_histograms", "run_bench"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchRow:
+    name: str
+    loop_s: float | None
+    sweep_s: float
+    same_answer: bool | None
+    target: str = ""
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.loop_s is None else self.loop_s / self.sweep_s
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _activations(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A ReLU-like activation: a spike of zeros, a half-normal body and a few outliers."""
+    x = np.abs(rng.standard_normal(n))
+    x[rng.random(n) < 0.3] = 0.0
+    out = rng.random(n) < 2e-4
+    x[out] *= rng.uniform(4, 12, out.sum())
+    return x * np.where(rng.random(n) < 0.5, -1.0, 1.0)
+
+
+def activation_histograms(bins: int, count: int = 1, seed: int = 0) -> list[Histogram]:
+    """Seeded activation-like histograms of |x| (unsigned), for benchmarks and tests."""
+    rng = np.random.default_rng(seed)
+    return [Histogram.from_samples(_activations(rng, 200_000), bins) for _ in range(count)]
+
+
+def _signed(bins: int, seed: int = 0) -> Histogram:
+    rng = np.random.default_rng(seed)
+    return Histogram.from_samples(_activations(rng, 200_000), bins, signed=True)
+
+
+def _loops(h: Histogram, hs: Histogram, T: int) -> dict[str, Callable[[], float]]:
+    """Each variant's loop reference, returning its amax."""
+    c, e = h.counts, h.edges
+    return {
+        "seed": lambda: float(e[0] + (reference.seed_loop(c, T)[2] + 0.5) * (e[1] - e[0])),
+        "ncnn": lambda: reference.ncnn_loop(c, e, T)[3],
+        # ModelOpt's levels are 2 ** (num_bits - 1): T = 128 is 8 bits
+        "modelopt": lambda: reference.modelopt_loop(c, e, num_bits=T.bit_length())[3],
+        "mxnet": lambda: reference.mxnet_loop(hs.counts, hs.edges, T)[3],
+        "onnxruntime": lambda: reference.onnxruntime_loop(hs.counts, hs.edges, T)[3],
+    }
+
+
+def run_bench(quick: bool = False, out: Callable[[str], None] = print) -> list[BenchRow]:
+    """Time loops and sweeps, print a table, and return the rows.
+
+    ``quick`` uses small histograms and one repeat (a smoke test, no targets).
+    """
+    rows: list[BenchRow] = []
+    reps = 1 if quick else 15
+    sizes = [(256, 32)] if quick else [(2048, 128), (8001, 255)]
+    for n_bins, T in sizes:
+        h = activation_histograms(n_bins)[0]
+        hs = _signed(n_bins)
+        loops = _loops(h, hs, T)
+        for variant in ("seed", "ncnn", "modelopt", "mxnet", "onnxruntime"):
+            hist = hs if variant in ("mxnet", "onnxruntime") else h
+            kl_sweep(hist, T, variant)  # warm up
+            sweep_s = _median_time(lambda v=variant, x=hist, t=T: kl_sweep(x, t, v), reps)
+            amax = kl_sweep(hist, T, variant).amax
+            loop_s = same = None
+            # the unsigned loops cost O(N^2 T) in Python: minutes at 8001 bins
+            if quick or n_bins <= 2048 or variant in ("mxnet", "onnxruntime"):
+                t0 = time.perf_counter()
+                loop_amax = loops[variant]()
+                loop_s = time.perf_counter() - t0
+                same = bool(np.isclose(loop_amax, amax, rtol=1e-9, atol=0))
+            target, met = _target(variant, n_bins, sweep_s, loop_s, quick)
+            rows.append(BenchRow(f"{variant} {n_bins}/{T}", loop_s, sweep_s, same, target, met))
+    if not quick:
+        hists = activation_histograms(2048, count=100, seed=1)
+        t0 = time.perf_counter()
+        for x in hists:
+            kl_sweep(x)
+        total = time.perf_counter() - t0
+        rows.append(BenchRow("seed x100 tensors 2048/128", None, total, None, "< 0.5 s",
+                             total < 0.5))  # fmt: skip
+        rows.extend(_onnxruntime_itself(reps))
+    _print(rows, out)
+    return rows
+
+
+def _target(variant: str, n_bins: int, sweep_s: float, loop_s, quick: bool):
+    if quick:
+        return "", None
+    if n_bins == 2048 and variant == "seed":
+        ok = loop_s is not None and loop_s / sweep_s >= 1000 and sweep_s < 5e-3
+        return ">= 1000x the seed's loop, < 5 ms", ok
+    if n_bins == 2048 and variant in ("ncnn", "modelopt"):
+        return "< 5 ms", sweep_s < 5e-3
+    if n_bins == 2048:
+        return "< 25 ms", sweep_s < 25e-3
+    if variant in ("mxnet", "onnxruntime"):
+        return "< 0.5 s", sweep_s < 0.5
+    return "", None
+
+
+def _onnxruntime_itself(reps: int) -> list[BenchRow]:
+    """ONNX Runtime's own get_entropy_threshold on the same histogram, if installed."""
+    try:
+        from onnxruntime.quantization.calibrate import HistogramCollector
+    except Exception:  # optional: the bench runs without it
+        return []
+    import contextlib
+    import io
+
+    hs = _signed(2048)
+    coll = HistogramCollector("entropy", True, 2048, 128, 99.99, "same")
+    e32 = hs.edges.astype(np.float32)
+    hist = (hs.counts.astype(np.int64), e32, e32[0], e32[-1], e32[-1])
+    with contextlib.redirect_stdout(io.StringIO()):
+        t0 = time.perf_counter()
+        ort = coll.get_entropy_threshold(hist, 128)
+        loop_s = time.perf_counter() - t0
+    sweep_s = _median_time(lambda: kl_sweep(hs, 128, "onnxruntime"), reps)
+    amax = kl_sweep(hs, 128, "onnxruntime").amax
+    same = bool(np.isclose(float(ort[1]), amax, rtol=1e-6))
+    return [BenchRow("onnxruntime package 2048/128", loop_s, sweep_s, same)]
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _print(rows: list[BenchRow], out: Callable[[str], None]) -> None:
+    head = f"{'case':<30} {'loop':>11} {'sweep':>11} {'ratio':>9}  same  target"
+    out(head)
+    out("-" * len(head))
+    for r in rows:
+        ratio = "-" if r.ratio is None else f"{r.ratio:,.0f}x"
+        same = "-" if r.same_answer is None else ("yes" if r.same_answer else "NO")
+        met = "" if r.met is None else (" ok" if r.met else " MISSED")
+        out(f"{r.name:<30} {_fmt_s(r.loop_s):>11} {_fmt_s(r.sweep_s):>11} {ratio:>9}  "
+            f"{same:<4}  {r.target}{met}")  # fmt: skip

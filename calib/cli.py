@@ -1,0 +1,122 @@
+"""The command line: ``python -m calib FILE`` prints a threshold table; ``bench`` times.
+
+Examples
+--------
+    python -m calib histograms.npz --variant onnxruntime
+    python -m calib histograms.npz --method percentile --format csv
+    python -m calib bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+from calib.methods import METHODS, calibrate
+from calib.policies import VARIANTS
+
+__all__ = ["main", "threshold_rows"]
+
+_COLUMNS = ("layer", "bins", "max", "amax", "amax/max", "clipped %", "KL", "SQNR dB", "flags")
+
+
+def threshold_rows(hists, method: str = "entropy", variant: str = "seed",
+                   target_bins: int | None = None, num_bits: int = 8) -> list[dict]:  # fmt: skip
+    """One row per layer: the calibrated amax and the numbers it is judged by."""
+    rows = []
+    policies = {} if target_bins is None else {"target_bins": target_bins}
+    for name, h in hists.items():
+        cal = calibrate(h, method=method, num_bits=num_bits, variant=variant, **policies)
+        mx = h.max_abs
+        sweep = cal.detail if hasattr(cal.detail, "kl") else None
+        kl = sweep.min_kl if sweep is not None and not cal.dead else math.nan
+        flags = []
+        if cal.dead:
+            flags.append("dead")
+        elif sweep is not None and sweep.best_index == 0:
+            flags.append("smallest candidate")
+        rows.append({
+            "layer": name,
+            "bins": h.n_bins,
+            "max": mx,
+            "amax": cal.amax,
+            "amax/max": cal.amax / mx if mx > 0 else math.nan,
+            "clipped %": 100 * cal.metrics.clipped_fraction,
+            "KL": kl,
+            "SQNR dB": cal.metrics.sqnr_db,
+            "flags": " ".join(flags),
+        })  # fmt: skip
+    return rows
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _render(rows: list[dict], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=float, allow_nan=True)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+    cells = [[_fmt(r[c]) for c in _COLUMNS] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(_COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m calib", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command")
+    t = sub.add_parser("thresholds", help="threshold table for a histogram file (default)")
+    t.add_argument("file", help="histogram file: .npz (multi-layer), .npy, .csv or .json")
+    t.add_argument("--method", choices=METHODS, default="entropy")
+    t.add_argument("--variant", choices=tuple(VARIANTS), default="seed")
+    t.add_argument("--target-bins", type=int, default=None)
+    t.add_argument("--num-bits", type=int, default=8)
+    t.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    t.add_argument("--trt-cache", metavar="OUT", help="also write a TensorRT calibration cache")
+    b = sub.add_parser("bench", help="time the loop references against the sweep")
+    b.add_argument("--quick", action="store_true", help="small sizes, one repeat (smoke test)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in ("thresholds", "bench", "-h", "--help"):
+        args.insert(0, "thresholds")
+    ns = _parser().parse_args(args)
+    if ns.command == "bench":
+        from calib.bench import run_bench
+
+        rows = run_bench(quick=ns.quick)
+        return 0 if all(r.met is not False for r in rows) else 1
+    if ns.command != "thresholds":
+        _parser().print_help()
+        return 2
+    from calib import files
+
+    try:
+        with open(ns.file, "rb") as f:
+            hists = files.load_histogram_file(f, ns.file)
+        rows = threshold_rows(hists, ns.method, ns.variant, ns.target_bins, ns.num_bits)
+        if ns.trt_cache:
+            files.write_trt_cache(ns.trt_cache, {r["layer"]: r["amax"] for r in rows
+                                                 if r["amax"] > 0})  # fmt: skip
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(_render(rows, ns.format))
+    return 0
