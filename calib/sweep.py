@@ -197,6 +197,8 @@ def kl_sweep(
     if h.is_dead:
         return _dead_result(variant, policy, T, h)
     prep = _prepare(h, T, policy)
+    if not prep.h.any():  # e.g. all mass in bin 0, then bins[0] = bins[1] = 0
+        return _dead_result(variant, policy, T, h)
     if engine == "fast" and not _fast_supported(policy):
         raise ValueError(
             "engine='fast' cannot take smoothing='mxnet' with a fractional or uniform merge; "
@@ -355,6 +357,13 @@ class _Groups:
     e0: np.ndarray | None = None
     e1: np.ndarray | None = None
     orphan: bool = False
+    # whole-bin merges: per-level sums from the tables, and the levels of the edge bins
+    dphi: np.ndarray | None = None
+    dw: np.ndarray | None = None
+    dnz: np.ndarray | None = None
+    k_a: np.ndarray | None = None
+    k_b: np.ndarray | None = None
+    orphan_hi: np.ndarray | None = None
 
 
 def _nonzero_p(prep: _Prep, rows: np.ndarray, j: np.ndarray, policy: Policy) -> np.ndarray:
@@ -418,41 +427,49 @@ def _groups_fractional(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups
     return _Groups(edges, mass, count, value, lu=lu, rl=rl, ls=ls, rs=rs)
 
 
-def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups:
-    T, h = prep.T, prep.h
+def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _Groups:
+    T = prep.T
     a, b = prep.a[rows], prep.b[rows]
     L = b - a
+    R = rows.size
     if policy.merge == "whole":
         m = L // T
-        rel = np.arange(T + 1)[None, :] * m[:, None]
-        rel[:, -1] = L  # the remainder's mass joins the last group
-        e_rel = rel.copy()
-        if policy.remainder == "orphan":
-            e_rel[:, -1] = T * m  # ... but its bins get no Q
-    else:  # linspace: bin j is in group digitize(j, linspace(0, i, T+1)) - 1
+        e_rel = np.arange(T + 1)[None, :] * m[:, None]
+        if policy.remainder == "last_group":
+            e_rel[:, -1] = L  # the remainder bins join the last level
+        k_a = np.zeros(R, dtype=np.intp)
+        k_b = np.full(R, T - 1)
+    else:  # linspace: bin j is in level digitize(j, linspace(0, i, T+1)) - 1
         space = np.linspace(0.0, L.astype(np.float64), T + 1, axis=1)
-        rel = np.ceil(space).astype(np.int64)
-        e_rel = rel
-    m0, m1 = a[:, None] + rel[:, :-1], a[:, None] + rel[:, 1:]
-    e0, e1 = a[:, None] + e_rel[:, :-1], a[:, None] + e_rel[:, 1:]
-    H = np.concatenate([[0.0], np.cumsum(h)])
-    mass = H[m1] - H[m0]
-    if policy.expand == "uniform":
-        count = (e1 - e0).astype(np.float64)
+        e_rel = np.ceil(space).astype(np.intp)
+        k_a = (e_rel[:, 1:] <= 0).sum(axis=1)  # levels can be empty here
+        k_b = (e_rel[:, 1:] <= (L - 1)[:, None]).sum(axis=1)
+    if tab is None:
+        tab = _Tables(prep.h, policy, policy.eps if policy.smoothing == "add_eps" else 0.0)
+    e = a[:, None] + e_rel
+    mass, nz, dw, dphi = np.diff(np.take(tab.stacked_whole, e, axis=1), axis=2)
+    orphan = policy.remainder == "orphan"
+    if orphan:  # remainder bins [a + T m, b): their mass joins the last level, their Q is 0
+        mass[:, -1] += tab.H[b] - tab.H[e[:, -1]]
+        orphan_hi = b - 1 >= e[:, -1]
     else:
-        NZ = np.concatenate([[0], np.cumsum(h != 0)])
-        count = (NZ[e1] - NZ[e0]).astype(np.float64)
-        if policy.nonzero_from == "p":
-            for j, tail in ((a, prep.tail_lo[rows]), (b - 1, prep.tail_hi[rows])):
-                extra = (h[j] == 0) & (tail > 0)
-                inside = (e0 <= j[:, None]) & (j[:, None] < e1)
-                count = count + (inside & extra[:, None])
-            both = (a == b - 1) & (h[a] == 0) & (prep.tail_lo[rows] > 0) & (prep.tail_hi[rows] > 0)
-            count = count - ((e0 <= a[:, None]) & (a[:, None] < e1) & both[:, None])
+        orphan_hi = np.zeros(R, dtype=bool)
+    if policy.expand == "uniform":
+        count = np.diff(e_rel, axis=1).astype(np.float64)
+    else:
+        count = nz.copy()
+        if policy.nonzero_from == "p":  # edge bins made non-zero by a folded tail
+            one = a == b - 1
+            h = tab.h
+            tail_a = prep.tail_lo[rows] + np.where(one, prep.tail_hi[rows], 0.0)
+            idx = np.arange(R)
+            count[idx, k_a] += (h[a] == 0) & (tail_a > 0)
+            extra_b = (h[b - 1] == 0) & (prep.tail_hi[rows] > 0) & ~one & ~orphan_hi
+            count[idx, k_b] += extra_b
     value = _truncate_value(mass, count, policy)
     return _Groups(
-        rel.astype(np.float64), mass, count, value, e0=e0, e1=e1,
-        orphan=policy.remainder == "orphan",
+        e_rel.astype(np.float64), mass, count, value, e0=e[:, :-1], e1=e[:, 1:],
+        orphan=orphan, dphi=dphi, dw=dw, dnz=nz, k_a=k_a, k_b=k_b, orphan_hi=orphan_hi,
     )  # fmt: skip
 
 
@@ -490,7 +507,8 @@ class _Tables:
         self.PHI = _prefix(self.phi[:-1])
         self.W = _prefix(self.w[:-1])
         # one gather fetches all six at a set of bin indices
-        self.stacked = np.stack([self.H, self.NZ, self.W, self.PHI, self.h, self.z])
+        self.stacked = np.stack([self.H, self.NZ, self.W, self.h, self.z])
+        self.stacked_whole = np.stack([self.H, self.NZ, self.W, self.PHI])
 
 
 class _Sums:
@@ -517,10 +535,13 @@ class _Sums:
         q = value + s
         ok = q > 0
         logq = np.log(q, out=np.zeros_like(q), where=ok)
-        # where q' = 0 the level's bins are all empty (dphi = dw = 0) unless Z counts them
-        self.A += (dphi - logq * dw).sum(axis=1) - np.where(ok, 0.0, dphi).sum(axis=1)
-        self.W += (dw * ok).sum(axis=1)
-        self.Z += (dnz * ~ok).sum(axis=1)
+        self.A += dphi.sum(axis=1) - (logq * dw).sum(axis=1)
+        if ok.all() or not dnz[~ok].any():  # the usual case: q' = 0 only on empty levels
+            self.W += dw.sum(axis=1)
+        else:  # a truncated Q, or remainder bins: p' > 0 against q' = 0
+            self.A -= np.where(ok, 0.0, dphi).sum(axis=1)
+            self.W += (dw * ok).sum(axis=1)
+            self.Z += (dnz * ~ok).sum(axis=1)
         if width is not None:  # empty bins of a "nonzero" expansion: p' = q' = eps
             self.W += (s * (width - dnz)).sum(axis=1)
 
@@ -534,26 +555,48 @@ def _fast_supported(policy: Policy) -> bool:
 def _kl_fast(prep: _Prep, policy: Policy) -> np.ndarray:
     s = policy.eps if policy.smoothing == "add_eps" else 0.0
     tab = _Tables(prep.h, policy, s)
+    M, T = prep.cand.size, prep.T
+    step = max(1, _FAST_BLOCK_ELEMENTS // (T + 1))
+    blocks = [np.arange(i, min(M, i + step)) for i in range(0, M, step)]
     if policy.smoothing == "mxnet":
         st = _SmoothTables(prep.h)
-
-        def kernel(prep, policy, rows, tab, s):
-            return _fast_mxnet(prep, policy, rows, tab, st)
-
-    elif policy.merge == "fractional":
-        kernel = _fast_fractional
+        kl = np.concatenate([_fast_mxnet(prep, policy, rows, tab, st) for rows in blocks])
+        redo = np.flatnonzero(np.isnan(kl))  # rows the series cannot take: dense
+        if redo.size:
+            kl[redo] = _kl_dense_rows(prep, policy, redo)
+        return kl
+    out = _RowSums(M)
+    if policy.merge == "fractional":
+        last = _seed_last_level(prep, policy, np.arange(M), tab)
+        for rows in blocks:
+            _fast_fractional(prep, policy, rows, tab, s, out, last)
     else:
-        kernel = _fast_whole
-    M, T = prep.cand.size, prep.T
-    out = np.empty(M)
-    step = max(1, _FAST_BLOCK_ELEMENTS // (T + 1))
-    for start in range(0, M, step):
-        rows = np.arange(start, min(M, start + step))
-        out[rows] = kernel(prep, policy, rows, tab, s)
-    redo = np.flatnonzero(np.isnan(out))  # rows the series cannot take: dense
-    if redo.size:
-        out[redo] = _kl_dense_rows(prep, policy, redo)
-    return out
+        for rows in blocks:
+            _fast_whole(prep, policy, rows, tab, s, out)
+    # The edge bins that hold the tails, for all candidates at once.
+    everyone = np.arange(M)
+    a, b = prep.a, prep.b
+    one = a == b - 1  # a one-bin window holds both tails in that bin
+    if policy.merge != "fractional":  # (the seed family's window starts at bin 0)
+        tail_a = prep.tail_lo + np.where(one, prep.tail_hi, 0.0)
+        _edge_bin(prep, policy, tab, out, everyone, a, tail_a, out.v_lo, False, s)
+    keep = (out.A.copy(), out.W.copy(), out.Z.copy())
+    _edge_bin(prep, policy, tab, out, everyone, b - 1, prep.tail_hi, out.v_hi, out.orphan_hi, s)
+    out.A, out.W, out.Z = (
+        np.where(one, k, x) for k, x in zip(keep, (out.A, out.W, out.Z), strict=True)
+    )
+    return _finish_sums(prep, policy, out, s)
+
+
+class _RowSums(_Sums):
+    """_Sums plus what the edge bins and the normalisation need, per candidate."""
+
+    def __init__(self, m: int) -> None:
+        super().__init__(m)
+        self.qsum = np.zeros(m)  # sum of Q before smoothing
+        self.v_lo = np.zeros(m)  # Q value of the level holding bin a
+        self.v_hi = np.zeros(m)  # ... and bin b - 1
+        self.orphan_hi = np.zeros(m, dtype=bool)  # bin b - 1 is a remainder bin with Q = 0
 
 
 def _edge_bin(prep, policy, tab, sums, rows, j, tail, v, in_orphan, s) -> None:
@@ -572,7 +615,7 @@ def _edge_bin(prep, policy, tab, sums, rows, j, tail, v, in_orphan, s) -> None:
     sums.bin(hj + tail + s, np.where(z_true, v, 0.0) + s, +1.0)
 
 
-def _fast_fractional(prep, policy, rows, tab: _Tables, s: float) -> np.ndarray:
+def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, last) -> None:
     """Seed-family merge. Level k is [B_k, B_(k+1)) with B_k = k * i / T exactly
     (integer part f, fraction fr); a bin cut at B_k is "split": level k-1 owns fr of it.
 
@@ -585,42 +628,37 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float) -> np.ndarray:
     """
     T = prep.T
     b = prep.b[rows]
-    kb = np.arange(T + 1)[None, :] * b[:, None]
+    kb = np.arange(T + 1, dtype=np.int32)[None, :] * b.astype(np.int32)[:, None]
     if T & (T - 1) == 0:  # a power of two: shift and mask
-        shift = T.bit_length() - 1
-        fi = kb >> shift
+        fi = kb >> (T.bit_length() - 1)
         fr = (kb & (T - 1)) * (1.0 / T)
     else:
         fi = kb // T
         fr = (kb - fi * T) * (1.0 / T)
-    H, NZ, W, PHI, h_f, z_f = np.take(tab.stacked, fi, axis=1)
-    cm = H + fr * h_f
-    mass = cm[:, 1:] - cm[:, :-1]
-    if policy.expand == "nonzero":
-        cz = NZ + fr * z_f
-        count = cz[:, 1:] - cz[:, :-1]
-    else:
+    # Cumulative mass and non-zero count at each level boundary, then per level.
+    G = np.take(tab.stacked, fi, axis=1)  # H, NZ, W, h, z at each boundary
+    C = G[0:2] + fr * G[3:5]
+    mass, count = C[:, :, 1:] - C[:, :, :-1]
+    if policy.expand != "nonzero":
         count = np.broadcast_to((b / T)[:, None], mass.shape).copy()
-    tail = prep.tail_hi[rows]
-    last = b - 1
+    h_f, z_f = G[3], G[4]
     # The last level as the seed's floats give it: where its exact mass is 0, a
     # rounding sliver of the bin before can make it a tiny non-zero; keep that.
-    mass[:, -1], count[:, -1] = _seed_last_level(prep, policy, rows, tab)
+    mass[:, -1], count[:, -1] = last[0][rows], last[1][rows]
     value = _truncate_value(mass, count, policy)
 
     # Whole levels. A level with q' = v + s = 0 has no non-zero bin here (its split
-    # bin, if any, gave it mass), so dphi = dw = 0 there and nothing lands in Z.
-    sums = _Sums(rows.size)
+    # bin, if any, gave it mass), so its p'log p' is 0 and nothing lands in Z; the
+    # p'log p' of all levels together telescopes to the window's.
     q = value + s if s else value
     logq = np.log(q, out=np.zeros_like(q), where=q > 0)
-    dphi = PHI[:, 1:] - PHI[:, :-1]
-    dw = W[:, 1:] - W[:, :-1]
-    sums.A += dphi.sum(axis=1) - (logq * dw).sum(axis=1)
+    dw = G[2, :, 1:] - G[2, :, :-1]
+    A = (tab.PHI[b] - tab.PHI[0]) - (logq * dw).sum(axis=1)
     if policy.normalize == "pq":
-        sums.W += dw.sum(axis=1)
+        out.W[rows] = tab.W[b]
         if policy.expand == "nonzero" and s > 0:  # empty bins: p' = q' = eps
-            dnz = NZ[:, 1:] - NZ[:, :-1]
-            sums.W += s * ((fi[:, 1:] - fi[:, :-1]) - dnz).sum(axis=1)
+            out.W[rows] += s * (b - tab.NZ[b])
+        out.qsum[rows] = (value * count).sum(axis=1)
 
     # Split bins: level k counted bin f_k with q' = v_k + s; its true q' mixes in v_(k-1).
     # (Where fr = 0 the ratio below is 1 and the correction vanishes.)
@@ -629,11 +667,8 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float) -> np.ndarray:
     p = h_f[:, 1:T] + s if s else h_f[:, 1:T]
     use = (z_f[:, 1:T] > 0) if policy.expand == "nonzero" else (p > 0)
     ratio = np.divide(vk, qs, out=np.ones_like(qs), where=use)
-    sums.A += (p * np.log(ratio, out=ratio)).sum(axis=1)
-
-    # Bin i-1 holds the tail (a whole bin of the last level).
-    _edge_bin(prep, policy, tab, sums, rows, last, tail, value[:, -1], False, s)
-    return _finish_sums(prep, policy, rows, sums, value, count, s, None)
+    out.A[rows] = A + (p * np.log(ratio, out=ratio)).sum(axis=1)
+    out.v_hi[rows] = value[:, -1]  # bin i-1, which holds the tail, is in the last level
 
 
 def _seed_last_level(prep, policy, rows, tab: _Tables):
@@ -667,42 +702,27 @@ def _seed_last_level(prep, policy, rows, tab: _Tables):
     return mass, count
 
 
-def _fast_whole(prep, policy, rows, tab: _Tables, s: float) -> np.ndarray:
+def _fast_whole(prep, policy, rows, tab: _Tables, s: float, out: _RowSums) -> None:
     """Whole-bin merges (MXNet / ONNX Runtime "whole", ModelOpt "linspace")."""
-    g = _groups_whole(prep, policy, rows)
-    a, b = prep.a[rows], prep.b[rows]
+    g = _groups_whole(prep, policy, rows, tab)
+    b = prep.b[rows]
     sums = _Sums(rows.size)
-    dphi = tab.PHI[g.e1] - tab.PHI[g.e0]
-    dw = tab.W[g.e1] - tab.W[g.e0]
-    dnz = tab.NZ[g.e1] - tab.NZ[g.e0]
     nonzero_eps = policy.expand == "nonzero" and s > 0
-    sums.levels(dphi, dw, dnz, g.value, s, (g.e1 - g.e0) if nonzero_eps else None)
-    orphan_lo = g.e1[:, -1]
+    sums.levels(g.dphi, g.dw, g.dnz, g.value, s, (g.e1 - g.e0) if nonzero_eps else None)
     if g.orphan:
-        lo, hi = orphan_lo[:, None], b[:, None]
+        lo, hi = g.e1[:, -1:], b[:, None]
         sums.levels(
             tab.PHI[hi] - tab.PHI[lo], tab.W[hi] - tab.W[lo], tab.NZ[hi] - tab.NZ[lo],
             np.zeros(lo.shape), s, (hi - lo) if nonzero_eps else None,
         )  # fmt: skip
-    # The edge bins that hold the tails; a one-bin window holds both in one.
-    one = a == b - 1
-    tail_a = prep.tail_lo[rows] + np.where(one, prep.tail_hi[rows], 0.0)
-    ends = g.e1
-    k_a = np.minimum((ends <= a[:, None]).sum(axis=1), prep.T - 1)
-    k_b = np.minimum((ends <= (b - 1)[:, None]).sum(axis=1), prep.T - 1)
+        out.orphan_hi[rows] = g.orphan_hi
+    out.A[rows], out.W[rows], out.Z[rows] = sums.A, sums.W, sums.Z
     idx = np.arange(rows.size)
-    v_a = g.value[idx, k_a]
-    v_b = g.value[idx, k_b]
-    orphan_b = (b - 1 >= orphan_lo) if g.orphan else np.zeros(rows.size, dtype=bool)
-    _edge_bin(prep, policy, tab, sums, rows, a, tail_a, v_a, False, s)
-    tail_b = np.where(one, 0.0, prep.tail_hi[rows])
-    skip = one  # already folded into bin a
-    before = (sums.A.copy(), sums.W.copy(), sums.Z.copy())
-    _edge_bin(prep, policy, tab, sums, rows, b - 1, tail_b, v_b, orphan_b, s)
-    sums.A = np.where(skip, before[0], sums.A)
-    sums.W = np.where(skip, before[1], sums.W)
-    sums.Z = np.where(skip, before[2], sums.Z)
-    return _finish_sums(prep, policy, rows, sums, g.value, g.count, s, g)
+    out.v_lo[rows] = g.value[idx, g.k_a]
+    out.v_hi[rows] = g.value[idx, g.k_b]
+    if policy.normalize == "pq":
+        width = (g.e1 - g.e0) if policy.expand == "fill_all" else g.count
+        out.qsum[rows] = (g.value * width).sum(axis=1)
 
 
 _TAYLOR_TERMS = 6  # powers of c / p kept in the smoothing series
@@ -741,7 +761,7 @@ def _fast_mxnet(prep: _Prep, policy: Policy, rows: np.ndarray, tab: _Tables, st:
     are computed by the dense path instead.
     """
     eps = policy.eps
-    g = _groups_whole(prep, policy, rows)
+    g = _groups_whole(prep, policy, rows, tab)
     a, b = prep.a[rows], prep.b[rows]
     L = (b - a).astype(np.float64)
     h = tab.h
@@ -771,19 +791,23 @@ def _fast_mxnet(prep: _Prep, policy: Policy, rows: np.ndarray, tab: _Tables, st:
     v = g.value
     width = (g.e1 - g.e0).astype(np.float64)
     dpsum = tab.H[g.e1] - tab.H[g.e0]
-    k_a = np.minimum((g.e1 <= a[:, None]).sum(axis=1), prep.T - 1)
-    k_b = np.minimum((g.e1 <= last[:, None]).sum(axis=1), prep.T - 1)
     idx = np.arange(rows.size)
-    in_b = ~one & ((last < g.e1[:, -1]) if g.orphan else True)
-    np.add.at(dpsum, (idx, k_a), tail_a)
-    np.add.at(dpsum, (idx, k_b), np.where(in_b, tail_b, 0.0))
-    nz_level = g.count  # non-zero P bins of each level (the divisor)
+    # an edge bin's tail joins its level's assigned bins unless the bin is not assigned
+    # (expand="nonzero" with nonzero_from="hist": a bin empty in the histogram gets no Q)
+    hist_only = policy.expand == "nonzero" and policy.nonzero_from == "hist"
+    dpsum[idx, g.k_a] += np.where(hist_only & (h[a] == 0), 0.0, tail_a)
+    in_b = ~one & ~g.orphan_hi & ~(hist_only & (h[last] == 0))
+    dpsum[idx, g.k_b] += np.where(in_b, tail_b, 0.0)
     if policy.expand == "fill_all":
-        s_level = dpsum - c[:, None] * nz_level + eps * (width - nz_level)
+        # every bin of the level gets Q; P' is p - c on its non-zero bins, eps elsewhere
+        nz_p = g.dnz.copy()
+        nz_p[idx, g.k_a] += fix_a
+        nz_p[idx, g.k_b] += np.where(g.orphan_hi, False, fix_b)
+        s_level = dpsum - c[:, None] * nz_p + eps * (width - nz_p)
         q_bins = np.where(v > 0, width, 0.0)
-    else:
-        s_level = dpsum - c[:, None] * nz_level
-        q_bins = np.where(v > 0, nz_level, 0.0)
+    else:  # Q on the assigned (non-zero) bins only, whose P' is p - c
+        s_level = dpsum - c[:, None] * g.count
+        q_bins = np.where(v > 0, g.count, 0.0)
     qsum = (v * q_bins).sum(axis=1)
     nnz_q = q_bins.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -802,21 +826,17 @@ def _fast_mxnet(prep: _Prep, policy: Policy, rows: np.ndarray, tab: _Tables, st:
     return np.where(taylor_ok, kl, np.nan)
 
 
-def _finish_sums(prep, policy, rows, sums: _Sums, value, count, s, g) -> np.ndarray:
+def _finish_sums(prep: _Prep, policy: Policy, out: _RowSums, s: float) -> np.ndarray:
     zq = 1.0 if policy.zero_q == "one" else np.inf
     with np.errstate(invalid="ignore"):
-        zpart = np.where(sums.Z > 0.5, sums.Z * zq, 0.0)
+        zpart = np.where(out.Z > 0.5, out.Z * zq, 0.0)
     if policy.normalize != "pq":
-        return sums.A + zpart
-    L = (prep.b - prep.a)[rows]
+        return out.A + zpart
+    L = prep.b - prep.a
     psum = prep.h.sum() + s * L
-    if policy.expand == "fill_all":
-        qsum = (value * (g.e1 - g.e0)).sum(axis=1)
-    else:
-        qsum = (value * count).sum(axis=1)
-    qsum = qsum + s * L
+    qsum = out.qsum + s * L
     with np.errstate(divide="ignore", invalid="ignore"):
-        kl = sums.A / psum + (sums.W / psum) * np.log(qsum / psum) + zpart
+        kl = out.A / psum + (out.W / psum) * np.log(qsum / psum) + zpart
     return np.where(qsum > 0, kl, np.inf)
 
 
@@ -902,8 +922,9 @@ def _dense_kl(block: _Block, policy: Policy, keep: bool = False):
     ok = ok_p & ok_q
     if policy.normalize == "pq":
         qs = Q.sum(axis=1, keepdims=True)
-        ok &= qs[:, 0] > 0
-        P = P / P.sum(axis=1, keepdims=True)
+        ps = P.sum(axis=1, keepdims=True)
+        ok &= (qs[:, 0] > 0) & (ps[:, 0] > 0)
+        P = P / np.where(ps > 0, ps, 1.0)
         Q = Q / np.where(qs > 0, qs, 1.0)
     zq = 1.0 if policy.zero_q == "one" else np.inf
     pos = block.valid & (P > 0)
