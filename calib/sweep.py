@@ -197,8 +197,6 @@ def kl_sweep(
     if h.is_dead:
         return _dead_result(variant, policy, T, h)
     prep = _prepare(h, T, policy)
-    if not prep.h.any():  # e.g. all mass in bin 0, then bins[0] = bins[1] = 0
-        return _dead_result(variant, policy, T, h)
     if engine == "fast" and not _fast_supported(policy):
         raise ValueError(
             "engine='fast' cannot take smoothing='mxnet' with a fractional or uniform merge; "
@@ -296,7 +294,8 @@ def _dead_result(variant: str, policy: Policy, T: int, h: Histogram) -> SweepRes
 
 def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
     kl = np.where(np.isnan(kl), np.inf, kl)
-    i = pick_minimum(kl, policy.ties, tie_scale(prep.h))
+    eps = policy.eps if policy.smoothing != "none" else 0.0
+    i = pick_minimum(kl, policy.ties, tie_scale(prep.h, policy.normalize == "pq", eps))
     return SweepResult(
         variant, policy, T, h, prep.cand, kl, prep.thresholds,
         int(prep.cand[i]), i, float(prep.thresholds[i]), False,
@@ -306,14 +305,23 @@ def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
 TIE_RTOL = 1e-12
 
 
-def tie_scale(counts: np.ndarray) -> float:
-    """The size of the numbers a candidate's KL is summed from (p log p, p log q)."""
+def tie_scale(counts: np.ndarray, normalized: bool = False, eps: float = 0.0) -> float:
+    """The size of the numbers a candidate's KL is summed from (p log p, p log q).
+
+    ``counts`` as the KL sees them: ``normalized`` when P and Q are scaled to sum 1
+    for every candidate, so the total no longer matters; ``eps`` when smoothing adds
+    that much to empty bins.
+    """
     c = np.asarray(counts, dtype=np.float64)
     nz = c[c > 0]
     if nz.size == 0:
         return 0.0
     total = nz.sum()
-    return float(total * (1.0 + max(abs(np.log(nz.max())), abs(np.log(nz.min())))))
+    if normalized:
+        nz = nz / total
+        total = 1.0
+    smallest = min(nz.min(), eps / (1.0 if not normalized else c.sum())) if eps else nz.min()
+    return float(total * (1.0 + max(abs(np.log(nz.max())), abs(np.log(smallest)))))
 
 
 def pick_minimum(kl: np.ndarray, ties: str, scale: float) -> int:
@@ -454,6 +462,12 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
         orphan_hi = b - 1 >= e[:, -1]
     else:
         orphan_hi = np.zeros(R, dtype=bool)
+    if policy.merge == "whole" and policy.truncate != "none":
+        # MXNet and ONNX Runtime store the last group in an integer array, then add the
+        # remainder to it: trunc(trunc(group) + remainder)
+        group_end = a + T * (L // T)
+        group = tab.H[group_end] - tab.H[e[:, -2]]
+        mass[:, -1] = np.trunc(np.trunc(group) + (tab.H[b] - tab.H[group_end]))
     if policy.expand == "uniform":
         count = np.diff(e_rel, axis=1).astype(np.float64)
     else:
@@ -744,7 +758,8 @@ class _SmoothTables:
 def _shifted_xlogx(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     """(x - c) log(x - c) where x > 0, 0 where x == 0."""
     y = x - c
-    return np.where(x > 0, y * np.log(np.where(x > 0, y, 1.0)), 0.0)
+    ok = (x > 0) & (y > 0)  # y <= 0 only where the row is left to the dense path anyway
+    return np.where(ok, y * np.log(np.where(ok, y, 1.0)), np.where(x > 0, np.nan, 0.0))
 
 
 def _fast_mxnet(prep: _Prep, policy: Policy, rows: np.ndarray, tab: _Tables, st: _SmoothTables):
