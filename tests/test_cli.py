@@ -1,0 +1,84 @@
+"""The command line as a user runs it: a threshold table from a file, and the bench."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import calib
+from calib.bench import run_bench
+from calib.cli import main
+
+
+@pytest.fixture
+def hist_file(tmp_path):
+    rng = np.random.default_rng(0)
+    hists = {
+        "conv1 / relu": calib.Histogram.from_samples(np.maximum(rng.normal(size=20_000), 0)),
+        "fc: out [0]": calib.Histogram.from_samples(rng.laplace(size=20_000)),
+        "dead layer": calib.Histogram(np.zeros(2048), np.linspace(0, 1, 2049)),
+    }
+    path = tmp_path / "h.npz"
+    calib.save_histograms(path, hists)
+    return path, hists
+
+
+def test_table_csv_and_json_agree_with_calibrate(hist_file, capsys):
+    path, hists = hist_file
+    assert main([str(path), "--variant", "onnxruntime", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["layer"] for r in rows] == list(hists)
+    for r in rows:
+        expected = calib.calibrate(hists[r["layer"]], variant="onnxruntime").amax
+        assert float(r["amax"]) == pytest.approx(expected, rel=1e-12)
+    assert rows[2]["flags"] == "dead" and float(rows[2]["amax"]) == 0.0
+
+    assert main([str(path), "--method", "percentile", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data[1]["amax"] == pytest.approx(calib.amax_percentile(hists["fc: out [0]"]))
+
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "conv1 / relu" in out and "amax/max" in out.splitlines()[0]
+
+
+def test_trt_cache_export_round_trips(hist_file, tmp_path, capsys):
+    path, hists = hist_file
+    cache = tmp_path / "calib.cache"
+    assert main([str(path), "--trt-cache", str(cache)]) == 0
+    capsys.readouterr()
+    back = calib.read_trt_cache(cache)
+    assert set(back) == {"conv1 / relu", "fc: out [0]"}  # the dead layer has no scale
+    for name, amax in back.items():
+        assert amax == pytest.approx(calib.calibrate(hists[name]).amax, rel=1e-6)
+
+
+def test_bad_files_exit_2_with_a_message(tmp_path, capsys):
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(b"not a zip")
+    assert main([str(bad)]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.npz")]) == 2
+
+
+def test_bench_quick_runs_every_variant_and_agrees_with_the_loops():
+    lines = []
+    rows = run_bench(quick=True, out=lines.append)
+    assert {r.name.split()[0] for r in rows} == set(calib.VARIANTS)
+    assert all(r.same_answer for r in rows)
+    assert all(r.loop_s > 0 and r.sweep_s > 0 for r in rows)
+    assert lines[0].startswith("case")
+
+
+def test_python_dash_m_calib_runs(hist_file):
+    path, _ = hist_file
+    done = subprocess.run(
+        [sys.executable, "-m", "calib", str(path), "--format", "csv"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("layer,bins,max,amax")
