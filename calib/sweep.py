@@ -310,18 +310,18 @@ def tie_scale(counts: np.ndarray, normalized: bool = False, eps: float = 0.0) ->
 
     ``counts`` as the KL sees them: ``normalized`` when P and Q are scaled to sum 1
     for every candidate, so the total no longer matters; ``eps`` when smoothing adds
-    that much to empty bins.
+    that much to the bins.
     """
     c = np.asarray(counts, dtype=np.float64)
     nz = c[c > 0]
-    if nz.size == 0:
+    total = nz.sum() + eps * c.size
+    if total == 0:
         return 0.0
-    total = nz.sum()
+    values = np.concatenate([nz, [eps]]) if eps else nz
     if normalized:
-        nz = nz / total
+        values = values / total
         total = 1.0
-    smallest = min(nz.min(), eps / (1.0 if not normalized else c.sum())) if eps else nz.min()
-    return float(total * (1.0 + max(abs(np.log(nz.max())), abs(np.log(smallest)))))
+    return float(total * (1.0 + max(abs(np.log(values.max())), abs(np.log(values.min())))))
 
 
 def pick_minimum(kl: np.ndarray, ties: str, scale: float) -> int:
@@ -395,7 +395,9 @@ def _groups(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups:
 def _truncate_value(mass: np.ndarray, count: np.ndarray, policy: Policy) -> np.ndarray:
     if policy.truncate != "none":
         mass = np.trunc(mass)
-    value = np.divide(mass, count, out=np.zeros(mass.shape), where=count > 0)
+    # a level with no non-zero bin gets no Q, whatever mass a remainder gave it
+    with np.errstate(over="ignore"):
+        value = np.where(count > 0, mass / np.maximum(count, _TINY), 0.0)
     if policy.truncate == "mass_and_q":
         value = np.trunc(value)
     return value
@@ -448,14 +450,21 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
         k_a = np.zeros(R, dtype=np.intp)
         k_b = np.full(R, T - 1)
     else:  # linspace: bin j is in level digitize(j, linspace(0, i, T+1)) - 1
-        space = np.linspace(0.0, L.astype(np.float64), T + 1, axis=1)
+        # np.linspace's own arithmetic: k * (i / T), the last point set to i exactly
+        space = np.arange(T + 1)[None, :] * (L / T)[:, None]
+        space[:, -1] = L
         e_rel = np.ceil(space).astype(np.intp)
-        k_a = (e_rel[:, 1:] <= 0).sum(axis=1)  # levels can be empty here
-        k_b = (e_rel[:, 1:] <= (L - 1)[:, None]).sum(axis=1)
+        if (L >= T).all():  # steps of at least one bin: no level is empty
+            k_a = np.zeros(R, dtype=np.intp)
+            k_b = np.full(R, T - 1)
+        else:
+            k_a = (e_rel[:, 1:] <= 0).sum(axis=1)
+            k_b = (e_rel[:, 1:] <= (L - 1)[:, None]).sum(axis=1)
     if tab is None:
         tab = _Tables(prep.h, policy, policy.eps if policy.smoothing == "add_eps" else 0.0)
     e = a[:, None] + e_rel
-    mass, nz, dw, dphi = np.diff(np.take(tab.stacked_whole, e, axis=1), axis=2)
+    G = np.take(tab.stacked_whole, e, axis=1)
+    mass, nz, dw, dphi = G[:, :, 1:] - G[:, :, :-1]
     orphan = policy.remainder == "orphan"
     if orphan:  # remainder bins [a + T m, b): their mass joins the last level, their Q is 0
         mass[:, -1] += tab.H[b] - tab.H[e[:, -1]]
@@ -490,7 +499,8 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
 # --------------------------------------------------------------------------------------
 # the fast path: prefix sums
 # --------------------------------------------------------------------------------------
-_FAST_BLOCK_ELEMENTS = 1 << 15  # rows per block * levels: keeps the temporaries in cache
+_TINY = np.finfo(np.float64).tiny
+_FAST_BLOCK_ELEMENTS = 1 << 13  # rows per block * levels: keeps the temporaries in cache
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
@@ -522,6 +532,7 @@ class _Tables:
         self.W = _prefix(self.w[:-1])
         # one gather fetches all six at a set of bin indices
         self.stacked = np.stack([self.H, self.NZ, self.W, self.h, self.z])
+        self.stacked_plain = np.stack([self.H, self.NZ, self.h, self.z])
         self.stacked_whole = np.stack([self.H, self.NZ, self.W, self.PHI])
 
 
@@ -548,7 +559,7 @@ class _Sums:
         """Add whole levels: bins whose p' comes from the tables and whose q' = value + s."""
         q = value + s
         ok = q > 0
-        logq = np.log(q, out=np.zeros_like(q), where=ok)
+        logq = np.log(np.maximum(q, _TINY))  # finite where q' = 0: those levels are empty
         self.A += dphi.sum(axis=1) - (logq * dw).sum(axis=1)
         if ok.all() or not dnz[~ok].any():  # the usual case: q' = 0 only on empty levels
             self.W += dw.sum(axis=1)
@@ -642,7 +653,7 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     """
     T = prep.T
     b = prep.b[rows]
-    kb = np.arange(T + 1, dtype=np.int32)[None, :] * b.astype(np.int32)[:, None]
+    kb = np.arange(T + 1)[None, :] * b[:, None]  # intp: take() is 3x slower on int32
     if T & (T - 1) == 0:  # a power of two: shift and mask
         fi = kb >> (T.bit_length() - 1)
         fr = (kb & (T - 1)) * (1.0 / T)
@@ -650,12 +661,14 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
         fi = kb // T
         fr = (kb - fi * T) * (1.0 / T)
     # Cumulative mass and non-zero count at each level boundary, then per level.
-    G = np.take(tab.stacked, fi, axis=1)  # H, NZ, W, h, z at each boundary
-    C = G[0:2] + fr * G[3:5]
+    # (With no smoothing and non-zero expansion, W, the assigned mass, is H itself.)
+    plain = s == 0 and policy.expand == "nonzero"
+    G = np.take(tab.stacked_plain if plain else tab.stacked, fi, axis=1)
+    C = G[0:2] + fr * G[-2:]
     mass, count = C[:, :, 1:] - C[:, :, :-1]
     if policy.expand != "nonzero":
         count = np.broadcast_to((b / T)[:, None], mass.shape).copy()
-    h_f, z_f = G[3], G[4]
+    h_f, z_f = G[-2], G[-1]
     # The last level as the seed's floats give it: where its exact mass is 0, a
     # rounding sliver of the bin before can make it a tiny non-zero; keep that.
     mass[:, -1], count[:, -1] = last[0][rows], last[1][rows]
@@ -665,23 +678,24 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     # bin, if any, gave it mass), so its p'log p' is 0 and nothing lands in Z; the
     # p'log p' of all levels together telescopes to the window's.
     q = value + s if s else value
-    logq = np.log(q, out=np.zeros_like(q), where=q > 0)
-    dw = G[2, :, 1:] - G[2, :, :-1]
-    A = (tab.PHI[b] - tab.PHI[0]) - (logq * dw).sum(axis=1)
+    # log q' is finite everywhere: where q' = 0 the level is empty (dw = 0 there)
+    logq = np.log(np.maximum(q, _TINY))
+    W = G[0] if plain else G[2]
+    dw = W[:, 1:] - W[:, :-1]
+    A = (tab.PHI[b] - tab.PHI[0]) - np.vecdot(logq, dw)
     if policy.normalize == "pq":
         out.W[rows] = tab.W[b]
         if policy.expand == "nonzero" and s > 0:  # empty bins: p' = q' = eps
             out.W[rows] += s * (b - tab.NZ[b])
-        out.qsum[rows] = (value * count).sum(axis=1)
+        out.qsum[rows] = np.vecdot(value, count)
 
-    # Split bins: level k counted bin f_k with q' = v_k + s; its true q' mixes in v_(k-1).
-    # (Where fr = 0 the ratio below is 1 and the correction vanishes.)
-    vk = q[:, 1:]
-    qs = vk + fr[:, 1:T] * (value[:, :-1] - value[:, 1:])
+    # Split bins: level k counted bin f_k with q' = v_k + s; its true q' mixes in v_(k-1):
+    # add p' (log(v_k + s) - log(q' + s)). Where fr = 0 the two logs are equal.
+    qs = q[:, 1:] + fr[:, 1:T] * (value[:, :-1] - value[:, 1:])
     p = h_f[:, 1:T] + s if s else h_f[:, 1:T]
-    use = (z_f[:, 1:T] > 0) if policy.expand == "nonzero" else (p > 0)
-    ratio = np.divide(vk, qs, out=np.ones_like(qs), where=use)
-    out.A[rows] = A + (p * np.log(ratio, out=ratio)).sum(axis=1)
+    if policy.expand == "nonzero" and s:
+        p = p * z_f[:, 1:T]  # an empty bin gets no Q: p' = q' = eps, no correction
+    out.A[rows] = A + np.vecdot(p, logq[:, 1:] - np.log(np.maximum(qs, _TINY)))
     out.v_hi[rows] = value[:, -1]  # bin i-1, which holds the tail, is in the last level
 
 
