@@ -5,6 +5,7 @@ Examples
     python -m calib histograms.npz --variant onnxruntime
     python -m calib histograms.npz --method percentile --format csv
     python -m calib bench
+    python -m calib collect model.onnx --inputs data.npz --out histograms.npz
 """
 
 from __future__ import annotations
@@ -90,12 +91,80 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--trt-cache", metavar="OUT", help="also write a TensorRT calibration cache")
     b = sub.add_parser("bench", help="time the loop references against the sweep")
     b.add_argument("--quick", action="store_true", help="small sizes, one repeat (smoke test)")
+    c = sub.add_parser("collect", help="histogram an ONNX model's tensors (needs onnxruntime)")
+    c.add_argument("model", help="the .onnx model")
+    c.add_argument("--inputs", required=True, help=".npz of arrays named after the model inputs")
+    c.add_argument("--out", required=True, help="histogram file to write (.npz)")
+    c.add_argument("--bins", type=int, default=2048, help="bins of the first range (2048)")
+    c.add_argument("--signed", action="store_true", help="histogram x on [-m, m], not |x|")
+    c.add_argument("--tensors", metavar="REGEX", help="only tensors whose name matches")
+    c.add_argument("--op-types", metavar="OPS", help="only outputs of these ops: MatMul,Gemm")
+    c.add_argument("--batch-size", type=int, default=None, help="samples per run")
+    c.add_argument("--quiet", action="store_true", help="no progress output")
     return p
+
+
+def _progress_printer():
+    """A progress(done, total) callback: tqdm when installed, else a plain counter."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    state: dict = {}
+
+    def progress(done: int, total: int) -> None:
+        if tqdm is not None:
+            if "bar" not in state:
+                state["bar"] = tqdm(total=total, unit="sample", file=sys.stderr)
+            bar = state["bar"]
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+        else:
+            end = "\n" if done >= total else ""
+            print(f"\rcollect: {done}/{total} samples", end=end, file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _collect(ns: argparse.Namespace) -> int:
+    import os
+
+    from calib import collect, files
+
+    try:
+        arrays = collect.load_inputs(ns.inputs)
+        hists = collect.collect_histograms(
+            ns.model,
+            arrays,
+            tensors=ns.tensors,
+            op_types=ns.op_types,
+            bins=ns.bins,
+            signed=ns.signed,
+            batch_size=ns.batch_size,
+            progress=None if ns.quiet else _progress_printer(),
+        )
+        n = next(iter(arrays.values())).shape[0]
+        meta = collect.collect_meta(
+            ns.model,
+            n,
+            inputs=os.path.basename(ns.inputs),
+            bins=ns.bins,
+            signed=ns.signed,
+            tensors=ns.tensors,
+            op_types=ns.op_types,
+        )
+        files.save_histograms(ns.out, hists, meta=meta)
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(hists)} histograms from {n} samples to {ns.out}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in ("thresholds", "bench", "-h", "--help"):
+    if args and args[0] not in ("thresholds", "bench", "collect", "-h", "--help"):
         args.insert(0, "thresholds")
     ns = _parser().parse_args(args)
     if ns.command == "bench":
@@ -103,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         rows = run_bench(quick=ns.quick)
         return 0 if all(r.met is not False for r in rows) else 1
+    if ns.command == "collect":
+        return _collect(ns)
     if ns.command != "thresholds":
         _parser().print_help()
         return 2
