@@ -20,6 +20,7 @@ Both paths, and the slow loops in ``calib.reference``, are compared in the tests
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -640,6 +641,22 @@ def _edge_bin(prep, policy, tab, sums, rows, j, tail, v, in_orphan, s) -> None:
     sums.bin(hj + tail + s, np.where(z_true, v, 0.0) + s, +1.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _level_boundaries(first: int, last: int, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """B_k = k * i / T for i = first..last and k = 0..T: integer part and fraction.
+
+    They depend on the sizes only, not on the counts, so sweeping many tensors of one
+    size (a model's layers, a slider's reruns) computes them once.
+    """
+    b = np.arange(first, last + 1)
+    kb = np.arange(T + 1)[None, :] * b[:, None]  # intp: take() is 3x slower on int32
+    fi = kb // T
+    fr = (kb - fi * T) * (1.0 / T)
+    fi.setflags(write=False)
+    fr.setflags(write=False)
+    return fi, fr
+
+
 def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, last) -> None:
     """Seed-family merge. Level k is [B_k, B_(k+1)) with B_k = k * i / T exactly
     (integer part f, fraction fr); a bin cut at B_k is "split": level k-1 owns fr of it.
@@ -653,13 +670,7 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     """
     T = prep.T
     b = prep.b[rows]
-    kb = np.arange(T + 1)[None, :] * b[:, None]  # intp: take() is 3x slower on int32
-    if T & (T - 1) == 0:  # a power of two: shift and mask
-        fi = kb >> (T.bit_length() - 1)
-        fr = (kb & (T - 1)) * (1.0 / T)
-    else:
-        fi = kb // T
-        fr = (kb - fi * T) * (1.0 / T)
+    fi, fr = _level_boundaries(int(b[0]), int(b[-1]), T)
     # Cumulative mass and non-zero count at each level boundary, then per level.
     # (With no smoothing and non-zero expansion, W, the assigned mass, is H itself.)
     plain = s == 0 and policy.expand == "nonzero"
@@ -672,7 +683,12 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     # The last level as the seed's floats give it: where its exact mass is 0, a
     # rounding sliver of the bin before can make it a tiny non-zero; keep that.
     mass[:, -1], count[:, -1] = last[0][rows], last[1][rows]
-    value = _truncate_value(mass, count, policy)
+    if policy.truncate == "none":
+        # a fractional level with no (weighted) non-zero bin has no mass: 0 / tiny = 0
+        count += _TINY
+        value = mass / count
+    else:
+        value = _truncate_value(mass, count, policy)
 
     # Whole levels. A level with q' = v + s = 0 has no non-zero bin here (its split
     # bin, if any, gave it mass), so its p'log p' is 0 and nothing lands in Z; the
