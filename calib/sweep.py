@@ -367,7 +367,6 @@ class _Groups:
     e1: np.ndarray | None = None
     orphan: bool = False
     # whole-bin merges: per-level sums from the tables, and the levels of the edge bins
-    dphi: np.ndarray | None = None
     dw: np.ndarray | None = None
     dnz: np.ndarray | None = None
     k_a: np.ndarray | None = None
@@ -438,36 +437,55 @@ def _groups_fractional(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups
     return _Groups(edges, mass, count, value, lu=lu, rl=rl, ls=ls, rs=rs)
 
 
-def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _Groups:
-    T = prep.T
-    a, b = prep.a[rows], prep.b[rows]
-    L = b - a
-    R = rows.size
-    if policy.merge == "whole":
+@functools.lru_cache(maxsize=16)
+def _whole_levels(key: bytes, T: int, merge: str, remainder: str):
+    """Level boundaries (relative to the window) for window lengths L, and the levels
+    holding the window's first and last bins. They depend on the sizes only."""
+    L = np.frombuffer(key, dtype=np.intp)
+    if merge == "whole":
         m = L // T
         e_rel = np.arange(T + 1)[None, :] * m[:, None]
-        if policy.remainder == "last_group":
+        if remainder == "last_group":
             e_rel[:, -1] = L  # the remainder bins join the last level
-        k_a = np.zeros(R, dtype=np.intp)
-        k_b = np.full(R, T - 1)
+        k_a = np.zeros(L.size, dtype=np.intp)
+        k_b = np.full(L.size, T - 1)
     else:  # linspace: bin j is in level digitize(j, linspace(0, i, T+1)) - 1
         # np.linspace's own arithmetic: k * (i / T), the last point set to i exactly
         space = np.arange(T + 1)[None, :] * (L / T)[:, None]
         space[:, -1] = L
         e_rel = np.ceil(space).astype(np.intp)
-        if (L >= T).all():  # steps of at least one bin: no level is empty
-            k_a = np.zeros(R, dtype=np.intp)
-            k_b = np.full(R, T - 1)
-        else:
-            k_a = (e_rel[:, 1:] <= 0).sum(axis=1)
-            k_b = (e_rel[:, 1:] <= (L - 1)[:, None]).sum(axis=1)
+        k_a = (e_rel[:, 1:] <= 0).sum(axis=1)  # levels are empty where i < T
+        k_b = (e_rel[:, 1:] <= (L - 1)[:, None]).sum(axis=1)
+    for x in (e_rel, k_a, k_b):
+        x.setflags(write=False)
+    return e_rel, k_a, k_b
+
+
+def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _Groups:
+    T = prep.T
+    a, b = prep.a[rows], prep.b[rows]
+    L = b - a
+    R = rows.size
+    L_all = (prep.b - prep.a).astype(np.intp)
+    e_rel, k_a, k_b = _whole_levels(L_all.tobytes(), T, policy.merge, policy.remainder)
+    if rows.size == L_all.size or rows[-1] - rows[0] + 1 == rows.size:
+        sl = slice(int(rows[0]), int(rows[-1]) + 1)  # a run of rows: views, no copies
+        e_rel, k_a, k_b = e_rel[sl], k_a[sl], k_b[sl]
+    else:
+        e_rel, k_a, k_b = e_rel[rows], k_a[rows], k_b[rows]
+    s = policy.eps if policy.smoothing == "add_eps" else 0.0
     if tab is None:
-        tab = _Tables(prep.h, policy, policy.eps if policy.smoothing == "add_eps" else 0.0)
+        tab = _Tables(prep.h, policy, s)
     e = a[:, None] + e_rel
-    G = np.take(tab.stacked_whole, e, axis=1)
-    mass, nz, dw, dphi = G[:, :, 1:] - G[:, :, :-1]
+    # Prefix sums at each level boundary; with no smoothing W (the mass of the bins a
+    # level's Q covers) is H itself.
+    G = np.take(tab.stacked_hnz if s == 0 else tab.stacked_hnzw, e, axis=1)
+    D = G[:, :, 1:] - G[:, :, :-1]
+    mass, nz = D[0], D[1]
+    dw = D[0] if s == 0 else D[2]
     orphan = policy.remainder == "orphan"
     if orphan:  # remainder bins [a + T m, b): their mass joins the last level, their Q is 0
+        mass = mass.copy()
         mass[:, -1] += tab.H[b] - tab.H[e[:, -1]]
         orphan_hi = b - 1 >= e[:, -1]
     else:
@@ -477,12 +495,14 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
         # remainder to it: trunc(trunc(group) + remainder)
         group_end = a + T * (L // T)
         group = tab.H[group_end] - tab.H[e[:, -2]]
+        mass = mass.copy()
         mass[:, -1] = np.trunc(np.trunc(group) + (tab.H[b] - tab.H[group_end]))
     if policy.expand == "uniform":
-        count = np.diff(e_rel, axis=1).astype(np.float64)
+        count = (e_rel[:, 1:] - e_rel[:, :-1]).astype(np.float64)
     else:
-        count = nz.copy()
+        count = nz
         if policy.nonzero_from == "p":  # edge bins made non-zero by a folded tail
+            count = nz.copy()
             one = a == b - 1
             h = tab.h
             tail_a = prep.tail_lo[rows] + np.where(one, prep.tail_hi[rows], 0.0)
@@ -490,10 +510,13 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
             count[idx, k_a] += (h[a] == 0) & (tail_a > 0)
             extra_b = (h[b - 1] == 0) & (prep.tail_hi[rows] > 0) & ~one & ~orphan_hi
             count[idx, k_b] += extra_b
-    value = _truncate_value(mass, count, policy)
+    if policy.truncate == "none" and not orphan:
+        value = mass / (count + _TINY)  # no non-zero bin means no mass: 0 / tiny = 0
+    else:
+        value = _truncate_value(mass, count, policy)
     return _Groups(
         e_rel.astype(np.float64), mass, count, value, e0=e[:, :-1], e1=e[:, 1:],
-        orphan=orphan, dphi=dphi, dw=dw, dnz=nz, k_a=k_a, k_b=k_b, orphan_hi=orphan_hi,
+        orphan=orphan, dw=dw, dnz=nz, k_a=k_a, k_b=k_b, orphan_hi=orphan_hi,
     )  # fmt: skip
 
 
@@ -534,7 +557,9 @@ class _Tables:
         # one gather fetches all six at a set of bin indices
         self.stacked = np.stack([self.H, self.NZ, self.W, self.h, self.z])
         self.stacked_plain = np.stack([self.H, self.NZ, self.h, self.z])
-        self.stacked_whole = np.stack([self.H, self.NZ, self.W, self.PHI])
+        self.stacked_uniform = np.stack([self.H, self.W, self.h])
+        self.stacked_hnz = np.stack([self.H, self.NZ])
+        self.stacked_hnzw = np.stack([self.H, self.NZ, self.W])
 
 
 class _Sums:
@@ -556,15 +581,19 @@ class _Sums:
         self.W += sign * np.where(good, p, 0.0)
         self.Z += sign * (pos & ~good)
 
-    def levels(self, dphi, dw, dnz, value, s: float, width=None) -> None:
-        """Add whole levels: bins whose p' comes from the tables and whose q' = value + s."""
+    def levels(self, phi_at, dw, dnz, value, s: float, width=None) -> None:
+        """Add whole levels: bins whose p' comes from the tables and whose q' = value + s.
+
+        ``phi_at`` is the prefix sum of p'log p' at the level boundaries (rows, T+1).
+        """
         q = value + s
         ok = q > 0
         logq = np.log(np.maximum(q, _TINY))  # finite where q' = 0: those levels are empty
-        self.A += dphi.sum(axis=1) - (logq * dw).sum(axis=1)
+        self.A += (phi_at[:, -1] - phi_at[:, 0]) - np.vecdot(logq, dw)
         if ok.all() or not dnz[~ok].any():  # the usual case: q' = 0 only on empty levels
             self.W += dw.sum(axis=1)
         else:  # a truncated Q, or remainder bins: p' > 0 against q' = 0
+            dphi = phi_at[:, 1:] - phi_at[:, :-1]
             self.A -= np.where(ok, 0.0, dphi).sum(axis=1)
             self.W += (dw * ok).sum(axis=1)
             self.Z += (dnz * ~ok).sum(axis=1)
@@ -641,7 +670,7 @@ def _edge_bin(prep, policy, tab, sums, rows, j, tail, v, in_orphan, s) -> None:
     sums.bin(hj + tail + s, np.where(z_true, v, 0.0) + s, +1.0)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)  # about 4 MB each at 2048 bins and 128 levels
 def _level_boundaries(first: int, last: int, T: int) -> tuple[np.ndarray, np.ndarray]:
     """B_k = k * i / T for i = first..last and k = 0..T: integer part and fraction.
 
@@ -670,24 +699,35 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     """
     T = prep.T
     b = prep.b[rows]
-    fi, fr = _level_boundaries(int(b[0]), int(b[-1]), T)
+    fi, fr = _level_boundaries(int(prep.b[0]), int(prep.b[-1]), T)
+    fi, fr = fi[rows[0] : rows[-1] + 1], fr[rows[0] : rows[-1] + 1]  # rows are a run
     # Cumulative mass and non-zero count at each level boundary, then per level.
-    # (With no smoothing and non-zero expansion, W, the assigned mass, is H itself.)
-    plain = s == 0 and policy.expand == "nonzero"
-    G = np.take(tab.stacked_plain if plain else tab.stacked, fi, axis=1)
-    C = G[0:2] + fr * G[-2:]
-    mass, count = C[:, :, 1:] - C[:, :, :-1]
-    if policy.expand != "nonzero":
-        count = np.broadcast_to((b / T)[:, None], mass.shape).copy()
-    h_f, z_f = G[-2], G[-1]
+    # (With no smoothing and non-zero expansion, W, the assigned mass, is H itself;
+    # a uniform expansion divides by the level's width, i / T, and needs no counts.)
+    uniform = policy.expand != "nonzero"
+    plain = s == 0 and not uniform
+    if uniform:
+        H, W, h_f = np.take(tab.stacked_uniform, fi, axis=1)
+        cm = H + fr * h_f
+        mass = cm[:, 1:] - cm[:, :-1]
+        count = (b / T)[:, None]
+    else:
+        G = np.take(tab.stacked_plain if plain else tab.stacked, fi, axis=1)
+        C = G[0:2] + fr * G[-2:]
+        mass, count = C[:, :, 1:] - C[:, :, :-1]
+        h_f, z_f = G[-2], G[-1]
+        W = G[0] if plain else G[2]
     # The last level as the seed's floats give it: where its exact mass is 0, a
     # rounding sliver of the bin before can make it a tiny non-zero; keep that.
-    mass[:, -1], count[:, -1] = last[0][rows], last[1][rows]
+    last_mass, last_count = last[0][rows], last[1][rows]
     if policy.truncate == "none":
         # a fractional level with no (weighted) non-zero bin has no mass: 0 / tiny = 0
-        count += _TINY
-        value = mass / count
+        value = mass / (count + _TINY)
+        value[:, -1] = last_mass / (last_count + _TINY)
     else:
+        mass[:, -1] = last_mass
+        count = np.broadcast_to(count, mass.shape).copy()
+        count[:, -1] = last_count
         value = _truncate_value(mass, count, policy)
 
     # Whole levels. A level with q' = v + s = 0 has no non-zero bin here (its split
@@ -696,14 +736,15 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     q = value + s if s else value
     # log q' is finite everywhere: where q' = 0 the level is empty (dw = 0 there)
     logq = np.log(np.maximum(q, _TINY))
-    W = G[0] if plain else G[2]
     dw = W[:, 1:] - W[:, :-1]
     A = (tab.PHI[b] - tab.PHI[0]) - np.vecdot(logq, dw)
     if policy.normalize == "pq":
         out.W[rows] = tab.W[b]
         if policy.expand == "nonzero" and s > 0:  # empty bins: p' = q' = eps
             out.W[rows] += s * (b - tab.NZ[b])
-        out.qsum[rows] = np.vecdot(value, count)
+        counts = np.broadcast_to(count, value.shape).copy()
+        counts[:, -1] = last_count
+        out.qsum[rows] = np.vecdot(value, counts)
 
     # Split bins: level k counted bin f_k with q' = v_k + s; its true q' mixes in v_(k-1):
     # add p' (log(v_k + s) - log(q' + s)). Where fr = 0 the two logs are equal.
@@ -752,12 +793,13 @@ def _fast_whole(prep, policy, rows, tab: _Tables, s: float, out: _RowSums) -> No
     b = prep.b[rows]
     sums = _Sums(rows.size)
     nonzero_eps = policy.expand == "nonzero" and s > 0
-    sums.levels(g.dphi, g.dw, g.dnz, g.value, s, (g.e1 - g.e0) if nonzero_eps else None)
+    e = np.concatenate([g.e0, g.e1[:, -1:]], axis=1)
+    sums.levels(tab.PHI[e], g.dw, g.dnz, g.value, s, (g.e1 - g.e0) if nonzero_eps else None)
     if g.orphan:
         lo, hi = g.e1[:, -1:], b[:, None]
         sums.levels(
-            tab.PHI[hi] - tab.PHI[lo], tab.W[hi] - tab.W[lo], tab.NZ[hi] - tab.NZ[lo],
-            np.zeros(lo.shape), s, (hi - lo) if nonzero_eps else None,
+            tab.PHI[np.concatenate([lo, hi], axis=1)], tab.W[hi] - tab.W[lo],
+            tab.NZ[hi] - tab.NZ[lo], np.zeros(lo.shape), s, (hi - lo) if nonzero_eps else None,
         )  # fmt: skip
         out.orphan_hi[rows] = g.orphan_hi
     out.A[rows], out.W[rows], out.Z[rows] = sums.A, sums.W, sums.Z
