@@ -59,7 +59,8 @@ DEMOS: dict[str, Demo] = {
              "the spike drags the seed's clip down.", _relu_spike),
         Demo("GELU", "A transformer FFN activation: a small negative lobe, a long positive "
              "side.", _gelu),
-        Demo("Bimodal", "Two clusters: does the clip keep the outer one? The seed's does not.", _bimodal),
+        Demo("Bimodal", "Two clusters: does the clip keep the outer one? The seed's does "
+             "not.", _bimodal),
         Demo("Uniform + one outlier", "Flat values in [-1, 1] and one value at 25: max "
              "calibration wastes 96% of the range.", _uniform_outlier),
         Demo("Dead layer", "Every count zero: no clip is defined, amax is 0.",
