@@ -1,18 +1,20 @@
 """The KL sweep: every candidate clip's KL(P || Q) in a few numpy passes.
 
 A naive sweep rebuilds P and Q for each candidate, O(N) per candidate and O(N^2) in
-all, in Python loops. Here every candidate costs O(target_bins): group masses and
-non-zero counts come from prefix sums, and the KL of a group's bins against the
-group's single Q value is read off prefix sums too,
+all, in Python loops. Here every candidate costs O(target_bins): level masses and
+non-zero counts come from prefix sums, and the KL of a level's bins against the
+level's single Q value is read off prefix sums too,
 
     sum_j p_j log(p_j / v) = sum_j p_j log p_j - log(v) * sum_j p_j,
 
 so the whole sweep is a handful of (candidates x target_bins) array operations.
-Only a few bins per candidate are "special" and computed one by one: the edge bin(s)
-that hold the folded outliers, and (fractional merges) the bins a group boundary
-cuts in two. MXNet-style smoothing shifts every non-zero bin by an amount that
-depends on the candidate, which no prefix sum can hold; those variants take the
-dense path, which builds P and Q for blocks of candidates at once.
+Only a few bins per candidate are computed one by one: the edge bin(s) that hold the
+folded outliers, and (fractional merges) the bins a level boundary cuts in two.
+MXNet-style smoothing shifts every non-zero bin by an amount that depends on the
+candidate; its p log p is read off prefix sums of a Taylor series in that shift, and
+the rare candidates where the series would not converge fast take the dense path,
+which builds P and Q bin by bin for blocks of candidates (and also serves
+``SweepResult.distributions`` and the tests).
 
 Both paths, and the slow loops in ``calib.reference``, are compared in the tests.
 """
@@ -403,35 +405,42 @@ def _truncate_value(mass: np.ndarray, count: np.ndarray, policy: Policy) -> np.n
     return value
 
 
-def _groups_fractional(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups:
-    T, h = prep.T, prep.h
-    n = h.size
+def _seed_levels(prep: _Prep, policy: Policy, rows: np.ndarray, k: np.ndarray):
+    """Levels ``k`` of each candidate with the boundaries exactly as the seed's floats give
+    them: start = k * (i / T), end = start + i / T. Returns (S, E, lu, rl, ls, rs, mass,
+    count), each (rows, len(k)): level k is whole bins [lu, rl), plus ls of bin lu - 1 and
+    rs of bin rl."""
+    h = prep.h
     b = prep.b[rows]
-    # Boundaries exactly as the seed computes them: start = k * (i / T), end = start + i / T.
-    npb = b / T
-    S = np.arange(T)[None, :] * npb[:, None]
+    npb = b / prep.T
+    S = k[None, :] * npb[:, None]
     E = S + npb[:, None]
-    lu = np.ceil(S).astype(np.int64)
-    rl = np.floor(E).astype(np.int64)
-    ls = np.where(lu > S, lu - S, 0.0)
+    lu = np.ceil(S).astype(np.intp)
+    rl = np.floor(E).astype(np.intp)
+    ls = lu - S
     # A right edge at or past the threshold is a rounding artefact: dropped.
     rs = np.where((rl < E) & (rl < b[:, None]), E - rl, 0.0)
-    H = np.concatenate([[0.0], np.cumsum(h)])
+    H = _prefix(h)
     left = np.maximum(lu - 1, 0)
-    right = np.minimum(rl, n - 1)
+    right = np.minimum(rl, h.size - 1)
     mass = ls * h[left] + rs * h[right] + (H[rl] - H[lu])
     if policy.expand == "uniform":
         count = ls + rs + (rl - lu)
     else:
-        NZ = np.concatenate([[0], np.cumsum(h != 0)])
+        NZ = _prefix(h != 0)
         z_left = _nonzero_p(prep, rows, left, policy)
         z_right = _nonzero_p(prep, rows, right, policy)
         count = ls * z_left + rs * z_right + (NZ[rl] - NZ[lu])
         if policy.nonzero_from == "p":
-            # bin b-1 holds the tail: non-zero in P even where the histogram is empty
+            # bin i-1 holds the tail: non-zero in P even where the histogram is empty
             last = (b - 1)[:, None]
             extra = (h[b - 1] == 0) & (prep.tail_hi[rows] > 0)
             count = count + ((lu <= last) & (last < rl) & extra[:, None])
+    return S, E, lu, rl, ls, rs, mass, count
+
+
+def _groups_fractional(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups:
+    S, E, lu, rl, ls, rs, mass, count = _seed_levels(prep, policy, rows, np.arange(prep.T))
     value = _truncate_value(mass, count, policy)
     edges = np.concatenate([S, E[:, -1:]], axis=1)
     return _Groups(edges, mass, count, value, lu=lu, rl=rl, ls=ls, rs=rs)
@@ -757,34 +766,10 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
 
 
 def _seed_last_level(prep, policy, rows, tab: _Tables):
-    T = prep.T
-    b = prep.b[rows]
-    npb = b / T
-    S = (T - 1) * npb
-    E = S + npb
-    lu = np.ceil(S).astype(np.intp)
-    rl = np.floor(E).astype(np.intp)
-    ls = lu - S
-    rs = np.where((rl < E) & (rl < b), E - rl, 0.0)
-    rl_c = np.minimum(rl, tab.h.size - 1)
-    mass = ls * tab.h[lu - 1] + rs * tab.h[rl_c] + (tab.H[rl] - tab.H[lu])
-    if policy.expand != "nonzero":
-        return mass, ls + rs + (rl - lu)
-    z = tab.z.copy
-    del z
-    tail = prep.tail_hi[rows]
-    last = b - 1
-
-    def zp(j):
-        zj = tab.z[j] > 0
-        if policy.nonzero_from == "p":
-            zj = zj | ((j == last) & (tail > 0))
-        return zj
-
-    count = ls * zp(lu - 1) + rs * zp(rl_c) + (tab.NZ[rl] - tab.NZ[lu])
-    if policy.nonzero_from == "p":
-        count = count + ((lu <= last) & (last < rl) & (tab.h[last] == 0) & (tail > 0))
-    return mass, count
+    """The last level's mass and count with the seed's float boundaries (see
+    _fast_fractional: only there can a rounding sliver turn a zero into a non-zero)."""
+    *_, mass, count = _seed_levels(prep, policy, rows, np.array([prep.T - 1]))
+    return mass[:, 0], count[:, 0]
 
 
 def _fast_whole(prep, policy, rows, tab: _Tables, s: float, out: _RowSums) -> None:
