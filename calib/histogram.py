@@ -307,8 +307,11 @@ class Histogram:
     def mirror(self) -> Histogram:
         """Mirror a histogram of |x| into a symmetric signed one of 2N bins.
 
-        Each |x| bin's count is split evenly between x and -x, so the total is
-        kept (counts become float). A signed histogram is returned as it is.
+        The result is the histogram of the data together with its negation: each |x| count
+        appears at x and at -x, so integer counts stay integers (the integer truncation of
+        MXNet and ONNX Runtime then sees counts like its own) and the total doubles, which
+        the normalised KL of those variants does not see. A signed histogram is returned
+        as it is.
         """
         if self.is_signed:
             return self
@@ -316,8 +319,7 @@ class Histogram:
             raise ValueError(
                 f"mirror needs a histogram of |x| from 0, got edges[0]={self.edges[0]!r}"
             )
-        half = self.counts.astype(np.float64) / 2.0
-        counts = np.concatenate([half[::-1], half])
+        counts = np.concatenate([self.counts[::-1], self.counts])
         edges = np.concatenate([-self.edges[::-1], self.edges[1:]])
         return Histogram(counts, edges)
 

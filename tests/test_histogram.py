@@ -128,9 +128,13 @@ def test_fold_and_mirror():
     f = s.fold()
     np.testing.assert_array_equal(f.counts, [2 + 3, 1 + 4])
     np.testing.assert_array_equal(f.edges, [0.0, 1.0, 2.0])
-    m = f.mirror()
-    assert m.total == f.total and m.is_signed and m.n_bins == 4
-    np.testing.assert_allclose(m.fold().counts, f.counts)
+    m = f.mirror()  # the data together with its negation: every count on both sides
+    assert m.total == 2 * f.total and m.is_signed and m.n_bins == 4
+    assert m.counts.dtype == np.int64
+    g = Histogram([1, 2], [0.0, 1.0, 2.0]).mirror()
+    np.testing.assert_array_equal(g.counts, [2, 1, 1, 2])
+    np.testing.assert_array_equal(g.edges, [-2.0, -1.0, 0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(g.fold().counts, [2, 4])
     with pytest.raises(ValueError, match="symmetric"):
         Histogram([1, 2, 3], [-1.0, 0.0, 1.0, 2.0]).fold()
 
