@@ -1,5 +1,7 @@
 """The command line: ``python -m calib FILE`` prints a threshold table; ``bench`` times.
 
+The table is :func:`calib.report.threshold_rows`: the Layers page's rows and flags.
+
 Examples
 --------
     python -m calib histograms.npz --variant onnxruntime
@@ -14,45 +16,16 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
 from collections.abc import Sequence
 
-from calib.methods import METHODS, calibrate
+from calib.methods import METHODS
 from calib.policies import VARIANTS
+from calib.report import CLI_COLUMNS, threshold_rows
 
 __all__ = ["main", "threshold_rows"]
 
-_COLUMNS = ("layer", "bins", "max", "amax", "amax/max", "clipped %", "KL", "SQNR dB", "flags")
-
-
-def threshold_rows(hists, method: str = "entropy", variant: str = "seed",
-                   target_bins: int | None = None, num_bits: int = 8) -> list[dict]:  # fmt: skip
-    """One row per layer: the calibrated amax and the numbers it is judged by."""
-    rows = []
-    policies = {} if target_bins is None else {"target_bins": target_bins}
-    for name, h in hists.items():
-        cal = calibrate(h, method=method, num_bits=num_bits, variant=variant, **policies)
-        mx = h.max_abs
-        sweep = cal.detail if hasattr(cal.detail, "kl") else None
-        kl = sweep.min_kl if sweep is not None and not cal.dead else math.nan
-        flags = []
-        if cal.dead:
-            flags.append("dead")
-        elif sweep is not None and sweep.best_index == 0:
-            flags.append("smallest candidate")
-        rows.append({
-            "layer": name,
-            "bins": h.n_bins,
-            "max": mx,
-            "amax": cal.amax,
-            "amax/max": cal.amax / mx if mx > 0 else math.nan,
-            "clipped %": 100 * cal.metrics.clipped_fraction,
-            "KL": kl,
-            "SQNR dB": cal.metrics.sqnr_db,
-            "flags": " ".join(flags),
-        })  # fmt: skip
-    return rows
+_COLUMNS = CLI_COLUMNS
 
 
 def _fmt(v) -> str:

@@ -1,0 +1,231 @@
+"""The Layers page (pages/2_Layers.py) under AppTest: the real model's table, widgets,
+opening a row in Explore, the exports, bad uploads and a calibration cache beside the table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+import calib
+from calib import files, report, ui
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "pages/2_Layers.py"
+TIMEOUT = 60
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def table(at: AppTest):
+    frames = [d for d in at.dataframe if d.key == "layers_table"]
+    assert len(frames) == 1
+    return frames[0].value
+
+
+def model_rows(**settings) -> dict[str, report.LayerRow]:
+    return {r.layer: r for r in report.layer_table(ui.model_histograms(), **settings)}
+
+
+def npz_bytes(hists) -> bytes:
+    buf = io.BytesIO()
+    files.save_histograms(buf, hists)
+    return buf.getvalue()
+
+
+def small_file():
+    rng = np.random.default_rng(0)
+    return {
+        "conv1 / relu": calib.Histogram.from_samples(np.maximum(rng.normal(size=20_000), 0)),
+        "fc: out [0]": calib.Histogram.from_samples(rng.laplace(size=20_000)),
+        "dead layer": calib.Histogram(np.zeros(2048), np.linspace(0, 1, 2049)),
+    }
+
+
+def upload_histograms(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.radio(key="layers_src").set_value("upload").run()
+    at.file_uploader(key="layers_file").set_value((name, data, "application/octet-stream"))
+    return at.run()
+
+
+def test_default_view_lists_the_real_model_worst_first():
+    at = run_page()
+    assert not at.error
+    df = table(at)
+    hists = ui.model_histograms()
+    assert len(df) == len(hists) == 72
+    assert set(df["layer"]) == set(hists)
+    sqnr = df["SQNR dB"].to_numpy()
+    assert np.all(np.diff(sqnr) >= 0), "not sorted by SQNR, lowest first"
+    expected = report.worst_first(list(model_rows().values()))
+    assert list(df["layer"]) == [r.layer for r in expected]
+    # the FFN outputs with a [CLS] outlier are the worst and say why
+    assert df["layer"].iloc[0] == "encoder.layer.0.output.dense:output"
+    assert "outliers" in df["flags"].iloc[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Tensors"] == "72"
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert sum(len(t["customdata"]) for t in fig["data"]) == 72
+
+
+def test_variant_and_method_change_the_amaxes():
+    at = run_page()
+    seed = table(at).set_index("layer")["amax"]
+    at.selectbox(key="layers_variant").set_value("modelopt").run()
+    assert not at.exception and not at.error
+    modelopt = table(at).set_index("layer")["amax"]
+    assert not np.allclose(seed[modelopt.index], modelopt)
+    want = model_rows(variant="modelopt")
+    assert all(modelopt[n] == want[n].amax for n in modelopt.index)
+
+    at.selectbox(key="layers_method").set_value("max").run()
+    assert not at.exception and not at.error
+    df = table(at)
+    assert np.array_equal(df["amax"], df["max"])  # max calibration clips at the max
+    assert df["KL"].isna().all()  # KL is the entropy method's only
+    assert at.selectbox(key="layers_variant").disabled
+
+
+def test_target_bins_too_large_shows_an_error_and_keeps_the_other_rows():
+    at = run_page()
+    at.number_input(key="layers_target_bins").set_value(2500).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "target_bins" in at.error[0].value
+    df = table(at)
+    assert len(df) == 72
+    errors = df["flags"].str.startswith("error")
+    assert errors.any() and not errors.all()
+    assert (df["bins"][errors] <= 2500).all() and (df["bins"][~errors] > 2500).all()
+
+
+def test_selecting_a_row_opens_it_in_explore():
+    # switch_page resolves "app.py" against the entry point, so enter through it
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    at.selectbox(key="layers_variant").set_value("ncnn").run()
+    df = table(at)
+    at.session_state["layers_table"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    assert not at.exception, at.exception
+    params = dict(at.query_params)
+    assert params["src"] in ("model", ["model"])
+    layer = params["layer"]
+    assert (layer[0] if isinstance(layer, list) else layer) == df["layer"].iloc[1]
+    assert params["variant"] in ("ncnn", ["ncnn"])
+    assert not any(t.value == "Layers" for t in at.title), "still on the Layers page"
+    # coming back does not bounce straight to Explore again
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert any(t.value == "Layers" for t in at.title)
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Every file handed to a download button this test: media id -> bytes."""
+    saved: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        saved[file_id] = path_or_data
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return saved
+
+
+def download(at: AppTest, key: str, saved: dict[str, bytes]) -> str:
+    button = next(b for b in at.get("download_button") if b.proto.id.endswith(key))
+    file_id = Path(button.proto.url).stem
+    return saved[file_id].decode()
+
+
+def test_exports_read_back(downloads):
+    at = upload_histograms(run_page(), "small.npz", npz_bytes(small_file()))
+    assert not at.exception and not at.error
+    rows = {r.layer: r for r in report.layer_table(small_file())}
+
+    back = list(csv.DictReader(io.StringIO(download(at, "layers_dl_csv", downloads))))
+    assert {r["layer"] for r in back} == set(rows)
+    for r in back:
+        assert float(r["amax"]) == rows[r["layer"]].amax
+    doc = json.loads(download(at, "layers_dl_json", downloads))
+    assert doc["settings"]["method"] == "entropy" and len(doc["layers"]) == 3
+
+    trt = files.read_trt_cache_full(io.StringIO(download(at, "layers_dl_trt", downloads)))
+    assert set(trt.amax) == {"conv1 / relu", "fc: out [0]"}  # the dead layer has no scale
+    assert not trt.problems
+    for name, amax in trt.amax.items():
+        assert amax == pytest.approx(rows[name].amax, rel=1e-6)
+    ort = files.read_ort_calibration_json(io.StringIO(download(at, "layers_dl_ort", downloads)))
+    assert ort.ranges["fc: out [0]"][1] == pytest.approx(rows["fc: out [0]"].amax, rel=1e-6)
+    assert any("dead layer" in c.value and "no scale" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize(
+    "name, data, says",
+    [
+        ("bad.npz", b"not a zip at all", "not an .npz"),
+        ("empty.npz", b"", "empty"),
+        ("objects.npz", None, "pickle"),
+    ],
+)
+def test_a_bad_upload_shows_an_error_and_keeps_the_previous_table(name, data, says):
+    if data is None:  # an object array: refused without unpickling
+        buf = io.BytesIO()
+        np.savez(buf, counts=np.array([1, "x", None], dtype=object))
+        data = buf.getvalue()
+    at = upload_histograms(run_page(), "small.npz", npz_bytes(small_file()))
+    assert len(table(at)) == 3
+    at.file_uploader(key="layers_file").set_value((name, data, "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and says in at.error[0].value and name in at.error[0].value
+    assert set(table(at)["layer"]) == set(small_file())  # the previous table stays
+
+
+def test_a_cache_shows_cached_thresholds_and_flags_problems():
+    rows = model_rows()
+    names = list(rows)
+    amax = {n: rows[n].amax for n in names[1:]}  # the first tensor is missing
+    amax[names[5]] *= 3.0  # a large disagreement
+    amax[names[6]] = 0.0  # a zero scale
+    amax["(Unnamed Layer* 7) [Activation]_output"] = 1.0  # a generated name, not ours
+    buf = io.StringIO()
+    files.write_trt_cache(buf, amax)
+    at = run_page()
+    cache = ("model.cache", buf.getvalue().encode(), "text/plain")
+    at.file_uploader(key="layers_cache_file").set_value(cache).run()
+    assert not at.exception and not at.error
+    df = table(at).set_index("layer")
+    assert df.loc[names[2], "cached amax"] == pytest.approx(rows[names[2]].amax, rel=1e-6)
+    assert df.loc[names[5], "cached/calib"] == pytest.approx(3.0, rel=1e-6)
+    assert df.loc[names[5], "disagree"] and not df.loc[names[2], "disagree"]
+    assert df.loc[names[6], "disagree"]  # zero against calib's amax
+    assert math.isnan(df.loc[names[0], "cached amax"])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Disagree with the cache"] == "2"
+    warnings = " ".join(w.value for w in at.warning)
+    for check in ("problem", "identical", "unnamed", "missing", "extra"):
+        assert f"**{check}**" in warnings
+    assert "zero scale" in warnings and repr(names[0]) in warnings
+
+    # a bad cache: an error, and the comparison with the last good cache stays
+    broken = ("broken.cache", b"TRT-8601-EntropyCalibration2\nx: nothex\n", "text/plain")
+    at.file_uploader(key="layers_cache_file").set_value(broken).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "broken.cache" in at.error[0].value
+    assert "not a float32 in hex" in at.error[0].value
+    assert "cached amax" in table(at).columns
