@@ -129,6 +129,28 @@ def load_upload(file_id: str, name: str, _data: bytes) -> dict:
     return files.load_histogram_file(io.BytesIO(_data), name)
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes) -> dict:
+    """Histograms collected from an uploaded ONNX model run on uploaded inputs."""
+    from calib.collect import collect_histograms
+
+    for what, data in (("model", _model), ("inputs", _inputs)):
+        if len(data) > ui.MAX_UPLOAD_BYTES:
+            raise ValueError(
+                f"the {what} file is {len(data) / 2**20:.1f} MB; the limit is "
+                f"{ui.MAX_UPLOAD_BYTES // 2**20} MB"
+            )
+    bar = st.progress(0.0, text="Running the model…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Collecting: {done} of {total} samples")
+
+    try:
+        return collect_histograms(_model, io.BytesIO(_inputs), progress=progress)
+    finally:
+        bar.empty()
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def load_cache(file_id: str, name: str, _data: bytes) -> report.CachedThresholds:
     return report.read_calibration_file(_data, name)
@@ -192,9 +214,15 @@ def choose_layers() -> Layers:
     hists = ui.model_histograms()
     model = Layers("model", f"{ui.MODEL_NAME}, {len(hists)} tensors", "model", hists)
     last = st.session_state.get("layers_last_good", model)
-    kinds = {"model": f"Real model ({ui.MODEL_NAME})", "upload": "Upload a multi-layer file"}
+    kinds = {
+        "model": f"Real model ({ui.MODEL_NAME})",
+        "upload": "Upload a multi-layer file",
+        "onnx": "Collect from an ONNX model",
+    }
     kind = st.sidebar.radio("Histograms", list(kinds), format_func=kinds.get, key="layers_src")
     layers = model
+    if kind == "onnx":
+        layers = choose_onnx(last)
     if kind == "upload":
         upload = st.sidebar.file_uploader(
             "Histogram file",
@@ -218,6 +246,31 @@ def choose_layers() -> Layers:
                 layers = last
     st.session_state["layers_last_good"] = layers
     return layers
+
+
+def choose_onnx(last: Layers) -> Layers:
+    """Histograms of every float tensor of an uploaded ONNX model, run on uploaded inputs."""
+    model = st.sidebar.file_uploader("ONNX model", type=["onnx"], key="layers_onnx_model")
+    inputs = st.sidebar.file_uploader(
+        "Calibration inputs",
+        type=["npz"],
+        key="layers_onnx_inputs",
+        help="An .npz with one array per model input, named after it; axis 0 is the sample.",
+    )
+    if model is None or inputs is None:
+        st.info(
+            "Upload an ONNX model and an .npz of inputs (one array per model input, named "
+            "after it, samples along axis 0); onnxruntime runs it on the CPU and histograms "
+            f"|x| of every float tensor in one pass. Showing {last.label} meanwhile."
+        )
+        return last
+    try:
+        hists = collect_upload(model.file_id, inputs.file_id, model.getvalue(), inputs.getvalue())
+    except (ValueError, ImportError) as exc:
+        st.error(f"Could not collect from {model.name}: {exc}; still showing {last.label}.")
+        return last
+    label = f"{model.name} on {inputs.name}, {len(hists)} tensors"
+    return Layers(f"onnx:{model.file_id}:{inputs.file_id}", label, "histogram", hists)
 
 
 def choose_settings() -> Settings:

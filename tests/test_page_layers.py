@@ -229,3 +229,41 @@ def test_a_cache_shows_cached_thresholds_and_flags_problems():
     assert len(at.error) == 1 and "broken.cache" in at.error[0].value
     assert "not a float32 in hex" in at.error[0].value
     assert "cached amax" in table(at).columns
+
+
+def _relu_model() -> bytes:
+    """X[N,3] -> MatMul(W) -> h -> Relu -> Y: a model small enough to check by hand."""
+    from onnx import TensorProto, helper
+
+    w = np.array([[1.0, -1.0], [0.5, 2.0], [-2.0, 0.25]], dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["h"], name="mm"),
+            helper.make_node("Relu", ["h"], ["Y"], name="relu"),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.ravel())],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_collect_from_an_uploaded_onnx_model():
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, X=x)
+    at = run_page()
+    at.radio(key="layers_src").set_value("onnx").run()
+    assert any("Upload an ONNX model" in i.value for i in at.info)
+    at.file_uploader(key="layers_onnx_model").set_value(("tiny.onnx", _relu_model(), "x"))
+    at.file_uploader(key="layers_onnx_inputs").set_value(("x.npz", buf.getvalue(), "x"))
+    at.run()
+    assert not at.exception and not at.error
+    assert sorted(table(at)["layer"]) == ["X", "Y", "h"]  # every float tensor, one row each
+    # a file that is not ONNX: an error, and the previous table stays
+    at.file_uploader(key="layers_onnx_model").set_value(("bad.onnx", b"not onnx", "x")).run()
+    assert at.error and "Could not collect from bad.onnx" in at.error[0].value
+    assert sorted(table(at)["layer"]) == ["X", "Y", "h"]  # the last good file stays
