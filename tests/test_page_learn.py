@@ -1,0 +1,184 @@
+"""The Learn page (pages/1_Learn.py) under Streamlit's AppTest."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from calib import learn
+from calib.policies import VARIANTS
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Learn.py")
+TIMEOUT = 60
+OTHER = "Real model, demo or upload"
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def values(v) -> np.ndarray:
+    """A trace's data array: plotly 6 writes numpy arrays as base64 typed arrays."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def figure_with_trace(at: AppTest, name: str) -> dict:
+    return next(f for f in figures(at) if any(t.get("name") == name for t in f["data"]))
+
+
+def trace(fig: dict, name: str) -> dict:
+    return next(t for t in fig["data"] if t.get("name") == name)
+
+
+def frame(at: AppTest, column: str):
+    """The first dataframe on the page with this column."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_default_view_shows_every_step_with_the_seeds_numbers():
+    at = run_page()
+    assert not at.error
+    hist = learn.lesson_histogram("Bulk, gap, one outlier")
+    result = learn.learn_sweep(hist, "seed", 8)
+    pq = result.distributions(result.best)
+    m = metrics(at)
+    assert m["Kept bins"] == str(result.best) == "19"
+    assert m["Tail folded into P"] == "20"
+    assert m["Best candidate"] == "19"
+    assert float(m["KL at this candidate"]) == pytest.approx(pq.kl, rel=1e-4)
+    assert m["Bins where q = 0 < p"] == "1"
+    headers = [h.value for h in at.header]
+    for n in range(1, 7):
+        assert any(h.startswith(f"{n}. ") for h in headers), headers
+    # the tables hold the sweep's own numbers
+    np.testing.assert_allclose(frame(at, "mass")["mass"], pq.group_mass)
+    np.testing.assert_allclose(frame(at, "Q")["Q"], pq.q_raw)
+    np.testing.assert_allclose(frame(at, "term")["term"], pq.terms)
+    # step 1's figure stacks the folded tail on the last kept bin
+    folded = trace(figure_with_trace(at, "folded tail"), "folded tail")
+    y = values(folded["y"])
+    assert y.sum() == 20 and y[18] == 20
+    # step 6's curve marks the minimum where the sweep has it
+    fig = figure_with_trace(at, "minimum")
+    assert list(values(trace(fig, "minimum")["x"])) == [19]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_runs_and_shows_its_own_answer(variant):
+    at = run_page()
+    at.selectbox(key="learn_variant").set_value(variant)
+    rerun(at)
+    result = learn.learn_sweep(learn.lesson_histogram("Bulk, gap, one outlier"), variant, 8)
+    m = metrics(at)
+    assert m["Best candidate"] == str(result.best)
+    assert at.slider(key="learn_candidate").value == result.best
+    pq = result.distributions(result.best)
+    assert float(m["KL at this candidate"]) == pytest.approx(pq.kl, rel=1e-4)
+    assert len(frame(at, "term")) == pq.p.size
+    assert len(at.get("plotly_chart")) >= 6
+
+
+def test_candidate_widget_changes_the_numbers():
+    at = run_page()
+    before = metrics(at)
+    at.slider(key="learn_candidate").set_value(12)
+    rerun(at)
+    after = metrics(at)
+    assert after["Kept bins"] == "12"
+    for label in ("Tail folded into P", "KL at this candidate", "Clip (activation units)"):
+        assert after[label] != before[label], label
+    assert after["Best candidate"] == before["Best candidate"]  # the sweep is the same
+    assert len(frame(at, "term")) == 12
+    # back to the minimum with the button
+    at.button(key="learn_go_best").click()
+    rerun(at)
+    assert metrics(at)["Kept bins"] == before["Kept bins"]
+
+
+def test_target_bins_widget_changes_the_numbers():
+    at = run_page()
+    before = metrics(at)
+    at.slider(key="learn_target_bins").set_value(5)
+    rerun(at)
+    after = metrics(at)
+    result = learn.learn_sweep(learn.lesson_histogram("Bulk, gap, one outlier"), "seed", 5)
+    assert after["Best candidate"] == str(result.best) != before["Best candidate"]
+    assert after["Minimum KL"] != before["Minimum KL"]
+    assert len(frame(at, "mass")) == 5
+
+
+def test_seed_example_shows_2047():
+    at = run_page()
+    assert metrics(at)["Seed's answer (kept bins)"] == "2047"
+    assert any("2047" in h.value for h in at.header)
+
+
+def test_learner_questions_show_what_they_claim():
+    at = run_page()
+    m = metrics(at)
+    assert m["Raw counts: best"] == "19" and m["Normalised: best"] == "15"
+    codes = frame(at, "distinct |code|")
+    assert list(codes["distinct |code|"]) == [128, 256]
+    relu = frame(at, "zeros")
+    clip = relu["seed clip"].to_numpy()
+    assert np.all(np.diff(clip) <= 0) and clip[-1] < clip[0]
+    assert len(set(relu["seed + bins[0] = bins[1]"])) == 1
+    raw_norm = frame(at, "+1 bins")
+    assert raw_norm["+1 bins"].sum() > 0
+
+
+def test_lessons_and_real_sources_keep_the_chosen_levels():
+    at = run_page()
+    at.slider(key="learn_target_bins").set_value(10)
+    rerun(at)
+    for lesson in learn.LESSONS:
+        at.selectbox(key="learn_lesson").set_value(lesson)
+        rerun(at)
+        assert at.slider(key="learn_target_bins").value == 10
+    at.selectbox(key="learn_lesson").set_value(OTHER)
+    rerun(at)
+    assert "Layer" in [s.label for s in at.sidebar.selectbox]  # the real model by default
+    for bins in (16, 64):
+        at.select_slider(key="learn_hist_bins").set_value(bins)
+        rerun(at)
+        # a slider whose range changed keeps its value (Streamlit would reset it to 2)
+        assert at.slider(key="learn_target_bins").value == 10
+        assert int(metrics(at)["Kept bins"]) >= 10
+
+
+def test_a_dead_demo_warns_and_the_rest_of_the_page_stays():
+    at = run_page()
+    at.selectbox(key="learn_lesson").set_value(OTHER)
+    rerun(at)
+    at.radio(key="learn_kind").set_value("demo")
+    rerun(at)
+    at.selectbox(key="learn_demo").set_value("Dead layer")
+    rerun(at)
+    assert any("dead layer" in w.value for w in at.warning)
+    m = metrics(at)
+    assert "Kept bins" not in m
+    assert m["Seed's answer (kept bins)"] == "2047"
