@@ -1,70 +1,22 @@
 """Explore: where a KL (entropy) calibrator clips one activation histogram, and why.
 
-Run with ``streamlit run app.py``. Until uploads land, the page sweeps a demo histogram
-built in code: a ReLU output (half exact zeros, half a half-normal) with a few outliers.
-The helpers above ``main`` hold the logic and are importable without Streamlit running.
+Run with ``streamlit run app.py``. Opens on a real model's layer (the FFN output of
+all-MiniLM-L6-v2's first block, shipped in assets/); the sidebar switches to any other
+layer, a built-in demo, or an upload. The view's state lives in the query string
+(``?src=model&layer=...&variant=...``, see ``calib.ui.parse_explore_query``), so a link
+reproduces it. The computation is ``calib.ui.explore_view``; this script only wires it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
-import numpy as np
 import streamlit as st
 
+from calib import ui
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
-from calib.histogram import DEFAULT_BINS, Histogram
-from calib.policies import DEFAULT_TARGET_BINS, VARIANT_NOTES, VARIANTS
-from calib.sweep import SweepResult, kl_sweep
 
-DEMO_SEED = 0
-DEMO_SAMPLES = 200_000
-DEMO_OUTLIERS = 20
-HIST_BIN_CHOICES = (512, 1024, 2048, 4096, 8192)
-TARGET_BINS_MIN, TARGET_BINS_MAX = 8, 1024
-VARIANT_NAMES = tuple(VARIANTS)
-
-
-# --------------------------------------------------------------------------------------
-# logic (no widgets)
-# --------------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False)
-def demo_samples(seed: int = DEMO_SEED) -> np.ndarray:
-    """ReLU(N(0, 1)) samples plus a few large outliers: a zero spike and a long tail."""
-    rng = np.random.default_rng(seed)
-    x = np.maximum(rng.standard_normal(DEMO_SAMPLES), 0.0)
-    outliers = rng.uniform(6.0, 12.0, DEMO_OUTLIERS)
-    return np.concatenate([x, outliers])
-
-
-def demo_histogram(hist_bins: int = DEFAULT_BINS) -> Histogram:
-    """The demo samples as a histogram of |x| with ``hist_bins`` bins."""
-    return Histogram.from_samples(demo_samples(), bins=hist_bins)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def demo_sweep(variant: str, target_bins: int, hist_bins: int) -> SweepResult:
-    """The sweep of the demo histogram; ValueError (from the core) on a bad combination."""
-    return kl_sweep(demo_histogram(hist_bins), target_bins=target_bins, variant=variant)
-
-
-@dataclasses.dataclass(frozen=True)
-class Summary:
-    """The numbers the page reports for one sweep."""
-
-    best: int
-    amax: float
-    max_abs: float
-    ratio: float
-    min_kl: float
-    dead: bool
-
-
-def summarize(hist: Histogram, result: SweepResult) -> Summary:
-    max_abs = hist.max_abs
-    ratio = result.amax / max_abs if max_abs > 0 else math.nan
-    return Summary(result.best, result.amax, max_abs, ratio, result.min_kl, result.dead)
+KEY = "explore"
 
 
 def fmt(value: float, digits: int = 4) -> str:
@@ -72,82 +24,144 @@ def fmt(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if math.isfinite(value) else "undefined"
 
 
-def bins_help(variant: str) -> str:
-    if VARIANTS[variant].candidates == "half_window":
-        return "Bins kept on each side of the zero bin (this variant's own loop counter)."
-    return "Bins kept from zero (this variant's own loop counter)."
+def percent(fraction: float) -> str:
+    """A share as a percentage, 2 significant digits (the metric column is narrow)."""
+    return f"{fmt(100 * fraction, 2)}%" if math.isfinite(fraction) else "undefined"
 
 
-# --------------------------------------------------------------------------------------
-# the page
-# --------------------------------------------------------------------------------------
-def _reset_target_bins() -> None:
-    """A new variant starts from its own default number of levels."""
-    st.session_state["target_bins"] = DEFAULT_TARGET_BINS[st.session_state["variant"]]
+def decibels(db: float) -> str:
+    return f"{db:.1f} dB" if math.isfinite(db) else ("∞ dB" if db > 0 else "undefined")
 
 
-def sidebar() -> tuple[str, int, int, bool]:
-    with st.sidebar:
-        st.header("Settings")
-        variant = st.selectbox(
-            "Variant", VARIANT_NAMES, key="variant", on_change=_reset_target_bins,
-            help="Which implementation's choices the sweep follows.",
-        )  # fmt: skip
-        st.caption(VARIANT_NOTES[variant])
-        # Set through session state (not value=) because a variant change resets it.
-        st.session_state.setdefault("target_bins", DEFAULT_TARGET_BINS[variant])
-        target_bins = st.slider(
-            "Target bins (quantized levels)",
-            min_value=TARGET_BINS_MIN,
-            max_value=TARGET_BINS_MAX,
-            key="target_bins",
-            help="128 for INT8 in most tools, 255 in MXNet.",
+st.set_page_config(page_title="calib: explore a KL calibration", layout="wide")
+st.title("KL calibration explorer")
+st.write(
+    "Where an entropy (KL-divergence) INT8 calibrator clips one activation histogram: the "
+    "clip on the histogram, the KL of every candidate threshold, and P against Q at the "
+    "chosen one and at any candidate you pick. It opens on a real model's layer; the "
+    "sidebar picks another layer, a demo or your own file, and every implementation choice."
+)
+
+with ui.synced_query_params(KEY):
+    source = ui.histogram_source(KEY)
+    c = ui.explore_controls(source, KEY)
+
+    view, problem = None, ui.policy_error(c.variant, dict(c.overrides))
+    if problem:
+        problem = (
+            f"Impossible policy combination for {c.variant}: {problem}. Change one of the "
+            "overridden policies in the sidebar, or reset them to the preset."
         )
-        hist_bins = st.select_slider(
-            "Histogram bins",
-            options=HIST_BIN_CHOICES,
-            value=DEFAULT_BINS,
-            key="hist_bins",
-            help="How finely the demo samples are histogrammed before the sweep.",
-        )
-        # On by default: a ReLU layer's zero spike dwarfs the rest on a linear axis.
-        log_y = st.checkbox("Log count axis", value=True, key="log_y")
-    return variant, int(target_bins), int(hist_bins), log_y
+    else:
+        try:
+            view = ui.explore_view(
+                source.key, c.variant, c.overrides, c.target_bins, c.hist_bins, c.num_bits,
+                c.show_variants, _source=source,
+            )  # fmt: skip
+        except ValueError as err:
+            problem = f"Cannot sweep with these settings: {err}"
+    if view is None:
+        st.error(problem)
+        st.stop()
+    r, h = view.result, view.hist
 
-
-def metrics(s: Summary, variant: str) -> None:
-    cols = st.columns(5)
-    cols[0].metric("Threshold (bins)", f"{s.best}", help=bins_help(variant))
-    cols[1].metric("Threshold", fmt(s.amax), help="The clip amax, in activation units.")
-    cols[2].metric("Max |x|", fmt(s.max_abs), help="Where the data end.")
-    cols[3].metric("Threshold / max", fmt(s.ratio, 3))
-    cols[4].metric("KL at minimum", fmt(s.min_kl), help="KL(P‖Q) of the chosen candidate.")
-
-
-def main() -> None:
-    st.set_page_config(page_title="calib: KL calibration", layout="wide")
-    st.title("KL calibration explorer")
-    st.write(
-        "Where an entropy (KL-divergence) INT8 calibrator clips one activation histogram: "
-        "the clip on the histogram, the KL of every candidate threshold, and P against Q "
-        "at the chosen one. The data are a demo ReLU layer (200,000 samples, 20 outliers)."
+    st.caption(
+        f"**{view.label}**: {h.n_bins} bins on [{h.edges[0]:.4g}, {h.edges[-1]:.4g}], "
+        f"{h.total:.6g} counts; {c.variant}, {view.target_bins} levels, {c.num_bits}-bit"
+        + (f"; overridden: {dict(c.overrides)}" if c.overrides else "")
     )
-    variant, target_bins, hist_bins, log_y = sidebar()
-    try:
-        hist = demo_histogram(hist_bins)
-        result = demo_sweep(variant, target_bins, hist_bins)
-    except ValueError as err:
-        st.error(f"Cannot sweep with these settings: {err}")
+    m = view.metrics
+    cols = st.columns(7)
+    cols[0].metric(
+        "Threshold (bins)", "—" if r.dead else f"{r.best}",
+        help="The chosen candidate as the variant's own loop counts it (seed, ncnn, "
+        "ModelOpt: kept bins; MXNet, ONNX Runtime: bins on each side of zero).",
+    )  # fmt: skip
+    cols[1].metric("Threshold", fmt(r.amax), help="The clip amax, in activation units.")
+    cols[2].metric("Max |x|", fmt(view.max_abs), help="Where the data end.")
+    cols[3].metric("Threshold / max", fmt(view.ratio, 3))
+    cols[4].metric(
+        "Clipped mass", "undefined" if m is None else percent(m.clipped_fraction),
+        help="Share of the values beyond the clip.",
+    )  # fmt: skip
+    cols[5].metric("KL at minimum", fmt(r.min_kl), help="KL(P‖Q) of the chosen candidate.")
+    cols[6].metric(
+        "SQNR", "undefined" if m is None else decibels(m.sqnr_db),
+        help=f"Signal to quantization noise of a {c.num_bits}-bit symmetric quantizer "
+        "clipped at the threshold (rounding plus clipping error).",
+    )  # fmt: skip
+
+    if not r.dead:
+        d1, d2, _ = st.columns([1, 1, 5])
+        d1.download_button(
+            "KL curve (CSV)", lambda: ui.kl_curve_csv(r), file_name="kl_curve.csv",
+            mime="text/csv", on_click="ignore", key=f"{KEY}_csv",
+        )  # fmt: skip
+        d2.download_button(
+            "Threshold (JSON)", lambda: ui.threshold_json(view), file_name="threshold.json",
+            mime="application/json", on_click="ignore", key=f"{KEY}_json",
+        )  # fmt: skip
+
+    hist_slot = st.empty()
+    if r.dead:
+        hist_slot.plotly_chart(histogram_figure(h, r, log_y=c.log_y), key=f"{KEY}_histogram")
+        st.warning(
+            "Every count is zero (a dead layer): no clip is defined, amax is 0. A "
+            "calibration table should flag this tensor rather than trust its scale."
+        )
         st.stop()
-    if result.dead:
-        st.warning("Every count is zero (a dead layer): there is nothing to clip.")
-        st.stop()
-    metrics(summarize(hist, result), variant)
-    st.plotly_chart(histogram_figure(hist, result, log_y=log_y), key="histogram")
+
     left, right = st.columns(2)
-    left.plotly_chart(kl_curve_figure(result), key="kl_curve")
-    right.plotly_chart(pq_figure(result.distributions(), log_y=log_y), key="pq")
+    kl_slot = left.empty()
+    with left:
+        picked = ui.pick_candidate(r, KEY)
+    i_picked = r.index_of(picked)
+    hist_slot.plotly_chart(
+        histogram_figure(h, r, log_y=c.log_y, others=view.others(), picked=r.thresholds[i_picked]),
+        key=f"{KEY}_histogram",
+    )
+    kl_slot.plotly_chart(
+        kl_curve_figure(r, picked=picked),
+        key=f"{KEY}_kl_curve",
+        on_select="rerun",
+        selection_mode="points",
+    )
+    right.plotly_chart(
+        pq_figure(
+            r.distributions(),
+            log_y=c.log_y,
+            title=f"Chosen: P and Q at {r.amax:.4g} (bin {r.best}, KL {r.min_kl:.4g})",
+        ),
+        key=f"{KEY}_pq_chosen",
+    )
 
-
-if __name__ == "__main__":
-    main()
+    left, right = st.columns(2)
+    pq = r.distributions(picked)
+    left.plotly_chart(
+        pq_figure(
+            pq,
+            log_y=c.log_y,
+            title=f"Picked: P and Q at {pq.threshold:.4g} (bin {picked}, KL {pq.kl:.4g})",
+        ),
+        key=f"{KEY}_pq_picked",
+    )
+    rows = [("entropy: " + c.variant, r.amax, m)]
+    rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants)]
+    right.markdown(f"**Every threshold on this histogram** ({c.num_bits}-bit quantizer)")
+    right.dataframe(
+        [
+            {
+                "method": name,
+                "amax": amax,
+                "amax / max": amax / view.max_abs,
+                "clipped %": None if mm is None else 100 * mm.clipped_fraction,
+                "SQNR dB": None if mm is None else mm.sqnr_db,
+            }
+            for name, amax, mm in rows
+        ],
+        hide_index=True,
+    )
+    right.caption(
+        "max: the largest |x|; percentile: ModelOpt's 99.99th; mse: the clip with the "
+        "smallest expected quantization error. They are the faint lines on the histogram."
+    )

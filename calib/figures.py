@@ -4,10 +4,19 @@ Pure functions from core results to ``plotly.graph_objects.Figure``; no Streamli
 so the figures can be built and checked in a test or a notebook. Shapes and traces that
 tests read back carry names: the clip line is the shape named ``"clip"`` (and
 ``"clip -"`` at ``-amax`` on a signed histogram), the clipped tail the shapes named
-``"clipped tail"``, the chosen candidate on the KL curve the trace named ``"minimum"``.
+``"clipped tail"``, another method's or variant's threshold the shape named by its label
+(``"max"``, ``"percentile"``, ``"mse"``, ``"mxnet"``...), a candidate the user picked the
+shape named ``"picked"``; on the KL curve the chosen candidate is the trace named
+``"minimum"`` and the picked one the trace named ``"picked"``.
+
+Each figure is built in one ``go.Figure(data, layout)`` call, its shapes and annotations
+as plain dicts: plotly's ``add_vline`` and ``update_*`` validate again on every call, a
+millisecond or more apiece, and the Explore page redraws on every slider move.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import plotly.graph_objects as go
@@ -20,21 +29,32 @@ __all__ = ["histogram_figure", "kl_curve_figure", "pq_figure"]
 KEPT_COLOR = "#1f77b4"
 CLIP_COLOR = "#d62728"
 Q_COLOR = "#ff7f0e"
+PICKED_COLOR = "#2ca02c"
+OTHER_COLOR = "#555555"
 FIGURE_HEIGHT = 360
 _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
-def _layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0.01, "xanchor": "left"},
-        height=FIGURE_HEIGHT,
-        margin=_MARGIN,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-        hovermode="x",
-    )
-    fig.update_xaxes(title_text=x_title)
-    fig.update_yaxes(title_text=y_title)
-    return fig
+def _layout(
+    title: str, x_title: str, y_title: str, *, log_y: bool = False, decades: bool = False, **more
+) -> dict:
+    """The layout every figure shares, as one dict: a figure is built in one constructor
+    call, since each plotly ``update_*`` call validates again (milliseconds apiece)."""
+    yaxis: dict = {"title": {"text": y_title}}
+    if log_y:
+        yaxis["type"] = "log"
+        if decades:
+            yaxis["dtick"] = 1  # a tick per decade, no 2s and 5s between
+    return {
+        "title": {"text": title, "x": 0.01, "xanchor": "left"},
+        "height": FIGURE_HEIGHT,
+        "margin": _MARGIN,
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        "hovermode": "x",
+        "xaxis": {"title": {"text": x_title}},
+        "yaxis": yaxis,
+        **more,
+    }
 
 
 def _step(x_edges: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,67 +63,123 @@ def _step(x_edges: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, np.repeat(np.asarray(y, dtype=np.float64), 2)
 
 
-def histogram_figure(hist: Histogram, result: SweepResult, log_y: bool = False) -> go.Figure:
+def _vline(x: float, name: str, color: str, width: float, dash: str, opacity: float = 1.0):
+    """A full-height vertical line at ``x`` (data units), as a layout shape dict."""
+    return {
+        "type": "line", "name": name, "xref": "x", "yref": "paper",
+        "x0": x, "x1": x, "y0": 0, "y1": 1, "opacity": opacity,
+        "line": {"color": color, "width": width, "dash": dash},
+    }  # fmt: skip
+
+
+def _vrect(x0: float, x1: float, name: str) -> dict:
+    return {
+        "type": "rect", "name": name, "xref": "x", "yref": "paper",
+        "x0": x0, "x1": x1, "y0": 0, "y1": 1, "fillcolor": CLIP_COLOR,
+        "opacity": 0.12, "line": {"width": 0}, "layer": "below",
+    }  # fmt: skip
+
+
+def _label(x: float, y: float, text: str, color: str, **kw) -> dict:
+    return {
+        "x": x, "y": y, "xref": "x", "yref": "paper", "text": text, "showarrow": False,
+        "xanchor": "left", "yanchor": "top", "font": {"color": color, "size": 11}, **kw,
+    }  # fmt: skip
+
+
+def histogram_figure(
+    hist: Histogram,
+    result: SweepResult,
+    log_y: bool = False,
+    *,
+    others: Mapping[str, float] | None = None,
+    picked: float | None = None,
+) -> go.Figure:
     """The histogram as a filled step outline, the clip at ``result.amax`` and the tail past it.
+
+    Parameters
+    ----------
+    hist : Histogram
+        The histogram to draw (as the user sees it; the sweep may have folded or
+        mirrored it for its own layout).
+    result : SweepResult
+        Its sweep; a dead sweep draws no clip.
+    log_y : bool
+        A logarithmic count axis, one tick per decade.
+    others : mapping of str to float, optional
+        Other thresholds to draw as faint labelled lines, label -> amax
+        (``{"max": 195.8, "percentile": 4.9, "mse": 193.2}``); non-positive or
+        non-finite values are skipped.
+    picked : float, optional
+        A threshold the user picked, drawn as a green dash-dot line named ``"picked"``.
 
     On a signed histogram the clip is drawn at both ``-amax`` and ``amax``.
     """
     x, y = _step(hist.edges, hist.counts)
-    fig = go.Figure(
-        go.Scatter(
-            x=x,
-            y=y,
-            name="histogram",
-            mode="lines",
-            line={"color": KEPT_COLOR, "width": 1},
-            fill="tozeroy",
-            hovertemplate="x = %{x:.4g}<br>count = %{y:.4g}<extra></extra>",
-        )
+    trace = go.Scatter(
+        x=x,
+        y=y,
+        name="histogram",
+        mode="lines",
+        line={"color": KEPT_COLOR, "width": 1},
+        fill="tozeroy",
+        hovertemplate="x = %{x:.4g}<br>count = %{y:.4g}<extra></extra>",
     )
-    amax = float(result.amax)
     lo, hi = float(hist.edges[0]), float(hist.edges[-1])
-    tail = {"fillcolor": CLIP_COLOR, "opacity": 0.12, "line_width": 0, "layer": "below"}
-    clip = {"line": {"color": CLIP_COLOR, "width": 2, "dash": "dash"}}
-    if amax < hi:
-        fig.add_vrect(x0=amax, x1=hi, name="clipped tail", **tail)
-    fig.add_vline(x=amax, name="clip", **clip)
-    if hist.is_signed:
-        if -amax > lo:
-            fig.add_vrect(x0=lo, x1=-amax, name="clipped tail", **tail)
-        fig.add_vline(x=-amax, name="clip -", **clip)
-    fig.add_annotation(
-        x=amax, y=1, yref="paper", text=f"clip {amax:.4g}", showarrow=False,
-        xanchor="left", yanchor="top", font={"color": CLIP_COLOR},
+    shapes, notes = [], []
+    for i, (label, value) in enumerate((others or {}).items()):
+        value = float(value)
+        if not (np.isfinite(value) and value > 0):
+            continue
+        shapes.append(_vline(value, label, OTHER_COLOR, 1, "dot", opacity=0.6))
+        # stagger the labels down the plot so that close thresholds stay readable
+        notes.append(_label(value, 0.92 - 0.07 * (i % 5), label, OTHER_COLOR, opacity=0.8))
+    if picked is not None and np.isfinite(picked):
+        shapes.append(_vline(float(picked), "picked", PICKED_COLOR, 1.5, "dashdot"))
+    if not result.dead:
+        amax = float(result.amax)
+        clip = (CLIP_COLOR, 2, "dash")
+        if amax < hi:
+            shapes.append(_vrect(amax, hi, "clipped tail"))
+        shapes.append(_vline(amax, "clip", *clip))
+        if hist.is_signed:
+            if -amax > lo:
+                shapes.append(_vrect(lo, -amax, "clipped tail"))
+            shapes.append(_vline(-amax, "clip -", *clip))
+        notes.append(_label(amax, 1, f"clip {amax:.4g}", CLIP_COLOR))
+    layout = _layout(
+        "Histogram and the chosen clip", "activation", "count", log_y=log_y, decades=True,
+        showlegend=False, shapes=shapes, annotations=notes,
     )  # fmt: skip
-    _layout(fig, "Histogram and the chosen clip", "activation", "count")
-    fig.update_layout(showlegend=False)
-    if log_y:
-        fig.update_yaxes(type="log", dtick=1)  # a tick per decade, no 2s and 5s between
-    return fig
+    return go.Figure(data=[trace], layout=layout)
 
 
-def kl_curve_figure(result: SweepResult) -> go.Figure:
+def kl_curve_figure(result: SweepResult, *, picked: int | None = None) -> go.Figure:
     """KL(P || Q) of every candidate against its threshold, the chosen one marked.
 
     Undefined (infinite) KL values are left as gaps. The y axis is logarithmic when every
-    defined value is positive, since the curve spans orders of magnitude.
+    defined value is positive, since the curve spans orders of magnitude. Every candidate
+    is a small marker (plotly selects markers, not lines, so a click can pick one); its
+    candidate number rides along as ``customdata``. ``picked``, a candidate, is marked
+    with a green circle (the trace named ``"picked"``).
     """
     kl = np.asarray(result.kl, dtype=np.float64)
     finite = np.isfinite(kl)
     y = np.where(finite, kl, np.nan)
-    fig = go.Figure(
+    traces = [
         go.Scatter(
             x=result.thresholds,
             y=y,
             customdata=result.candidates,
             name="KL",
-            mode="lines",
+            mode="lines+markers",
             line={"color": KEPT_COLOR, "width": 1.5},
+            marker={"color": KEPT_COLOR, "size": 3},
             hovertemplate="threshold %{x:.4g} (bin %{customdata})<br>KL %{y:.4g}<extra></extra>",
         )
-    )
+    ]
     if not result.dead:
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=[result.amax],
                 y=[result.min_kl],
@@ -115,23 +191,44 @@ def kl_curve_figure(result: SweepResult) -> go.Figure:
                 "<br>KL %{y:.4g}<extra></extra>",
             )
         )
-    _layout(fig, "KL divergence of each candidate", "threshold (activation units)", "KL(P‖Q)")
-    if finite.any() and (kl[finite] > 0).all():
-        fig.update_yaxes(type="log")
-    return fig
+    if picked is not None and not result.dead:
+        i = result.index_of(picked)
+        traces.append(
+            go.Scatter(
+                x=[result.thresholds[i]],
+                y=[y[i]],
+                customdata=[int(picked)],
+                name="picked",
+                mode="markers",
+                marker={
+                    "color": "rgba(0,0,0,0)",
+                    "size": 14,
+                    "line": {"color": PICKED_COLOR, "width": 2},
+                },
+                hovertemplate="picked: threshold %{x:.4g} (bin %{customdata})"
+                "<br>KL %{y:.4g}<extra></extra>",
+            )
+        )
+    log_y = bool(finite.any() and (kl[finite] > 0).all())
+    layout = _layout(
+        "KL divergence of each candidate", "threshold (activation units)", "KL(P‖Q)",
+        log_y=log_y,
+    )  # fmt: skip
+    return go.Figure(data=traces, layout=layout)
 
 
-def pq_figure(pq: PQ, log_y: bool = False) -> go.Figure:
+def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Figure:
     """P (clipped reference) and Q (quantized, expanded back) of one candidate.
 
     Both are scaled to sum 1 for display, whatever normalisation the variant uses.
+    ``title`` replaces the default "P and Q at threshold ... (KL ...)".
     """
-    fig = go.Figure()
+    traces = []
     for name, values, color in (("P", pq.p, KEPT_COLOR), ("Q", pq.q, Q_COLOR)):
         v = np.asarray(values, dtype=np.float64)
         total = v.sum()
         x, y = _step(pq.edges, v / total if total > 0 else v)
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=x,
                 y=y,
@@ -141,8 +238,7 @@ def pq_figure(pq: PQ, log_y: bool = False) -> go.Figure:
                 hovertemplate=f"{name}: %{{y:.3g}} at %{{x:.4g}}<extra></extra>",
             )
         )
-    title = f"P and Q at threshold {pq.threshold:.4g} (KL {pq.kl:.4g})"
-    _layout(fig, title, "activation", "probability")
-    if log_y:
-        fig.update_yaxes(type="log", dtick=1)
-    return fig
+    if title is None:
+        title = f"P and Q at threshold {pq.threshold:.4g} (KL {pq.kl:.4g})"
+    layout = _layout(title, "activation", "probability", log_y=log_y, decades=True)
+    return go.Figure(data=traces, layout=layout)

@@ -1,136 +1,550 @@
-"""The Explore page (app.py) under Streamlit's AppTest: runs, reacts to widgets, plots the clip."""
+"""The Explore page (app.py) under Streamlit's AppTest: it opens on the real model's layer,
+reacts to every control, plots the clip where it reports it, takes uploads of every format,
+survives bad ones, and keeps its state in the query string.
+
+Expected answers come from the core called directly on the same histogram (kl_sweep,
+clip_metrics, the amax_* methods), not from the page's own helpers.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
-import app
+from calib import files, ui
+from calib.demos import DEMOS
+from calib.histogram import DEFAULT_BINS, Histogram
+from calib.methods import amax_max, amax_mse, amax_percentile, clip_metrics
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS
+from calib.sweep import kl_sweep
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 60  # seconds per run: the signed variants sweep a 4096-bin histogram densely
+TIMEOUT = 60
+LAYER = ui.DEFAULT_LAYER
+METRICS = [
+    "Threshold (bins)",
+    "Threshold",
+    "Max |x|",
+    "Threshold / max",
+    "Clipped mass",
+    "KL at minimum",
+    "SQNR",
+]
 
 
-def run_app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+def model_hist(layer: str = LAYER) -> Histogram:
+    return files.load_histograms(ui.ASSET_PATH)[layer]  # straight from the file
+
+
+def run_app(**query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    at.run()
     assert not at.exception, at.exception
     return at
 
 
-def metric_values(at: AppTest) -> dict[str, str]:
+def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def figure(at: AppTest, index: int) -> dict:
-    """The index-th plotly chart on the page, read back as its JSON spec."""
-    return json.loads(at.get("plotly_chart")[index].proto.spec)
+def chart(at: AppTest, name: str) -> dict:
+    """The plotly chart whose key ends in ``name``, read back as its JSON spec."""
+    for c in at.get("plotly_chart"):
+        if c.proto.id.endswith(f"explore_{name}"):
+            return json.loads(c.proto.spec)
+    raise KeyError(name)
 
 
-def test_default_run_shows_metrics_and_figures():
+def decode(v) -> np.ndarray:
+    """A plotly JSON array: a list, or numpy's bytes in base64 (plotly 6)."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def shapes(at: AppTest) -> dict[str, dict]:
+    return {s["name"]: s for s in chart(at, "histogram")["layout"].get("shapes", [])}
+
+
+def trace(at: AppTest, name: str, figure: str = "kl_curve") -> dict:
+    return next(t for t in chart(at, figure)["data"] if t.get("name") == name)
+
+
+def assert_clip_at(at: AppTest, amax: float, min_kl: float) -> None:
+    """The reported threshold, the clip line, the tail and the KL minimum all at amax."""
+    assert float(metrics(at)["Threshold"]) == pytest.approx(amax, rel=1e-3)  # 4 digits shown
+    s = shapes(at)
+    assert s["clip"]["x0"] == s["clip"]["x1"] == pytest.approx(amax, rel=1e-12)
+    tails = [t for t in chart(at, "histogram")["layout"]["shapes"] if t["name"] == "clipped tail"]
+    assert tails[0]["x0"] == pytest.approx(amax, rel=1e-12)  # [amax, top]; then [-top, -amax]
+    minimum = trace(at, "minimum")
+    assert minimum["x"] == [pytest.approx(amax, rel=1e-12)]
+    assert minimum["y"] == [pytest.approx(min_kl, rel=1e-12)]
+
+
+def upload(at: AppTest, kind: str, name: str, data: bytes) -> AppTest:
+    if at.radio(key="explore_kind").value != kind:
+        at.radio(key="explore_kind").set_value(kind).run()
+    at.file_uploader(key=f"explore_{kind}_file").set_value((name, data, "application/x-test"))
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def npy(a: np.ndarray, allow_pickle: bool = False) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------
+# the default view
+# --------------------------------------------------------------------------------------
+def test_default_view_is_the_real_model_layer():
     at = run_app()
-    assert not at.error
-    values = metric_values(at)
-    assert set(values) == {
-        "Threshold (bins)",
-        "Threshold",
-        "Max |x|",
-        "Threshold / max",
-        "KL at minimum",
-    }
-    assert int(values["Threshold (bins)"]) >= DEFAULT_TARGET_BINS["seed"]
-    assert 0 < float(values["Threshold / max"]) <= 1
-    assert len(at.get("plotly_chart")) == 3
-    assert at.slider(key="target_bins").value == DEFAULT_TARGET_BINS["seed"]
+    assert not at.error and not at.warning
+    assert at.radio(key="explore_kind").value == "model"
+    assert at.selectbox(key="explore_model_layer").value == LAYER
+    assert LAYER in at.caption[0].value
+    assert list(metrics(at)) == METRICS
+    assert len(at.get("plotly_chart")) == 4
+    h = model_hist()
+    r = kl_sweep(h, target_bins=128, variant="seed")
+    assert at.slider(key="explore_target_bins").value == DEFAULT_TARGET_BINS["seed"]
+    assert at.select_slider(key="explore_hist_bins").value == h.n_bins  # as given
+    assert metrics(at)["Threshold (bins)"] == str(r.best)
+    assert_clip_at(at, r.amax, r.min_kl)
+    m = clip_metrics(h, r.amax, num_bits=8)
+    assert metrics(at)["SQNR"] == f"{m.sqnr_db:.1f} dB"
+    assert metrics(at)["Clipped mass"] == f"{100 * m.clipped_fraction:.2g}%"
+    assert float(metrics(at)["Max |x|"]) == pytest.approx(h.max_abs, rel=1e-3)
+    # the other methods' thresholds as faint lines where the core puts them
+    s = shapes(at)
+    assert s["max"]["x0"] == amax_max(h)
+    assert s["percentile"]["x0"] == amax_percentile(h)
+    assert s["mse"]["x0"] == amax_mse(h, num_bits=8)
+    assert at.query_params == {
+        "src": "model", "layer": LAYER, "variant": "seed", "target_bins": "128",
+        "hist_bins": str(h.n_bins), "num_bits": "8", "log_y": "true",
+    }  # fmt: skip
 
 
-def test_target_bins_changes_the_answer():
+def test_target_bins_changes_the_answer_and_the_plots():
     at = run_app()
-    before = metric_values(at)
-    at.slider(key="target_bins").set_value(32).run()
+    before_kl = decode(trace(at, "KL")["y"])
+    at.slider(key="explore_target_bins").set_value(64).run()
     assert not at.exception and not at.error
-    after = metric_values(at)
-    assert after["Threshold"] != before["Threshold"]
-    assert after["KL at minimum"] != before["KL at minimum"]
+    r = kl_sweep(model_hist(), target_bins=64)
+    assert metrics(at)["Threshold (bins)"] == str(r.best) != "128"
+    assert_clip_at(at, r.amax, r.min_kl)
+    after_kl = decode(trace(at, "KL")["y"])
+    assert after_kl.size != before_kl.size  # candidates start at T: 64.. instead of 128..
+    np.testing.assert_allclose(after_kl, np.where(np.isinf(r.kl), np.nan, r.kl))
+    assert at.query_params["target_bins"] == "64"
 
 
-def test_histogram_size_changes_the_answer():
+def test_histogram_size_changes_the_answer_and_the_plots():
     at = run_app()
-    before = metric_values(at)
-    at.select_slider(key="hist_bins").set_value(1024).run()
+    at.select_slider(key="explore_hist_bins").set_value(1024).run()
     assert not at.exception and not at.error
-    after = metric_values(at)
-    assert after["Threshold (bins)"] != before["Threshold (bins)"]
-    assert after["Threshold"] != before["Threshold"]
+    h = model_hist().rebin(1024)
+    r = kl_sweep(h)
+    assert metrics(at)["Threshold (bins)"] == str(r.best)
+    assert_clip_at(at, r.amax, r.min_kl)
+    assert decode(chart(at, "histogram")["data"][0]["x"]).size == 2 * 1024
+    assert at.query_params["hist_bins"] == "1024"
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_every_variant_renders(variant):
+def test_every_variant_renders_with_its_own_levels(variant):
     at = run_app()
-    at.selectbox(key="variant").set_value(variant).run()
+    at.selectbox(key="explore_variant").set_value(variant).run()
     assert not at.exception and not at.error
-    # a new variant starts from its own number of levels
-    assert at.slider(key="target_bins").value == DEFAULT_TARGET_BINS[variant]
-    assert len(at.metric) == 5
-    assert len(at.get("plotly_chart")) == 3
+    assert at.slider(key="explore_target_bins").value == DEFAULT_TARGET_BINS[variant]
+    assert len(at.get("plotly_chart")) == 4
+    r = kl_sweep(model_hist(), variant=variant)
+    assert_clip_at(at, r.amax, r.min_kl)
+    assert at.query_params["variant"] == variant
 
 
-@pytest.mark.parametrize("variant", ["seed", "mxnet"])
-def test_clip_line_sits_at_the_reported_threshold(variant):
-    at = run_app()
-    at.selectbox(key="variant").set_value(variant).run()
-    reported = float(metric_values(at)["Threshold"])
-    result = app.demo_sweep(variant, DEFAULT_TARGET_BINS[variant], 2048)
-    assert reported == pytest.approx(result.amax, rel=1e-3)  # the metric shows 4 digits
-
-    shapes = {s["name"]: s for s in figure(at, 0)["layout"]["shapes"]}
-    clip = shapes["clip"]
-    assert clip["x0"] == clip["x1"] == pytest.approx(result.amax, rel=1e-12)
-    assert shapes["clipped tail"]["x0"] == pytest.approx(result.amax, rel=1e-12)
-
-    minimum = next(t for t in figure(at, 1)["data"] if t.get("name") == "minimum")
-    assert minimum["x"] == [pytest.approx(result.amax, rel=1e-12)]
-    assert minimum["y"] == [pytest.approx(result.min_kl, rel=1e-12)]
+@pytest.mark.parametrize("demo", list(DEMOS))
+def test_every_demo_renders(demo):
+    at = run_app(src="demo", demo=demo)
+    assert not at.error
+    assert at.selectbox(key="explore_demo").value == demo
+    if demo == "Dead layer":
+        assert at.warning and "dead layer" in at.warning[0].value
+        assert len(at.get("plotly_chart")) == 1 and "clip" not in shapes(at)
+        assert metrics(at)["Threshold"] == "0"
+        return
+    assert len(at.get("plotly_chart")) == 4
+    h = ui._demo(demo, DEFAULT_BINS)
+    if demo == "Seed ramp":  # the seed's own example: 2048 bins, 128 levels, answer 2047
+        assert metrics(at)["Threshold (bins)"] == "2047"
+        r = kl_sweep(h)
+    else:  # the samples, histogrammed at the default size
+        r = kl_sweep(Histogram.from_samples(ui._demo_samples(demo), bins=DEFAULT_BINS))
+    assert_clip_at(at, r.amax, r.min_kl)
 
 
 def test_log_y_switches_the_count_axes():
     at = run_app()
-    assert figure(at, 0)["layout"]["yaxis"]["type"] == "log"  # on by default
-    assert figure(at, 2)["layout"]["yaxis"]["type"] == "log"
-    at.checkbox(key="log_y").uncheck().run()
-    assert not at.exception
-    assert figure(at, 0)["layout"]["yaxis"].get("type") != "log"
-    assert figure(at, 2)["layout"]["yaxis"].get("type") != "log"
+    for name in ("histogram", "pq_chosen", "pq_picked"):
+        assert chart(at, name)["layout"]["yaxis"]["type"] == "log"
+    at.checkbox(key="explore_log_y").uncheck().run()
+    for name in ("histogram", "pq_chosen", "pq_picked"):
+        assert chart(at, name)["layout"]["yaxis"].get("type") != "log"
+    assert at.query_params["log_y"] == "false"
 
 
-def test_impossible_settings_give_an_error_not_a_traceback():
+def test_bit_width_sets_levels_sqnr_and_mse_line():
     at = run_app()
-    at.select_slider(key="hist_bins").set_value(512).run()
-    at.slider(key="target_bins").set_value(1024).run()
+    at.select_slider(key="explore_num_bits").set_value(4).run()
+    assert not at.exception and not at.error
+    assert at.slider(key="explore_target_bins").value == 8  # 2**(4 - 1) levels
+    h = model_hist()
+    r = kl_sweep(h, target_bins=8)
+    assert metrics(at)["SQNR"] == f"{clip_metrics(h, r.amax, num_bits=4).sqnr_db:.1f} dB"
+    assert shapes(at)["mse"]["x0"] == amax_mse(h, num_bits=4)
+    assert at.query_params["num_bits"] == "4"
+
+
+def test_other_variants_lines_on_request():
+    at = run_app()
+    assert not set(VARIANTS) & set(shapes(at))
+    at.checkbox(key="explore_show_variants").check().run()
+    s = shapes(at)
+    h = model_hist()
+    for v in VARIANTS:
+        if v != "seed":
+            assert s[v]["x0"] == kl_sweep(h, variant=v).amax
+    assert "seed" not in s  # the seed is the red clip line itself
+
+
+# --------------------------------------------------------------------------------------
+# policies
+# --------------------------------------------------------------------------------------
+def test_overriding_a_policy_reruns_and_shows_the_override():
+    at = run_app()
+    expander = at.expander[0]
+    assert expander.label == "Policies of seed"
+    assert at.selectbox(key="explore_policy_merge").value == "fractional"  # the preset
+    at.selectbox(key="explore_policy_zero_q").set_value("inf").run()
+    assert not at.exception and not at.error
+    r = kl_sweep(model_hist(), zero_q="inf")
+    assert_clip_at(at, r.amax, r.min_kl)
+    assert at.expander[0].label == "Policies of seed (1 overridden)"
+    assert any("`zero_q` = 'inf'" in md.value for md in at.markdown)
+    assert at.query_params["zero_q"] == "inf"
+    at.button(key="explore_policy_reset").click().run()
+    assert at.selectbox(key="explore_policy_zero_q").value == "one"
+    assert "zero_q" not in at.query_params
+
+
+def test_a_new_variant_resets_the_policies():
+    at = run_app()
+    at.selectbox(key="explore_policy_ties").set_value("last").run()
+    at.selectbox(key="explore_variant").set_value("mxnet").run()
+    assert at.selectbox(key="explore_policy_ties").value == "first"
+    assert at.selectbox(key="explore_policy_layout").value == "signed"
+    assert at.number_input(key="explore_policy_eps").value == pytest.approx(1e-4)
+
+
+def test_an_impossible_combination_is_an_error_not_a_traceback():
+    at = run_app()
+    at.selectbox(key="explore_policy_layout").set_value("signed").run()
     assert not at.exception
     assert len(at.error) == 1
-    assert "target_bins" in at.error[0].value
+    assert "Impossible policy combination" in at.error[0].value
+    assert "half_window" in at.error[0].value and "layout" in at.error[0].value
+    assert not at.metric and not at.get("plotly_chart")
+    assert at.query_params["layout"] == "signed"  # the link reproduces this too
+    # fixing the companion policy makes it possible again
+    at.selectbox(key="explore_policy_candidates").set_value("half_window").run()
+    at.selectbox(key="explore_policy_merge").set_value("whole").run()
+    assert not at.error and len(at.metric) == 7
+
+
+def test_too_many_levels_for_the_histogram_is_an_error():
+    at = run_app()
+    at.select_slider(key="explore_hist_bins").set_value(256).run()
+    at.slider(key="explore_target_bins").set_value(300).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "target_bins" in at.error[0].value
     assert not at.metric
 
 
-def test_summary_and_formatting_helpers():
-    hist = app.demo_histogram(512)
-    result = app.demo_sweep("seed", 128, 512)
-    s = app.summarize(hist, result)
-    assert s.best == result.best and s.amax == result.amax
-    assert s.ratio == pytest.approx(result.amax / hist.max_abs)
-    assert app.fmt(math.inf) == "undefined" and app.fmt(np.nan) == "undefined"
-    assert app.fmt(1234.5678) == "1235"
+# --------------------------------------------------------------------------------------
+# picking a candidate: the threshold slider and a click on the KL curve
+# --------------------------------------------------------------------------------------
+def test_threshold_slider_picks_a_candidate():
+    at = run_app()
+    r = kl_sweep(model_hist())
+    picker = at.select_slider(key="explore_candidate")
+    assert picker.value == r.candidates[-1]  # starts at the widest candidate
+    picker.set_value(500).run()
+    pq = r.distributions(500)
+    title = chart(at, "pq_picked")["layout"]["title"]["text"]
+    assert title.startswith(f"Picked: P and Q at {pq.threshold:.4g} (bin 500")
+    assert shapes(at)["picked"]["x0"] == pytest.approx(pq.threshold, rel=1e-12)
+    assert trace(at, "picked")["customdata"] == [500]
+    assert "Chosen" in chart(at, "pq_chosen")["layout"]["title"]["text"]
 
 
-def test_demo_samples_are_reproducible():
-    a = app.demo_samples.__wrapped__(0)
-    b = app.demo_samples.__wrapped__(0)
-    np.testing.assert_array_equal(a, b)
-    assert (a == 0).mean() == pytest.approx(0.5, abs=0.01)  # the ReLU zero spike
-    assert a.max() > 6  # the outliers
+def click_kl_curve(at: AppTest, x: float) -> AppTest:
+    """What the browser sends when a point of the KL curve is clicked (AppTest has no
+    click for charts): the chart's selection state, with the others' widget states."""
+    kl = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("explore_kl_curve"))
+    states = at._tree.get_widget_states()
+    assert isinstance(states, WidgetStates)
+    w = states.widgets.add()
+    w.id = kl.proto.id
+    point = {"x": x, "y": 1.0, "curve_number": 0, "point_index": 0}
+    w.string_value = json.dumps(
+        {"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}}
+    )
+    at._run(widget_state=states)
+    assert not at.exception, at.exception
+    return at
+
+
+def test_clicking_the_kl_curve_picks_the_nearest_candidate():
+    at = run_app()
+    r = kl_sweep(model_hist())
+    x = 20.0
+    nearest = int(r.candidates[np.argmin(np.abs(r.thresholds - x))])
+    click_kl_curve(at, x)
+    assert at.select_slider(key="explore_candidate").value == nearest
+    assert trace(at, "picked")["customdata"] == [nearest]
+    assert f"(bin {nearest}," in chart(at, "pq_picked")["layout"]["title"]["text"]
+    # the click is handled once: the slider moves freely afterwards
+    at.select_slider(key="explore_candidate").set_value(300).run()
+    assert at.select_slider(key="explore_candidate").value == 300
+    # and the same point clicked again is a new click
+    click_kl_curve(at, x)
+    assert at.select_slider(key="explore_candidate").value == nearest
+
+
+# --------------------------------------------------------------------------------------
+# uploads
+# --------------------------------------------------------------------------------------
+def two_layers() -> dict[str, Histogram]:
+    rng = np.random.default_rng(7)
+    return {
+        "conv1": Histogram.from_samples(rng.standard_normal(20_000), 600),
+        "block/relu": Histogram.from_samples(
+            np.concatenate([np.maximum(rng.laplace(size=20_000), 0), [40.0]]), 700
+        ),
+    }
+
+
+def test_multi_layer_npz_upload_with_layer_picker():
+    hists = two_layers()
+    buf = io.BytesIO()
+    files.save_histograms(buf, hists)
+    at = run_app()
+    at.radio(key="explore_kind").set_value("histogram").run()
+    assert at.info and ".npz" in at.info[0].value  # asks for a file
+    assert at.query_params["src"] == "histogram"
+    upload(at, "histogram", "model.npz", buf.getvalue())
+    assert not at.error
+    assert at.selectbox(key="explore_upload_layer").options == list(hists)
+    r = kl_sweep(hists["conv1"])
+    assert_clip_at(at, r.amax, r.min_kl)
+    at.selectbox(key="explore_upload_layer").set_value("block/relu").run()
+    r = kl_sweep(hists["block/relu"])
+    assert_clip_at(at, r.amax, r.min_kl)
+    assert "model.npz: block/relu" in at.caption[0].value
+    assert at.query_params["layer"] == "block/relu"
+
+
+def single_histogram_files() -> list[tuple[str, bytes, Histogram]]:
+    counts = np.concatenate([np.arange(300, 0, -1), [0, 0, 5]]).astype(np.int64)
+    edges = np.linspace(0.0, 3.03, counts.size + 1)
+    h = Histogram(counts, edges)
+    csv_text = "counts,edges\n" + "".join(
+        f"{c},{float(e)!r}\n" for c, e in zip([*counts, ""], edges, strict=True)
+    )
+    json_text = json.dumps({"counts": counts.tolist(), "edges": edges.tolist()})
+    return [
+        ("h.npy", npy(counts), Histogram.from_counts(counts)),
+        ("h.csv", csv_text.encode(), h),
+        ("h.json", json_text.encode(), h),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "hist"), single_histogram_files(), ids=["npy", "csv", "json"]
+)
+def test_single_histogram_uploads(name, data, hist):
+    at = upload(run_app(), "histogram", name, data)
+    assert not at.error
+    r = kl_sweep(hist)
+    assert_clip_at(at, r.amax, r.min_kl)
+    assert at.caption[0].value.startswith(f"**{name}**")
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv"])
+def test_raw_sample_uploads_are_histogrammed_at_the_chosen_size(fmt):
+    x = np.random.default_rng(8).laplace(size=(50, 40))
+    data = npy(x) if fmt == "npy" else "\n".join(map(repr, x.ravel().tolist())).encode()
+    at = upload(run_app(), "samples", f"acts.{fmt}", data)
+    assert not at.error
+    assert at.select_slider(key="explore_hist_bins").options == [
+        str(b) for b in ui.SAMPLE_BIN_CHOICES
+    ]
+    r = kl_sweep(Histogram.from_samples(x, bins=DEFAULT_BINS))
+    assert_clip_at(at, r.amax, r.min_kl)
+    at.select_slider(key="explore_hist_bins").set_value(512).run()
+    r = kl_sweep(Histogram.from_samples(x, bins=512))
+    assert_clip_at(at, r.amax, r.min_kl)
+    # a signed variant sees the samples histogrammed signed
+    at.selectbox(key="explore_variant").set_value("onnxruntime").run()
+    r = kl_sweep(Histogram.from_samples(x, bins=512, signed=True), variant="onnxruntime")
+    assert_clip_at(at, r.amax, r.min_kl)
+    assert shapes(at)["clip -"]["x0"] == pytest.approx(-r.amax)
+
+
+BAD_FILES = [
+    ("malformed", "histogram", "h.npz", b"PK\x03\x04 not a zip", "not an .npz"),
+    ("empty", "histogram", "h.csv", b"", "empty"),
+    ("all-NaN", "histogram", "h.npy", npy(np.full(10, np.nan)), "finite"),
+    ("all-NaN samples", "samples", "x.csv", b"nan\nnan\n", "non-finite"),
+    (
+        "pickled",
+        "samples",
+        "x.npy",
+        npy(np.array([{"rm -rf": 1}], dtype=object), allow_pickle=True),
+        "object array",
+    ),
+    ("wrong shape", "histogram", "h.npy", npy(np.ones((4, 5))), r"shape (4, 5)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "kind", "name", "data", "match"), BAD_FILES, ids=[b[0] for b in BAD_FILES]
+)
+def test_bad_uploads_show_an_error_and_keep_the_previous_view(what, kind, name, data, match):
+    at = run_app()
+    before = metrics(at)
+    upload(at, kind, name, data)
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert message.startswith("Could not use that file:") and match in message
+    assert f"Still showing the previous view: {ui.MODEL_NAME}: {LAYER}" in message
+    assert metrics(at) == before and len(at.get("plotly_chart")) == 4
+
+
+def test_oversize_upload_is_refused(monkeypatch):
+    # the server refuses files over maxUploadSize itself; the page checks again
+    monkeypatch.setattr(ui, "MAX_UPLOAD_BYTES", 2000)
+    at = upload(run_app(), "samples", "big.npy", npy(np.ones(1000)))
+    assert len(at.error) == 1 and "uploads are limited to" in at.error[0].value
+
+
+def test_a_bad_file_after_a_good_one_keeps_the_good_one():
+    hist = single_histogram_files()[1][2]
+    at = upload(run_app(), "histogram", "good.csv", single_histogram_files()[1][1])
+    good = metrics(at)
+    at.file_uploader(key="explore_histogram_file").set_value(("bad.json", b"{", "text/json"))
+    at.run()
+    assert not at.exception
+    assert "Still showing the previous view: good.csv" in at.error[0].value
+    assert metrics(at) == good
+    r = kl_sweep(hist)
+    assert_clip_at(at, r.amax, r.min_kl)
+
+
+# --------------------------------------------------------------------------------------
+# the query string
+# --------------------------------------------------------------------------------------
+def test_query_params_set_before_the_run_are_honoured():
+    layer = "encoder.layer.3.output.dense:output"
+    at = run_app(
+        src="model", layer=layer, variant="mxnet", target_bins="200", hist_bins="1024",
+        num_bits="7", log_y="false", truncate="none",
+    )  # fmt: skip
+    assert not at.error and not at.warning
+    assert at.selectbox(key="explore_model_layer").value == layer
+    assert at.selectbox(key="explore_variant").value == "mxnet"
+    assert at.slider(key="explore_target_bins").value == 200
+    assert at.select_slider(key="explore_hist_bins").value == 1024
+    assert at.select_slider(key="explore_num_bits").value == 7
+    assert at.checkbox(key="explore_log_y").value is False
+    assert at.selectbox(key="explore_policy_truncate").value == "none"
+    r = kl_sweep(model_hist(layer).rebin(1024), target_bins=200, variant="mxnet", truncate="none")
+    assert_clip_at(at, r.amax, r.min_kl)
+    assert at.query_params["layer"] == layer and at.query_params["truncate"] == "none"
+
+
+def test_the_layers_page_link_opens_that_layer():
+    layer = "encoder.layer.2.output.dense:output"
+    link = ui.explore_query("model", layer=layer, variant="ncnn")
+    at = run_app(**link)
+    assert at.selectbox(key="explore_model_layer").value == layer
+    r = kl_sweep(model_hist(layer), variant="ncnn")
+    assert_clip_at(at, r.amax, r.min_kl)
+
+
+def test_bad_query_values_are_ignored_with_a_warning():
+    at = run_app(layer="no.such.layer", target_bins="lots", variant="mxnet")
+    assert not at.error
+    warnings = " ".join(w.value for w in at.warning)
+    assert "layer='no.such.layer'" in warnings and "target_bins='lots'" in warnings
+    assert at.selectbox(key="explore_model_layer").value == LAYER
+    assert at.selectbox(key="explore_variant").value == "mxnet"
+    assert at.slider(key="explore_target_bins").value == 255
+    assert at.query_params["layer"] == LAYER  # the URL now says what is shown
+    at.run()
+    assert not at.warning  # said once
+
+
+def test_widget_changes_write_the_query_string_back():
+    at = run_app()
+    layer = "encoder.layer.4.output.dense:output"
+    at.selectbox(key="explore_model_layer").set_value(layer).run()
+    assert at.query_params["layer"] == layer
+    assert at.query_params["hist_bins"] == str(model_hist(layer).n_bins)  # the new layer's own
+    at.radio(key="explore_kind").set_value("demo").run()
+    assert at.query_params["src"] == "demo" and "layer" not in at.query_params
+    at.selectbox(key="explore_demo").set_value("GELU").run()
+    at.selectbox(key="explore_variant").set_value("onnxruntime").run()
+    q = dict(at.query_params)
+    assert q["demo"] == "GELU" and q["variant"] == "onnxruntime" and q["hist_bins"] == "2048"
+    # and the written link reproduces the view in a new session
+    again = run_app(**q)
+    assert metrics(again) == metrics(at)
+    # back on the model, the histogram is the layer's own size again, not the demo's
+    at.radio(key="explore_kind").set_value("model").run()
+    assert at.select_slider(key="explore_hist_bins").value == model_hist(layer).n_bins
+    assert at.query_params["layer"] == layer
+
+
+def test_the_view_survives_a_visit_to_another_page():
+    pages = sorted((Path(APP).parent / "pages").glob("*.py"))
+    if not pages:
+        pytest.skip("no other page yet")
+    layer = "encoder.layer.3.output.dense:output"
+    at = run_app(layer=layer)
+    at.selectbox(key="explore_variant").set_value("mxnet").run()
+    at.slider(key="explore_target_bins").set_value(200).run()
+    view = metrics(at)
+    at.switch_page(str(pages[0].relative_to(Path(APP).parent))).run()
+    for cleared in (False, True):  # whether or not the navigation kept the query string
+        if cleared:
+            at.query_params.clear()
+        at.switch_page("app.py").run()
+        assert not at.exception
+        assert at.selectbox(key="explore_variant").value == "mxnet"
+        assert at.slider(key="explore_target_bins").value == 200
+        assert at.selectbox(key="explore_model_layer").value == layer
+        assert metrics(at) == view
+        at.switch_page(str(pages[0].relative_to(Path(APP).parent))).run()
