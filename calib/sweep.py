@@ -623,12 +623,9 @@ def _kl_fast(prep: _Prep, policy: Policy) -> np.ndarray:
     step = max(1, _FAST_BLOCK_ELEMENTS // (T + 1))
     blocks = [np.arange(i, min(M, i + step)) for i in range(0, M, step)]
     if policy.smoothing == "mxnet":
-        st = _SmoothTables(prep.h)
-        kl = np.concatenate([_fast_mxnet(prep, policy, rows, tab, st) for rows in blocks])
-        redo = np.flatnonzero(np.isnan(kl))  # rows the series cannot take: dense
-        if redo.size:
-            kl[redo] = _kl_dense_rows(prep, policy, redo)
-        return kl
+        c = _mxnet_shift(prep, policy, np.arange(M), tab.h, tab.NZ)[0]
+        st = _SmoothTables(prep.h, float(np.max(c, initial=0.0)))
+        return np.concatenate([_fast_mxnet(prep, policy, rows, tab, st) for rows in blocks])
     out = _RowSums(M)
     if policy.merge == "fractional":
         last = _seed_last_level(prep, policy, np.arange(M), tab)
@@ -801,15 +798,38 @@ _TAYLOR_MAX_RATIO = 1e-2  # c / p at most this: the dropped terms are below 1e-1
 
 
 class _SmoothTables:
-    """Prefix sums over the non-zero bins of h: h log h, log h and h^-1 .. h^-(K-1)."""
+    """MXNet smoothing's p log p, split by the size of the counts.
 
-    def __init__(self, h: np.ndarray) -> None:
-        nz = h > 0
-        hn = np.where(nz, h, 1.0)
-        self.hmin = float(h[nz].min())
-        self.PLP = _prefix(np.where(nz, hn * np.log(hn), 0.0))
-        self.LP = _prefix(np.where(nz, np.log(hn), 0.0))
-        self.INV = [_prefix(np.where(nz, hn ** (-k), 0.0)) for k in range(1, _TAYLOR_TERMS)]
+    Bins with ``h >= c_max / 1e-2`` ("large") go into prefix sums of h log h, log h and
+    h^-1 .. h^-(K-1), the Taylor series' terms. The few non-zero bins below that
+    ("small": sparse tails, fractional counts) are kept as a list and summed exactly.
+    """
+
+    def __init__(self, h: np.ndarray, c_max: float) -> None:
+        self.tau = max(c_max / _TAYLOR_MAX_RATIO, np.finfo(np.float64).tiny)
+        large = h >= self.tau
+        hn = np.where(large, h, 1.0)
+        self.PLP = _prefix(np.where(large, hn * np.log(hn), 0.0))
+        self.LP = _prefix(np.where(large, np.log(hn), 0.0))
+        self.NZ = _prefix(large)
+        self.INV = [_prefix(np.where(large, hn ** (-k), 0.0)) for k in range(1, _TAYLOR_TERMS)]
+        self.small_at = np.flatnonzero((h > 0) & ~large)
+        self.small_h = h[self.small_at]
+
+
+def _mxnet_shift(prep: _Prep, policy: Policy, rows: np.ndarray, h: np.ndarray, NZ) -> tuple:
+    """MXNet smoothing's c = eps * zeros / non-zeros of each candidate's P, and the pieces
+    it is made of: (c, nnz_p, tail_a, tail_b, one, fix_a, fix_b)."""
+    a, b = prep.a[rows], prep.b[rows]
+    one = a == b - 1
+    tail_a = prep.tail_lo[rows] + np.where(one, prep.tail_hi[rows], 0.0)
+    tail_b = np.where(one, 0.0, prep.tail_hi[rows])
+    # P's non-zero count: the histogram's, plus edge bins made non-zero by a tail
+    fix_a = (h[a] == 0) & (tail_a > 0)
+    fix_b = (h[b - 1] == 0) & (tail_b > 0) & ~one
+    nnz_p = NZ[b] - NZ[a] + fix_a + fix_b
+    c = policy.eps * ((b - a) - nnz_p) / nnz_p
+    return c, nnz_p, tail_a, tail_b, one, fix_a, fix_b
 
 
 def _shifted_xlogx(x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -829,35 +849,38 @@ def _fast_mxnet(prep: _Prep, policy: Policy, rows: np.ndarray, tab: _Tables, st:
 
         (p - c) log(p - c) = p log p - c (log p + 1) + sum_k>=2 c^k / (k (k-1) p^(k-1))
 
-    Rows where c is not small against every count (c / p > 1e-2) come back as NaN and
-    are computed by the dense path instead.
+    The series is used for the bins where c / p <= 1e-2 for every candidate; the other
+    non-zero bins (few: sparse tails, fractional counts) are summed exactly per candidate.
     """
     eps = policy.eps
     g = _groups_whole(prep, policy, rows, tab)
     a, b = prep.a[rows], prep.b[rows]
     L = (b - a).astype(np.float64)
     h = tab.h
-    one = a == b - 1
-    tail_a = prep.tail_lo[rows] + np.where(one, prep.tail_hi[rows], 0.0)
-    tail_b = np.where(one, 0.0, prep.tail_hi[rows])
     last = b - 1
-    # P's non-zero count: the histogram's, plus edge bins made non-zero by a tail
-    fix_a = (h[a] == 0) & (tail_a > 0)
-    fix_b = (h[last] == 0) & (tail_b > 0) & ~one
-    nnz_p = tab.NZ[b] - tab.NZ[a] + fix_a + fix_b
-    c = eps * (L - nnz_p) / nnz_p
-    taylor_ok = c <= _TAYLOR_MAX_RATIO * st.hmin
+    c, nnz_p, tail_a, tail_b, one, fix_a, fix_b = _mxnet_shift(prep, policy, rows, h, tab.NZ)
 
-    # sum over non-zero P of (p - c) log(p - c): series over the window's histogram bins,
-    # then the two edge bins swapped for their true (tail-holding) values
-    spp = (st.PLP[b] - st.PLP[a]) - c * ((st.LP[b] - st.LP[a]) + (tab.NZ[b] - tab.NZ[a]))
+    # sum over non-zero P of (p - c) log(p - c): the series over the window's large bins,
+    # the small ones one by one, then the two edge bins swapped for their true values
+    spp = (st.PLP[b] - st.PLP[a]) - c * ((st.LP[b] - st.LP[a]) + (st.NZ[b] - st.NZ[a]))
     ck = c.copy()
     for k in range(2, _TAYLOR_TERMS + 1):
         ck = ck * c
         spp += ck / (k * (k - 1)) * (st.INV[k - 2][b] - st.INV[k - 2][a])
-    spp += _shifted_xlogx(h[a] + tail_a, c) - _shifted_xlogx(h[a], c)
-    spp += np.where(one, 0.0, _shifted_xlogx(h[last] + tail_b, c) - _shifted_xlogx(h[last], c))
+    valid = np.ones(rows.size, dtype=bool)
+    if st.small_at.size:  # small bins strictly inside the window (the edges come below)
+        at = st.small_at[None, :]
+        inside = (at > a[:, None]) & (at < last[:, None])
+        terms = np.where(inside, _shifted_xlogx(st.small_h[None, :], c[:, None]), 0.0)
+        valid = ~np.isnan(terms).any(axis=1)  # p - c <= 0: the smoothing fails (ORT asserts)
+        spp += np.where(valid[:, None], terms, 0.0).sum(axis=1)
+    # the edge bins: their true p (tail folded in), less what the series counted for them
+    series_a = np.where(h[a] >= st.tau, _shifted_xlogx(h[a], c), 0.0)
+    series_b = np.where(h[last] >= st.tau, _shifted_xlogx(h[last], c), 0.0)
+    spp += _shifted_xlogx(h[a] + tail_a, c) - series_a
+    spp += np.where(one, 0.0, _shifted_xlogx(h[last] + tail_b, c) - series_b)
     spp += (L - nnz_p) * eps * np.log(eps)
+    valid &= ~np.isnan(spp)
 
     # Q per level: value v on its assigned bins (non-zero P, or all bins for fill_all)
     v = g.value
@@ -894,8 +917,7 @@ def _fast_mxnet(prep: _Prep, policy: Policy, rows: np.ndarray, tab: _Tables, st:
             kl = (spp - spq) / psum + np.log(qsum / psum)
         else:
             kl = spp - spq
-    kl = np.where(ok_q, kl, np.inf)
-    return np.where(taylor_ok, kl, np.nan)
+    return np.where(ok_q & valid & (c < 1.0), kl, np.inf)
 
 
 def _finish_sums(prep: _Prep, policy: Policy, out: _RowSums, s: float) -> np.ndarray:
