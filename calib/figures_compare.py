@@ -1,0 +1,174 @@
+"""Plotly figures of the Compare page: every clip on one histogram, the KL curves, the gaps.
+
+Pure functions from ``calib.compare`` results to figures; no Streamlit. Shapes and traces that
+tests read back carry names: each clip line is the shape named after its row ("seed",
+"mxnet", "percentile", ...; on a signed histogram also "<name> -" at ``-amax``), each KL
+curve the trace named after its variant and its minimum the trace "<variant> minimum"; the
+attribution bars are the traces "seed + group" and "<variant> − group", the gap the shape "gap".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import plotly.graph_objects as go
+
+from calib.compare import Attribution, Comparison
+from calib.sweep import SweepResult
+
+__all__ = ["attribution_figure", "clips_figure", "kl_curves_figure", "line_style"]
+
+# one colour per variant (solid lines) and per method (dotted lines)
+VARIANT_COLORS = {
+    "seed": "#d62728",
+    "ncnn": "#9467bd",
+    "mxnet": "#2ca02c",
+    "onnxruntime": "#ff7f0e",
+    "modelopt": "#17becf",
+}
+METHOD_COLORS = {
+    "max": "#7f7f7f",
+    "percentile": "#8c564b",
+    "mse": "#e377c2",
+    "entropy": "#bcbd22",
+}
+HIST_COLOR = "#c6d4e1"  # a pale histogram, so the clip lines stand out
+WITH_COLOR = "#1f77b4"
+FIGURE_HEIGHT = 380
+_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+
+
+def _layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left"},
+        height=FIGURE_HEIGHT,
+        margin=_MARGIN,
+        hovermode="closest",
+    )
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+def _step(x_edges: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A histogram as a step outline: each bin's value held from its left edge to its right."""
+    x = np.repeat(np.asarray(x_edges, dtype=np.float64), 2)[1:-1]
+    return x, np.repeat(np.asarray(y, dtype=np.float64), 2)
+
+
+def line_style(name: str, kind: str) -> dict:
+    """The line of one row: variants solid, methods dotted, each in its own colour."""
+    if kind == "variant":
+        return {"color": VARIANT_COLORS.get(name, "#333333"), "width": 2, "dash": "solid"}
+    return {"color": METHOD_COLORS.get(name, "#333333"), "width": 2, "dash": "dot"}
+
+
+def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
+    """The histogram with every variant's and method's clip as a vertical line.
+
+    Rows with no clip (NaN, or 0 on a dead histogram) get no line. On a signed histogram
+    each clip is drawn at ``-amax`` too.
+    """
+    hist = comparison.histogram
+    x, y = _step(hist.edges, hist.counts)
+    fig = go.Figure(
+        go.Scatter(
+            x=x, y=y, name="histogram", mode="lines", fill="tozeroy", showlegend=False,
+            line={"color": HIST_COLOR, "width": 1}, fillcolor=HIST_COLOR,
+            hovertemplate="x = %{x:.4g}<br>count = %{y:.4g}<extra></extra>",
+        )
+    )  # fmt: skip
+    for row in comparison.rows:
+        if not (math.isfinite(row.amax) and row.amax > 0):
+            continue
+        style = {"line": line_style(row.name, row.kind), "legendgroup": row.name}
+        fig.add_vline(x=row.amax, name=row.name, showlegend=True, **style)
+        if hist.is_signed:
+            fig.add_vline(x=-row.amax, name=f"{row.name} -", showlegend=False, **style)
+    title = "Every clip on one histogram (solid: KL variants, dotted: methods)"
+    _layout(fig, title, "activation", "count")
+    fig.update_layout(
+        legend={"orientation": "v", "x": 1.01, "y": 1, "xanchor": "left", "yanchor": "top"}
+    )
+    if log_y:
+        fig.update_yaxes(type="log", dtick=1)
+    return fig
+
+
+def kl_curves_figure(sweeps: Mapping[str, SweepResult]) -> go.Figure:
+    """Each variant's KL curve against the threshold, scaled to its own largest value.
+
+    The variants' KLs are in different units (raw counts for the seed, a normalised
+    histogram for ncnn, normalised P and Q for the others), so each curve is divided by
+    its largest finite value: the shapes and the minima compare, the heights do not.
+    The x axis is the threshold in activation units, common to every layout. Undefined
+    (infinite) values are gaps; the y axis is logarithmic when every value is positive.
+    """
+    fig = go.Figure()
+    all_positive = True
+    for name, s in sweeps.items():
+        kl = np.asarray(s.kl, dtype=np.float64)
+        finite = np.isfinite(kl)
+        if s.dead or not finite.any():
+            continue
+        top = kl[finite].max()
+        scale = top if top > 0 else 1.0
+        y = np.where(finite, kl / scale, np.nan)
+        all_positive &= bool((kl[finite] > 0).all())
+        color = line_style(name, "variant")["color"]
+        fig.add_trace(
+            go.Scatter(
+                x=s.thresholds, y=y, customdata=kl, name=name, mode="lines", legendgroup=name,
+                line={"color": color, "width": 1.5},
+                hovertemplate=f"{name}: threshold %{{x:.4g}}<br>KL %{{customdata:.4g}}"
+                "<extra></extra>",
+            )
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[s.amax], y=[s.min_kl / scale], name=f"{name} minimum", mode="markers",
+                legendgroup=name, showlegend=False,
+                marker={"color": color, "size": 10, "symbol": "diamond"},
+                hovertemplate=f"{name} minimum: threshold %{{x:.4g}}<extra></extra>",
+            )
+        )  # fmt: skip
+    _layout(fig, "Each variant's KL curve, scaled to its largest value", "threshold "
+            "(activation units)", "KL / largest KL")  # fmt: skip
+    if fig.data and all_positive:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def attribution_figure(attribution: Attribution) -> go.Figure:
+    """How far each group moves the amax: applied alone to the seed, and reverted alone.
+
+    Horizontal bars in activation units, one pair per group in ranking order (the largest
+    on top), with the gap to explain as a dashed line: a group that explains the whole gap
+    on its own has both bars reaching it.
+    """
+    effects = attribution.effects
+    names = [e.group.name for e in effects][::-1]
+    fig = go.Figure()
+    for label, attr, color in (
+        ("seed + group", "moved_with", WITH_COLOR),
+        (f"{attribution.variant} − group", "moved_back", VARIANT_COLORS.get(
+            attribution.variant, "#333333")),
+    ):  # fmt: skip
+        moves = [getattr(e, attr) for e in effects][::-1]
+        fig.add_trace(
+            go.Bar(
+                y=names, x=[m if math.isfinite(m) else None for m in moves], name=label,
+                orientation="h", marker={"color": color},
+                hovertemplate=f"{label}: moves %{{x:.4g}}<extra>%{{y}}</extra>",
+            )
+        )  # fmt: skip
+    gap = attribution.gap
+    if math.isfinite(gap):
+        fig.add_vline(x=gap, name="gap", line={"color": "#333333", "dash": "dash", "width": 1})
+    fig.add_vline(x=0, name="zero", line={"color": "#999999", "width": 1})
+    title = f"{attribution.variant}: what moves the amax (gap {gap:.4g})"
+    _layout(fig, title, "how far the amax moves (activation units; dashed: the gap)", "")
+    fig.update_layout(barmode="group", height=max(200, 60 + 40 * len(effects)))
+    return fig

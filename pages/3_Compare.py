@@ -1,0 +1,163 @@
+"""Compare: every KL variant and calibration method on one histogram, and why they disagree.
+
+The numbers come from ``calib.compare`` (``compare`` for the table, ``attribute`` for the
+"why" tabs), the figures from ``calib.figures_compare``. Both are cached by primitives: a
+digest of the histogram, the number of levels, the variant.
+"""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from calib import ui
+from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
+from calib.figures_compare import attribution_figure, clips_figure, kl_curves_figure
+from calib.histogram import DEFAULT_BINS, Histogram
+from calib.policies import VARIANT_NOTES, VARIANTS
+
+TARGET_BINS_MIN, TARGET_BINS_MAX, TARGET_BINS_DEFAULT = 8, 1024, 128
+WORKERS = 2  # threads for the sweeps: two nearly halve the dense ones
+EXPLAINED = [v for v in VARIANTS if v != "seed"]
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def cached_comparison(digest: str, target_bins: int | None, _hist: Histogram) -> Comparison:
+    return compare(_hist, target_bins, explain=False, workers=WORKERS)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def cached_attribution(
+    digest: str, target_bins: int | None, variant: str, _hist: Histogram
+) -> Attribution:
+    return attribute(_hist, variant, target_bins, target_bins, sweeper=Sweeper(_hist, WORKERS))
+
+
+def size_options(source: ui.Source) -> tuple[tuple[int, ...], int]:
+    """Histogram sizes to offer (Explore's), and the default: 2048 bins for raw samples,
+    a binned histogram's own size (it can only be merged down)."""
+    native = DEFAULT_BINS if source.samples is not None else source.hist.n_bins
+    return ui.hist_bin_choices(source), native
+
+
+def fmt(x: float) -> str:
+    return f"{x:.4g}" if math.isfinite(x) else "undefined"
+
+
+st.set_page_config(page_title="calib: compare", layout="wide")
+st.title("Compare implementations and methods")
+
+source = ui.histogram_source("compare")
+with st.sidebar:
+    st.header("Settings")
+    options, default = size_options(source)
+    if st.session_state.get("compare_hist_bins") not in options:
+        st.session_state["compare_hist_bins"] = default  # a new source starts at its own
+    hist_bins = st.select_slider(
+        "Histogram size (bins)", options=options, key="compare_hist_bins",
+        help="Raw samples are histogrammed again; a histogram is merged down.",
+    )  # fmt: skip
+    same = st.checkbox(
+        "Same target bins for every variant", value=False, key="compare_same_levels",
+        help="Off: each variant at its own default (255 levels for MXNet, 128 for the rest).",
+    )  # fmt: skip
+    levels = st.slider(
+        "Target bins (quantized levels)", TARGET_BINS_MIN, TARGET_BINS_MAX,
+        TARGET_BINS_DEFAULT, key="compare_target_bins", disabled=not same,
+    )  # fmt: skip
+    log_y = st.checkbox("Log count axis", value=True, key="compare_log_y")
+
+target_bins = int(levels) if same else None
+hist = ui.sized_histogram(source, int(hist_bins))
+digest = histogram_digest(hist)
+st.caption(f"{source.label} · {hist.n_bins} bins")
+st.write(
+    "Every KL variant (solid lines) and every calibration method (dotted) on one histogram: "
+    "where each clips, what the clip costs, and, below, which choice moves each variant away "
+    "from the seed's answer."
+)
+
+try:
+    comparison = cached_comparison(digest, target_bins, hist)
+except ValueError as exc:  # the core names what is wrong; keep the page alive
+    st.error(f"Cannot compare on this histogram: {exc}")
+    st.stop()
+if comparison.dead:
+    st.warning(
+        "Every count is zero (a dead layer): no clip is defined, and every variant and "
+        "method answers amax 0."
+    )
+
+variant_rows = [r for r in comparison.rows if r.kind == "variant" and math.isfinite(r.amax)]
+cols = st.columns(3)
+cols[0].metric("Max |x|", fmt(comparison.max_abs), help="Where the data end.")
+if variant_rows:
+    lo = min(r.amax for r in variant_rows)
+    hi = max(r.amax for r in variant_rows)
+    cols[1].metric("Variants clip between", f"{fmt(lo)} and {fmt(hi)}")
+    cols[2].metric("Largest / smallest", f"{hi / lo:.3g}×" if lo > 0 else "undefined")
+
+st.plotly_chart(clips_figure(comparison, log_y=log_y), key="compare_clips")
+st.dataframe(
+    comparison.table(),
+    key="compare_table",
+    hide_index=True,
+    column_config={
+        "amax": st.column_config.NumberColumn(format="%.6g", help="The clip, activation units."),
+        "amax / max": st.column_config.NumberColumn(format="%.3g"),
+        "clipped mass": st.column_config.NumberColumn(
+            format="%.3g", help="Share of the values beyond amax."
+        ),
+        "KL (own)": st.column_config.NumberColumn(
+            format="%.4g",
+            help="The variant's minimum KL in its own definition (raw counts for the seed, "
+            "a normalised histogram for ncnn, normalised P and Q for the others): compare "
+            "within a row, not across rows. Empty where no KL is defined.",
+        ),
+        "SQNR dB": st.column_config.NumberColumn(
+            format="%.2f", help="Signal to quantization noise of an int8 symmetric quantizer."
+        ),
+    },
+)
+st.plotly_chart(kl_curves_figure(comparison.sweeps), key="compare_kl_curves")
+
+st.header("Why do ncnn, MXNet, ONNX Runtime and ModelOpt disagree?")
+st.caption(
+    "Clips are compared in activation units: the variants count their candidates differently "
+    "(kept bins from 0, or bins on each side of the zero bin of a signed histogram mirrored "
+    "from |x|), so a candidate number means nothing across layouts."
+)
+st.write(
+    "Each variant differs from the seed in a few choices. Each group of them is measured "
+    "both ways: **seed + group** applies only that group to the seed, **variant − group** "
+    "takes only that group out of the variant. The share is how much of the gap between "
+    "the two clips that move covers; when the two shares disagree, the group interacts with "
+    "another. Choices that `calib.Policy` refuses to mix are measured together."
+)
+# Only the open tab is computed (a variant's attribution is 10 to 18 sweeps, MXNet's and
+# ONNX Runtime's with two slow dense ones); each is cached, so switching back is instant.
+tabs = st.tabs(EXPLAINED, key="compare_why_tab", on_change="rerun")
+for tab, variant in zip(tabs, EXPLAINED, strict=True):
+    if not tab.open:
+        continue
+    with tab:
+        st.caption(VARIANT_NOTES[variant])
+        with st.spinner(f"Sweeping every choice of {variant}..."):
+            attribution = cached_attribution(digest, target_bins, variant, hist)
+        st.markdown(attribution.summary())
+        if attribution.effects and not comparison.dead:
+            share = st.column_config.NumberColumn(format="percent")
+            amax = st.column_config.NumberColumn(format="%.6g")
+            st.dataframe(
+                attribution.table(),
+                key=f"compare_why_{variant}",
+                hide_index=True,
+                column_config={
+                    "seed + group: amax": amax,
+                    "variant − group: amax": amax,
+                    "seed + group: share of gap": share,
+                    "variant − group: share of gap": share,
+                },
+            )
+            st.plotly_chart(attribution_figure(attribution), key=f"compare_why_fig_{variant}")
