@@ -35,7 +35,7 @@ FIGURE_HEIGHT = 360
 _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
-def _layout(
+def base_layout(
     title: str, x_title: str, y_title: str, *, log_y: bool = False, decades: bool = False, **more
 ) -> dict:
     """The layout every figure shares, as one dict: a figure is built in one constructor
@@ -57,7 +57,7 @@ def _layout(
     }
 
 
-def _step(x_edges: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def step_outline(x_edges: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points of a step outline: each bin a flat segment from its left to its right edge."""
     x = np.repeat(x_edges, 2)[1:-1]
     return x, np.repeat(np.asarray(y, dtype=np.float64), 2)
@@ -115,7 +115,7 @@ def histogram_figure(
 
     On a signed histogram the clip is drawn at both ``-amax`` and ``amax``.
     """
-    x, y = _step(hist.edges, hist.counts)
+    x, y = step_outline(hist.edges, hist.counts)
     trace = go.Scatter(
         x=x,
         y=y,
@@ -147,7 +147,7 @@ def histogram_figure(
                 shapes.append(_vrect(lo, -amax, "clipped tail"))
             shapes.append(_vline(-amax, "clip -", *clip))
         notes.append(_label(amax, 1, f"clip {amax:.4g}", CLIP_COLOR))
-    layout = _layout(
+    layout = base_layout(
         "Histogram and the chosen clip", "activation", "count", log_y=log_y, decades=True,
         showlegend=False, shapes=shapes, annotations=notes,
     )  # fmt: skip
@@ -210,7 +210,7 @@ def kl_curve_figure(result: SweepResult, *, picked: int | None = None) -> go.Fig
             )
         )
     log_y = bool(finite.any() and (kl[finite] > 0).all())
-    layout = _layout(
+    layout = base_layout(
         "KL divergence of each candidate", "threshold (activation units)", "KL(P‖Q)",
         log_y=log_y,
     )  # fmt: skip
@@ -227,7 +227,7 @@ def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Fi
     for name, values, color in (("P", pq.p, KEPT_COLOR), ("Q", pq.q, Q_COLOR)):
         v = np.asarray(values, dtype=np.float64)
         total = v.sum()
-        x, y = _step(pq.edges, v / total if total > 0 else v)
+        x, y = step_outline(pq.edges, v / total if total > 0 else v)
         traces.append(
             go.Scatter(
                 x=x,
@@ -240,5 +240,5 @@ def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Fi
         )
     if title is None:
         title = f"P and Q at threshold {pq.threshold:.4g} (KL {pq.kl:.4g})"
-    layout = _layout(title, "activation", "probability", log_y=log_y, decades=True)
+    layout = base_layout(title, "activation", "probability", log_y=log_y, decades=True)
     return go.Figure(data=traces, layout=layout)

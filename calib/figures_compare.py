@@ -16,6 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from calib.compare import Attribution, Comparison
+from calib.figures import base_layout, step_outline
 from calib.sweep import SweepResult
 
 __all__ = ["attribution_figure", "clips_figure", "kl_curves_figure", "line_style"]
@@ -37,25 +38,12 @@ METHOD_COLORS = {
 HIST_COLOR = "#c6d4e1"  # a pale histogram, so the clip lines stand out
 WITH_COLOR = "#1f77b4"
 FIGURE_HEIGHT = 380
-_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
 def _layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0.01, "xanchor": "left"},
-        height=FIGURE_HEIGHT,
-        margin=_MARGIN,
-        hovermode="closest",
+    return fig.update_layout(
+        base_layout(title, x_title, y_title, height=FIGURE_HEIGHT, hovermode="closest")
     )
-    fig.update_xaxes(title_text=x_title)
-    fig.update_yaxes(title_text=y_title)
-    return fig
-
-
-def _step(x_edges: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A histogram as a step outline: each bin's value held from its left edge to its right."""
-    x = np.repeat(np.asarray(x_edges, dtype=np.float64), 2)[1:-1]
-    return x, np.repeat(np.asarray(y, dtype=np.float64), 2)
 
 
 def line_style(name: str, kind: str) -> dict:
@@ -72,7 +60,7 @@ def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
     each clip is drawn at ``-amax`` too.
     """
     hist = comparison.histogram
-    x, y = _step(hist.edges, hist.counts)
+    x, y = step_outline(hist.edges, hist.counts)
     fig = go.Figure(
         go.Scatter(
             x=x, y=y, name="histogram", mode="lines", fill="tozeroy", showlegend=False,

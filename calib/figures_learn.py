@@ -14,7 +14,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from calib.figures import CLIP_COLOR, KEPT_COLOR, Q_COLOR
+from calib.figures import CLIP_COLOR, KEPT_COLOR, Q_COLOR, base_layout
 from calib.learn import (
     Fold,
     LevelTable,
@@ -42,29 +42,17 @@ PLUS_ONE_COLOR = "#d62728"
 NEG_COLOR = "#2ca02c"
 FIX_COLOR = "#2ca02c"
 HEIGHT = 330
-_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
 def _layout(
     fig: go.Figure, title: str, x_title: str, y_title: str, labels_above: bool = False
 ) -> go.Figure:
-    """Title, size and legend; ``labels_above`` leaves a row for the level labels."""
-    fig.update_layout(
-        title={"text": title, "x": 0.01, "xanchor": "left"},
-        height=HEIGHT,
-        margin={**_MARGIN, "t": 70} if labels_above else _MARGIN,
-        legend={
-            "orientation": "h",
-            "yanchor": "bottom",
-            "y": 1.09 if labels_above else 1.0,
-            "xanchor": "right",
-            "x": 1,
-        },
-        bargap=0.05,
-    )
-    fig.update_xaxes(title_text=x_title)
-    fig.update_yaxes(title_text=y_title)
-    return fig
+    """The shared layout; ``labels_above`` leaves a row above the plot for level labels."""
+    layout = base_layout(title, x_title, y_title, height=HEIGHT, bargap=0.05)
+    if labels_above:
+        layout["margin"] = {**layout["margin"], "t": 70}
+        layout["legend"] = {**layout["legend"], "y": 1.09}
+    return fig.update_layout(layout)
 
 
 def _ranges(edges: np.ndarray) -> np.ndarray:

@@ -339,7 +339,7 @@ def hist_bin_choices(source: Source) -> tuple[int, ...]:
     return (*(b for b in _POW2_BINS if b < n), n)
 
 
-def _native_bins(source: Source) -> int:
+def native_bins(source: Source) -> int:
     """The histogram size a source starts at: its own, or DEFAULT_BINS for samples."""
     return DEFAULT_BINS if source.samples is not None else source.hist.n_bins
 
@@ -494,7 +494,7 @@ def explore_controls(source: Source, key: str = "explore") -> Controls:
         help="The levels P is merged into: 128 for INT8 in most tools, 255 in MXNet.",
     )
     choices = hist_bin_choices(source)
-    native = _native_bins(source)
+    native = native_bins(source)
     hk = f"{key}_hist_bins"
     current, before = s.get(hk), s.get(f"{key}_hist_native")
     if current == before and native != before:
@@ -610,7 +610,7 @@ def compute_view(
     pairs = tuple(dict(overrides).items())
     policy = resolve_policy(variant, dict(pairs))
     T = default_target_bins(variant, num_bits) if target_bins is None else int(target_bins)
-    bins = _native_bins(source) if hist_bins is None else int(hist_bins)
+    bins = native_bins(source) if hist_bins is None else int(hist_bins)
     h = sized_histogram(source, bins, signed=policy.layout == "signed")
     result = kl_sweep(h, target_bins=T, variant=variant, **dict(pairs))
     metrics = None if result.dead else clip_metrics(h, result.amax, num_bits)

@@ -14,7 +14,7 @@ import streamlit as st
 from calib import ui
 from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
 from calib.figures_compare import attribution_figure, clips_figure, kl_curves_figure
-from calib.histogram import DEFAULT_BINS, Histogram
+from calib.histogram import Histogram
 from calib.policies import VARIANT_NOTES, VARIANTS
 
 TARGET_BINS_MIN, TARGET_BINS_MAX, TARGET_BINS_DEFAULT = 8, 1024, 128
@@ -37,7 +37,7 @@ def cached_attribution(
 def size_options(source: ui.Source) -> tuple[tuple[int, ...], int]:
     """Histogram sizes to offer (Explore's), and the default: 2048 bins for raw samples,
     a binned histogram's own size (it can only be merged down)."""
-    native = DEFAULT_BINS if source.samples is not None else source.hist.n_bins
+    native = ui.native_bins(source)
     return ui.hist_bin_choices(source), native
 
 
