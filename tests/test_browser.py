@@ -1,4 +1,4 @@
-"""The Explore page in a real browser: `streamlit run app.py` driven by headless Chromium.
+"""Every page in a real browser: `streamlit run app.py` driven by headless Chromium.
 
 Uses Debian's /usr/bin/chromium through Playwright's Python API; Playwright's own browser
 downloads are never used. Without that binary the test is skipped, unless
@@ -19,14 +19,20 @@ from pathlib import Path
 
 import pytest
 
-from calib.histogram import DEFAULT_BINS
+from calib import ui
 from calib.policies import DEFAULT_TARGET_BINS
+from calib.sweep import kl_sweep
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "assets" / "screenshot_explore.png"
+PAGES = {  # url path -> what must render there
+    "Learn": ".js-plotly-plot .main-svg",
+    "Layers": '[data-testid="stDataFrame"]',
+    "Compare": ".js-plotly-plot .main-svg",
+}
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -36,6 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+SCREENSHOT_MAX_HEIGHT = 2000
 START_TIMEOUT = 60.0  # seconds for the server to answer its health check
 UI_TIMEOUT_MS = 60_000
 
@@ -122,14 +129,37 @@ def _metric(page, label: str):
 
 
 def _nearest_target_bins_that_moves_the_clip(default: int) -> int:
-    """The largest target_bins below ``default`` where the demo's seed sweep picks another bin."""
-    import app
+    """The largest target_bins below ``default`` where the default layer's seed sweep picks
+    another bin (the page opens on that layer)."""
+    hist = ui.model_histograms()[ui.DEFAULT_LAYER]
 
     def best(t: int) -> int:
-        return app.demo_sweep.__wrapped__("seed", t, DEFAULT_BINS).best
+        return kl_sweep(hist, target_bins=t).best
 
     chosen = best(default)
     return next(t for t in range(default - 1, 7, -1) if best(t) != chosen)
+
+
+def _screenshot(page, path: Path) -> None:
+    """The page: Streamlit scrolls its own container, so grow the window to fit it."""
+    height = page.evaluate(
+        "document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 1000"
+    )
+    # (at most SCREENSHOT_MAX_HEIGHT: the long Learn page is shown from its top)
+    tall = min(SCREENSHOT_MAX_HEIGHT, max(1000, int(height) + 40))
+    page.set_viewport_size({"width": 1440, "height": tall})
+    page.wait_for_timeout(500)  # plotly redraws to the new size
+    path.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1440, "height": 1000})
+    assert path.stat().st_size > 10_000
+
+
+def _settled(page) -> None:
+    """Wait until the script has finished running (no "Running..." status widget)."""
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=UI_TIMEOUT_MS
+    )
 
 
 def _assert_no_exception(page) -> None:
@@ -159,29 +189,34 @@ def test_explore_page_in_chromium(page):
     thumb = slider.get_by_role("slider")
     expect(thumb).to_have_value(str(default))
     thumb.focus()
-    for _ in range(default - target):
+    for _ in range(default - target - 1):
         thumb.press("ArrowLeft")
+    expect(bins).to_have_text(before[0])  # not there yet
+    _settled(page)
+    t0 = time.perf_counter()
+    thumb.press("ArrowLeft")
     expect(thumb).to_have_value(str(target))
-    expect(slider.get_by_test_id("stSliderThumbValue")).to_have_text(str(target))
     expect(bins).not_to_have_text(before[0])
+    latency = time.perf_counter() - t0
+    print(f"slider key press to updated threshold: {latency * 1e3:.0f} ms")
     after = (bins.inner_text(), threshold.inner_text())
     assert after != before
-    # let the rerun finish drawing before the screenshot
-    page.wait_for_function(
-        "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=UI_TIMEOUT_MS
-    )
+    _settled(page)
     expect(plots.first).to_be_visible()
     _assert_no_exception(page)
+    _screenshot(page, SCREENSHOT)
 
-    # Streamlit scrolls its own container, not the page: grow the window to fit it all
-    height = page.evaluate(
-        "document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 1000"
-    )
-    page.set_viewport_size({"width": 1440, "height": max(1000, int(height) + 40)})
-    page.wait_for_timeout(500)  # plotly redraws to the new size
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 10_000
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_every_page_opens_without_an_error(page, server, path):
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/{path}")
+    expect(page.locator(PAGES[path]).first).to_be_visible()
+    _settled(page)
+    _assert_no_exception(page)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    _screenshot(page, ROOT / "assets" / f"screenshot_{path.lower()}.png")
 
 
 def test_missing_chromium_skips_unless_required(monkeypatch, tmp_path):
