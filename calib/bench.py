@@ -113,6 +113,7 @@ def run_bench(quick: bool = False, out: Callable[[str], None] = print) -> list[B
         rows.append(BenchRow("seed x100 tensors 2048/128", None, total, None, "< 0.5 s",
                              total < 0.5))  # fmt: skip
         rows.extend(_onnxruntime_itself(reps))
+        rows.extend(_app_rows())
     _print(rows, out)
     return rows
 
@@ -153,6 +154,27 @@ def _onnxruntime_itself(reps: int) -> list[BenchRow]:
     amax = kl_sweep(hs, 128, "onnxruntime").amax
     same = bool(np.isclose(float(ort[1]), amax, rtol=1e-6))
     return [BenchRow("onnxruntime package 2048/128", loop_s, sweep_s, same)]
+
+
+def _app_rows() -> list[BenchRow]:
+    """The app's targets (calib/ui_bench.py runs the pages with Streamlit's AppTest)."""
+    try:
+        import logging
+
+        from calib import ui_bench
+
+        logging.getLogger("streamlit").setLevel(logging.ERROR)  # bare-mode chatter
+        slider, _ = ui_bench.explore_slider_ms()
+        table = ui_bench.layers_table_ms(50)
+        first, again = ui_bench.layers_visit_ms()
+    except ImportError:  # streamlit not installed: the numerical bench still runs
+        return []
+    return [
+        BenchRow("app: Explore slider rerun", None, slider / 1e3, None, "< 150 ms", slider < 150),
+        BenchRow("app: Layers table, 50 tensors", None, table / 1e3, None, "< 1 s", table < 1e3),
+        BenchRow("app: Layers first visit", None, first / 1e3, None),
+        BenchRow("app: Layers repeat visit", None, again / 1e3, None),
+    ]
 
 
 def _fmt_s(s: float | None) -> str:
