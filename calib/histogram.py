@@ -43,12 +43,12 @@ def _check_counts(counts: Any, name: str = "counts") -> np.ndarray:
         bad = ~np.isfinite(c)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{name} must be finite, got {c[i]!r} at bin {i}")
+            raise ValueError(f"{name} must be finite, got {float(c[i])} at bin {i}")
     else:
         c = c.astype(np.int64)
     if (c < 0).any():
         i = int(np.flatnonzero(c < 0)[0])
-        raise ValueError(f"{name} must be non-negative, got {c[i]!r} at bin {i}")
+        raise ValueError(f"{name} must be non-negative, got {c[i].item()} at bin {i}")
     return c
 
 
@@ -93,8 +93,8 @@ class Histogram:
         if (steps <= 0).any():
             i = int(np.flatnonzero(steps <= 0)[0])
             raise ValueError(
-                f"edges must be strictly increasing, got edges[{i}]={e[i]!r} "
-                f"and edges[{i + 1}]={e[i + 1]!r}"
+                f"edges must be strictly increasing, got edges[{i}]={float(e[i])} "
+                f"and edges[{i + 1}]={float(e[i + 1])}"
             )
         object.__setattr__(self, "counts", _readonly(c))
         object.__setattr__(self, "edges", _readonly(e))
