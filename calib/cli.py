@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from collections.abc import Sequence
 
@@ -62,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--num-bits", type=int, default=8)
     t.add_argument("--format", choices=("table", "csv", "json"), default="table")
     t.add_argument("--trt-cache", metavar="OUT", help="also write a TensorRT calibration cache")
+    t.add_argument(
+        "--ort-json",
+        metavar="OUT",
+        help="also write an ONNX Runtime calibration.json (lowest, highest) = (-amax, amax)",
+    )
     b = sub.add_parser("bench", help="time the loop references against the sweep")
     b.add_argument("--quick", action="store_true", help="small sizes, one repeat (smoke test)")
     c = sub.add_parser("collect", help="histogram an ONNX model's tensors (needs onnxruntime)")
@@ -156,9 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(ns.file, "rb") as f:
             hists = files.load_histogram_file(f, ns.file)
         rows = threshold_rows(hists, ns.method, ns.variant, ns.target_bins, ns.num_bits)
+        # scales only for a positive, finite amax: dead tensors get none
+        amax = {r["layer"]: r["amax"] for r in rows if 0 < r["amax"] < math.inf}
         if ns.trt_cache:
-            files.write_trt_cache(ns.trt_cache, {r["layer"]: r["amax"] for r in rows
-                                                 if r["amax"] > 0})  # fmt: skip
+            files.write_trt_cache(ns.trt_cache, amax)
+        if ns.ort_json:
+            files.write_ort_calibration_json(ns.ort_json, {k: (-a, a) for k, a in amax.items()})
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

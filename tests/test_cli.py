@@ -82,3 +82,15 @@ def test_python_dash_m_calib_runs(hist_file):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("layer,bins,max,amax")
+
+
+def test_ort_json_export_round_trips(hist_file, tmp_path, capsys):
+    path, hists = hist_file
+    out = tmp_path / "calibration.json"
+    assert main([str(path), "--variant", "modelopt", "--ort-json", str(out)]) == 0
+    capsys.readouterr()
+    back = calib.read_ort_calibration_json(out)
+    assert set(back.ranges) == {"conv1 / relu", "fc: out [0]"}  # the dead layer has no range
+    for name, (lo, hi) in back.ranges.items():
+        amax = calib.calibrate(hists[name], variant="modelopt").amax
+        assert hi == pytest.approx(amax, rel=1e-6) and lo == pytest.approx(-amax, rel=1e-6)
