@@ -1,0 +1,547 @@
+"""The Layers page's widgets, caches and sections (pages/2_Layers.py wires them in order).
+
+The UI layer: the page imports this, this imports Streamlit, pandas, the figures and the
+core (``calib.report``, numpy only), never the reverse. The rows come from
+``calib.report.layer_table`` (the command line's table too), kept in a ``RowStore`` held
+with ``st.cache_resource`` per (file, method, variant, bits, target bins, percentile), so a
+repeated visit is a dictionary look-up. Uploads are cached by the upload's identity, not
+by hashing the bytes. Widget keys start with ``layers_``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from calib import files, report, ui
+from calib.figures_layers import sqnr_figure
+from calib.methods import DEFAULT_PERCENTILE, METHODS
+from calib.policies import DEFAULT_TARGET_BINS, VARIANT_NOTES, VARIANTS
+
+__all__ = [
+    "CACHE_TYPES",
+    "COLUMNS",
+    "EXPLORE",
+    "HELP",
+    "HIST_TYPES",
+    "ORDER",
+    "ROW_CACHE_ENTRIES",
+    "Layers",
+    "RowStore",
+    "Settings",
+    "cache_findings",
+    "choose_cache",
+    "choose_layers",
+    "choose_onnx",
+    "choose_settings",
+    "collect_upload",
+    "explore_note",
+    "explore_params",
+    "export_notes",
+    "export_stem",
+    "exports",
+    "fmt",
+    "load_cache",
+    "load_upload",
+    "row_store",
+    "settings_doc",
+    "show_table",
+    "sqnr_chart",
+    "summary",
+    "table_rows",
+]
+
+HIST_TYPES = ["npz", "json", "npy", "csv"]
+CACHE_TYPES = ["cache", "calib", "table", "txt", "json"]
+ROW_CACHE_ENTRIES = 64
+EXPLORE = "app.py"
+
+HELP = f"""
+**Worst first** means the lowest SQNR first: the error the chosen clip causes, rounding
+and clipping together, relative to the tensor's own signal power, in dB. It ranks tensors
+of any scale, and any method, on one axis, and it is what INT8 loses on that tensor.
+Dead tensors and tensors the method refused come before all: they need a look before
+anything is exported. Click a column header to sort by it instead.
+
+**Flags** (they explain a row, they do not rank it):
+- **dead**: every count is zero; no amax and no scale (the exports leave it out).
+- **zero spike**: the bin(s) touching zero hold at least {report.ZERO_SPIKE_SHARE:.0%} of the
+  mass and are at least {report.ZERO_SPIKE_STEP:g}x as dense as the bins beside them (a
+  ReLU's zeros, not merely a peaked body). It drags the seed's KL towards small clips.
+- **outliers**: max / p99.99 of |x| is at least {report.OUTLIER_RATIO:g} (column
+  *max/p99.99*). A normal body gives about 1.5 and a Laplace body about 2 even at a
+  hundred million samples; 4 means a few values far beyond the rest, as transformer FFN
+  outputs have.
+- **smallest candidate**: entropy only; the KL sweep chose its first candidate, the floor
+  of its search rather than a minimum.
+- **zero amax**: a live tensor whose method answered 0 (everything would be clipped).
+- **error**: the method refused the tensor (the message is in the flags column).
+
+**A calibration cache** (TensorRT, or ONNX Runtime's calibration.json / .cache) loaded in
+the sidebar adds each tensor's cached amax and *cached/calib*; a ratio beyond
+{report.DISAGREE_RATIO:g}x either way is a disagreement. The cache itself is checked:
+zero, NaN, inf or extreme scales, identical scales, generated names, missing and extra
+tensors, the header.
+"""
+
+COLUMNS = {
+    "layer": st.column_config.TextColumn("layer", help="Select a row to open it in Explore."),
+    "bins": st.column_config.NumberColumn("bins", format="%d"),
+    "max": st.column_config.NumberColumn("max", format="%.4g", help="Largest |x| seen."),
+    "amax": st.column_config.NumberColumn("amax", format="%.4g", help="The chosen clip."),
+    "amax/max": st.column_config.NumberColumn("amax/max", format="%.3f"),
+    "clipped %": st.column_config.NumberColumn(
+        "clipped %", format="%.3g", help="Share of the values beyond the clip."
+    ),
+    "KL": st.column_config.NumberColumn("KL", format="%.4g", help="At the minimum (entropy)."),
+    "SQNR dB": st.column_config.NumberColumn(
+        "SQNR dB", format="%.2f", help="Signal over rounding + clipping error. Sorted on."
+    ),
+    "zero %": st.column_config.NumberColumn(
+        "zero %", format="%.2f", help="Share in the bin(s) touching zero."
+    ),
+    "max/p99.99": st.column_config.NumberColumn(
+        "max/p99.99", format="%.2f", help=f"Outliers when >= {report.OUTLIER_RATIO:g}."
+    ),
+    "flags": st.column_config.TextColumn("flags", width="medium"),
+    "cached amax": st.column_config.NumberColumn("cached amax", format="%.4g"),
+    "cached/calib": st.column_config.NumberColumn(
+        "cached/calib", format="%.3f", help=f"Disagree beyond {report.DISAGREE_RATIO:g}x."
+    ),
+    "disagree": st.column_config.CheckboxColumn("disagree"),
+}
+# on screen the flags come early; the exports keep report.COLUMNS' order
+ORDER = ("layer", "SQNR dB", "flags", "amax", "cached amax", "cached/calib", "disagree", "max",
+         "amax/max", "clipped %", "KL", "zero %", "max/p99.99", "bins")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """A multi-layer file: ``key`` identifies it in caches, ``src`` is Explore's source."""
+
+    key: str
+    label: str
+    src: str
+    hists: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    method: str
+    variant: str
+    num_bits: int
+    target_bins: int | None
+    percentile: float
+
+    @property
+    def key(self) -> tuple:
+        """Only what changes the rows: the variant and target bins matter to entropy only."""
+        entropy = self.method == "entropy"
+        return (
+            self.method,
+            self.variant if entropy else "",
+            self.num_bits,
+            self.target_bins if entropy else None,
+            self.percentile if self.method == "percentile" else None,
+        )
+
+
+# -- caches (no widgets) -------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load_upload(file_id: str, name: str, _data: bytes) -> dict:
+    """An uploaded histogram file, keyed by the upload's identity, not by hashing it."""
+    if len(_data) > ui.MAX_UPLOAD_BYTES:
+        raise ValueError(
+            f"the file is {len(_data) / 2**20:.1f} MB; the limit is "
+            f"{ui.MAX_UPLOAD_BYTES // 2**20} MB"
+        )
+    return files.load_histogram_file(io.BytesIO(_data), name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes) -> dict:
+    """Histograms collected from an uploaded ONNX model run on uploaded inputs."""
+    from calib.collect import collect_histograms
+
+    for what, data in (("model", _model), ("inputs", _inputs)):
+        if len(data) > ui.MAX_UPLOAD_BYTES:
+            raise ValueError(
+                f"the {what} file is {len(data) / 2**20:.1f} MB; the limit is "
+                f"{ui.MAX_UPLOAD_BYTES // 2**20} MB"
+            )
+    bar = st.progress(0.0, text="Running the model…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Collecting: {done} of {total} samples")
+
+    try:
+        return collect_histograms(_model, io.BytesIO(_inputs), progress=progress)
+    finally:
+        bar.empty()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load_cache(file_id: str, name: str, _data: bytes) -> report.CachedThresholds:
+    return report.read_calibration_file(_data, name)
+
+
+class RowStore:
+    """Finished tables by (file key, settings key), the least recently used dropped."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows: OrderedDict[tuple, tuple[report.LayerRow, ...]] = OrderedDict()
+
+    def get(self, key: tuple) -> tuple[report.LayerRow, ...] | None:
+        with self.lock:
+            if key in self.rows:
+                self.rows.move_to_end(key)
+            return self.rows.get(key)
+
+    def put(self, key: tuple, rows: tuple[report.LayerRow, ...]) -> None:
+        with self.lock:
+            self.rows[key] = rows
+            while len(self.rows) > ROW_CACHE_ENTRIES:
+                self.rows.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def row_store() -> RowStore:
+    return RowStore()
+
+
+def table_rows(layers: Layers, s: Settings) -> tuple[report.LayerRow, ...]:
+    """The rows in file order: from the store, or computed under a progress bar."""
+    key = (layers.key, *s.key)
+    rows = row_store().get(key)
+    if rows is None:
+        n = len(layers.hists)
+        bar = st.progress(0.0, text=f"Calibrating {n} tensors…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / total, text=f"Calibrating: {done} of {total} tensors")
+
+        rows = tuple(
+            report.layer_table(
+                layers.hists,
+                s.method,
+                s.variant,
+                s.num_bits,
+                s.target_bins,
+                progress,
+                percentile=s.percentile,
+            )
+        )
+        bar.empty()
+        row_store().put(key, rows)
+    return rows
+
+
+# -- widgets ---------------------------------------------------------------------------------
+def choose_layers() -> Layers:
+    """The model's file by default, or an upload; a bad upload keeps the last good file."""
+    hists = ui.model_histograms()
+    model = Layers("model", f"{ui.MODEL_NAME}, {len(hists)} tensors", "model", hists)
+    last = st.session_state.get("layers_last_good", model)
+    kinds = {
+        "model": f"Real model ({ui.MODEL_NAME})",
+        "upload": "Upload a multi-layer file",
+        "onnx": "Collect from an ONNX model",
+    }
+    kind = st.sidebar.radio("Histograms", list(kinds), format_func=kinds.get, key="layers_src")
+    layers = model
+    if kind == "onnx":
+        layers = choose_onnx(last)
+    if kind == "upload":
+        upload = st.sidebar.file_uploader(
+            "Histogram file",
+            type=HIST_TYPES,
+            key="layers_file",
+            help="The project's multi-layer .npz (python -m calib collect writes it), a "
+            '{"layers": ...} .json, or one histogram as .npy / .csv.',
+        )
+        if upload is None:
+            st.info(f"Upload a histogram file in the sidebar; showing {last.label} meanwhile.")
+            layers = last
+        else:
+            try:
+                hists = load_upload(upload.file_id, upload.name, upload.getvalue())
+                layers = Layers(f"upload:{upload.file_id}", upload.name, "histogram", hists)
+            except ValueError as exc:
+                st.error(
+                    f"Could not read {upload.name}: {exc}. Expected the project's "
+                    f"multi-layer .npz (see calib/files.py); still showing {last.label}."
+                )
+                layers = last
+    st.session_state["layers_last_good"] = layers
+    return layers
+
+
+def choose_onnx(last: Layers) -> Layers:
+    """Histograms of every float tensor of an uploaded ONNX model, run on uploaded inputs."""
+    model = st.sidebar.file_uploader("ONNX model", type=["onnx"], key="layers_onnx_model")
+    inputs = st.sidebar.file_uploader(
+        "Calibration inputs",
+        type=["npz"],
+        key="layers_onnx_inputs",
+        help="An .npz with one array per model input, named after it; axis 0 is the sample.",
+    )
+    if model is None or inputs is None:
+        st.info(
+            "Upload an ONNX model and an .npz of inputs (one array per model input, named "
+            "after it, samples along axis 0); onnxruntime runs it on the CPU and histograms "
+            f"|x| of every float tensor in one pass. Showing {last.label} meanwhile."
+        )
+        return last
+    try:
+        hists = collect_upload(model.file_id, inputs.file_id, model.getvalue(), inputs.getvalue())
+    except (ValueError, ImportError) as exc:
+        st.error(f"Could not collect from {model.name}: {exc}; still showing {last.label}.")
+        return last
+    label = f"{model.name} on {inputs.name}, {len(hists)} tensors"
+    return Layers(f"onnx:{model.file_id}:{inputs.file_id}", label, "histogram", hists)
+
+
+def choose_settings() -> Settings:
+    sb = st.sidebar
+    method = sb.selectbox(
+        "Method",
+        METHODS,
+        index=METHODS.index("entropy"),
+        key="layers_method",
+        help="entropy: the KL sweep; max; percentile (ModelOpt's rule); "
+        "mse: the clip with the least expected error.",
+    )
+    entropy = method == "entropy"
+    variant = sb.selectbox(
+        "Variant",
+        list(VARIANTS),
+        key="layers_variant",
+        disabled=not entropy,
+        help="Whose KL sweep (entropy only).",
+    )
+    if entropy:
+        sb.caption(VARIANT_NOTES[variant])
+    num_bits = sb.selectbox("Bits", list(range(2, 17)), index=6, key="layers_bits")
+    auto = DEFAULT_TARGET_BINS[variant] if num_bits == 8 else 2 ** (num_bits - 1)
+    target_bins = sb.number_input(
+        "Target bins",
+        min_value=2,
+        max_value=16384,
+        value=None,
+        step=1,
+        key="layers_target_bins",
+        placeholder=f"auto: {auto}",
+        disabled=not entropy,
+        help="Quantized levels of the KL sweep; empty = the variant's own for 8 bits, "
+        "2^(bits-1) otherwise.",
+    )
+    percentile = DEFAULT_PERCENTILE
+    if method == "percentile":
+        percentile = sb.number_input(
+            "Percentile",
+            0.0,
+            100.0,
+            DEFAULT_PERCENTILE,
+            0.01,
+            format="%.4f",
+            key="layers_percentile",
+        )
+    tb = None if target_bins is None else int(target_bins)
+    return Settings(method, variant, int(num_bits), tb, float(percentile))
+
+
+def choose_cache() -> report.CachedThresholds | None:
+    """An optional calibration cache; a bad one shows st.error and keeps the last good."""
+    upload = st.sidebar.file_uploader(
+        "Calibration cache to compare (optional)",
+        type=CACHE_TYPES,
+        key="layers_cache_file",
+        help="A TensorRT calibration cache, or ONNX Runtime's calibration.json / .cache.",
+    )
+    if upload is None:
+        st.session_state.pop("layers_last_cache", None)
+        return None
+    try:
+        cache = load_cache(upload.file_id, upload.name, upload.getvalue())
+    except ValueError as exc:
+        cache = st.session_state.get("layers_last_cache")
+        keep = f"; still comparing with {cache.name}" if cache else ""
+        st.error(f"Could not read the cache {upload.name}: {exc}{keep}")
+        return cache
+    st.session_state["layers_last_cache"] = cache
+    return cache
+
+
+def explore_params(layers: Layers, s: Settings, layer: str) -> dict[str, str]:
+    """Explore's query string for one tensor (the contract: src, layer, variant, ...)."""
+    params = {"src": layers.src, "layer": layer, "variant": s.variant, "num_bits": str(s.num_bits)}
+    if s.target_bins is not None:
+        params["target_bins"] = str(s.target_bins)
+    return params
+
+
+def fmt(x: float, spec: str = ".4g") -> str:
+    return format(x, spec) if math.isfinite(x) else "n/a"
+
+
+# -- the page's sections, top to bottom -------------------------------------------------------
+def summary(
+    layers: Layers,
+    s: Settings,
+    rows: Sequence[report.LayerRow],
+    ordered: Sequence[report.LayerRow],
+    matches: Mapping[str, report.CacheMatch] | None,
+) -> None:
+    """What the table shows, the tensors that failed, and four metrics."""
+    st.caption(
+        f"{layers.label}: {s.method}"
+        + (f", {s.variant}" if s.method == "entropy" else "")
+        + f", {s.num_bits} bits."
+    )
+    failed = [r for r in rows if r.error]
+    if failed:
+        st.error(
+            f"{len(failed)} tensors could not be calibrated with these settings; the first, "
+            f"{failed[0].layer!r}: {failed[0].error}"
+        )
+    worst = next((r for r in ordered if math.isfinite(r.sqnr_db)), None)
+    cols = st.columns(4)
+    cols[0].metric("Tensors", len(rows))
+    cols[1].metric("Flagged", sum(1 for r in rows if r.flags))
+    cols[2].metric(
+        "Lowest SQNR (dB)",
+        fmt(worst.sqnr_db, ".2f") if worst else "n/a",
+        help=worst.layer if worst else None,
+    )
+    if matches is not None:
+        cols[3].metric(
+            "Disagree with the cache",
+            sum(m.disagree for m in matches.values()),
+            help=f"cached/calib beyond {report.DISAGREE_RATIO:g}x either way",
+        )
+    else:
+        cols[3].metric("Dead", sum(1 for r in rows if r.dead))
+
+
+def show_table(recs: Sequence[Mapping[str, Any]]) -> str | None:
+    """The table (``report.records``, worst first); the selected row's layer, if any."""
+    table = pd.DataFrame(recs)
+    event = st.dataframe(
+        table,
+        key="layers_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        column_config=COLUMNS,
+        column_order=[c for c in ORDER if c in table.columns],
+        width="stretch",
+    )
+    picked = event.selection.rows if event is not None else []
+    if picked:
+        return str(table["layer"].iloc[picked[0]])
+    return None
+
+
+def explore_note(layers: Layers) -> None:
+    if layers.src != "model":
+        st.caption("Explore opens an uploaded file's tensor once the same file is uploaded there.")
+
+
+def sqnr_chart(rows: Sequence[report.LayerRow]) -> None:
+    st.plotly_chart(sqnr_figure(rows), key="layers_sqnr")
+
+
+def cache_findings(
+    cache: report.CachedThresholds,
+    matches: Mapping[str, report.CacheMatch],
+    layers: Layers,
+    s: Settings,
+) -> None:
+    """The cache's header and what ``report.check_cache`` found in it."""
+    st.subheader(f"Calibration cache: {cache.name}")
+    head = f"{cache.kind}" + (f", header {cache.header!r}" if cache.header else "")
+    st.caption(f"{head}; {len(cache.amax)} tensors, {len(matches)} matched by name.")
+    checks = report.check_cache(cache, list(layers.hists), s.method)
+    for check in report.CHECKS:
+        found = [c.message for c in checks if c.check == check]
+        if found:
+            st.warning(f"**{check}**: " + "  \n".join(found[:10]))
+    if not checks:
+        st.success("No problems found in the cache.")
+
+
+def export_stem(layers: Layers) -> str:
+    """The exports' file name stem: the label's first part, without its suffix."""
+    return Path(layers.label.split(",")[0]).stem.replace(" ", "_")
+
+
+def settings_doc(layers: Layers, s: Settings) -> dict[str, Any]:
+    """The settings block of the JSON export."""
+    return {"source": layers.label, **dataclasses.asdict(s), "sorted": "worst first: lowest SQNR"}
+
+
+def export_notes(skipped: Sequence[str], num_bits: int) -> list[str]:
+    """Captions under the download buttons: what the calibration files leave out."""
+    notes = []
+    if skipped:
+        notes.append(
+            f"Left out of both calibration files ({len(skipped)}): dead tensors, zero "
+            f"amaxes and errors have no scale: {', '.join(skipped[:10])}"
+        )
+    if num_bits != 8:
+        notes.append("A TensorRT cache is INT8: its scale is amax / 127 whatever the bits above.")
+    return notes
+
+
+def exports(
+    layers: Layers,
+    s: Settings,
+    rows: Sequence[report.LayerRow],
+    recs: Sequence[Mapping[str, Any]],
+) -> None:
+    """Four downloads: the table as CSV and JSON, a TensorRT cache, ORT's calibration.json."""
+    st.subheader("Export")
+    stem = export_stem(layers)
+    trt_text, skipped = report.trt_cache_text(rows)
+    ort_text, _ = report.ort_json_text(rows, s.method)
+    dl = st.columns(4)
+    dl[0].download_button(
+        "Table as CSV",
+        report.records_csv(recs),
+        f"{stem}_layers.csv",
+        "text/csv",
+        key="layers_dl_csv",
+    )
+    dl[1].download_button(
+        "Table as JSON",
+        report.records_json(recs, settings_doc(layers, s)),
+        f"{stem}_layers.json",
+        "application/json",
+        key="layers_dl_json",
+    )
+    dl[2].download_button(
+        "TensorRT calibration cache",
+        trt_text,
+        f"{stem}_calibration.cache",
+        "text/plain",
+        key="layers_dl_trt",
+    )
+    dl[3].download_button(
+        "ONNX Runtime calibration.json",
+        ort_text,
+        f"{stem}_calibration.json",
+        "application/json",
+        key="layers_dl_ort",
+    )
+    for note in export_notes(skipped, s.num_bits):
+        st.caption(note)
