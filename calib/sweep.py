@@ -726,10 +726,13 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     # The last level as the seed's floats give it: where its exact mass is 0, a
     # rounding sliver of the bin before can make it a tiny non-zero; keep that.
     last_mass, last_count = last[0][rows], last[1][rows]
+    # With no smoothing and no truncation, an empty level (no non-zero bin, no mass) may
+    # take any positive value: none of its bins has p > 0. (mass + tiny) / (count + tiny)
+    # gives it 1 and every other level its mass / count, so no log below meets a zero.
+    positive = plain and policy.truncate == "none"
     if policy.truncate == "none":
-        # a fractional level with no (weighted) non-zero bin has no mass: 0 / tiny = 0
-        value = mass / (count + _TINY)
-        value[:, -1] = last_mass / (last_count + _TINY)
+        value = (mass + _TINY) / (count + _TINY) if positive else mass / (count + _TINY)
+        value[:, -1] = (last_mass + _TINY * positive) / (last_count + _TINY)
     else:
         mass[:, -1] = last_mass
         count = np.broadcast_to(count, mass.shape).copy()
@@ -741,7 +744,7 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     # p'log p' of all levels together telescopes to the window's.
     q = value + s if s else value
     # log q' is finite everywhere: where q' = 0 the level is empty (dw = 0 there)
-    logq = np.log(np.maximum(q, _TINY))
+    logq = np.log(q) if positive else np.log(np.maximum(q, _TINY))
     dw = W[:, 1:] - W[:, :-1]
     A = (tab.PHI[b] - tab.PHI[0]) - np.vecdot(logq, dw)
     if policy.normalize == "pq":
@@ -750,7 +753,7 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
             out.W[rows] += s * (b - tab.NZ[b])
         counts = np.broadcast_to(count, value.shape).copy()
         counts[:, -1] = last_count
-        out.qsum[rows] = np.vecdot(value, counts)
+        out.qsum[rows] = np.vecdot(value, counts)  # an empty level's count is 0
 
     # Split bins: level k counted bin f_k with q' = v_k + s; its true q' mixes in v_(k-1):
     # add p' (log(v_k + s) - log(q' + s)). Where fr = 0 the two logs are equal.
@@ -758,8 +761,10 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     p = h_f[:, 1:T] + s if s else h_f[:, 1:T]
     if policy.expand == "nonzero" and s:
         p = p * z_f[:, 1:T]  # an empty bin gets no Q: p' = q' = eps, no correction
-    out.A[rows] = A + np.vecdot(p, logq[:, 1:] - np.log(np.maximum(qs, _TINY)))
-    out.v_hi[rows] = value[:, -1]  # bin i-1, which holds the tail, is in the last level
+    logqs = np.log(qs) if positive else np.log(np.maximum(qs, _TINY))
+    out.A[rows] = A + np.vecdot(p, logq[:, 1:] - logqs)
+    # bin i-1, which holds the tail, is in the last level: its Q is the level's true value
+    out.v_hi[rows] = last_mass / (last_count + _TINY) if positive else value[:, -1]
 
 
 def _seed_last_level(prep, policy, rows, tab: _Tables):
