@@ -1,6 +1,7 @@
-"""calib.ui without a page: uploads, sizes, the Explore computation, downloads, the query
-string, and the figures' named shapes. Each answer is checked against the core called
-directly (kl_sweep, clip_metrics, the amax_* methods), never against ui itself."""
+"""calib.ui and calib.ui_explore without a page: uploads, sizes, the Explore computation,
+downloads, the query string, and the figures' named shapes. Each answer is checked against
+the core called directly (kl_sweep, clip_metrics, the amax_* methods), never against ui
+itself."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from calib import files, ui
+from calib import files, ui, ui_explore
 from calib.demos import DEMOS
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
 from calib.histogram import DEFAULT_BINS, Histogram
@@ -233,7 +234,7 @@ def test_sized_histogram_rehistograms_samples_and_merges_histograms_down():
     ],
 )
 def test_default_target_bins(variant, bits, levels):
-    assert ui.default_target_bins(variant, bits) == levels
+    assert ui_explore.default_target_bins(variant, bits) == levels
     if bits == 8:
         assert levels == DEFAULT_TARGET_BINS[variant]
 
@@ -259,7 +260,7 @@ def test_hist_bin_choices_and_snapping():
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_compute_view_matches_the_core(variant):
     src = model_source()
-    view = ui.compute_view(src, variant, (), 100, 1024, 6)
+    view = ui_explore.compute_view(src, variant, (), 100, 1024, 6)
     h = src.hist.rebin(1024)
     expected = kl_sweep(h, target_bins=100, variant=variant)
     assert view.hist == h and view.hist_bins == 1024 and view.target_bins == 100
@@ -277,7 +278,7 @@ def test_compute_view_matches_the_core(variant):
 
 def test_compute_view_applies_overrides_and_names_impossible_ones():
     src = model_source()
-    view = ui.compute_view(src, "seed", {"zero_q": "inf", "smoothing": "add_eps"})
+    view = ui_explore.compute_view(src, "seed", {"zero_q": "inf", "smoothing": "add_eps"})
     expected = kl_sweep(src.hist, variant="seed", zero_q="inf", smoothing="add_eps")
     assert view.result.amax == expected.amax
     assert view.result.policy == dataclasses.replace(
@@ -286,22 +287,22 @@ def test_compute_view_applies_overrides_and_names_impossible_ones():
     assert view.overrides == (("zero_q", "inf"), ("smoothing", "add_eps"))
     assert view.target_bins == 128  # the variant's own levels when none are given
     with pytest.raises(ValueError, match="half_window"):
-        ui.compute_view(src, "seed", {"layout": "signed"})
-    assert "half_window" in ui.policy_error("seed", {"layout": "signed"})
-    assert ui.policy_error("seed", {"merge": "linspace"}) is None
+        ui_explore.compute_view(src, "seed", {"layout": "signed"})
+    assert "half_window" in ui_explore.policy_error("seed", {"layout": "signed"})
+    assert ui_explore.policy_error("seed", {"merge": "linspace"}) is None
     with pytest.raises(ValueError, match="target_bins"):
-        ui.compute_view(src, "seed", (), 600, 512)
+        ui_explore.compute_view(src, "seed", (), 600, 512)
 
 
 def test_signed_variants_histogram_samples_signed():
     x = np.random.default_rng(3).standard_normal(4000) - 0.5
     src = samples_source(x, key="samples:signed-test")
-    view = ui.compute_view(src, "mxnet", (), 255, 1024)
+    view = ui_explore.compute_view(src, "mxnet", (), 255, 1024)
     h = Histogram.from_samples(x, bins=1024, signed=True)
     assert view.hist == h and view.hist.is_signed
     assert view.result.amax == kl_sweep(h, target_bins=255, variant="mxnet").amax
     # the same variant forced unsigned is histogrammed as |x|
-    forced = ui.compute_view(
+    forced = ui_explore.compute_view(
         src, "mxnet", {"layout": "unsigned", "candidates": "kept_bins"}, 255, 1024
     )
     assert not forced.hist.is_signed
@@ -309,30 +310,30 @@ def test_signed_variants_histogram_samples_signed():
 
 def test_other_variants_at_their_own_levels():
     src = model_source()
-    view = ui.compute_view(src, "seed", (), 64, None, 8, with_variants=True)
+    view = ui_explore.compute_view(src, "seed", (), 64, None, 8, with_variants=True)
     names = [o.name for o in view.variants]
     assert names == [v for v in VARIANTS if v != "seed"]
     for o in view.variants:
         assert o.amax == kl_sweep(src.hist, variant=o.name).amax  # 8-bit defaults
     # with overrides the preset itself is another answer, so it is drawn too
-    overridden = ui.compute_view(src, "seed", {"zero_q": "inf"}, with_variants=True)
+    overridden = ui_explore.compute_view(src, "seed", {"zero_q": "inf"}, with_variants=True)
     assert [o.name for o in overridden.variants] == list(VARIANTS)
 
 
 def test_dead_view_has_no_metrics():
     src = ui.Source("demo", "Dead layer", Histogram.from_counts(np.zeros(300)), key="dead")
-    view = ui.compute_view(src, "seed")
+    view = ui_explore.compute_view(src, "seed")
     assert view.result.dead and view.metrics is None and math.isnan(view.ratio)
     assert all(o.amax == 0 and o.metrics is None for o in view.methods)
-    doc = json.loads(ui.threshold_json(view))
+    doc = json.loads(ui_explore.threshold_json(view))
     assert doc["amax"] == 0 and doc["kl"] is None and doc["sqnr_db"] is None
 
 
 def test_explore_view_is_cached_on_its_primitive_keys():
     src = model_source()
-    a = ui.explore_view(src.key, "seed", (), 120, 1024, 8, _source=src)
-    assert ui.explore_view(src.key, "seed", (), 120, 1024, 8, _source=src) is a
-    b = ui.explore_view(src.key, "seed", (), 121, 1024, 8, _source=src)
+    a = ui_explore.explore_view(src.key, "seed", (), 120, 1024, 8, _source=src)
+    assert ui_explore.explore_view(src.key, "seed", (), 120, 1024, 8, _source=src) is a
+    b = ui_explore.explore_view(src.key, "seed", (), 121, 1024, 8, _source=src)
     assert b is not a and b.target_bins == 121
 
 
@@ -340,8 +341,8 @@ def test_explore_view_is_cached_on_its_primitive_keys():
 # downloads
 # --------------------------------------------------------------------------------------
 def test_kl_curve_csv_round_trips_exactly():
-    view = ui.compute_view(model_source(), "onnxruntime", (), 64, 512)
-    rows = list(csv.reader(io.StringIO(ui.kl_curve_csv(view.result))))
+    view = ui_explore.compute_view(model_source(), "onnxruntime", (), 64, 512)
+    rows = list(csv.reader(io.StringIO(ui_explore.kl_curve_csv(view.result))))
     assert rows[0] == ["candidate", "threshold", "kl"]
     body = np.array(rows[1:], dtype=np.float64)
     r = view.result
@@ -349,14 +350,14 @@ def test_kl_curve_csv_round_trips_exactly():
     np.testing.assert_array_equal(body[:, 1], r.thresholds)
     np.testing.assert_array_equal(body[:, 2], r.kl)
     dead = kl_sweep(np.zeros(300))
-    lines = ui.kl_curve_csv(dead).splitlines()
+    lines = ui_explore.kl_curve_csv(dead).splitlines()
     assert len(lines) == 1 + dead.candidates.size and lines[1].endswith(",inf")
 
 
 def test_threshold_json():
     src = model_source()
-    view = ui.compute_view(src, "modelopt", {"ties": "first"}, 128, 1024, 8)
-    doc = json.loads(ui.threshold_json(view))
+    view = ui_explore.compute_view(src, "modelopt", {"ties": "first"}, 128, 1024, 8)
+    doc = json.loads(ui_explore.threshold_json(view))
     r = view.result
     assert doc == {
         "source": src.label,
@@ -377,20 +378,20 @@ def test_threshold_json():
 # a click on the KL curve
 # --------------------------------------------------------------------------------------
 def test_candidate_from_selection_maps_x_to_the_nearest_candidate():
-    r = ui.compute_view(model_source(), "seed", (), 128, 512).result
+    r = ui_explore.compute_view(model_source(), "seed", (), 128, 512).result
     rng = np.random.default_rng(4)
     for x in rng.uniform(r.thresholds[0] - 1, r.thresholds[-1] + 1, 30):
         nearest = min(zip(r.candidates, r.thresholds, strict=True), key=lambda ct: abs(ct[1] - x))[
             0
         ]
         state = {"selection": {"points": [{"x": float(x), "y": 1.0, "curve_number": 0}]}}
-        assert ui.candidate_from_selection(state, r) == nearest
-        assert ui.candidate_from_selection(state["selection"], r) == nearest
-        assert ui.candidate_from_selection(state["selection"]["points"], r) == nearest
+        assert ui_explore.candidate_from_selection(state, r) == nearest
+        assert ui_explore.candidate_from_selection(state["selection"], r) == nearest
+        assert ui_explore.candidate_from_selection(state["selection"]["points"], r) == nearest
     exact = int(r.candidates[17])
-    assert ui.candidate_from_selection([{"x": r.thresholds[17]}], r) == exact
+    assert ui_explore.candidate_from_selection([{"x": r.thresholds[17]}], r) == exact
     for empty in (None, {}, {"selection": {"points": []}}, [{"y": 2.0}], [{"x": "a"}]):
-        assert ui.candidate_from_selection(empty, r) is None
+        assert ui_explore.candidate_from_selection(empty, r) is None
 
 
 # --------------------------------------------------------------------------------------
@@ -406,7 +407,7 @@ def test_parse_explore_query_full_link():
         "hist_bins": "1024", "num_bits": "6", "log_y": "false", "merge": "linspace",
         "eps": "0.001", "stride": "3", "unrelated": "x",
     }  # fmt: skip
-    out, bad = ui.parse_explore_query(params, {}, LAYERS)
+    out, bad = ui_explore.parse_explore_query(params, {}, LAYERS)
     assert bad == []
     assert out["explore_kind"] == "model" and out["explore_model_layer"] == layer
     assert out["explore_variant"] == "mxnet" and out["explore_target_bins"] == 200
@@ -419,43 +420,48 @@ def test_parse_explore_query_full_link():
 
 
 def test_parse_explore_query_defaults_and_bad_values():
-    out, bad = ui.parse_explore_query({"variant": "mxnet"}, {}, LAYERS)
+    out, bad = ui_explore.parse_explore_query({"variant": "mxnet"}, {}, LAYERS)
     assert out["explore_target_bins"] == 255 and bad == []
-    assert {f"explore_policy_{f}" for f in ui.POLICY_FIELDS} <= set(out)
-    out, _ = ui.parse_explore_query({"num_bits": "4"}, {"explore_variant": "mxnet"}, LAYERS)
+    assert {f"explore_policy_{f}" for f in ui_explore.POLICY_FIELDS} <= set(out)
+    out, _ = ui_explore.parse_explore_query({"num_bits": "4"}, {"explore_variant": "mxnet"}, LAYERS)
     assert out["explore_target_bins"] == 15
-    out, _ = ui.parse_explore_query({"src": "demo", "demo": "GELU", "layer": "x"}, {}, LAYERS)
+    out, _ = ui_explore.parse_explore_query(
+        {"src": "demo", "demo": "GELU", "layer": "x"}, {}, LAYERS
+    )
     assert out == {"explore_kind": "demo", "explore_demo": "GELU"}  # layer means nothing here
-    out, _ = ui.parse_explore_query({"src": "histogram", "layer": "conv1"}, {}, LAYERS)
+    out, _ = ui_explore.parse_explore_query({"src": "histogram", "layer": "conv1"}, {}, LAYERS)
     assert out["explore_upload_layer"] == "conv1"  # checked once the file is uploaded
     params = {
         "src": "web", "layer": "nope", "demo": "Cauchy", "variant": "tensorrt",
         "num_bits": "40", "target_bins": "1", "hist_bins": "many", "log_y": "maybe",
         "merge": "sideways", "stride": "0", "eps": "2",
     }  # fmt: skip
-    out, bad = ui.parse_explore_query(params, {}, LAYERS)
+    out, bad = ui_explore.parse_explore_query(params, {}, LAYERS)
     assert out == {}
     assert sorted(m.split("=")[0] for m in bad) == sorted(f"Ignored {name}" for name in params)
 
 
 def test_explore_link_opens_that_layer():
-    link = ui.explore_link(LAYERS[3], variant="ncnn")
+    link = ui_explore.explore_link(LAYERS[3], variant="ncnn")
     parts = urlsplit(link)
     assert parts.path == "/"
     params = dict(parse_qsl(parts.query))
     assert params == {"src": "model", "layer": LAYERS[3], "variant": "ncnn"}
-    out, bad = ui.parse_explore_query(params, {}, LAYERS)
+    out, bad = ui_explore.parse_explore_query(params, {}, LAYERS)
     assert not bad and out["explore_model_layer"] == LAYERS[3]
-    assert ui.explore_query("demo", demo="GELU", log_y=False, target_bins=64) == {
+    assert ui_explore.explore_query("demo", demo="GELU", log_y=False, target_bins=64) == {
         "src": "demo", "demo": "GELU", "log_y": "false", "target_bins": "64",
     }  # fmt: skip
 
 
 def test_every_policy_field_has_help_from_the_policies_table():
-    assert set(ui.POLICY_FIELDS) == {f.name for f in dataclasses.fields(Policy)}
-    for f in ui.POLICY_FIELDS:
-        assert len(ui.POLICY_HELP[f]) > 10, f
-    assert "fractional" in ui.POLICY_HELP["merge"] and "modelopt" in ui.POLICY_HELP["stride"]
+    assert set(ui_explore.POLICY_FIELDS) == {f.name for f in dataclasses.fields(Policy)}
+    for f in ui_explore.POLICY_FIELDS:
+        assert len(ui_explore.POLICY_HELP[f]) > 10, f
+    assert (
+        "fractional" in ui_explore.POLICY_HELP["merge"]
+        and "modelopt" in ui_explore.POLICY_HELP["stride"]
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -536,7 +542,7 @@ def test_every_demo_has_a_view():
         h = ui._demo(name, DEFAULT_BINS)
         x = None if h.is_dead else ui._demo_samples(name)
         src = ui.Source("demo", name, h, samples=x, key=f"demo:{name}")
-        view = ui.compute_view(src, "seed")
+        view = ui_explore.compute_view(src, "seed")
         assert view.result.dead == (name == "Dead layer")
         if name == "Seed ramp":
             assert view.result.best == 2047
