@@ -103,6 +103,7 @@ GROUPS: tuple[PolicyGroup, ...] = (
     PolicyGroup("normalize", ("normalize",), "whether P and Q are scaled to sum 1"),
     PolicyGroup("ties", ("ties",), "the first or the last of equal minima"),
     PolicyGroup("threshold", ("threshold",), "where in the last kept bin the clip is put"),
+    PolicyGroup("precision", ("precision",), "float64, or ONNX Runtime's own float32 arithmetic"),
 )
 _FIELDS = {f.name for f in dataclasses.fields(Policy)} | {LEVELS}
 assert {f for g in GROUPS for f in g.fields} == _FIELDS, "every choice is in one group"

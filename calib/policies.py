@@ -39,6 +39,8 @@ normalize          "none"; "histogram": the histogram scaled to sum 1 once (ncnn
 ties               "first" or "last" minimum (ModelOpt takes the last)
 threshold          "edge_plus_half": (i + 0.5) bin widths (ncnn); "edge": the upper
                    edge of the kept bins or window (MXNet, ONNX Runtime, ModelOpt)
+precision          "float64"; "float32": ONNX Runtime's own smoothing and entropy, op for
+                   op in float32, one candidate at a time (its answer to the bit; slower)
 =================  =====================================================================
 """
 
@@ -70,6 +72,7 @@ POLICY_CHOICES: dict[str, tuple[str, ...]] = {
     "normalize": ("none", "histogram", "pq"),
     "ties": ("first", "last"),
     "threshold": ("edge_plus_half", "edge"),
+    "precision": ("float64", "float32"),
 }
 
 
@@ -93,6 +96,7 @@ class Policy:
     normalize: str = "none"
     ties: str = "first"
     threshold: str = "edge_plus_half"
+    precision: str = "float64"
 
     def __post_init__(self) -> None:
         for name, choices in POLICY_CHOICES.items():
@@ -117,6 +121,13 @@ class Policy:
             raise ValueError("expand='fill_all' needs merge='whole' or 'linspace'")
         if self.remainder == "orphan" and self.merge != "whole":
             raise ValueError("remainder='orphan' needs merge='whole'")
+        if self.precision == "float32" and (
+            self.smoothing != "mxnet" or self.normalize != "pq" or self.zero_q != "inf"
+        ):
+            raise ValueError(
+                "precision='float32' follows ONNX Runtime's own smoothing and entropy: it "
+                "needs smoothing='mxnet', normalize='pq' and zero_q='inf'"
+            )
 
     def changes_from(self, other: Policy) -> dict[str, tuple[Any, Any]]:
         """The fields where this policy differs from ``other``: name -> (other's, ours)."""

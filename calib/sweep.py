@@ -202,8 +202,8 @@ def kl_sweep(
     prep = _prepare(h, T, policy)
     if engine == "fast" and not _fast_supported(policy):
         raise ValueError(
-            "engine='fast' cannot take smoothing='mxnet' with a fractional or uniform merge; "
-            "use engine='auto' or 'dense'"
+            "engine='fast' cannot take precision='float32', nor smoothing='mxnet' with a "
+            "fractional or uniform merge; use engine='auto' or 'dense'"
         )
     if engine == "dense" or (engine == "auto" and not _fast_supported(policy)):
         kl = _kl_dense_rows(prep, policy, np.arange(prep.cand.size))
@@ -611,6 +611,8 @@ class _Sums:
 
 
 def _fast_supported(policy: Policy) -> bool:
+    if policy.precision == "float32":
+        return False
     if policy.smoothing != "mxnet":
         return True
     return policy.merge != "fractional" and policy.expand != "uniform"
@@ -1015,7 +1017,45 @@ def _smooth(x: np.ndarray, valid: np.ndarray, policy: Policy) -> tuple[np.ndarra
     return out, ok
 
 
+def _smooth32(p: np.ndarray, eps: float) -> np.ndarray | None:
+    """ONNX Runtime's quant_utils.smooth_distribution, op for op (float32)."""
+    is_zeros = (p == 0).astype(np.float32)
+    is_nonzeros = (p != 0).astype(np.float32)
+    n_zeros = is_zeros.sum()
+    n_nonzeros = p.size - n_zeros
+    if not n_nonzeros:
+        return None
+    eps1 = eps * float(n_zeros) / float(n_nonzeros)
+    if eps1 >= 1.0:
+        return None  # ONNX Runtime fails an assertion here
+    hist = p.astype(np.float32)
+    hist += eps * is_zeros + (-eps1) * is_nonzeros
+    return hist if (hist > 0).all() else None  # ... and here
+
+
+def _entropy32(pk: np.ndarray, qk: np.ndarray) -> float:
+    """ONNX Runtime's calibrate.entropy (scipy's, in float32) on smoothed, positive P, Q."""
+    pk = 1.0 * pk / np.sum(pk, axis=0, keepdims=True)
+    qk = 1.0 * qk / np.sum(qk, axis=0, keepdims=True)
+    return float(np.sum(pk * np.log(pk / qk), axis=0))
+
+
+def _dense_kl32(block: _Block, policy: Policy) -> np.ndarray:
+    """One candidate at a time, each window as its own 1-D array: float32 sums round
+    by length, so padding rows to one width would change the last bits."""
+    L = block.valid.sum(axis=1)
+    kl = np.full(L.size, np.inf)
+    for r, n in enumerate(L):
+        p = _smooth32(block.P[r, :n], policy.eps)
+        q = _smooth32(block.Q[r, :n], policy.eps)
+        if p is not None and q is not None:
+            kl[r] = _entropy32(p, q)
+    return kl
+
+
 def _dense_kl(block: _Block, policy: Policy, keep: bool = False):
+    if policy.precision == "float32" and not keep:
+        return _dense_kl32(block, policy)
     P, ok_p = _smooth(block.P, block.valid, policy)
     Q, ok_q = _smooth(block.Q, block.valid, policy)
     ok = ok_p & ok_q

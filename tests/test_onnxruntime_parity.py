@@ -13,7 +13,9 @@ apart, each a minimum of the other's curve to within the noise. The checks, per 
 3. the sweep's threshold for ORT's candidate, clamped to the data's max, is ORT's
    threshold exactly;
 4. where ORT's minimum stands clear of its noise, the sweep's amax is within one bin width
-   of ORT's threshold. How many match exactly is printed by ``test_summary`` (``-s``).
+   of ORT's threshold. How many match exactly is printed by ``test_summary`` (``-s``);
+5. with ``precision="float32"`` (ORT's own arithmetic replayed) the KL curve is ORT's to
+   the bit and the threshold is ORT's in every case.
 """
 
 from __future__ import annotations
@@ -126,6 +128,14 @@ def test_sweep_matches_onnxruntime(kind, seed, num_bins, nq):
     clear = bool((ort_kl[far & fin] > ort_kl[ort_index] + 2 * FLOAT32_KL_ATOL).all())
     if clear:
         assert abs(amax - ort_upper) <= width * (1 + 1e-9)
+
+    # 5. precision="float32" replays ORT's own smoothing and entropy: the same curve to the
+    # bit, so the same candidate and the same threshold in every case
+    s32 = kl_sweep(Histogram(hist, edges), target_bins=nq, variant="onnxruntime",
+                   precision="float32")  # fmt: skip
+    np.testing.assert_array_equal(s32.kl, ort_kl)
+    assert s32.best_index == ort_index
+    assert min(s32.amax, data_max) == ort_upper
     RESULTS[(kind, seed, num_bins, nq)] = {
         "ort": ort_upper,
         "sweep": amax,

@@ -190,6 +190,8 @@ def test_no_function_modifies_its_input():
         (dict(variant="mxnet", engine="fast", merge="fractional"), "does not fit|needs"),
         (dict(variant="onnxruntime", remainder="orphan", merge="linspace"), "needs merge='whole'"),
         (dict(variant="modelopt", start_bin=601), "start_bin must be at most"),
+        (dict(variant="seed", precision="float32"), "precision='float32' follows ONNX"),
+        (dict(variant="onnxruntime", precision="float32", engine="fast"), "cannot take"),
         (dict(variant="seed", merge="whole", candidates="modelopt", start_bin=5),
          "needs every candidate to keep at least"),
     ],
