@@ -27,7 +27,8 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = ROOT / "assets" / "screenshot_explore.png"
+# Screenshots go to a temporary folder; CALIB_SCREENSHOT_DIR=assets refreshes the README's.
+SCREENSHOT_ENV = "CALIB_SCREENSHOT_DIR"
 PAGES = {  # url path -> what must render there
     "Learn": ".js-plotly-plot .main-svg",
     "Layers": '[data-testid="stDataFrame"]',
@@ -169,7 +170,13 @@ def _assert_no_exception(page) -> None:
     assert "Traceback" not in page.locator("body").inner_text()
 
 
-def test_explore_page_in_chromium(page):
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get(SCREENSHOT_ENV)
+    return (ROOT / folder) if folder else tmp_path_factory.mktemp("screenshots")
+
+
+def test_explore_page_in_chromium(page, shots):
     from playwright.sync_api import expect
 
     # the three plotly figures render as SVG
@@ -206,11 +213,11 @@ def test_explore_page_in_chromium(page):
     _settled(page)
     expect(plots.first).to_be_visible()
     _assert_no_exception(page)
-    _screenshot(page, SCREENSHOT)
+    _screenshot(page, shots / "screenshot_explore.png")
 
 
 @pytest.mark.parametrize("path", list(PAGES))
-def test_every_page_opens_without_an_error(page, server, path):
+def test_every_page_opens_without_an_error(page, server, shots, path):
     from playwright.sync_api import expect
 
     page.goto(f"{server}/{path}")
@@ -218,7 +225,7 @@ def test_every_page_opens_without_an_error(page, server, path):
     _settled(page)
     _assert_no_exception(page)
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
-    _screenshot(page, ROOT / "assets" / f"screenshot_{path.lower()}.png")
+    _screenshot(page, shots / f"screenshot_{path.lower()}.png")
 
 
 def test_missing_chromium_skips_unless_required(monkeypatch, tmp_path):
