@@ -715,12 +715,12 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     uniform = policy.expand != "nonzero"
     plain = s == 0 and not uniform
     if uniform:
-        H, W, h_f = np.take(tab.stacked_uniform, fi, axis=1)
+        H, W, h_f = tab.stacked_uniform.take(fi, axis=1)
         cm = H + fr * h_f
         mass = cm[:, 1:] - cm[:, :-1]
         count = (b / T)[:, None]
     else:
-        G = np.take(tab.stacked_plain if plain else tab.stacked, fi, axis=1)
+        G = (tab.stacked_plain if plain else tab.stacked).take(fi, axis=1)
         C = G[0:2] + fr * G[-2:]
         mass, count = C[:, :, 1:] - C[:, :, :-1]
         h_f, z_f = G[-2], G[-1]
