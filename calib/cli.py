@@ -16,10 +16,11 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from calib import report
 from calib.methods import METHODS
 from calib.policies import VARIANTS
 from calib.report import CLI_COLUMNS, threshold_rows
@@ -161,13 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open(ns.file, "rb") as f:
             hists = files.load_histogram_file(f, ns.file)
-        rows = threshold_rows(hists, ns.method, ns.variant, ns.target_bins, ns.num_bits)
-        # scales only for a positive, finite amax: dead tensors get none
-        amax = {r["layer"]: r["amax"] for r in rows if 0 < r["amax"] < math.inf}
+        layer_rows = report.layer_table(hists, ns.method, ns.variant, ns.num_bits, ns.target_bins)
+        rows = report.cli_records(layer_rows)
+        # the Layers page's exports: scales only for a positive, finite amax
         if ns.trt_cache:
-            files.write_trt_cache(ns.trt_cache, amax)
+            text, _ = report.trt_cache_text(layer_rows)
+            Path(ns.trt_cache).write_text(text, encoding="utf-8")
         if ns.ort_json:
-            files.write_ort_calibration_json(ns.ort_json, {k: (-a, a) for k, a in amax.items()})
+            text, _ = report.ort_json_text(layer_rows, ns.method)
+            Path(ns.ort_json).write_text(text, encoding="utf-8")
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -90,6 +90,7 @@ __all__ = [
     "CachedThresholds",
     "LayerRow",
     "check_cache",
+    "cli_records",
     "compare_cache",
     "exportable_amax",
     "layer_row",
@@ -402,7 +403,11 @@ def threshold_rows(
     Raises ``ValueError`` when the method refuses any tensor (the command line then exits 2
     with the message).
     """
-    rows = layer_table(hists, method, variant, num_bits, target_bins)
+    return cli_records(layer_table(hists, method, variant, num_bits, target_bins))
+
+
+def cli_records(rows: Sequence[LayerRow]) -> list[dict]:
+    """``rows`` as the command line's table; ValueError when the method refused a tensor."""
     for row in rows:
         if row.error:
             raise ValueError(f"layer {row.layer!r}: {row.error}")
