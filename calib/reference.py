@@ -180,12 +180,22 @@ def _as_pair(counts, edges) -> tuple[np.ndarray, np.ndarray]:
     return c, e
 
 
-def _half_window(n: int, z: int, i: int) -> tuple[int, int]:
-    """MXNet's and ONNX Runtime's window: ``i`` bins each side of the zero bin ``z``.
+def _half_window(hist, i: int) -> tuple[int, list[float], list[float]]:
+    """MXNet's and ONNX Runtime's window and P: ``i`` bins each side of the zero bin.
 
-    ``[z - i, min(z + i + 1, n))``; the clamp only bites for an even ``n`` at ``i = n // 2``.
+    The window is ``[z - i, min(z + i + 1, n))`` with ``z = n // 2`` (the clamp only bites
+    for an even ``n`` at ``i = n // 2``); P is its bins with everything left of it added
+    to its first bin and everything right of it to its last. Returns ``(stop, sliced, p)``.
     """
-    return z - i, min(z + i + 1, n)
+    n = len(hist)
+    start, stop = n // 2 - i, min(n // 2 + i + 1, n)
+    sliced = [float(v) for v in hist[start:stop]]
+    p = list(sliced)
+    for j in range(start):
+        p[0] += hist[j]
+    for j in range(stop, n):
+        p[-1] += hist[j]
+    return stop, sliced, p
 
 
 def _whole_group_masses(sliced: list[float], T: int, separately: bool = True) -> list[int]:
@@ -303,17 +313,10 @@ def mxnet_loop(
     """
     hist, e = _as_pair(counts, edges)
     n, T = hist.size, int(num_quantized_bins)
-    z = n // 2
     candidates, kls = [], []
     best, best_stop, min_kl = None, None, math.inf
-    for i in range(T // 2, z + 1):
-        start, stop = _half_window(n, z, i)
-        sliced = [float(v) for v in hist[start:stop]]
-        p = list(sliced)
-        for j in range(start):
-            p[0] += hist[j]
-        for j in range(stop, n):
-            p[-1] += hist[j]
+    for i in range(T // 2, n // 2 + 1):
+        stop, sliced, p = _half_window(hist, i)
         L = len(sliced)
         m = L // T
         quantized = _whole_group_masses(sliced, T, truncate_remainder_separately)
@@ -361,17 +364,10 @@ def onnxruntime_loop(
     """
     hist, e = _as_pair(counts, edges)
     n, T = hist.size, int(num_quantized_bins)
-    z = n // 2
     candidates, kls = [], []
     best, best_stop, min_kl = None, None, math.inf
-    for i in range(T // 2, z + 1):
-        start, stop = _half_window(n, z, i)
-        sliced = [float(v) for v in hist[start:stop]]
-        p = list(sliced)
-        for j in range(start):
-            p[0] += hist[j]
-        for j in range(stop, n):
-            p[-1] += hist[j]
+    for i in range(T // 2, n // 2 + 1):
+        stop, sliced, p = _half_window(hist, i)
         L = len(sliced)
         m = L // T
         quantized = _whole_group_masses(sliced, T, truncate_remainder_separately)
