@@ -78,29 +78,16 @@ def table(columns: dict, **kwargs) -> None:
 
 # --------------------------------------------------------------------------------------
 # cached computations
-@st.cache_resource(show_spinner=False)
-def seed_example() -> learn.SeedExample:
-    return learn.seed_example()
-
-
-@st.cache_resource(show_spinner=False)
-def relu_spike() -> learn.ReluSpike:
-    return learn.relu_spike()
+# The demos no widget changes: computed once per server.
+seed_example = st.cache_resource(show_spinner=False)(learn.seed_example)
+relu_spike = st.cache_resource(show_spinner=False)(learn.relu_spike)
+levels_demo = st.cache_resource(show_spinner=False)(learn.levels_demo)
+symmetric_demo = st.cache_resource(show_spinner=False)(learn.symmetric_demo)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def spike_terms(fraction: float, candidates: tuple[int, ...]) -> learn.SpikeTerms:
     return learn.spike_terms(fraction, candidates)
-
-
-@st.cache_resource(show_spinner=False)
-def levels_demo() -> learn.LevelsDemo:
-    return learn.levels_demo()
-
-
-@st.cache_resource(show_spinner=False)
-def symmetric_demo() -> learn.SymmetricDemo:
-    return learn.symmetric_demo()
 
 
 @st.cache_resource(show_spinner=False)
