@@ -357,11 +357,10 @@ def compute_view(
     h = sized_histogram(source, bins, signed=policy.layout == "signed")
     result = kl_sweep(h, target_bins=T, variant=variant, **dict(pairs))
     metrics = None if result.dead else clip_metrics(h, result.amax, num_bits)
-    methods = (
-        _other(h, "max", amax_max(h), num_bits),
-        _other(h, "percentile", amax_percentile(h, DEFAULT_PERCENTILE), num_bits),
-        _other(h, "mse", amax_mse(h, num_bits), num_bits),
-    )
+    if source.key:  # the other methods do not depend on the variant or its levels
+        methods = _method_clips(source.key, h.n_bins, h.is_signed, num_bits, _hist=h)
+    else:
+        methods = _every_method(h, num_bits)
     variants: tuple[OtherClip, ...] = ()
     if with_variants:
         if source.key:
@@ -373,6 +372,23 @@ def compute_view(
         source.key, source.label, source.layer, variant, pairs, T, h.n_bins, int(num_bits),
         h, result, metrics, methods, variants,
     )  # fmt: skip
+
+
+def _every_method(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
+    """The max, percentile and MSE thresholds of ``h``."""
+    return (
+        _other(h, "max", amax_max(h), num_bits),
+        _other(h, "percentile", amax_percentile(h, DEFAULT_PERCENTILE), num_bits),
+        _other(h, "mse", amax_mse(h, num_bits), num_bits),
+    )
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _method_clips(
+    source_key: str, hist_bins: int, signed: bool, num_bits: int, *, _hist: Histogram
+) -> tuple[OtherClip, ...]:
+    """``_every_method``, cached apart from the view, as ``_variant_clips`` is."""
+    return _every_method(_hist, num_bits)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
