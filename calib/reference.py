@@ -9,6 +9,7 @@ one candidate and one bin at a time. They live in the package, not in tests/, so
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -20,6 +21,7 @@ __all__ = [
     "ncnn_loop",
     "normalized_kl",
     "onnxruntime_loop",
+    "seed_as_published",
     "seed_kl",
     "seed_loop",
     "seed_threshold_distribution",
@@ -109,6 +111,77 @@ def seed_loop(distribution, target_bin: int = 128):
             min_kl = kl
             best = threshold
     return np.array(thresholds), np.array(kls), best
+
+
+def seed_as_published(distribution, target_bin: int = 128) -> int:
+    """The seed's ``threshold_distribution`` exactly as published, only re-indented.
+
+    ``python -m calib bench`` times this one: it is "the seed's own loop", including
+    the work ``seed_loop`` skips (groups with no non-zero bin still divide 0 by 0 and
+    walk their bins). It raises IndexError where the float group edge overshoots the
+    threshold (NOTES.md); it never does when ``target_bin`` is a power of two.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):  # its 0 / 0 on empty groups
+        return _seed_published(np.asarray(distribution, dtype=np.float64), target_bin)
+
+
+def _seed_published(distribution, target_bin):
+    target_threshold = target_bin
+    min_kl_divergence = 10000000000000
+    length = len(distribution)
+    for threshold in range(target_bin, length):
+        t_distribution = copy.deepcopy(distribution[0:threshold])
+        t_distribution[threshold - 1] += np.sum(distribution[threshold:])
+        num_per_bin = threshold / target_bin
+        quantize_distribution = np.zeros((target_bin,))
+        for i in range(target_bin):
+            start = i * num_per_bin
+            end = start + num_per_bin
+            left_upper = int(np.ceil(start))
+            if left_upper > start:
+                left_scale = left_upper - start
+                quantize_distribution[i] += left_scale * distribution[left_upper - 1]
+            right_lower = int(np.floor(end))
+            if right_lower < end:
+                right_scale = end - right_lower
+                quantize_distribution[i] += right_scale * distribution[right_lower]
+            for j in range(left_upper, right_lower):
+                quantize_distribution[i] += distribution[j]
+        expand_distribution = np.zeros_like(t_distribution)
+        for i in range(target_bin):
+            start = i * num_per_bin
+            end = start + num_per_bin
+            count = 0
+            left_upper = int(np.ceil(start))
+            left_scale = 0
+            if left_upper > start:
+                left_scale = left_upper - start
+                if t_distribution[left_upper - 1] != 0:
+                    count += left_scale
+            right_lower = int(np.floor(end))
+            right_scale = 0
+            if right_lower < end:
+                right_scale = end - right_lower
+                if t_distribution[right_lower] != 0:
+                    count += right_scale
+            for j in range(left_upper, right_lower):
+                if t_distribution[j] != 0:
+                    count += 1
+            expand_value = quantize_distribution[i] / count
+            if left_upper > start:
+                if t_distribution[left_upper - 1] != 0:
+                    expand_distribution[left_upper - 1] += expand_value * left_scale
+            if right_lower < end:
+                if t_distribution[right_lower] != 0:
+                    expand_distribution[right_lower] += expand_value * right_scale
+            for j in range(left_upper, right_lower):
+                if t_distribution[j] != 0:
+                    expand_distribution[j] += expand_value
+        kl_divergence = seed_kl(t_distribution, expand_distribution)
+        if kl_divergence < min_kl_divergence:
+            min_kl_divergence = kl_divergence
+            target_threshold = threshold
+    return target_threshold
 
 
 def seed_threshold_distribution(distribution, target_bin: int = 128) -> int:
