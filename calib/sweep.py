@@ -564,9 +564,6 @@ class _Tables:
         self.PHI = _prefix(self.phi[:-1])
         self.W = _prefix(self.w[:-1])
         # one gather fetches all six at a set of bin indices
-        self.stacked = np.stack([self.H, self.NZ, self.W, self.h, self.z])
-        self.stacked_plain = np.stack([self.H, self.NZ, self.h, self.z])
-        self.stacked_uniform = np.stack([self.H, self.W, self.h])
         self.stacked_hnz = np.stack([self.H, self.NZ])
         self.stacked_hnzw = np.stack([self.H, self.NZ, self.W])
 
@@ -631,8 +628,9 @@ def _kl_fast(prep: _Prep, policy: Policy) -> np.ndarray:
     out = _RowSums(M)
     if policy.merge == "fractional":
         last = _seed_last_level(prep, policy, np.arange(M), tab)
-        for rows in blocks:
-            _fast_fractional(prep, policy, rows, tab, s, out, last)
+        with np.errstate(divide="ignore", invalid="ignore"):  # once: it costs microseconds
+            for rows in blocks:
+                _fast_fractional(prep, policy, rows, tab, s, out, last)
     else:
         for rows in blocks:
             _fast_whole(prep, policy, rows, tab, s, out)
@@ -704,42 +702,50 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     Each level is summed over its whole bins [f_k, f_(k+1)) as if bin f_k were all its
     own, then each split bin's term is corrected to its true Q:
     q = fr * v_(k-1) + (1 - fr) * v_k.
+
+    The block is laid out flat, T + 1 slots per candidate (slot k holds boundary k, or
+    level k for the per-level arrays, whose slot T is unused and kept harmless), so every
+    numpy pass runs over one contiguous array.
     """
     T = prep.T
+    K = T + 1
+    n = rows.size
     b = prep.b[rows]
     fi, fr = _level_boundaries(int(prep.b[0]), int(prep.b[-1]), T)
-    fi, fr = fi[rows[0] : rows[-1] + 1], fr[rows[0] : rows[-1] + 1]  # rows are a run
+    span = slice(int(rows[0]) * K, (int(rows[-1]) + 1) * K)  # rows are a run
+    f, w = fi.ravel()[span], fr.ravel()[span]
+    last_level, unused = slice(T - 1, None, K), slice(T, None, K)
     # Cumulative mass and non-zero count at each level boundary, then per level.
     # (With no smoothing and non-zero expansion, W, the assigned mass, is H itself;
     # a uniform expansion divides by the level's width, i / T, and needs no counts.)
     uniform = policy.expand != "nonzero"
     plain = s == 0 and not uniform
+    H_f, h_f = tab.H[f], tab.h[f]
+    mass = _level_diff(_interpolate(H_f, w, h_f))
     if uniform:
-        H, W, h_f = tab.stacked_uniform.take(fi, axis=1)
-        cm = H + fr * h_f
-        mass = cm[:, 1:] - cm[:, :-1]
-        count = (b / T)[:, None]
+        count = np.repeat(b / T, K)
+        W_f = tab.W[f]
     else:
-        G = (tab.stacked_plain if plain else tab.stacked).take(fi, axis=1)
-        C = G[0:2] + fr * G[-2:]
-        mass, count = C[:, :, 1:] - C[:, :, :-1]
-        h_f, z_f = G[-2], G[-1]
-        W = G[0] if plain else G[2]
+        count = _level_diff(_interpolate(tab.NZ[f], w, tab.z[f]))
+        W_f = H_f if plain else tab.W[f]
     # The last level as the seed's floats give it: where its exact mass is 0, a
     # rounding sliver of the bin before can make it a tiny non-zero; keep that.
     last_mass, last_count = last[0][rows], last[1][rows]
     # With no smoothing and no truncation, an empty level (no non-zero bin, no mass) may
-    # take any positive value: none of its bins has p > 0. (mass + tiny) / (count + tiny)
-    # gives it 1 and every other level its mass / count, so no log below meets a zero.
+    # take any positive value: none of its bins has p > 0. mass / count is nan there and
+    # fmax makes it the smallest normal number, so no log below meets a zero.
     positive = plain and policy.truncate == "none"
-    if policy.truncate == "none":
-        value = (mass + _TINY) / (count + _TINY) if positive else mass / (count + _TINY)
-        value[:, -1] = (last_mass + _TINY * positive) / (last_count + _TINY)
+    if positive:
+        value = np.fmax(mass / count, _TINY)  # (0 / 0 warnings are off: see _kl_fast)
+        value[last_level] = (last_mass + _TINY) / (last_count + _TINY)
+    elif policy.truncate == "none":
+        value = mass / (count + _TINY)
+        value[last_level] = last_mass / (last_count + _TINY)
     else:
-        mass[:, -1] = last_mass
-        count = np.broadcast_to(count, mass.shape).copy()
-        count[:, -1] = last_count
+        mass[last_level] = last_mass
+        count[last_level] = last_count
         value = _truncate_value(mass, count, policy)
+    value[unused] = 1.0
 
     # Whole levels. A level with q' = v + s = 0 has no non-zero bin here (its split
     # bin, if any, gave it mass), so its p'log p' is 0 and nothing lands in Z; the
@@ -747,26 +753,56 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     q = value + s if s else value
     # log q' is finite everywhere: where q' = 0 the level is empty (dw = 0 there)
     logq = np.log(q) if positive else np.log(np.maximum(q, _TINY))
-    dw = W[:, 1:] - W[:, :-1]
-    A = (tab.PHI[b] - tab.PHI[0]) - np.vecdot(logq, dw)
+    dw = _level_diff(W_f)
+    dw[unused] = 0.0
+    A = (tab.PHI[b] - tab.PHI[0]) - np.vecdot(logq.reshape(n, K), dw.reshape(n, K))
     if policy.normalize == "pq":
         out.W[rows] = tab.W[b]
         if policy.expand == "nonzero" and s > 0:  # empty bins: p' = q' = eps
             out.W[rows] += s * (b - tab.NZ[b])
-        counts = np.broadcast_to(count, value.shape).copy()
-        counts[:, -1] = last_count
-        out.qsum[rows] = np.vecdot(value, counts)  # an empty level's count is 0
+        count[last_level] = 0.0  # the last level's own term, with its true value
+        count[unused] = 0.0
+        qsum = np.vecdot(value.reshape(n, K), count.reshape(n, K))
+        out.qsum[rows] = qsum + _true_value(value, last_level, last_mass, last_count) * last_count
 
     # Split bins: level k counted bin f_k with q' = v_k + s; its true q' mixes in v_(k-1):
-    # add p' (log(v_k + s) - log(q' + s)). Where fr = 0 the two logs are equal.
-    qs = q[:, 1:] + fr[:, 1:T] * (value[:, :-1] - value[:, 1:])
-    p = h_f[:, 1:T] + s if s else h_f[:, 1:T]
+    # add p' (log(v_k + s) - log(q' + s)). Where fr = 0 (slots 0 and T among them) the
+    # two logs are equal and the term is 0.
+    qs = value[:-1] - value[1:]
+    qs *= w[1:]
+    qs += q[1:]
+    p = h_f + s if s else h_f
     if policy.expand == "nonzero" and s:
-        p = p * z_f[:, 1:T]  # an empty bin gets no Q: p' = q' = eps, no correction
+        p = p * tab.z[f]  # an empty bin gets no Q: p' = q' = eps, no correction
     logqs = np.log(qs) if positive else np.log(np.maximum(qs, _TINY))
-    out.A[rows] = A + np.vecdot(p, logq[:, 1:] - logqs)
+    gap = np.empty_like(logq)
+    gap[0] = 0.0
+    np.subtract(logq[1:], logqs, out=gap[1:])
+    out.A[rows] = A + np.vecdot(p.reshape(n, K), gap.reshape(n, K))
     # bin i-1, which holds the tail, is in the last level: its Q is the level's true value
-    out.v_hi[rows] = last_mass / (last_count + _TINY) if positive else value[:, -1]
+    out.v_hi[rows] = _true_value(value, last_level, last_mass, last_count)
+
+
+def _true_value(value, last_level, last_mass, last_count):
+    """The last level's Q value; where the positive-value trick above made an empty one
+    the smallest normal number, this is 0 again."""
+    return np.where(last_mass > 0, value[last_level], last_mass / (last_count + _TINY))
+
+
+def _interpolate(at_floor: np.ndarray, frac: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """at_floor + frac * slope, with one temporary."""
+    out = frac * slope
+    out += at_floor
+    return out
+
+
+def _level_diff(at_bounds: np.ndarray) -> np.ndarray:
+    """Per-level differences of a flat (candidates x (T + 1)) boundary array; each
+    candidate's last slot (past its level T - 1) gets whatever lies across the row end."""
+    d = np.empty_like(at_bounds)
+    np.subtract(at_bounds[1:], at_bounds[:-1], out=d[:-1])
+    d[-1] = 0.0
+    return d
 
 
 def _seed_last_level(prep, policy, rows, tab: _Tables):

@@ -81,6 +81,19 @@ def test_fast_engine_matches_dense_on_unsigned_policy_mixes(
     _compare(counts, T, variant, **over)
 
 
+@pytest.mark.parametrize("nonzero_from", ["p", "hist"])
+def test_fast_engine_sees_an_empty_q_when_all_mass_is_the_folded_tail(nonzero_from):
+    """Windows of empty bins with the tail folded into the last: Q has no mass, so with
+    P and Q normalised the KL is undefined (inf). Found by a long hypothesis run: the
+    fast path once counted the empty last level as a tiny positive Q."""
+    counts = np.zeros(12)
+    counts[9] = 16.0
+    over = dict(normalize="pq", zero_q="one", nonzero_from=nonzero_from)
+    fast = kl_sweep(counts, 2, "seed", engine="fast", **over)
+    assert np.isinf(fast.kl[:8]).all()
+    _compare(counts, 2, "seed", **over)
+
+
 @settings(max_examples=120, deadline=None)
 @given(
     counts=histograms(min_bins=20),
