@@ -116,7 +116,43 @@ def run_bench(quick: bool = False, out: Callable[[str], None] = print) -> list[B
         rows.extend(_onnxruntime_itself(reps))
         rows.extend(_app_rows())
     _print(rows, out)
+    if not quick:
+        out("")
+        out(_cell_costs(next(r for r in rows if r.name == "seed 2048/128"), 2048, 128))
     return rows
+
+
+def _numpy_ns_per_element(n: int = 8192, repeats: int = 200) -> dict[str, float]:
+    """What one numpy pass costs here, per element, on arrays of the sweep's block size."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random(n) + 0.5, rng.random(n) + 0.5
+    table, idx, o = rng.random(2049), rng.integers(0, 2049, n), np.empty(n)
+    passes = {
+        "log": lambda: np.log(x, out=o),
+        "gather": lambda: table[idx],
+        "multiply": lambda: np.multiply(x, y, out=o),
+    }
+    costs = {}
+    for name, fn in passes.items():
+        best = min(_median_time(fn, repeats) for _ in range(3))
+        costs[name] = best / n * 1e9
+    return costs
+
+
+def _cell_costs(seed_row: BenchRow, n_bins: int, T: int) -> str:
+    """The seed sweep's cost per (candidate, level) cell, beside numpy's per-pass costs
+    measured now, and the cost per cell that 1000x the seed's loop would allow."""
+    cells = (n_bins - T) * T
+    c = _numpy_ns_per_element()
+    per_cell = seed_row.sweep_s / cells * 1e9
+    line = (
+        f"seed {n_bins}/{T}: {cells:,} (candidate, level) cells at {per_cell:.1f} ns each; "
+        f"numpy here, per element: log {c['log']:.2f} ns, gather {c['gather']:.2f} ns, "
+        f"multiply {c['multiply']:.2f} ns"
+    )
+    if seed_row.loop_s is not None:
+        line += f". 1000x the seed's loop allows {seed_row.loop_s / 1000 / cells * 1e9:.1f} ns"
+    return line
 
 
 def _target(variant: str, n_bins: int, sweep_s: float, loop_s, quick: bool):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import calib
-from calib.bench import run_bench
+from calib.bench import BenchRow, _cell_costs, run_bench
 from calib.cli import main
 
 
@@ -72,6 +72,17 @@ def test_bench_quick_runs_every_variant_and_agrees_with_the_loops():
     assert all(r.same_answer for r in rows)
     assert all(r.loop_s > 0 and r.sweep_s > 0 for r in rows)
     assert lines[0].startswith("case")
+
+
+def test_bench_reports_the_seed_sweeps_cost_per_cell_and_what_1000x_allows():
+    # 1920 candidates x 128 levels = 245,760 cells: 2.4576 ms is 10 ns a cell
+    row = BenchRow("seed 2048/128", loop_s=4.9152, sweep_s=2.4576e-3, same_answer=True)
+    line = _cell_costs(row, 2048, 128)
+    assert "245,760 (candidate, level) cells at 10.0 ns each" in line
+    assert line.endswith("1000x the seed's loop allows 20.0 ns")
+    for name in ("log", "gather", "multiply"):
+        cost = float(line.split(f"{name} ")[1].split(" ns")[0])
+        assert 0 < cost < 100
 
 
 def test_python_dash_m_calib_runs(hist_file):
