@@ -71,7 +71,8 @@ with ui_explore.synced_query_params(KEY):
         + (f"; overridden: {dict(c.overrides)}" if c.overrides else "")
     )
     m = view.metrics
-    cols = st.columns(7)
+    # two rows of four: seven metrics in one row cut values like "0.0089%" at 1440 px
+    cols = [*st.columns(4), *st.columns(4)]
     cols[0].metric(
         "Threshold (bins)", "—" if r.dead else f"{r.best}",
         help="The chosen candidate as the variant's own loop counts it (seed, ncnn, "

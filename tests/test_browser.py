@@ -190,6 +190,8 @@ def test_explore_page_in_chromium(page, shots):
     expect(bins).to_have_text(re.compile(r"^\d+$"))
     before = (bins.inner_text(), threshold.inner_text())
     _assert_no_exception(page)
+    _settled(page)
+    _screenshot(page, shots / "screenshot_explore.png")  # the view a user first meets
 
     # move the target bins slider by keyboard to the nearest smaller value that moves the clip
     default = DEFAULT_TARGET_BINS["seed"]
@@ -213,7 +215,6 @@ def test_explore_page_in_chromium(page, shots):
     _settled(page)
     expect(plots.first).to_be_visible()
     _assert_no_exception(page)
-    _screenshot(page, shots / "screenshot_explore.png")
 
 
 @pytest.mark.parametrize("path", list(PAGES))
