@@ -22,7 +22,7 @@ def _apptest(page: str):
 def explore_slider_ms(changes: int = 6) -> tuple[float, float]:
     """Median server time (ms) of a rerun after a target-bins change on the default view,
     and of the first run. Each change is to a value not seen before (nothing cached)."""
-    at = _apptest("app.py")
+    at = _apptest("app.py")  # the entry point, which runs Explore
     t0 = time.perf_counter()
     at.run()
     first = time.perf_counter() - t0

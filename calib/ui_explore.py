@@ -1,8 +1,8 @@
-"""The Explore page's machinery (app.py): its sidebar controls, its one cached
+"""The Explore page's machinery (pages/0_Explore.py): its sidebar controls, its one cached
 computation, the candidate the user picks, the downloads, and the view's state in the
 query string.
 
-The UI layer: app.py imports this, this imports ``calib.ui`` (the widgets the pages
+The UI layer: the page imports this, this imports ``calib.ui`` (the widgets the pages
 share) and the core, never the reverse. Cached values are immutable (frozen dataclasses)
 and kept with ``st.cache_resource``; caches are keyed by primitives (a source's ``key``,
 ints, names), never by hashing arrays.

@@ -63,7 +63,7 @@ __all__ = [
 HIST_TYPES = ["npz", "json", "npy", "csv"]
 CACHE_TYPES = ["cache", "calib", "table", "txt", "json"]
 ROW_CACHE_ENTRIES = 64
-EXPLORE = "app.py"
+EXPLORE = "pages/0_Explore.py"
 
 HELP = f"""
 **Worst first** means the lowest SQNR first: the error the chosen clip causes, rounding

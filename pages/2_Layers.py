@@ -33,7 +33,7 @@ ul.summary(layers, settings, rows, ordered, matches)
 recs = report.records(ordered, matches)
 layer = ul.show_table(recs)
 if layer is not None:
-    # EXPLORE is "app.py": st.switch_page resolves it against the main script, as before
+    # st.switch_page resolves the page's path against the entry point, app.py
     st.switch_page(ul.EXPLORE, query_params=ul.explore_params(layers, settings, layer))
 ul.explore_note(layers)
 

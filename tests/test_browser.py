@@ -217,6 +217,20 @@ def test_explore_page_in_chromium(page, shots):
     _assert_no_exception(page)
 
 
+def test_the_sidebar_lists_the_pages_by_name(page, server):
+    from playwright.sync_api import expect
+
+    page.goto(server)
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    expect(links.first).to_be_visible()
+    assert [t.strip() for t in links.all_inner_texts()] == ["Explore", "Learn", "Layers", "Compare"]
+    links.filter(has_text="Layers").click()
+    expect(page.locator(PAGES["Layers"]).first).to_be_visible()
+    assert page.url.rstrip("/").endswith("/Layers")
+    _settled(page)
+    _assert_no_exception(page)
+
+
 @pytest.mark.parametrize("path", list(PAGES))
 def test_every_page_opens_without_an_error(page, server, shots, path):
     from playwright.sync_api import expect

@@ -110,7 +110,7 @@ def test_target_bins_too_large_shows_an_error_and_keeps_the_other_rows():
 
 
 def test_selecting_a_row_opens_it_in_explore():
-    # switch_page resolves "app.py" against the entry point, so enter through it
+    # switch_page resolves page paths against the entry point, so enter through app.py
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception

@@ -1,0 +1,168 @@
+"""Explore: where a KL (entropy) calibrator clips one activation histogram, and why.
+
+The app's default page (``streamlit run app.py``). Opens on a real model's layer (the FFN output of
+all-MiniLM-L6-v2's first block, shipped in assets/); the sidebar switches to any other
+layer, a built-in demo, or an upload. The view's state lives in the query string
+(``?src=model&layer=...&variant=...``, see ``calib.ui_explore.parse_explore_query``), so a link
+reproduces it. The computation is ``calib.ui_explore.explore_view``; this script only wires it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from calib import ui, ui_explore
+from calib.figures import histogram_figure, kl_curve_figure, pq_figure
+
+KEY = "explore"
+
+
+def fmt(value: float, digits: int = 4) -> str:
+    """A number for a metric: 4 significant digits, "undefined" for inf or NaN."""
+    return f"{value:.{digits}g}" if math.isfinite(value) else "undefined"
+
+
+def percent(fraction: float) -> str:
+    """A share as a percentage, 2 significant digits (the metric column is narrow)."""
+    return f"{fmt(100 * fraction, 2)}%" if math.isfinite(fraction) else "undefined"
+
+
+def decibels(db: float) -> str:
+    return f"{db:.1f} dB" if math.isfinite(db) else ("∞ dB" if db > 0 else "undefined")
+
+
+st.set_page_config(page_title="calib: explore a KL calibration", layout="wide")
+st.title("KL calibration explorer")
+st.write(
+    "Where an entropy (KL-divergence) INT8 calibrator clips one activation histogram: the "
+    "clip on the histogram, the KL of every candidate threshold, and P against Q at the "
+    "chosen one and at any candidate you pick. It opens on a real model's layer; the "
+    "sidebar picks another layer, a demo or your own file, and every implementation choice."
+)
+
+with ui_explore.synced_query_params(KEY):
+    source = ui.histogram_source(KEY)
+    c = ui_explore.explore_controls(source, KEY)
+
+    view, problem = None, ui_explore.policy_error(c.variant, dict(c.overrides))
+    if problem:
+        problem = (
+            f"Impossible policy combination for {c.variant}: {problem}. Change one of the "
+            "overridden policies in the sidebar, or reset them to the preset."
+        )
+    else:
+        try:
+            view = ui_explore.explore_view(
+                source.key, c.variant, c.overrides, c.target_bins, c.hist_bins, c.num_bits,
+                c.show_variants, _source=source,
+            )  # fmt: skip
+        except ValueError as err:
+            problem = f"Cannot sweep with these settings: {err}"
+    if view is None:
+        st.error(problem)
+        st.stop()
+    r, h = view.result, view.hist
+
+    st.caption(
+        f"**{view.label}**: {h.n_bins} bins on [{h.edges[0]:.4g}, {h.edges[-1]:.4g}], "
+        f"{h.total:.6g} counts; {c.variant}, {view.target_bins} levels, {c.num_bits}-bit"
+        + (f"; overridden: {dict(c.overrides)}" if c.overrides else "")
+    )
+    m = view.metrics
+    # two rows of four: seven metrics in one row cut values like "0.0089%" at 1440 px
+    cols = [*st.columns(4), *st.columns(4)]
+    cols[0].metric(
+        "Threshold (bins)", "—" if r.dead else f"{r.best}",
+        help="The chosen candidate as the variant's own loop counts it (seed, ncnn, "
+        "ModelOpt: kept bins; MXNet, ONNX Runtime: bins on each side of zero).",
+    )  # fmt: skip
+    cols[1].metric("Threshold", fmt(r.amax), help="The clip amax, in activation units.")
+    cols[2].metric("Max |x|", fmt(view.max_abs), help="Where the data end.")
+    cols[3].metric("Threshold / max", fmt(view.ratio, 3))
+    cols[4].metric(
+        "Clipped mass", "undefined" if m is None else percent(m.clipped_fraction),
+        help="Share of the values beyond the clip.",
+    )  # fmt: skip
+    cols[5].metric("KL at minimum", fmt(r.min_kl), help="KL(P‖Q) of the chosen candidate.")
+    cols[6].metric(
+        "SQNR", "undefined" if m is None else decibels(m.sqnr_db),
+        help=f"Signal to quantization noise of a {c.num_bits}-bit symmetric quantizer "
+        "clipped at the threshold (rounding plus clipping error).",
+    )  # fmt: skip
+
+    if not r.dead:
+        d1, d2, _ = st.columns([1, 1, 5])
+        d1.download_button(
+            "KL curve (CSV)", lambda: ui_explore.kl_curve_csv(r), file_name="kl_curve.csv",
+            mime="text/csv", on_click="ignore", key=f"{KEY}_csv",
+        )  # fmt: skip
+        d2.download_button(
+            "Threshold (JSON)", lambda: ui_explore.threshold_json(view), file_name="threshold.json",
+            mime="application/json", on_click="ignore", key=f"{KEY}_json",
+        )  # fmt: skip
+
+    hist_slot = st.empty()
+    if r.dead:
+        hist_slot.plotly_chart(histogram_figure(h, r, log_y=c.log_y), key=f"{KEY}_histogram")
+        st.warning(
+            "Every count is zero (a dead layer): no clip is defined, amax is 0. A "
+            "calibration table should flag this tensor rather than trust its scale."
+        )
+        st.stop()
+
+    left, right = st.columns(2)
+    kl_slot = left.empty()
+    with left:
+        picked = ui_explore.pick_candidate(r, KEY)
+    i_picked = r.index_of(picked)
+    hist_slot.plotly_chart(
+        histogram_figure(h, r, log_y=c.log_y, others=view.others(), picked=r.thresholds[i_picked]),
+        key=f"{KEY}_histogram",
+    )
+    kl_slot.plotly_chart(
+        kl_curve_figure(r, picked=picked),
+        key=f"{KEY}_kl_curve",
+        on_select="rerun",
+        selection_mode="points",
+    )
+    right.plotly_chart(
+        pq_figure(
+            r.distributions(),
+            log_y=c.log_y,
+            title=f"Chosen: P and Q at {r.amax:.4g} (bin {r.best}, KL {r.min_kl:.4g})",
+        ),
+        key=f"{KEY}_pq_chosen",
+    )
+
+    left, right = st.columns(2)
+    pq = r.distributions(picked)
+    left.plotly_chart(
+        pq_figure(
+            pq,
+            log_y=c.log_y,
+            title=f"Picked: P and Q at {pq.threshold:.4g} (bin {picked}, KL {pq.kl:.4g})",
+        ),
+        key=f"{KEY}_pq_picked",
+    )
+    rows = [("entropy: " + c.variant, r.amax, m)]
+    rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants)]
+    right.markdown(f"**Every threshold on this histogram** ({c.num_bits}-bit quantizer)")
+    right.dataframe(
+        [
+            {
+                "method": name,
+                "amax": amax,
+                "amax / max": amax / view.max_abs,
+                "clipped %": None if mm is None else 100 * mm.clipped_fraction,
+                "SQNR dB": None if mm is None else mm.sqnr_db,
+            }
+            for name, amax, mm in rows
+        ],
+        hide_index=True,
+    )
+    right.caption(
+        "max: the largest |x|; percentile: ModelOpt's 99.99th; mse: the clip with the "
+        "smallest expected quantization error. They are the faint lines on the histogram."
+    )
