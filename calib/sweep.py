@@ -563,7 +563,7 @@ class _Tables:
         self.NZ = _prefix(nz)
         self.PHI = _prefix(self.phi[:-1])
         self.W = _prefix(self.w[:-1])
-        # one gather fetches all six at a set of bin indices
+        # for the whole-bin merges: one gather fetches H and NZ (and W) at a set of bins
         self.stacked_hnz = np.stack([self.H, self.NZ])
         self.stacked_hnzw = np.stack([self.H, self.NZ, self.W])
 
