@@ -1,7 +1,9 @@
 """Slow, plain-loop references: the oracles the vectorised sweep is tested against.
 
-Nothing here is fast or clever on purpose. ``seed_threshold_distribution`` follows the
-seed's own loop line by line (the blog post in shared/seed, = ncnn 2019); the
+Nothing here is fast or clever on purpose. ``seed_as_published`` is the seed's own loop
+exactly as the blog post in shared/seed prints it (= ncnn 2019), the benchmark's baseline;
+``seed_loop`` / ``seed_threshold_distribution`` follow it line by line with the project's
+rule for an overshooting group edge, and return every candidate's KL for the tests; the
 ``*_loop`` functions follow each implementation's algorithm as its source describes it,
 one candidate and one bin at a time. They live in the package, not in tests/, so that
 ``python -m calib bench`` can time them against the sweep from an installed copy.
