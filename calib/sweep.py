@@ -755,6 +755,10 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     logq = np.log(q) if positive else np.log(np.maximum(q, _TINY))
     dw = _level_diff(W_f)
     dw[unused] = 0.0
+    # bin i-1, which holds the tail, is in the last level: its Q is the level's true value
+    # (where the positive-value trick made an empty last level tiny, that is 0 again)
+    v_last = np.where(last_mass > 0, value[last_level], last_mass / (last_count + _TINY))
+    out.v_hi[rows] = v_last
     A = (tab.PHI[b] - tab.PHI[0]) - np.vecdot(logq.reshape(n, K), dw.reshape(n, K))
     if policy.normalize == "pq":
         out.W[rows] = tab.W[b]
@@ -763,7 +767,7 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
         count[last_level] = 0.0  # the last level's own term, with its true value
         count[unused] = 0.0
         qsum = np.vecdot(value.reshape(n, K), count.reshape(n, K))
-        out.qsum[rows] = qsum + _true_value(value, last_level, last_mass, last_count) * last_count
+        out.qsum[rows] = qsum + v_last * last_count
 
     # Split bins: level k counted bin f_k with q' = v_k + s; its true q' mixes in v_(k-1):
     # add p' (log(v_k + s) - log(q' + s)). Where fr = 0 (slots 0 and T among them) the
@@ -779,14 +783,6 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
     gap[0] = 0.0
     np.subtract(logq[1:], logqs, out=gap[1:])
     out.A[rows] = A + np.vecdot(p.reshape(n, K), gap.reshape(n, K))
-    # bin i-1, which holds the tail, is in the last level: its Q is the level's true value
-    out.v_hi[rows] = _true_value(value, last_level, last_mass, last_count)
-
-
-def _true_value(value, last_level, last_mass, last_count):
-    """The last level's Q value; where the positive-value trick above made an empty one
-    the smallest normal number, this is 0 again."""
-    return np.where(last_mass > 0, value[last_level], last_mass / (last_count + _TINY))
 
 
 def _interpolate(at_floor: np.ndarray, frac: np.ndarray, slope: np.ndarray) -> np.ndarray:
