@@ -1,7 +1,7 @@
 """calib's Streamlit app: ``streamlit run app.py``.
 
 This entry point only lists the pages, under the names the sidebar shows; each page is a
-short script in pages/ over the ``calib.ui_*`` modules. Explore is the default page (its
+short script in pages/ over the ``calib.app`` modules. Explore is the default page (its
 URL is the site root, so ``/?layer=...`` links keep working).
 """
 

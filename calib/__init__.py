@@ -10,7 +10,8 @@ The numerical modules import numpy and the standard library only; plots live in
 ``calib.figures`` and the Streamlit app outside the package.
 """
 
-from calib.files import (
+from calib.histogram import DEFAULT_BINS, Histogram, as_histogram
+from calib.io import (
     load_histogram_file,
     load_histograms,
     load_histograms_meta,
@@ -24,7 +25,6 @@ from calib.files import (
     write_ort_calibration_json,
     write_trt_cache,
 )
-from calib.histogram import DEFAULT_BINS, Histogram, as_histogram
 from calib.methods import (
     METHODS,
     Calibration,

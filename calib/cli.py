@@ -1,6 +1,7 @@
 """The command line: ``python -m calib FILE`` prints a threshold table; ``bench`` times.
 
-The table is :func:`calib.report.threshold_rows`: the Layers page's rows and flags.
+The table is :func:`calib.report.cli_records` of :func:`calib.report.layer_table`: the
+Layers page's rows and flags.
 
 Examples
 --------
@@ -20,12 +21,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from calib import io as cio
 from calib import report
 from calib.methods import METHODS
 from calib.policies import VARIANTS
-from calib.report import CLI_COLUMNS, threshold_rows
+from calib.report import CLI_COLUMNS
 
-__all__ = ["main", "threshold_rows"]
+__all__ = ["main"]
 
 _COLUMNS = CLI_COLUMNS
 
@@ -110,7 +112,7 @@ def _progress_printer():
 def _collect(ns: argparse.Namespace) -> int:
     import os
 
-    from calib import collect, files
+    from calib import collect
 
     try:
         arrays = collect.load_inputs(ns.inputs)
@@ -134,7 +136,7 @@ def _collect(ns: argparse.Namespace) -> int:
             tensors=ns.tensors,
             op_types=ns.op_types,
         )
-        files.save_histograms(ns.out, hists, meta=meta)
+        cio.save_histograms(ns.out, hists, meta=meta)
     except (ValueError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.insert(0, "thresholds")
     ns = _parser().parse_args(args)
     if ns.command == "bench":
-        from calib.bench import run_bench
+        from calib.dev.bench import run_bench
 
         rows = run_bench(quick=ns.quick)
         return 0 if all(r.met is not False for r in rows) else 1
@@ -157,11 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command != "thresholds":
         _parser().print_help()
         return 2
-    from calib import files
-
     try:
         with open(ns.file, "rb") as f:
-            hists = files.load_histogram_file(f, ns.file)
+            hists = cio.load_histogram_file(f, ns.file)
         layer_rows = report.layer_table(hists, ns.method, ns.variant, ns.num_bits, ns.target_bins)
         rows = report.cli_records(layer_rows)
         # the Layers page's exports: scales only for a positive, finite amax

@@ -3,8 +3,8 @@
 The app's default page (``streamlit run app.py``). Opens on a real model's layer (the FFN output of
 all-MiniLM-L6-v2's first block, shipped in assets/); the sidebar switches to any other
 layer, a built-in demo, or an upload. The view's state lives in the query string
-(``?src=model&layer=...&variant=...``, see ``calib.ui_explore.parse_explore_query``), so a link
-reproduces it. The computation is ``calib.ui_explore.explore_view``; this script only wires it.
+(``?src=model&layer=...&variant=...``, see ``calib.explore.parse_explore_query``), so a link
+reproduces it. The computation is ``calib.explore.explore_view``; this script only wires it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 
 import streamlit as st
 
-from calib import ui, ui_explore
+from calib.app import explore, sources
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
 
 KEY = "explore"
@@ -42,11 +42,11 @@ st.write(
     "sidebar picks another layer, a demo or your own file, and every implementation choice."
 )
 
-with ui_explore.synced_query_params(KEY):
-    source = ui.histogram_source(KEY)
-    c = ui_explore.explore_controls(source, KEY)
+with explore.synced_query_params(KEY):
+    source = sources.histogram_source(KEY)
+    c = explore.explore_controls(source, KEY)
 
-    view, problem = None, ui_explore.policy_error(c.variant, dict(c.overrides))
+    view, problem = None, explore.policy_error(c.variant, dict(c.overrides))
     if problem:
         problem = (
             f"Impossible policy combination for {c.variant}: {problem}. Change one of the "
@@ -54,7 +54,7 @@ with ui_explore.synced_query_params(KEY):
         )
     else:
         try:
-            view = ui_explore.explore_view(
+            view = explore.explore_view(
                 source.key, c.variant, c.overrides, c.target_bins, c.hist_bins, c.num_bits,
                 c.show_variants, _source=source,
             )  # fmt: skip
@@ -95,11 +95,11 @@ with ui_explore.synced_query_params(KEY):
     if not r.dead:
         d1, d2, _ = st.columns([1, 1, 5])
         d1.download_button(
-            "KL curve (CSV)", lambda: ui_explore.kl_curve_csv(r), file_name="kl_curve.csv",
+            "KL curve (CSV)", lambda: explore.kl_curve_csv(r), file_name="kl_curve.csv",
             mime="text/csv", on_click="ignore", key=f"{KEY}_csv",
         )  # fmt: skip
         d2.download_button(
-            "Threshold (JSON)", lambda: ui_explore.threshold_json(view), file_name="threshold.json",
+            "Threshold (JSON)", lambda: explore.threshold_json(view), file_name="threshold.json",
             mime="application/json", on_click="ignore", key=f"{KEY}_json",
         )  # fmt: skip
 
@@ -115,7 +115,7 @@ with ui_explore.synced_query_params(KEY):
     left, right = st.columns(2)
     kl_slot = left.empty()
     with left:
-        picked = ui_explore.pick_candidate(r, KEY)
+        picked = explore.pick_candidate(r, KEY)
     i_picked = r.index_of(picked)
     hist_slot.plotly_chart(
         histogram_figure(h, r, log_y=c.log_y, others=view.others(), picked=r.thresholds[i_picked]),

@@ -1,15 +1,15 @@
 """Learn: how a KL (entropy) calibrator picks its clip, one candidate at a time.
 
 A top-to-bottom script: the widgets, cached computations and sections are in
-``calib.ui_learn``, the numbers from ``calib.learn`` (built on the sweep's own
-``SweepResult`` and ``PQ``), the figures from ``calib.figures_learn``.
+``calib.app.learn``, the numbers from ``calib.learn`` (built on the sweep's own
+``SweepResult`` and ``PQ``), the figures from ``calib.figures.learn``.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from calib import ui_learn as ul
+from calib.app import learn as ul
 
 st.set_page_config(page_title="calib: learn the KL calibrator", layout="wide")
 st.title("Learn: how a KL calibrator picks its clip")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from calib import report
-from calib import ui_layers as ul
+from calib.app import layers as ul
 
 st.set_page_config(page_title="calib: layers", layout="wide")
 st.title("Layers")

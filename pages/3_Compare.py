@@ -1,7 +1,7 @@
 """Compare: every KL variant and calibration method on one histogram, and why they disagree.
 
 The numbers come from ``calib.compare`` (``compare`` for the table, ``attribute`` for the
-"why" tabs), the figures from ``calib.figures_compare``. Both are cached by primitives: a
+"why" tabs), the figures from ``calib.figures.compare``. Both are cached by primitives: a
 digest of the histogram, the number of levels, the variant.
 """
 
@@ -11,9 +11,9 @@ import math
 
 import streamlit as st
 
-from calib import ui
+from calib.app import sources
 from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
-from calib.figures_compare import attribution_figure, clips_figure, kl_curves_figure
+from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
 from calib.policies import VARIANT_NOTES, VARIANTS
 
@@ -34,11 +34,11 @@ def cached_attribution(
     return attribute(_hist, variant, target_bins, target_bins, sweeper=Sweeper(_hist, WORKERS))
 
 
-def size_options(source: ui.Source) -> tuple[tuple[int, ...], int]:
+def size_options(source: sources.Source) -> tuple[tuple[int, ...], int]:
     """Histogram sizes to offer (Explore's), and the default: 2048 bins for raw samples,
     a binned histogram's own size (it can only be merged down)."""
-    native = ui.native_bins(source)
-    return ui.hist_bin_choices(source), native
+    native = sources.native_bins(source)
+    return sources.hist_bin_choices(source), native
 
 
 def fmt(x: float) -> str:
@@ -48,7 +48,7 @@ def fmt(x: float) -> str:
 st.set_page_config(page_title="calib: compare", layout="wide")
 st.title("Compare implementations and methods")
 
-source = ui.histogram_source("compare")
+source = sources.histogram_source("compare")
 with st.sidebar:
     st.header("Settings")
     options, default = size_options(source)
@@ -69,7 +69,7 @@ with st.sidebar:
     log_y = st.checkbox("Log count axis", value=True, key="compare_log_y")
 
 target_bins = int(levels) if same else None
-hist = ui.sized_histogram(source, int(hist_bins))
+hist = sources.sized_histogram(source, int(hist_bins))
 digest = histogram_digest(hist)
 st.caption(f"{source.label} · {hist.n_bins} bins")
 st.write(

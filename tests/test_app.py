@@ -19,7 +19,8 @@ import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
-from calib import files, ui, ui_explore
+from calib import io as cio
+from calib.app import explore, sources
 from calib.demos import DEMOS
 from calib.histogram import DEFAULT_BINS, Histogram
 from calib.methods import amax_max, amax_mse, amax_percentile, clip_metrics
@@ -29,7 +30,7 @@ from calib.sweep import kl_sweep
 APP = str(Path(__file__).resolve().parents[1] / "app.py")  # the entry point: Explore first
 EXPLORE = "0_Explore.py"
 TIMEOUT = 60
-LAYER = ui.DEFAULT_LAYER
+LAYER = sources.DEFAULT_LAYER
 METRICS = [
     "Threshold (bins)",
     "Threshold",
@@ -42,7 +43,7 @@ METRICS = [
 
 
 def model_hist(layer: str = LAYER) -> Histogram:
-    return files.load_histograms(ui.ASSET_PATH)[layer]  # straight from the file
+    return cio.load_histograms(sources.ASSET_PATH)[layer]  # straight from the file
 
 
 def run_app(**query: str) -> AppTest:
@@ -188,12 +189,12 @@ def test_every_demo_renders(demo):
         assert metrics(at)["Threshold"] == "0"
         return
     assert len(at.get("plotly_chart")) == 4
-    h = ui._demo(demo, DEFAULT_BINS)
+    h = sources._demo(demo, DEFAULT_BINS)
     if demo == "Seed ramp":  # the seed's own example: 2048 bins, 128 levels, answer 2047
         assert metrics(at)["Threshold (bins)"] == "2047"
         r = kl_sweep(h)
     else:  # the samples, histogrammed at the default size
-        r = kl_sweep(Histogram.from_samples(ui._demo_samples(demo), bins=DEFAULT_BINS))
+        r = kl_sweep(Histogram.from_samples(sources._demo_samples(demo), bins=DEFAULT_BINS))
     assert_clip_at(at, r.amax, r.min_kl)
 
 
@@ -351,7 +352,7 @@ def two_layers() -> dict[str, Histogram]:
 def test_multi_layer_npz_upload_with_layer_picker():
     hists = two_layers()
     buf = io.BytesIO()
-    files.save_histograms(buf, hists)
+    cio.save_histograms(buf, hists)
     at = run_app()
     at.radio(key="explore_kind").set_value("histogram").run()
     assert at.info and ".npz" in at.info[0].value  # asks for a file
@@ -401,7 +402,7 @@ def test_raw_sample_uploads_are_histogrammed_at_the_chosen_size(fmt):
     at = upload(run_app(), "samples", f"acts.{fmt}", data)
     assert not at.error
     assert at.select_slider(key="explore_hist_bins").options == [
-        str(b) for b in ui.SAMPLE_BIN_CHOICES
+        str(b) for b in sources.SAMPLE_BIN_CHOICES
     ]
     r = kl_sweep(Histogram.from_samples(x, bins=DEFAULT_BINS))
     assert_clip_at(at, r.amax, r.min_kl)
@@ -441,13 +442,13 @@ def test_bad_uploads_show_an_error_and_keep_the_previous_view(what, kind, name, 
     assert len(at.error) == 1
     message = at.error[0].value
     assert message.startswith("Could not use that file:") and match in message
-    assert f"Still showing the previous view: {ui.MODEL_NAME}: {LAYER}" in message
+    assert f"Still showing the previous view: {sources.MODEL_NAME}: {LAYER}" in message
     assert metrics(at) == before and len(at.get("plotly_chart")) == 4
 
 
 def test_oversize_upload_is_refused(monkeypatch):
     # the server refuses files over maxUploadSize itself; the page checks again
-    monkeypatch.setattr(ui, "MAX_UPLOAD_BYTES", 2000)
+    monkeypatch.setattr(sources, "MAX_UPLOAD_BYTES", 2000)
     at = upload(run_app(), "samples", "big.npy", npy(np.ones(1000)))
     assert len(at.error) == 1 and "uploads are limited to" in at.error[0].value
 
@@ -489,7 +490,7 @@ def test_query_params_set_before_the_run_are_honoured():
 
 def test_the_layers_page_link_opens_that_layer():
     layer = "encoder.layer.2.output.dense:output"
-    link = ui_explore.explore_query("model", layer=layer, variant="ncnn")
+    link = explore.explore_query("model", layer=layer, variant="ncnn")
     at = run_app(**link)
     assert at.selectbox(key="explore_model_layer").value == layer
     r = kl_sweep(model_hist(layer), variant="ncnn")

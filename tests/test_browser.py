@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from calib import ui
+from calib.app import sources
 from calib.policies import DEFAULT_TARGET_BINS
 from calib.sweep import kl_sweep
 
@@ -134,7 +134,7 @@ def _metric(page, label: str):
 def _nearest_target_bins_that_moves_the_clip(default: int) -> int:
     """The largest target_bins below ``default`` where the default layer's seed sweep picks
     another bin (the page opens on that layer)."""
-    hist = ui.model_histograms()[ui.DEFAULT_LAYER]
+    hist = sources.model_histograms()[sources.DEFAULT_LAYER]
 
     def best(t: int) -> int:
         return kl_sweep(hist, target_bins=t).best

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import calib
-from calib.bench import BenchRow, _cell_costs, run_bench
 from calib.cli import main
+from calib.dev.bench import BenchRow, _cell_costs, run_bench
 
 
 @pytest.fixture

@@ -1,35 +1,77 @@
-"""The layering rule: pages -> ui -> figures -> core, never the reverse.
+"""The layering rule, checked by folder: pages -> calib.app -> calib.figures -> the core.
 
-Every module of the package that is not a UI or figure module is core: importing it must
-not load streamlit or plotly. New modules are covered without editing this file.
+Every module of the package outside ``calib/app/`` and ``calib/figures/`` is core: it must
+neither import streamlit or plotly nor, once imported, have loaded them. Figures must not
+import streamlit. New modules are covered without editing this file.
 """
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "calib"
-UI_PREFIXES = ("ui", "figures")
-CORE = sorted(
-    p.stem
-    for p in PACKAGE.glob("*.py")
-    if not p.stem.startswith(UI_PREFIXES) and p.stem != "__main__"
-)
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "calib"
 
 
-def test_the_core_is_most_of_the_package():
-    assert {"histogram", "policies", "sweep", "methods", "files", "collect"} <= set(CORE)
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = sorted(_module(p) for p in PACKAGE.rglob("*.py"))
+CORE = [m for m in MODULES if not m.startswith(("calib.app", "calib.figures"))]
+IMPORTABLE = [m for m in CORE if m != "calib.__main__"]  # that one runs the CLI
+FIGURES = [m for m in MODULES if m.startswith("calib.figures")]
+
+
+def _imports(module: str) -> set[str]:
+    """Every top-level package a module's source imports, at any depth of its code."""
+    path = ROOT / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = ROOT / module.replace(".", "/") / "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_the_folders_hold_what_the_layout_says():
+    assert {"calib.histogram", "calib.policies", "calib.sweep", "calib.methods", "calib.io"} <= set(
+        CORE
+    )
+    assert {"calib.dev.reference", "calib.dev.bench", "calib.collect"} <= set(CORE)
+    assert "calib.figures.base" in FIGURES
 
 
 @pytest.mark.parametrize("module", CORE)
-def test_core_module_imports_no_streamlit_or_plotly(module):
-    name = "calib" if module == "__init__" else f"calib.{module}"
+def test_core_source_imports_no_ui(module):
+    """Not even lazily, inside a function: the core must work where the UI is not installed."""
+    bad = {
+        m
+        for m in _imports(module)
+        if m.split(".")[0] in ("streamlit", "plotly")
+        or m.startswith(("calib.app", "calib.figures"))
+    }
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("module", FIGURES)
+def test_figures_import_no_streamlit(module):
+    assert not {m for m in _imports(module) if m.split(".")[0] == "streamlit"}
+
+
+def test_importing_the_whole_core_loads_neither_streamlit_nor_plotly():
+    """One fresh interpreter imports every core module (catches imports made indirectly)."""
     code = (
-        f"import sys, {name}; "
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('streamlit', 'plotly')); "
+        f"import importlib, sys\nfor m in {IMPORTABLE!r}:\n    importlib.import_module(m)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('streamlit', 'plotly'))\n"
         "assert not bad, bad[:3]"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr

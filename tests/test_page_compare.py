@@ -1,4 +1,4 @@
-"""The Compare page (pages/3_Compare.py) under AppTest, and its figures (calib.figures_compare).
+"""The Compare page (pages/3_Compare.py) under AppTest, and its figures (calib.figures.compare).
 
 The page's numbers are checked against direct ``kl_sweep`` / ``calibrate`` calls on the same
 histogram, and its figures read back as plotly JSON.
@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from calib import files
+from calib import io as cio
+from calib.app.sources import ASSET_PATH, DEFAULT_LAYER
 from calib.compare import attribute, compare
 from calib.demos import DEMOS, demo_histogram
-from calib.figures_compare import attribution_figure, clips_figure, kl_curves_figure
+from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
 from calib.methods import METHODS, calibrate
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS
 from calib.sweep import kl_sweep
-from calib.ui import ASSET_PATH, DEFAULT_LAYER
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Compare.py")
 TIMEOUT = 60
@@ -60,7 +60,7 @@ def clip_lines(fig: dict) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def model_layer() -> Histogram:
-    return files.load_histograms(ASSET_PATH)[DEFAULT_LAYER]
+    return cio.load_histograms(ASSET_PATH)[DEFAULT_LAYER]
 
 
 # --------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import calib
-from calib import files, report, ui
+from calib import io as cio
+from calib import report
+from calib.app import sources
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/2_Layers.py"
@@ -35,12 +37,12 @@ def table(at: AppTest):
 
 
 def model_rows(**settings) -> dict[str, report.LayerRow]:
-    return {r.layer: r for r in report.layer_table(ui.model_histograms(), **settings)}
+    return {r.layer: r for r in report.layer_table(sources.model_histograms(), **settings)}
 
 
 def npz_bytes(hists) -> bytes:
     buf = io.BytesIO()
-    files.save_histograms(buf, hists)
+    cio.save_histograms(buf, hists)
     return buf.getvalue()
 
 
@@ -63,7 +65,7 @@ def test_default_view_lists_the_real_model_worst_first():
     at = run_page()
     assert not at.error
     df = table(at)
-    hists = ui.model_histograms()
+    hists = sources.model_histograms()
     assert len(df) == len(hists) == 72
     assert set(df["layer"]) == set(hists)
     sqnr = df["SQNR dB"].to_numpy()
@@ -164,12 +166,12 @@ def test_exports_read_back(downloads):
     doc = json.loads(download(at, "layers_dl_json", downloads))
     assert doc["settings"]["method"] == "entropy" and len(doc["layers"]) == 3
 
-    trt = files.read_trt_cache_full(io.StringIO(download(at, "layers_dl_trt", downloads)))
+    trt = cio.read_trt_cache_full(io.StringIO(download(at, "layers_dl_trt", downloads)))
     assert set(trt.amax) == {"conv1 / relu", "fc: out [0]"}  # the dead layer has no scale
     assert not trt.problems
     for name, amax in trt.amax.items():
         assert amax == pytest.approx(rows[name].amax, rel=1e-6)
-    ort = files.read_ort_calibration_json(io.StringIO(download(at, "layers_dl_ort", downloads)))
+    ort = cio.read_ort_calibration_json(io.StringIO(download(at, "layers_dl_ort", downloads)))
     assert ort.ranges["fc: out [0]"][1] == pytest.approx(rows["fc: out [0]"].amax, rel=1e-6)
     assert any("dead layer" in c.value and "no scale" in c.value for c in at.caption)
 
@@ -204,7 +206,7 @@ def test_a_cache_shows_cached_thresholds_and_flags_problems():
     amax[names[6]] = 0.0  # a zero scale
     amax["(Unnamed Layer* 7) [Activation]_output"] = 1.0  # a generated name, not ours
     buf = io.StringIO()
-    files.write_trt_cache(buf, amax)
+    cio.write_trt_cache(buf, amax)
     at = run_page()
     cache = ("model.cache", buf.getvalue().encode(), "text/plain")
     at.file_uploader(key="layers_cache_file").set_value(cache).run()

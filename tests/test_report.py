@@ -6,15 +6,14 @@ import csv
 import io
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import calib
-from calib import files, report
+from calib import io as cio
+from calib import report
 from calib.histogram import Histogram
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,7 +183,7 @@ def test_error_rows_keep_the_rest_of_the_table():
     assert rows[1].error == "" and rows[1].amax > 0
     assert rows[0].record()["flags"].startswith("error: ")
     with pytest.raises(ValueError, match=r"layer .small.*target_bins"):
-        report.threshold_rows({"small": small}, target_bins=128)
+        report.cli_records(report.layer_table({"small": small}, target_bins=128))
     with pytest.raises(ValueError, match="method must be one of"):
         report.layer_table(LAYERS, "kl")
 
@@ -205,8 +204,8 @@ def test_worst_first_is_lowest_sqnr_with_dead_and_errors_on_top():
     assert sorted(r.layer for r in ordered) == sorted(LAYERS)
 
 
-def test_threshold_rows_has_the_cli_columns():
-    rows = report.threshold_rows(LAYERS, "max")
+def test_cli_records_have_the_cli_columns():
+    rows = report.cli_records(report.layer_table(LAYERS, "max"))
     assert all(tuple(r) == report.CLI_COLUMNS for r in rows)
     assert rows[-1]["flags"] == "dead" and rows[-1]["amax"] == 0.0
 
@@ -233,15 +232,15 @@ def test_trt_cache_and_ort_json_round_trip_without_dead_layers():
     rows = report.layer_table(LAYERS)
     text, skipped = report.trt_cache_text(rows)
     assert skipped == ["dead"]
-    assert text.startswith(files.TRT_DEFAULT_HEADER + "\n")
-    back = files.read_trt_cache(io.StringIO(text))
+    assert text.startswith(cio.TRT_DEFAULT_HEADER + "\n")
+    back = cio.read_trt_cache(io.StringIO(text))
     assert list(back) == [r.layer for r in rows if r.layer != "dead"]
     for row in rows:
         if row.layer != "dead":
             assert back[row.layer] == pytest.approx(row.amax, rel=1e-6)  # float32 scale
     ort_text, skipped = report.ort_json_text(rows)
     assert skipped == ["dead"]
-    ort = files.read_ort_calibration_json(io.StringIO(ort_text))
+    ort = cio.read_ort_calibration_json(io.StringIO(ort_text))
     assert ort.method == "Entropy"
     for name, (lo, hi) in ort.ranges.items():
         amax = next(r.amax for r in rows if r.layer == name)
@@ -249,9 +248,9 @@ def test_trt_cache_and_ort_json_round_trip_without_dead_layers():
 
 
 # -- calibration caches ----------------------------------------------------------------------
-def trt_bytes(amax: dict, header: str = files.TRT_DEFAULT_HEADER) -> bytes:
+def trt_bytes(amax: dict, header: str = cio.TRT_DEFAULT_HEADER) -> bytes:
     buf = io.StringIO()
-    files.write_trt_cache(buf, amax, header=header)
+    cio.write_trt_cache(buf, amax, header=header)
     return buf.getvalue().encode()
 
 
@@ -260,7 +259,7 @@ def test_read_calibration_file_reads_every_kind():
     assert trt.kind == "tensorrt" and trt.version == 8601
     assert trt.amax == pytest.approx({"a": 1.0, "b: c [0]": 2.0}, rel=1e-6)
     buf = io.StringIO()
-    files.write_ort_calibration_json(buf, {"a": (-1.5, 0.5)}, method="Entropy")
+    cio.write_ort_calibration_json(buf, {"a": (-1.5, 0.5)}, method="Entropy")
     ort = report.read_calibration_file(buf.getvalue().encode(), "calibration.json")
     assert ort.kind == "onnxruntime json" and ort.amax == {"a": 1.5}
     assert ort.algorithm == "Entropy"
@@ -304,7 +303,7 @@ def test_compare_cache_ratio_and_disagreement():
     assert math.isnan(recs[3]["cached amax"])  # signed laplace: not cached
 
 
-def checks_of(amax: dict, layers, header: str = files.TRT_DEFAULT_HEADER) -> dict:
+def checks_of(amax: dict, layers, header: str = cio.TRT_DEFAULT_HEADER) -> dict:
     cache = report.read_calibration_file(trt_bytes(amax, header), "c.cache")
     found: dict[str, list[str]] = {}
     for c in report.check_cache(cache, layers):
@@ -339,11 +338,3 @@ def test_each_cache_check_fires():
     assert len(header["header"]) == 2  # version not a number; not an entropy calibrator
     nan = report.read_calibration_file(b"TRT-8601-EntropyCalibration2\na: 7fc00000\n", "c")
     assert "NaN scale" in report.check_cache(nan, ["a"])[0].message
-
-
-def test_report_is_core_no_streamlit_or_plotly():
-    code = "import sys, calib.report; print(sorted({'streamlit', 'plotly'} & set(sys.modules)))"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert out.stdout.strip() == "[]"

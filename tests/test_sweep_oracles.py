@@ -1,4 +1,4 @@
-"""The vectorised sweep against the slow loops of calib.reference, on generated histograms.
+"""The vectorised sweep against the slow loops of calib.dev.reference, on generated histograms.
 
 Every variant's ``kl_sweep`` (engine "dense", and "fast" wherever the sweep accepts it, else
 "auto") must give, candidate by candidate, the KL its loop gives: inf exactly where the loop
@@ -31,9 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calib.histogram import Histogram
-from calib.policies import VARIANTS
-from calib.reference import (
+from calib.dev.reference import (
     modelopt_loop,
     mxnet_loop,
     mxnet_smooth,
@@ -43,6 +41,8 @@ from calib.reference import (
     seed_as_published,
     seed_loop,
 )
+from calib.histogram import Histogram
+from calib.policies import VARIANTS
 from calib.sweep import kl_sweep
 
 RTOL = 1e-9

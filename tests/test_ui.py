@@ -1,4 +1,4 @@
-"""calib.ui and calib.ui_explore without a page: uploads, sizes, the Explore computation,
+"""calib.app.sources and calib.app.explore without a page: uploads, sizes, the Explore computation,
 downloads, the query string, and the figures' named shapes. Each answer is checked against
 the core called directly (kl_sweep, clip_metrics, the amax_* methods), never against ui
 itself."""
@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from calib import files, ui, ui_explore
+from calib import io as cio
+from calib.app import explore, sources
 from calib.demos import DEMOS
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
 from calib.histogram import DEFAULT_BINS, Histogram
@@ -65,17 +66,19 @@ def two_layers() -> dict[str, Histogram]:
 
 def calib_npz(hists: dict[str, Histogram]) -> bytes:
     buf = io.BytesIO()
-    files.save_histograms(buf, hists)
+    cio.save_histograms(buf, hists)
     return buf.getvalue()
 
 
-def samples_source(x: np.ndarray, key: str = "samples:test") -> ui.Source:
+def samples_source(x: np.ndarray, key: str = "samples:test") -> sources.Source:
     x = np.asarray(x, dtype=np.float64)
-    return ui.Source("samples", "x", Histogram.from_samples(x), samples=x, key=key)
+    return sources.Source("samples", "x", Histogram.from_samples(x), samples=x, key=key)
 
 
-def model_source(layer: str = ui.DEFAULT_LAYER) -> ui.Source:
-    return ui.Source("model", layer, ui.model_histograms()[layer], layer=layer, key=f"m:{layer}")
+def model_source(layer: str = sources.DEFAULT_LAYER) -> sources.Source:
+    return sources.Source(
+        "model", layer, sources.model_histograms()[layer], layer=layer, key=f"m:{layer}"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -84,13 +87,13 @@ def model_source(layer: str = ui.DEFAULT_LAYER) -> ui.Source:
 def test_read_upload_multi_layer_npz_picks_a_layer():
     hists = two_layers()
     up = FakeUpload("model.npz", calib_npz(hists))
-    first = ui.read_upload(up, "histogram")
+    first = sources.read_upload(up, "histogram")
     assert first.kind == "histogram" and first.layer == "conv1"
     assert first.hist == hists["conv1"]
-    second = ui.read_upload(up, "histogram", "conv 2/relu")
+    second = sources.read_upload(up, "histogram", "conv 2/relu")
     assert second.hist == hists["conv 2/relu"] and second.label == "model.npz: conv 2/relu"
     assert first.key != second.key  # caches tell the layers apart
-    assert ui.read_upload(up, "histogram", "no such layer").layer == "conv1"
+    assert sources.read_upload(up, "histogram", "no such layer").layer == "conv1"
 
 
 @pytest.mark.parametrize(
@@ -116,7 +119,7 @@ def test_read_upload_multi_layer_npz_picks_a_layer():
     ],
 )
 def test_read_upload_single_histograms(name, data, counts, edges):
-    src = ui.read_upload(FakeUpload(name, data), "histogram")
+    src = sources.read_upload(FakeUpload(name, data), "histogram")
     np.testing.assert_array_equal(src.hist.counts, counts)
     np.testing.assert_allclose(src.hist.edges, edges)
     assert src.samples is None and src.key.startswith("histogram:")
@@ -130,7 +133,7 @@ def test_read_upload_single_histograms(name, data, counts, edges):
     ],
 )
 def test_read_upload_samples(name, data):
-    src = ui.read_upload(FakeUpload(name, data), "samples")
+    src = sources.read_upload(FakeUpload(name, data), "samples")
     np.testing.assert_array_equal(np.sort(src.samples), [-4.0, -1.0, 0.5, 2.0])
     assert src.hist == Histogram.from_samples(src.samples, bins=DEFAULT_BINS)
     assert src.kind == "samples" and src.label == name
@@ -159,20 +162,20 @@ BAD = [
 @pytest.mark.parametrize(("what", "name", "data", "kind", "match"), BAD, ids=[b[0] for b in BAD])
 def test_bad_uploads_are_value_errors_that_say_what_was_wrong(what, name, data, kind, match):
     with pytest.raises(ValueError, match=match):
-        ui.read_upload(FakeUpload(name, data), kind)
+        sources.read_upload(FakeUpload(name, data), kind)
 
 
 def test_oversize_upload_is_refused_before_parsing(monkeypatch):
-    monkeypatch.setattr(ui, "MAX_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr(sources, "MAX_UPLOAD_BYTES", 1000)
     big = npy_bytes(np.ones(200))  # a valid file, 1728 bytes
     for kind in ("histogram", "samples"):
         with pytest.raises(ValueError, match="limited to"):
-            ui.read_upload(FakeUpload("big.npy", big), kind)
+            sources.read_upload(FakeUpload("big.npy", big), kind)
 
 
 def test_upload_limit_matches_the_server_setting():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert ui.MAX_UPLOAD_BYTES == config["server"]["maxUploadSize"] * 2**20
+    assert sources.MAX_UPLOAD_BYTES == config["server"]["maxUploadSize"] * 2**20
 
 
 @settings(max_examples=150, deadline=None)
@@ -190,7 +193,7 @@ def test_upload_limit_matches_the_server_setting():
 def test_any_bytes_give_a_source_or_a_value_error(data, ext, kind):
     """Whatever a user uploads, the page can say what was wrong: nothing but ValueError."""
     try:
-        src = ui.read_upload(FakeUpload(f"f.{ext}", data), kind)
+        src = sources.read_upload(FakeUpload(f"f.{ext}", data), kind)
     except ValueError as exc:
         assert str(exc)
     else:
@@ -204,16 +207,16 @@ def test_sized_histogram_rehistograms_samples_and_merges_histograms_down():
     x = np.random.default_rng(2).standard_normal(3000)
     src = samples_source(x)
     for bins, signed in [(64, False), (1000, False), (513, True)]:
-        h = ui.sized_histogram(src, bins, signed=signed)
+        h = sources.sized_histogram(src, bins, signed=signed)
         assert h == Histogram.from_samples(x, bins=bins, signed=signed)
     keyless = dataclasses.replace(src, key="")  # another page's Source: computed, not cached
-    assert ui.sized_histogram(keyless, 100) == Histogram.from_samples(x, bins=100)
+    assert sources.sized_histogram(keyless, 100) == Histogram.from_samples(x, bins=100)
 
     binned = model_source()
     n = binned.hist.n_bins
-    assert ui.sized_histogram(binned, n) is binned.hist
-    assert ui.sized_histogram(binned, 10 * n) is binned.hist  # never split
-    merged = ui.sized_histogram(binned, 512)
+    assert sources.sized_histogram(binned, n) is binned.hist
+    assert sources.sized_histogram(binned, 10 * n) is binned.hist  # never split
+    merged = sources.sized_histogram(binned, 512)
     assert merged == binned.hist.rebin(512) and merged.total == pytest.approx(binned.hist.total)
 
 
@@ -234,24 +237,24 @@ def test_sized_histogram_rehistograms_samples_and_merges_histograms_down():
     ],
 )
 def test_default_target_bins(variant, bits, levels):
-    assert ui_explore.default_target_bins(variant, bits) == levels
+    assert explore.default_target_bins(variant, bits) == levels
     if bits == 8:
         assert levels == DEFAULT_TARGET_BINS[variant]
 
 
 def test_hist_bin_choices_and_snapping():
-    assert ui.hist_bin_choices(samples_source(np.arange(10.0))) == ui.SAMPLE_BIN_CHOICES
-    assert 8001 in ui.SAMPLE_BIN_CHOICES and DEFAULT_BINS in ui.SAMPLE_BIN_CHOICES
-    small = ui.Source("histogram", "h", Histogram.from_counts(np.ones(200)), key="h")
-    assert ui.hist_bin_choices(small) == (16, 32, 64, 128, 200)
-    choices = ui.hist_bin_choices(model_source())
+    assert sources.hist_bin_choices(samples_source(np.arange(10.0))) == sources.SAMPLE_BIN_CHOICES
+    assert 8001 in sources.SAMPLE_BIN_CHOICES and DEFAULT_BINS in sources.SAMPLE_BIN_CHOICES
+    small = sources.Source("histogram", "h", Histogram.from_counts(np.ones(200)), key="h")
+    assert sources.hist_bin_choices(small) == (16, 32, 64, 128, 200)
+    choices = sources.hist_bin_choices(model_source())
     assert choices[-1] == model_source().hist.n_bins and choices[-2] == 2048
-    assert ui.snap_hist_bins(1024, choices, 7) == 1024
-    assert ui.snap_hist_bins(1000, choices, 7) == 1024
-    assert ui.snap_hist_bins(90, choices, 7) == 64  # nearer 64 than 128 on a log scale
-    assert ui.snap_hist_bins(10**6, choices, 7) == choices[-1]
+    assert sources.snap_hist_bins(1024, choices, 7) == 1024
+    assert sources.snap_hist_bins(1000, choices, 7) == 1024
+    assert sources.snap_hist_bins(90, choices, 7) == 64  # nearer 64 than 128 on a log scale
+    assert sources.snap_hist_bins(10**6, choices, 7) == choices[-1]
     for bad in (None, "x", -5, 0, math.nan):
-        assert ui.snap_hist_bins(bad, choices, 7) == 7
+        assert sources.snap_hist_bins(bad, choices, 7) == 7
 
 
 # --------------------------------------------------------------------------------------
@@ -260,7 +263,7 @@ def test_hist_bin_choices_and_snapping():
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_compute_view_matches_the_core(variant):
     src = model_source()
-    view = ui_explore.compute_view(src, variant, (), 100, 1024, 6)
+    view = explore.compute_view(src, variant, (), 100, 1024, 6)
     h = src.hist.rebin(1024)
     expected = kl_sweep(h, target_bins=100, variant=variant)
     assert view.hist == h and view.hist_bins == 1024 and view.target_bins == 100
@@ -278,7 +281,7 @@ def test_compute_view_matches_the_core(variant):
 
 def test_compute_view_applies_overrides_and_names_impossible_ones():
     src = model_source()
-    view = ui_explore.compute_view(src, "seed", {"zero_q": "inf", "smoothing": "add_eps"})
+    view = explore.compute_view(src, "seed", {"zero_q": "inf", "smoothing": "add_eps"})
     expected = kl_sweep(src.hist, variant="seed", zero_q="inf", smoothing="add_eps")
     assert view.result.amax == expected.amax
     assert view.result.policy == dataclasses.replace(
@@ -287,22 +290,22 @@ def test_compute_view_applies_overrides_and_names_impossible_ones():
     assert view.overrides == (("zero_q", "inf"), ("smoothing", "add_eps"))
     assert view.target_bins == 128  # the variant's own levels when none are given
     with pytest.raises(ValueError, match="half_window"):
-        ui_explore.compute_view(src, "seed", {"layout": "signed"})
-    assert "half_window" in ui_explore.policy_error("seed", {"layout": "signed"})
-    assert ui_explore.policy_error("seed", {"merge": "linspace"}) is None
+        explore.compute_view(src, "seed", {"layout": "signed"})
+    assert "half_window" in explore.policy_error("seed", {"layout": "signed"})
+    assert explore.policy_error("seed", {"merge": "linspace"}) is None
     with pytest.raises(ValueError, match="target_bins"):
-        ui_explore.compute_view(src, "seed", (), 600, 512)
+        explore.compute_view(src, "seed", (), 600, 512)
 
 
 def test_signed_variants_histogram_samples_signed():
     x = np.random.default_rng(3).standard_normal(4000) - 0.5
     src = samples_source(x, key="samples:signed-test")
-    view = ui_explore.compute_view(src, "mxnet", (), 255, 1024)
+    view = explore.compute_view(src, "mxnet", (), 255, 1024)
     h = Histogram.from_samples(x, bins=1024, signed=True)
     assert view.hist == h and view.hist.is_signed
     assert view.result.amax == kl_sweep(h, target_bins=255, variant="mxnet").amax
     # the same variant forced unsigned is histogrammed as |x|
-    forced = ui_explore.compute_view(
+    forced = explore.compute_view(
         src, "mxnet", {"layout": "unsigned", "candidates": "kept_bins"}, 255, 1024
     )
     assert not forced.hist.is_signed
@@ -310,30 +313,30 @@ def test_signed_variants_histogram_samples_signed():
 
 def test_other_variants_at_their_own_levels():
     src = model_source()
-    view = ui_explore.compute_view(src, "seed", (), 64, None, 8, with_variants=True)
+    view = explore.compute_view(src, "seed", (), 64, None, 8, with_variants=True)
     names = [o.name for o in view.variants]
     assert names == [v for v in VARIANTS if v != "seed"]
     for o in view.variants:
         assert o.amax == kl_sweep(src.hist, variant=o.name).amax  # 8-bit defaults
     # with overrides the preset itself is another answer, so it is drawn too
-    overridden = ui_explore.compute_view(src, "seed", {"zero_q": "inf"}, with_variants=True)
+    overridden = explore.compute_view(src, "seed", {"zero_q": "inf"}, with_variants=True)
     assert [o.name for o in overridden.variants] == list(VARIANTS)
 
 
 def test_dead_view_has_no_metrics():
-    src = ui.Source("demo", "Dead layer", Histogram.from_counts(np.zeros(300)), key="dead")
-    view = ui_explore.compute_view(src, "seed")
+    src = sources.Source("demo", "Dead layer", Histogram.from_counts(np.zeros(300)), key="dead")
+    view = explore.compute_view(src, "seed")
     assert view.result.dead and view.metrics is None and math.isnan(view.ratio)
     assert all(o.amax == 0 and o.metrics is None for o in view.methods)
-    doc = json.loads(ui_explore.threshold_json(view))
+    doc = json.loads(explore.threshold_json(view))
     assert doc["amax"] == 0 and doc["kl"] is None and doc["sqnr_db"] is None
 
 
 def test_explore_view_is_cached_on_its_primitive_keys():
     src = model_source()
-    a = ui_explore.explore_view(src.key, "seed", (), 120, 1024, 8, _source=src)
-    assert ui_explore.explore_view(src.key, "seed", (), 120, 1024, 8, _source=src) is a
-    b = ui_explore.explore_view(src.key, "seed", (), 121, 1024, 8, _source=src)
+    a = explore.explore_view(src.key, "seed", (), 120, 1024, 8, _source=src)
+    assert explore.explore_view(src.key, "seed", (), 120, 1024, 8, _source=src) is a
+    b = explore.explore_view(src.key, "seed", (), 121, 1024, 8, _source=src)
     assert b is not a and b.target_bins == 121
 
 
@@ -341,8 +344,8 @@ def test_explore_view_is_cached_on_its_primitive_keys():
 # downloads
 # --------------------------------------------------------------------------------------
 def test_kl_curve_csv_round_trips_exactly():
-    view = ui_explore.compute_view(model_source(), "onnxruntime", (), 64, 512)
-    rows = list(csv.reader(io.StringIO(ui_explore.kl_curve_csv(view.result))))
+    view = explore.compute_view(model_source(), "onnxruntime", (), 64, 512)
+    rows = list(csv.reader(io.StringIO(explore.kl_curve_csv(view.result))))
     assert rows[0] == ["candidate", "threshold", "kl"]
     body = np.array(rows[1:], dtype=np.float64)
     r = view.result
@@ -350,14 +353,14 @@ def test_kl_curve_csv_round_trips_exactly():
     np.testing.assert_array_equal(body[:, 1], r.thresholds)
     np.testing.assert_array_equal(body[:, 2], r.kl)
     dead = kl_sweep(np.zeros(300))
-    lines = ui_explore.kl_curve_csv(dead).splitlines()
+    lines = explore.kl_curve_csv(dead).splitlines()
     assert len(lines) == 1 + dead.candidates.size and lines[1].endswith(",inf")
 
 
 def test_threshold_json():
     src = model_source()
-    view = ui_explore.compute_view(src, "modelopt", {"ties": "first"}, 128, 1024, 8)
-    doc = json.loads(ui_explore.threshold_json(view))
+    view = explore.compute_view(src, "modelopt", {"ties": "first"}, 128, 1024, 8)
+    doc = json.loads(explore.threshold_json(view))
     r = view.result
     assert doc == {
         "source": src.label,
@@ -378,26 +381,26 @@ def test_threshold_json():
 # a click on the KL curve
 # --------------------------------------------------------------------------------------
 def test_candidate_from_selection_maps_x_to_the_nearest_candidate():
-    r = ui_explore.compute_view(model_source(), "seed", (), 128, 512).result
+    r = explore.compute_view(model_source(), "seed", (), 128, 512).result
     rng = np.random.default_rng(4)
     for x in rng.uniform(r.thresholds[0] - 1, r.thresholds[-1] + 1, 30):
         nearest = min(zip(r.candidates, r.thresholds, strict=True), key=lambda ct: abs(ct[1] - x))[
             0
         ]
         state = {"selection": {"points": [{"x": float(x), "y": 1.0, "curve_number": 0}]}}
-        assert ui_explore.candidate_from_selection(state, r) == nearest
-        assert ui_explore.candidate_from_selection(state["selection"], r) == nearest
-        assert ui_explore.candidate_from_selection(state["selection"]["points"], r) == nearest
+        assert explore.candidate_from_selection(state, r) == nearest
+        assert explore.candidate_from_selection(state["selection"], r) == nearest
+        assert explore.candidate_from_selection(state["selection"]["points"], r) == nearest
     exact = int(r.candidates[17])
-    assert ui_explore.candidate_from_selection([{"x": r.thresholds[17]}], r) == exact
+    assert explore.candidate_from_selection([{"x": r.thresholds[17]}], r) == exact
     for empty in (None, {}, {"selection": {"points": []}}, [{"y": 2.0}], [{"x": "a"}]):
-        assert ui_explore.candidate_from_selection(empty, r) is None
+        assert explore.candidate_from_selection(empty, r) is None
 
 
 # --------------------------------------------------------------------------------------
 # the query string
 # --------------------------------------------------------------------------------------
-LAYERS = list(ui.model_histograms())
+LAYERS = list(sources.model_histograms())
 
 
 def test_parse_explore_query_full_link():
@@ -407,7 +410,7 @@ def test_parse_explore_query_full_link():
         "hist_bins": "1024", "num_bits": "6", "log_y": "false", "merge": "linspace",
         "eps": "0.001", "stride": "3", "unrelated": "x",
     }  # fmt: skip
-    out, bad = ui_explore.parse_explore_query(params, {}, LAYERS)
+    out, bad = explore.parse_explore_query(params, {}, LAYERS)
     assert bad == []
     assert out["explore_kind"] == "model" and out["explore_model_layer"] == layer
     assert out["explore_variant"] == "mxnet" and out["explore_target_bins"] == 200
@@ -420,47 +423,44 @@ def test_parse_explore_query_full_link():
 
 
 def test_parse_explore_query_defaults_and_bad_values():
-    out, bad = ui_explore.parse_explore_query({"variant": "mxnet"}, {}, LAYERS)
+    out, bad = explore.parse_explore_query({"variant": "mxnet"}, {}, LAYERS)
     assert out["explore_target_bins"] == 255 and bad == []
-    assert {f"explore_policy_{f}" for f in ui_explore.POLICY_FIELDS} <= set(out)
-    out, _ = ui_explore.parse_explore_query({"num_bits": "4"}, {"explore_variant": "mxnet"}, LAYERS)
+    assert {f"explore_policy_{f}" for f in explore.POLICY_FIELDS} <= set(out)
+    out, _ = explore.parse_explore_query({"num_bits": "4"}, {"explore_variant": "mxnet"}, LAYERS)
     assert out["explore_target_bins"] == 15
-    out, _ = ui_explore.parse_explore_query(
-        {"src": "demo", "demo": "GELU", "layer": "x"}, {}, LAYERS
-    )
+    out, _ = explore.parse_explore_query({"src": "demo", "demo": "GELU", "layer": "x"}, {}, LAYERS)
     assert out == {"explore_kind": "demo", "explore_demo": "GELU"}  # layer means nothing here
-    out, _ = ui_explore.parse_explore_query({"src": "histogram", "layer": "conv1"}, {}, LAYERS)
+    out, _ = explore.parse_explore_query({"src": "histogram", "layer": "conv1"}, {}, LAYERS)
     assert out["explore_upload_layer"] == "conv1"  # checked once the file is uploaded
     params = {
         "src": "web", "layer": "nope", "demo": "Cauchy", "variant": "tensorrt",
         "num_bits": "40", "target_bins": "1", "hist_bins": "many", "log_y": "maybe",
         "merge": "sideways", "stride": "0", "eps": "2",
     }  # fmt: skip
-    out, bad = ui_explore.parse_explore_query(params, {}, LAYERS)
+    out, bad = explore.parse_explore_query(params, {}, LAYERS)
     assert out == {}
     assert sorted(m.split("=")[0] for m in bad) == sorted(f"Ignored {name}" for name in params)
 
 
 def test_explore_link_opens_that_layer():
-    link = ui_explore.explore_link(LAYERS[3], variant="ncnn")
+    link = explore.explore_link(LAYERS[3], variant="ncnn")
     parts = urlsplit(link)
     assert parts.path == "/"
     params = dict(parse_qsl(parts.query))
     assert params == {"src": "model", "layer": LAYERS[3], "variant": "ncnn"}
-    out, bad = ui_explore.parse_explore_query(params, {}, LAYERS)
+    out, bad = explore.parse_explore_query(params, {}, LAYERS)
     assert not bad and out["explore_model_layer"] == LAYERS[3]
-    assert ui_explore.explore_query("demo", demo="GELU", log_y=False, target_bins=64) == {
+    assert explore.explore_query("demo", demo="GELU", log_y=False, target_bins=64) == {
         "src": "demo", "demo": "GELU", "log_y": "false", "target_bins": "64",
     }  # fmt: skip
 
 
 def test_every_policy_field_has_help_from_the_policies_table():
-    assert set(ui_explore.POLICY_FIELDS) == {f.name for f in dataclasses.fields(Policy)}
-    for f in ui_explore.POLICY_FIELDS:
-        assert len(ui_explore.POLICY_HELP[f]) > 10, f
+    assert set(explore.POLICY_FIELDS) == {f.name for f in dataclasses.fields(Policy)}
+    for f in explore.POLICY_FIELDS:
+        assert len(explore.POLICY_HELP[f]) > 10, f
     assert (
-        "fractional" in ui_explore.POLICY_HELP["merge"]
-        and "modelopt" in ui_explore.POLICY_HELP["stride"]
+        "fractional" in explore.POLICY_HELP["merge"] and "modelopt" in explore.POLICY_HELP["stride"]
     )
 
 
@@ -539,10 +539,10 @@ def test_pq_figure_title_and_axes():
 
 def test_every_demo_has_a_view():
     for name in DEMOS:
-        h = ui._demo(name, DEFAULT_BINS)
-        x = None if h.is_dead else ui._demo_samples(name)
-        src = ui.Source("demo", name, h, samples=x, key=f"demo:{name}")
-        view = ui_explore.compute_view(src, "seed")
+        h = sources._demo(name, DEFAULT_BINS)
+        x = None if h.is_dead else sources._demo_samples(name)
+        src = sources.Source("demo", name, h, samples=x, key=f"demo:{name}")
+        view = explore.compute_view(src, "seed")
         assert view.result.dead == (name == "Dead layer")
         if name == "Seed ramp":
             assert view.result.best == 2047

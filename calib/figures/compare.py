@@ -16,41 +16,32 @@ import numpy as np
 import plotly.graph_objects as go
 
 from calib.compare import Attribution, Comparison
-from calib.figures import base_layout, step_outline
+from calib.figures.base import (
+    COMPARE_HEIGHT,
+    FALLBACK_COLOR,
+    KEPT_COLOR,
+    METHOD_COLORS,
+    PALE_COLOR,
+    VARIANT_COLORS,
+    base_layout,
+    step_outline,
+)
 from calib.sweep import SweepResult
 
 __all__ = ["attribution_figure", "clips_figure", "kl_curves_figure", "line_style"]
 
-# one colour per variant (solid lines) and per method (dotted lines)
-VARIANT_COLORS = {
-    "seed": "#d62728",
-    "ncnn": "#9467bd",
-    "mxnet": "#2ca02c",
-    "onnxruntime": "#ff7f0e",
-    "modelopt": "#17becf",
-}
-METHOD_COLORS = {
-    "max": "#7f7f7f",
-    "percentile": "#8c564b",
-    "mse": "#e377c2",
-    "entropy": "#bcbd22",
-}
-HIST_COLOR = "#c6d4e1"  # a pale histogram, so the clip lines stand out
-WITH_COLOR = "#1f77b4"
-FIGURE_HEIGHT = 380
-
 
 def _layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
     return fig.update_layout(
-        base_layout(title, x_title, y_title, height=FIGURE_HEIGHT, hovermode="closest")
+        base_layout(title, x_title, y_title, height=COMPARE_HEIGHT, hovermode="closest")
     )
 
 
 def line_style(name: str, kind: str) -> dict:
     """The line of one row: variants solid, methods dotted, each in its own colour."""
     if kind == "variant":
-        return {"color": VARIANT_COLORS.get(name, "#333333"), "width": 2, "dash": "solid"}
-    return {"color": METHOD_COLORS.get(name, "#333333"), "width": 2, "dash": "dot"}
+        return {"color": VARIANT_COLORS.get(name, FALLBACK_COLOR), "width": 2, "dash": "solid"}
+    return {"color": METHOD_COLORS.get(name, FALLBACK_COLOR), "width": 2, "dash": "dot"}
 
 
 def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
@@ -64,7 +55,7 @@ def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
     fig = go.Figure(
         go.Scatter(
             x=x, y=y, name="histogram", mode="lines", fill="tozeroy", showlegend=False,
-            line={"color": HIST_COLOR, "width": 1}, fillcolor=HIST_COLOR,
+            line={"color": PALE_COLOR, "width": 1}, fillcolor=PALE_COLOR,
             hovertemplate="x = %{x:.4g}<br>count = %{y:.4g}<extra></extra>",
         )
     )  # fmt: skip
@@ -140,9 +131,9 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
     names = [e.group.name for e in effects][::-1]
     fig = go.Figure()
     for label, attr, color in (
-        ("seed + group", "moved_with", WITH_COLOR),
+        ("seed + group", "moved_with", KEPT_COLOR),
         (f"{attribution.variant} − group", "moved_back", VARIANT_COLORS.get(
-            attribution.variant, "#333333")),
+            attribution.variant, FALLBACK_COLOR)),
     ):  # fmt: skip
         moves = [getattr(e, attr) for e in effects][::-1]
         fig.add_trace(
@@ -154,7 +145,7 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
         )  # fmt: skip
     gap = attribution.gap
     if math.isfinite(gap):
-        fig.add_vline(x=gap, name="gap", line={"color": "#333333", "dash": "dash", "width": 1})
+        fig.add_vline(x=gap, name="gap", line={"color": FALLBACK_COLOR, "dash": "dash", "width": 1})
     fig.add_vline(x=0, name="zero", line={"color": "#999999", "width": 1})
     title = f"{attribution.variant}: what moves the amax (gap {gap:.4g})"
     _layout(fig, title, "how far the amax moves (activation units; dashed: the gap)", "")

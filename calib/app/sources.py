@@ -1,7 +1,7 @@
 """Streamlit widgets the pages share: where a histogram comes from, and its size.
 
 The UI layer: pages import this, this imports the core, never the reverse. The Explore
-page's own controls, computation and query-string state are in ``calib.ui_explore``.
+page's own controls, computation and query-string state are in ``calib.app.explore``.
 Cached values are immutable (frozen Histograms with read-only arrays, frozen dataclasses)
 and kept with ``st.cache_resource``, which stores the objects themselves: nothing is
 pickled. Caches are keyed by primitives (a source's ``key``, ints, names), never by
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from calib import files
+from calib import io as cio
 from calib.demos import DEMOS, demo_histogram, demo_samples
 from calib.histogram import DEFAULT_BINS, Histogram
 
@@ -41,7 +41,7 @@ __all__ = [
     "snap_hist_bins",
 ]
 
-ASSET_PATH = Path(__file__).resolve().parent.parent / "assets" / "minilm_histograms.npz"
+ASSET_PATH = Path(__file__).resolve().parents[2] / "assets" / "minilm_histograms.npz"
 MODEL_NAME = "all-MiniLM-L6-v2"
 # The FFN output of the first block: one [CLS] value near 196 against a bulk below 10.
 DEFAULT_LAYER = "encoder.layer.0.output.dense:output"
@@ -81,7 +81,7 @@ class Source:
 @st.cache_resource(show_spinner=False)
 def model_histograms() -> dict[str, Histogram]:
     """The real model's per-layer histograms shipped in assets/."""
-    return files.load_histograms(ASSET_PATH)
+    return cio.load_histograms(ASSET_PATH)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -100,12 +100,12 @@ def _demo_samples(name: str) -> np.ndarray | None:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _parse_histograms(upload_id: str, name: str, _data: bytes) -> dict[str, Histogram]:
     # keyed by the upload's id (and name), not by hashing up to 50 MB on every rerun
-    return files.load_histogram_file(io.BytesIO(_data), name)
+    return cio.load_histogram_file(io.BytesIO(_data), name)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _parse_samples(upload_id: str, name: str, _data: bytes) -> np.ndarray:
-    x = files.load_samples_file(io.BytesIO(_data), name)
+    x = cio.load_samples_file(io.BytesIO(_data), name)
     x.setflags(write=False)
     return x
 
@@ -230,7 +230,7 @@ def _choose(key: str, kind: str) -> Source:
                 "raw activation samples as .npy (any shape) or .csv (numbers)."
                 if kind == "samples"
                 else "a histogram as the project's multi-layer .npz, or .npy / .csv / .json "
-                "(see calib/files.py for the layouts)."
+                "(see calib/io/ for the layouts)."
             )
         )
         st.stop()

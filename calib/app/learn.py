@@ -2,7 +2,7 @@
 
 The UI layer: the page calls these top to bottom. The numbers come from ``calib.learn``
 (built on the sweep's own ``SweepResult`` and ``PQ``, no Streamlit), the figures from
-``calib.figures_learn``. Cached values are the core's frozen dataclasses and plotly
+``calib.figures.learn``. Cached values are the core's frozen dataclasses and plotly
 figures, kept with ``st.cache_resource`` and keyed by primitives.
 """
 
@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from calib import figures_learn as fl
 from calib import learn
+from calib.app.sources import histogram_source, sized_histogram
+from calib.figures import learn as fl
 from calib.histogram import Histogram
 from calib.policies import VARIANT_NOTES, VARIANTS, Policy
 from calib.sweep import PQ, SweepResult
-from calib.ui import histogram_source, sized_histogram
 
 __all__ = [
     "NUM",

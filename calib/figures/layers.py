@@ -13,13 +13,10 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from calib.figures.base import CLIP_COLOR, KEPT_COLOR, LAYERS_HEIGHT, base_layout
 from calib.report import LayerRow
 
 __all__ = ["sqnr_figure"]
-
-CLEAN_COLOR = "#1f77b4"
-FLAGGED_COLOR = "#d62728"
-FIGURE_HEIGHT = 320
 
 
 def sqnr_figure(rows: Sequence[LayerRow], title: str = "SQNR of each tensor") -> go.Figure:
@@ -34,8 +31,8 @@ def sqnr_figure(rows: Sequence[LayerRow], title: str = "SQNR of each tensor") ->
     """
     fig = go.Figure()
     for name, color, pick in (
-        ("clean", CLEAN_COLOR, lambda r: not r.flags),
-        ("flagged", FLAGGED_COLOR, lambda r: bool(r.flags)),
+        ("clean", KEPT_COLOR, lambda r: not r.flags),
+        ("flagged", CLIP_COLOR, lambda r: bool(r.flags)),
     ):
         points = [(i, r) for i, r in enumerate(rows) if pick(r) and math.isfinite(r.sqnr_db)]
         fig.add_trace(
@@ -51,11 +48,8 @@ def sqnr_figure(rows: Sequence[LayerRow], title: str = "SQNR of each tensor") ->
             )
         )
     fig.update_layout(
-        title={"text": title, "x": 0.01, "xanchor": "left"},
-        height=FIGURE_HEIGHT,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        base_layout(
+            title, "tensor (file order)", "SQNR (dB)", height=LAYERS_HEIGHT, hovermode="closest"
+        )
     )
-    fig.update_xaxes(title_text="tensor (file order)")
-    fig.update_yaxes(title_text="SQNR (dB)")
     return fig

@@ -2,7 +2,7 @@
 computation, the candidate the user picks, the downloads, and the view's state in the
 query string.
 
-The UI layer: the page imports this, this imports ``calib.ui`` (the widgets the pages
+The UI layer: the page imports this, this imports ``calib.app.sources`` (the widgets the pages
 share) and the core, never the reverse. Cached values are immutable (frozen dataclasses)
 and kept with ``st.cache_resource``; caches are keyed by primitives (a source's ``key``,
 ints, names), never by hashing arrays.
@@ -22,6 +22,18 @@ import numpy as np
 import streamlit as st
 
 from calib import policies
+from calib.app.sources import (
+    DEFAULT_LAYER,
+    MODEL_NAME,
+    SOURCE_KINDS,
+    Source,
+    _default,
+    hist_bin_choices,
+    model_histograms,
+    native_bins,
+    sized_histogram,
+    snap_hist_bins,
+)
 from calib.demos import DEMOS
 from calib.histogram import Histogram
 from calib.methods import (
@@ -35,18 +47,6 @@ from calib.methods import (
 )
 from calib.policies import DEFAULT_TARGET_BINS, POLICY_CHOICES, VARIANTS, Policy, resolve_policy
 from calib.sweep import SweepResult, kl_sweep
-from calib.ui import (
-    DEFAULT_LAYER,
-    MODEL_NAME,
-    SOURCE_KINDS,
-    Source,
-    _default,
-    hist_bin_choices,
-    model_histograms,
-    native_bins,
-    sized_histogram,
-    snap_hist_bins,
-)
 
 __all__ = [
     "EXPLORE_QUERY_KEYS",

@@ -1,4 +1,4 @@
-"""Tests of calib.files: every format round-trips, every bad input is a clear ValueError."""
+"""Tests of calib.io: every format round-trips, every bad input is a clear ValueError."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calib import files
-from calib.files import (
+from calib import io as cio
+from calib.histogram import Histogram
+from calib.io import (
+    _safe,
     load_histogram_file,
     load_histograms,
     load_histograms_meta,
@@ -30,7 +32,6 @@ from calib.files import (
     write_ort_calibration_json,
     write_trt_cache,
 )
-from calib.histogram import Histogram
 
 FAST = settings(max_examples=40, deadline=None)
 
@@ -274,7 +275,7 @@ def test_file_size_is_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     data = saved({"a": Histogram.from_counts(np.arange(1, 500))}).getvalue()
     path = tmp_path / "h.npz"
     path.write_bytes(data)
-    monkeypatch.setattr(files, "MAX_FILE_BYTES", len(data) - 1)
+    monkeypatch.setattr(_safe, "MAX_FILE_BYTES", len(data) - 1)
     with pytest.raises(ValueError, match="MAX_FILE_BYTES"):
         load_histograms(path)
     with pytest.raises(ValueError, match="MAX_FILE_BYTES"):
@@ -283,7 +284,7 @@ def test_file_size_is_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         read_trt_cache(io.BytesIO(b"TRT-8601-EntropyCalibration2\n" + b"x" * len(data)))
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         unpacked = sum(info.file_size for info in zf.infolist())
-    monkeypatch.setattr(files, "MAX_FILE_BYTES", max(len(data), unpacked))
+    monkeypatch.setattr(_safe, "MAX_FILE_BYTES", max(len(data), unpacked))
     assert list(load_histograms(path)) == ["a"]
 
 
@@ -291,7 +292,7 @@ def test_unpacked_size_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, zeros=np.zeros(2**20))  # 8 MiB unpacked, a few KiB packed
     assert len(buf.getvalue()) < 2**16
-    monkeypatch.setattr(files, "MAX_FILE_BYTES", 2**20)
+    monkeypatch.setattr(_safe, "MAX_FILE_BYTES", 2**20)
     with pytest.raises(ValueError, match="unpacks to"):
         load_histograms(io.BytesIO(buf.getvalue()))
 
@@ -648,17 +649,17 @@ def test_trt_writer_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("amax", "header", "match"),
     [
-        ({"a\nb": 1.0}, files.TRT_DEFAULT_HEADER, "line break"),
-        ({"a\r": 1.0}, files.TRT_DEFAULT_HEADER, "line break"),
-        ({"": 1.0}, files.TRT_DEFAULT_HEADER, "non-empty"),
-        ({"a": math.nan}, files.TRT_DEFAULT_HEADER, "finite and non-negative"),
-        ({"a": math.inf}, files.TRT_DEFAULT_HEADER, "finite and non-negative"),
-        ({"a": -0.5}, files.TRT_DEFAULT_HEADER, "finite and non-negative"),
-        ({"a": 1e300}, files.TRT_DEFAULT_HEADER, "too large for a float32"),
-        ({"a": True}, files.TRT_DEFAULT_HEADER, "must be a real number"),
-        ({"a": "1.0"}, files.TRT_DEFAULT_HEADER, "must be a real number"),
+        ({"a\nb": 1.0}, cio.TRT_DEFAULT_HEADER, "line break"),
+        ({"a\r": 1.0}, cio.TRT_DEFAULT_HEADER, "line break"),
+        ({"": 1.0}, cio.TRT_DEFAULT_HEADER, "non-empty"),
+        ({"a": math.nan}, cio.TRT_DEFAULT_HEADER, "finite and non-negative"),
+        ({"a": math.inf}, cio.TRT_DEFAULT_HEADER, "finite and non-negative"),
+        ({"a": -0.5}, cio.TRT_DEFAULT_HEADER, "finite and non-negative"),
+        ({"a": 1e300}, cio.TRT_DEFAULT_HEADER, "too large for a float32"),
+        ({"a": True}, cio.TRT_DEFAULT_HEADER, "must be a real number"),
+        ({"a": "1.0"}, cio.TRT_DEFAULT_HEADER, "must be a real number"),
         ({"a": 1.0}, "TRT8601 Entropy", "TensorRT header"),
-        ([("a", 1.0)], files.TRT_DEFAULT_HEADER, "must be a dict"),
+        ([("a", 1.0)], cio.TRT_DEFAULT_HEADER, "must be a dict"),
     ],
 )
 def test_trt_writer_refuses(amax: object, header: str, match: str) -> None:
@@ -722,7 +723,7 @@ ort_values = st.floats(-1e6, 1e6)
     st.dictionaries(
         st.text(max_size=10), st.tuples(ort_values, ort_values), min_size=1, max_size=5
     ),
-    st.sampled_from([None, *files.ORT_METHODS]),
+    st.sampled_from([None, *cio.ORT_METHODS]),
 )
 def test_ort_json_round_trip(ranges: dict, method: str | None) -> None:
     ranges = {k: (min(v), max(v)) for k, v in ranges.items()}
@@ -854,7 +855,7 @@ def test_ort_cache_writer_refuses(values: dict, match: str) -> None:
 
 
 def test_files_module_never_unpickles_or_evals() -> None:
-    tree = ast.parse(Path(files.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(Path(cio.__file__).read_text(encoding="utf-8"))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

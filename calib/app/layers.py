@@ -22,8 +22,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from calib import files, report, ui
-from calib.figures_layers import sqnr_figure
+from calib import io as cio
+from calib import report
+from calib.app import sources
+from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_PERCENTILE, METHODS
 from calib.policies import DEFAULT_TARGET_BINS, VARIANT_NOTES, VARIANTS
 
@@ -159,12 +161,12 @@ class Settings:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def load_upload(file_id: str, name: str, _data: bytes) -> dict:
     """An uploaded histogram file, keyed by the upload's identity, not by hashing it."""
-    if len(_data) > ui.MAX_UPLOAD_BYTES:
+    if len(_data) > sources.MAX_UPLOAD_BYTES:
         raise ValueError(
             f"the file is {len(_data) / 2**20:.1f} MB; the limit is "
-            f"{ui.MAX_UPLOAD_BYTES // 2**20} MB"
+            f"{sources.MAX_UPLOAD_BYTES // 2**20} MB"
         )
-    return files.load_histogram_file(io.BytesIO(_data), name)
+    return cio.load_histogram_file(io.BytesIO(_data), name)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -173,10 +175,10 @@ def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes)
     from calib.collect import collect_histograms
 
     for what, data in (("model", _model), ("inputs", _inputs)):
-        if len(data) > ui.MAX_UPLOAD_BYTES:
+        if len(data) > sources.MAX_UPLOAD_BYTES:
             raise ValueError(
                 f"the {what} file is {len(data) / 2**20:.1f} MB; the limit is "
-                f"{ui.MAX_UPLOAD_BYTES // 2**20} MB"
+                f"{sources.MAX_UPLOAD_BYTES // 2**20} MB"
             )
     bar = st.progress(0.0, text="Running the model…")
 
@@ -249,11 +251,11 @@ def table_rows(layers: Layers, s: Settings) -> tuple[report.LayerRow, ...]:
 # -- widgets ---------------------------------------------------------------------------------
 def choose_layers() -> Layers:
     """The model's file by default, or an upload; a bad upload keeps the last good file."""
-    hists = ui.model_histograms()
-    model = Layers("model", f"{ui.MODEL_NAME}, {len(hists)} tensors", "model", hists)
+    hists = sources.model_histograms()
+    model = Layers("model", f"{sources.MODEL_NAME}, {len(hists)} tensors", "model", hists)
     last = st.session_state.get("layers_last_good", model)
     kinds = {
-        "model": f"Real model ({ui.MODEL_NAME})",
+        "model": f"Real model ({sources.MODEL_NAME})",
         "upload": "Upload a multi-layer file",
         "onnx": "Collect from an ONNX model",
     }
@@ -279,7 +281,7 @@ def choose_layers() -> Layers:
             except ValueError as exc:
                 st.error(
                     f"Could not read {upload.name}: {exc}. Expected the project's "
-                    f"multi-layer .npz (see calib/files.py); still showing {last.label}."
+                    f"multi-layer .npz (see calib/io/); still showing {last.label}."
                 )
                 layers = last
     st.session_state["layers_last_good"] = layers

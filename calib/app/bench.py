@@ -1,16 +1,20 @@
 """The app's speed targets, measured for ``python -m calib bench``.
 
-Kept apart from calib/bench.py because it runs the pages (Streamlit's AppTest): the
-numerical benchmark must not need Streamlit.
+Kept apart from calib/dev/bench.py because it runs the pages (Streamlit's AppTest): the
+numerical benchmark must not need Streamlit. ``python -m calib.app.bench`` prints the rows
+as JSON (the fields of ``calib.dev.bench.BenchRow``); the core's bench runs it as a
+separate process.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import statistics
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _apptest(page: str):
@@ -42,9 +46,10 @@ def explore_slider_ms(changes: int = 6) -> tuple[float, float]:
 
 def layers_table_ms(n_layers: int = 50) -> float:
     """``report.layer_table`` on the first ``n_layers`` tensors of the real model (seed)."""
-    from calib import report, ui
+    from calib import report
+    from calib.app import sources
 
-    hists = dict(list(ui.model_histograms().items())[:n_layers])
+    hists = dict(list(sources.model_histograms().items())[:n_layers])
     t0 = time.perf_counter()
     report.layer_table(hists, "entropy", "seed")
     return 1e3 * (time.perf_counter() - t0)
@@ -61,3 +66,24 @@ def layers_visit_ms() -> tuple[float, float]:
         if at.exception:
             raise RuntimeError(f"Layers raised: {at.exception}")
     return times[0], times[1]
+
+
+def rows() -> list[dict]:
+    """The app's rows of the bench table: server time of the pages under AppTest."""
+    logging.getLogger("streamlit").setLevel(logging.ERROR)  # bare-mode chatter
+    slider, _ = explore_slider_ms()
+    table = layers_table_ms(50)
+    first, again = layers_visit_ms()
+    row = {"loop_s": None, "same_answer": None}
+    return [
+        {**row, "name": "app: Explore slider rerun", "sweep_s": slider / 1e3,
+         "target": "< 150 ms", "met": slider < 150},
+        {**row, "name": "app: Layers table, 50 tensors", "sweep_s": table / 1e3,
+         "target": "< 1 s", "met": table < 1e3},
+        {**row, "name": "app: Layers first visit", "sweep_s": first / 1e3},
+        {**row, "name": "app: Layers repeat visit", "sweep_s": again / 1e3},
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    print(json.dumps(rows()))

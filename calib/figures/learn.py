@@ -14,7 +14,15 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from calib.figures import CLIP_COLOR, KEPT_COLOR, Q_COLOR, base_layout
+from calib.figures.base import (
+    CLIP_COLOR,
+    KEPT_COLOR,
+    LEARN_HEIGHT,
+    PICKED_COLOR,
+    Q_COLOR,
+    TAIL_COLOR,
+    base_layout,
+)
 from calib.learn import (
     Fold,
     LevelTable,
@@ -37,18 +45,12 @@ __all__ = [
     "terms_figure",
 ]
 
-TAIL_COLOR = "#9467bd"
-PLUS_ONE_COLOR = "#d62728"
-NEG_COLOR = "#2ca02c"
-FIX_COLOR = "#2ca02c"
-HEIGHT = 330
-
 
 def _layout(
     fig: go.Figure, title: str, x_title: str, y_title: str, labels_above: bool = False
 ) -> go.Figure:
     """The shared layout; ``labels_above`` leaves a row above the plot for level labels."""
-    layout = base_layout(title, x_title, y_title, height=HEIGHT, bargap=0.05)
+    layout = base_layout(title, x_title, y_title, height=LEARN_HEIGHT, bargap=0.05)
     if labels_above:
         layout["margin"] = {**layout["margin"], "t": 70}
         layout["legend"] = {**layout["legend"], "y": 1.09}
@@ -160,7 +162,7 @@ def terms_figure(pq: PQ, w: Window, plus_one: np.ndarray) -> go.Figure:
     finite = np.isfinite(t)
     ordinary = finite & ~plus_one
     fig = go.Figure()
-    colors = np.where(t >= 0, KEPT_COLOR, NEG_COLOR)
+    colors = np.where(t >= 0, KEPT_COLOR, PICKED_COLOR)
     fig.add_trace(
         go.Bar(
             x=j[ordinary], y=t[ordinary], width=1.0, name="term", marker_color=colors[ordinary],
@@ -170,7 +172,7 @@ def terms_figure(pq: PQ, w: Window, plus_one: np.ndarray) -> go.Figure:
     if plus_one.any():
         fig.add_trace(
             go.Bar(
-                x=j[plus_one], y=t[plus_one], width=1.0, name="+1", marker_color=PLUS_ONE_COLOR,
+                x=j[plus_one], y=t[plus_one], width=1.0, name="+1", marker_color=CLIP_COLOR,
                 hovertemplate="bin %{x:.0f}: q = 0, adds 1<extra></extra>",
             )
         )  # fmt: skip
@@ -237,7 +239,7 @@ def relu_figure(r: ReluSpike) -> go.Figure:
     fig = go.Figure()
     for name, y, color, dash in (
         ("seed", r.seed, CLIP_COLOR, "solid"),
-        ("seed with bins[0] = bins[1]", r.seed_fixed, FIX_COLOR, "dash"),
+        ("seed with bins[0] = bins[1]", r.seed_fixed, PICKED_COLOR, "dash"),
         ("ModelOpt", r.modelopt, KEPT_COLOR, "dot"),
     ):
         fig.add_trace(

@@ -21,46 +21,19 @@ from collections.abc import Mapping
 import numpy as np
 import plotly.graph_objects as go
 
+from calib.figures.base import (
+    CLIP_COLOR,
+    KEPT_COLOR,
+    OTHER_COLOR,
+    PICKED_COLOR,
+    Q_COLOR,
+    base_layout,
+    step_outline,
+)
 from calib.histogram import Histogram
 from calib.sweep import PQ, SweepResult
 
 __all__ = ["histogram_figure", "kl_curve_figure", "pq_figure"]
-
-KEPT_COLOR = "#1f77b4"
-CLIP_COLOR = "#d62728"
-Q_COLOR = "#ff7f0e"
-PICKED_COLOR = "#2ca02c"
-OTHER_COLOR = "#555555"
-FIGURE_HEIGHT = 360
-_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
-
-
-def base_layout(
-    title: str, x_title: str, y_title: str, *, log_y: bool = False, decades: bool = False, **more
-) -> dict:
-    """The layout every figure shares, as one dict: a figure is built in one constructor
-    call, since each plotly ``update_*`` call validates again (milliseconds apiece)."""
-    yaxis: dict = {"title": {"text": y_title}}
-    if log_y:
-        yaxis["type"] = "log"
-        if decades:
-            yaxis["dtick"] = 1  # a tick per decade, no 2s and 5s between
-    return {
-        "title": {"text": title, "x": 0.01, "xanchor": "left"},
-        "height": FIGURE_HEIGHT,
-        "margin": _MARGIN,
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-        "hovermode": "x",
-        "xaxis": {"title": {"text": x_title}},
-        "yaxis": yaxis,
-        **more,
-    }
-
-
-def step_outline(x_edges: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points of a step outline: each bin a flat segment from its left to its right edge."""
-    x = np.repeat(x_edges, 2)[1:-1]
-    return x, np.repeat(np.asarray(y, dtype=np.float64), 2)
 
 
 def _vline(x: float, name: str, color: str, width: float, dash: str, opacity: float = 1.0):

@@ -1,0 +1,251 @@
+"""Which group of choices moves a variant's clip away from the seed's, measured both ways."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable
+from types import MappingProxyType
+from typing import Any
+
+from calib.compare._results import GROUPS, LEVELS, SEED, Attribution, ChangeGroup, GroupEffect
+from calib.compare._sweeper import Sweeper, _check_variants, _levels
+from calib.policies import VARIANTS, Policy
+
+
+# --------------------------------------------------------------------------------------
+# grouping
+# --------------------------------------------------------------------------------------
+def _choices(policy: Policy, levels: int) -> dict[str, Any]:
+    return {**dataclasses.asdict(policy), LEVELS: levels}
+
+
+def _build(choices: dict[str, Any]) -> tuple[Policy, int]:
+    """(Policy, levels) from a dict of choices; ValueError if Policy refuses them."""
+    fields = {k: v for k, v in choices.items() if k != LEVELS}
+    return Policy(**fields), int(choices[LEVELS])
+
+
+def _valid(choices: dict[str, Any]) -> bool:
+    try:
+        _build(choices)
+    except ValueError:
+        return False
+    return True
+
+
+def _mix(base: dict[str, Any], other: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """``base`` with ``fields`` taken from ``other``."""
+    return {**base, **{f: other[f] for f in fields}}
+
+
+def change_groups(
+    variant: str, target_bins: int | None = None, seed_target_bins: int | None = None
+) -> tuple[ChangeGroup, ...]:
+    """The variant's differences from the seed, cut into groups that can each be measured.
+
+    Parameters
+    ----------
+    variant : str
+        One of ``VARIANTS``.
+    target_bins, seed_target_bins : int, optional
+        Levels of the variant and of the seed (each its own default when None).
+
+    Returns
+    -------
+    tuple of ChangeGroup
+        In ``GROUPS`` order. Only groups where the variant differs appear; groups that
+        ``Policy`` refuses to apply alone to the seed, or to revert alone from the variant,
+        are joined with the fewest others that make both policies valid (see the module
+        docstring). Empty for the seed itself.
+
+    Examples
+    --------
+    >>> [g.name for g in change_groups("onnxruntime")]  # doctest: +NORMALIZE_WHITESPACE
+    ['window + merge + expand', 'truncate', 'smoothing', 'zero_q', 'normalize',
+     'threshold']
+    >>> change_groups("ncnn")[0].describe()
+    'expand: nonzero → uniform'
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    seed = _choices(VARIANTS[SEED], _levels(SEED, seed_target_bins))
+    mine = _choices(VARIANTS[variant], _levels(variant, target_bins))
+    parts = [
+        (g.name, tuple(f for f in g.fields if seed[f] != mine[f]))
+        for g in GROUPS
+        if any(seed[f] != mine[f] for f in g.fields)
+    ]
+
+    def measurable(fields: tuple[str, ...]) -> bool:
+        return _valid(_mix(seed, mine, fields)) and _valid(_mix(mine, seed, fields))
+
+    def fields_of(members: Iterable[int]) -> tuple[str, ...]:
+        return tuple(f for j in members for f in parts[j][1])
+
+    i = 0
+    while i < len(parts):
+        if measurable(parts[i][1]):
+            i += 1
+            continue
+        # join the fewest other groups that make it measurable; all of them together
+        # always are (applying everything is the variant, reverting everything the seed)
+        others = [j for j in range(len(parts)) if j != i]
+        join = next(
+            js
+            for size in range(1, len(others) + 1)
+            for js in itertools.combinations(others, size)
+            if measurable(fields_of([i, *js]))
+        )
+        members = sorted([i, *join])
+        merged = (" + ".join(parts[j][0] for j in members), fields_of(members))
+        parts = [p for j, p in enumerate(parts) if j not in members]
+        parts.insert(members[0], merged)
+        i = members[0]  # look at the joined group again
+    what = {g.name: g.what for g in GROUPS}
+    return tuple(
+        ChangeGroup(
+            name,
+            MappingProxyType({f: (seed[f], mine[f]) for f in fields}),
+            "; ".join(what[part] for part in name.split(" + ")),
+        )
+        for name, fields in parts
+    )
+
+
+# --------------------------------------------------------------------------------------
+# attribution
+# --------------------------------------------------------------------------------------
+def _plan(variant: str, target_bins: int | None, seed_target_bins: int | None):
+    """The seed's and the variant's choices, and the variant's groups."""
+    groups = change_groups(variant, target_bins, seed_target_bins)  # checks the names
+    seed = _choices(VARIANTS[SEED], _levels(SEED, seed_target_bins))
+    mine = _choices(VARIANTS[variant], _levels(variant, target_bins))
+    return seed, mine, groups
+
+
+def _planned_choices(seed, mine, groups) -> list[dict[str, Any]]:
+    """Every policy an attribution sweeps: the two ends, and each group both ways."""
+    out = [seed, mine]
+    for g in groups:
+        out += [_mix(seed, mine, g.fields), _mix(mine, seed, g.fields)]
+    return out
+
+
+def attribute(
+    hist: Any,
+    variant: str,
+    target_bins: int | None = None,
+    seed_target_bins: int | None = None,
+    *,
+    sweeper: Sweeper | None = None,
+) -> Attribution:
+    """Which of a variant's choices move its amax away from the seed's, on one histogram.
+
+    Parameters
+    ----------
+    hist : Histogram or array_like
+        The histogram every sweep reads (each variant puts it in its own layout).
+    variant : str
+        One of ``VARIANTS``.
+    target_bins, seed_target_bins : int, optional
+        Levels of the variant and of the seed; each its own default when None.
+    sweeper : Sweeper, optional
+        Share sweeps with other calls on the same histogram.
+
+    Returns
+    -------
+    Attribution
+        ``effects`` sorted by :attr:`GroupEffect.weight`, largest first (``GROUPS`` order
+        among equals): the groups that carry the variant's answer away from the seed's
+        first, those that pull it back last.
+
+    Notes
+    -----
+    With ``s`` the seed's amax, ``v`` the variant's and ``gap = v - s``, for each group g::
+
+        moved_with = amax(seed + g) - s          share_with = moved_with / gap
+        moved_back = v - amax(variant - g)       share_back = moved_back / gap
+
+    Applying every group to the seed is the variant itself and reverting every group is
+    the seed, so a variant with a single group has both shares equal to 1. A sweep the
+    core refuses leaves its amax NaN and its message in ``note``; a dead histogram gives
+    amax 0 everywhere and no shares.
+
+    Examples
+    --------
+    A ReLU layer: half the values are exact zeros. ModelOpt's ``bins[0] = bins[1]`` is
+    what lifts its clip above the seed's:
+
+    >>> import numpy as np
+    >>> from calib import Histogram
+    >>> edges = np.linspace(0.0, 6.0, 513)
+    >>> counts = np.round(1e5 * np.exp(-(edges[:-1] ** 2) / 2))
+    >>> counts[0] = counts.sum()
+    >>> a = attribute(Histogram(counts, edges), "modelopt")
+    >>> bool(a.amax > a.seed_amax), a.effects[0].group.name
+    (True, 'zero_spike')
+    """
+    sw = sweeper if sweeper is not None else Sweeper(hist)
+    seed, mine, groups = _plan(variant, target_bins, seed_target_bins)
+    sw.prefetch(_build(c) for c in _planned_choices(seed, mine, groups))
+    s_val, s_note = sw.measure(*_build(seed))
+    v_val, v_note = sw.measure(*_build(mine))
+    notes = [f"{who}: {note}" for who, note in ((SEED, s_note), (variant, v_note)) if note]
+    gap = v_val - s_val
+
+    effects = []
+    for g in groups:
+        measured, why = [], []
+        ways = ((seed, mine, f"seed + {g.name}"), (mine, seed, f"{variant} - {g.name}"))
+        for base, other, label in ways:
+            a, note = sw.measure(*_build(_mix(base, other, g.fields)))
+            if note:
+                why.append(f"{label}: {note}")
+            measured.append(a)
+        a_with, a_without = measured
+        moved_with, moved_back = a_with - s_val, v_val - a_without
+        effects.append(
+            GroupEffect(g, gap, a_with, a_without, moved_with, moved_back, "; ".join(why))
+        )  # fmt: skip
+    order = sorted(range(len(effects)), key=lambda k: (-effects[k].weight, k))
+    if sw.hist.is_dead:
+        notes.append("dead layer: every count is zero, every variant answers amax 0")
+    elif not groups:
+        notes.append("this is the seed")
+    elif gap == 0:
+        notes.append("the same amax as the seed: any moves below cancel out")
+    return Attribution(
+        variant,
+        mine[LEVELS],
+        seed[LEVELS],
+        s_val,
+        v_val,
+        tuple(effects[k] for k in order),
+        "; ".join(notes),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the whole comparison
+# --------------------------------------------------------------------------------------
+def attribute_all(
+    hist: Any,
+    target_bins: int | None = None,
+    *,
+    variants: Iterable[str] = tuple(VARIANTS),
+    workers: int = 1,
+    sweeper: Sweeper | None = None,
+) -> dict[str, Attribution]:
+    """:func:`attribute` for every variant but the seed, sharing (and prefetching) sweeps.
+
+    ``target_bins`` is given to every variant and to the seed alike; None lets each use
+    its own default.
+    """
+    variants = _check_variants(variants)
+    sw = sweeper if sweeper is not None else Sweeper(hist, workers)
+    explained = [v for v in variants if v != SEED]
+    sw.prefetch(
+        _build(c) for v in explained for c in _planned_choices(*_plan(v, target_bins, target_bins))
+    )
+    return {v: attribute(sw.hist, v, target_bins, target_bins, sweeper=sw) for v in explained}

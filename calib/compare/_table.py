@@ -1,0 +1,113 @@
+"""Every variant and every method on one histogram, as rows."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from calib.compare._attribution import attribute_all
+from calib.compare._results import LEVELS, Comparison, Row
+from calib.compare._sweeper import Sweeper, _check_variants, _levels, _undefined_note
+from calib.histogram import Histogram, as_histogram
+from calib.methods import DEFAULT_NUM_BITS, METHODS, calibrate, clip_metrics
+from calib.policies import VARIANTS
+
+
+def _row(name, kind, h, amax, kl, target_bins, num_bits, note="") -> Row:
+    max_abs = h.max_abs
+    ratio = amax / max_abs if max_abs > 0 and math.isfinite(amax) else math.nan
+    if h.is_dead or not math.isfinite(amax) or amax <= 0:
+        return Row(name, kind, amax, ratio, math.nan, kl, math.nan, target_bins, note)
+    m = clip_metrics(h, amax, num_bits)
+    return Row(name, kind, amax, ratio, m.clipped_fraction, kl, m.sqnr_db, target_bins, note)
+
+
+def compare(
+    hist: Any,
+    target_bins: int | None = None,
+    *,
+    variants: Iterable[str] = tuple(VARIANTS),
+    methods: Iterable[str] = METHODS,
+    num_bits: int = DEFAULT_NUM_BITS,
+    explain: bool = True,
+    workers: int = 1,
+) -> Comparison:
+    """Every variant's KL sweep, every method, and the attribution of each variant's gap.
+
+    Parameters
+    ----------
+    hist : Histogram or array_like
+    target_bins : int, optional
+        Levels for every variant (and the entropy method); None gives each its own default
+        (``DEFAULT_TARGET_BINS``: 255 for MXNet, 128 for the others).
+    variants, methods : iterables of str
+        Which rows to compute (names from ``VARIANTS`` and ``METHODS``).
+    num_bits : int
+        The quantizer the metrics (and the "mse" method) assume.
+    explain : bool
+        Also attribute every variant's gap to the seed (:func:`attribute`).
+    workers : int
+        Threads for the sweeps (see :class:`Sweeper`); the answers do not depend on it.
+
+    Returns
+    -------
+    Comparison
+        Variant rows first, then method rows. The metrics are ``clip_metrics`` of the
+        input histogram at each amax; ``kl`` is the variant's own minimum (NaN where it is
+        undefined, and for max, percentile and mse). A row that cannot run has NaN values
+        and the core's message as its note.
+    """
+    h = as_histogram(hist)
+    variants, methods = _check_variants(variants), tuple(methods)
+    sw = Sweeper(h, workers)
+    # the attributions' sweeps include every variant's own: run them all in one batch
+    attributions = attribute_all(h, target_bins, variants=variants, sweeper=sw) if explain else {}
+    sw.prefetch((VARIANTS[v], _levels(v, target_bins)) for v in variants)
+    rows, sweeps = [], {}
+    for name in variants:
+        T = _levels(name, target_bins)
+        r = sw.run(VARIANTS[name], T)
+        if isinstance(r, str):
+            rows.append(Row(name, "variant", *[math.nan] * 5, T, r))
+            continue
+        sweeps[name] = r
+        kl = math.nan if r.dead else _finite_or_nan(r.min_kl)
+        rows.append(_row(name, "variant", h, r.amax, kl, T, num_bits, _undefined_note(r)))
+    for method in methods:
+        extra = {} if method != "entropy" or target_bins is None else {LEVELS: target_bins}
+        try:
+            c = calibrate(h, method, num_bits, **extra)
+        except ValueError as exc:
+            rows.append(Row(method, "method", *[math.nan] * 5, extra.get(LEVELS), str(exc)))
+            continue
+        kl, T, note = math.nan, None, ""
+        if method == "entropy" and not c.dead:
+            kl, T, note = (
+                _finite_or_nan(c.detail.min_kl),
+                c.detail.target_bins,
+                _undefined_note(c.detail),
+            )
+        rows.append(_row(method, "method", h, c.amax, kl, T, num_bits, note))
+    return Comparison(
+        h, h.max_abs, tuple(rows), MappingProxyType(sweeps), MappingProxyType(attributions),
+        sw.n_sweeps,
+    )  # fmt: skip
+
+
+def _finite_or_nan(x: float) -> float:
+    """NaN for an infinite KL: no candidate had a defined one."""
+    return float(x) if math.isfinite(x) else math.nan
+
+
+def histogram_digest(hist: Histogram) -> str:
+    """A short digest of a histogram's counts and edges: a primitive cache key."""
+    d = hashlib.blake2b(digest_size=16)
+    for a in (hist.counts, hist.edges):
+        d.update(str(a.dtype).encode())
+        d.update(np.ascontiguousarray(a).tobytes())
+    return d.hexdigest()

@@ -1,0 +1,296 @@
+"""One row per tensor: the clip, its metrics and the flags read off the histogram."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from calib.histogram import Histogram
+from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS, amax_percentile, calibrate
+
+ZERO_SPIKE_SHARE = 0.10
+"""Least share of the mass in the bin(s) touching zero for a ``zero spike``."""
+ZERO_SPIKE_STEP = 4.0
+"""Least density of the zero bin(s) over their neighbours' for a ``zero spike``."""
+TAIL_PERCENTILE = DEFAULT_PERCENTILE
+"""The high percentile of |x| that ``max`` is compared with (99.99)."""
+OUTLIER_RATIO = 4.0
+"""``max / p99.99`` at or above which a tensor is flagged ``outliers``."""
+DISAGREE_RATIO = 1.5
+"""A cached amax further than this factor from calib's, either way, is a disagreement:
+log2(1.5) = 0.58, more than half a bit of the 8 spent differently. Implementations that
+agree on a layer land within about 15% of each other on this project's real model."""
+EXTREME_RATIO = 1000.0
+"""A cached amax this many times above or below the cache's median amax is extreme."""
+FLOAT16_MAX = 65504.0
+"""A cached amax above this does not fit an FP16 tensor: extreme whatever the median."""
+
+FLAGS = ("dead", "zero spike", "outliers", "smallest candidate", "zero amax", "error")
+CHECKS = (
+    "problem",  # what the cache's reader reported: zero/NaN/inf scales, unknown algorithm
+    "identical",  # several tensors share one scale
+    "extreme",  # amax far from the cache's median, or beyond float16
+    "unnamed",  # TensorRT's "(Unnamed Layer* N)" names
+    "missing",  # tensors of the histograms that the cache lacks
+    "extra",  # tensors of the cache that the histograms lack
+    "header",  # the header or version is odd, or names a non-entropy calibrator
+)
+
+# column -> what a record holds; the page and the exports share these names
+COLUMNS = (
+    "layer",
+    "bins",
+    "max",
+    "amax",
+    "amax/max",
+    "clipped %",
+    "KL",
+    "SQNR dB",
+    "zero %",
+    "max/p99.99",
+    "flags",
+)
+CLI_COLUMNS = ("layer", "bins", "max", "amax", "amax/max", "clipped %", "KL", "SQNR dB", "flags")
+
+Progress = Callable[[int, int], None]
+
+
+# -- one row ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One tensor's calibration and the numbers it is judged by.
+
+    Attributes
+    ----------
+    layer : str
+        The tensor's name in the file.
+    bins : int
+        Bins of its histogram.
+    max : float
+        Largest ``|x|`` the histogram holds (0 when dead).
+    amax : float
+        The method's clip (0 when dead, nan on error).
+    ratio : float
+        ``amax / max`` (nan when dead or on error).
+    clipped : float
+        Share of the mass beyond the clip, 0..1.
+    kl : float
+        KL(P || Q) at the chosen candidate (entropy only; nan otherwise, inf if undefined).
+    sqnr_db : float
+        Signal-to-quantization-noise ratio of the clip, dB (nan when dead or on error).
+    zero_share : float
+        Share of the mass in the bin(s) touching zero.
+    tail_ratio : float
+        ``max / p99.99`` of ``|x|`` (inf when the percentile is 0, nan when dead).
+    flags : tuple of str
+        Those of :data:`FLAGS` that fire, in that order.
+    error : str
+        Why the method refused the tensor ("" when it did not).
+    """
+
+    layer: str
+    bins: int
+    max: float
+    amax: float
+    ratio: float
+    clipped: float
+    kl: float
+    sqnr_db: float
+    zero_share: float
+    tail_ratio: float
+    flags: tuple[str, ...] = ()
+    error: str = ""
+
+    @property
+    def dead(self) -> bool:
+        return "dead" in self.flags
+
+    def record(self) -> dict[str, Any]:
+        """The row as a dict keyed by :data:`COLUMNS` (percentages in %, flags one string)."""
+        return {
+            "layer": self.layer,
+            "bins": self.bins,
+            "max": self.max,
+            "amax": self.amax,
+            "amax/max": self.ratio,
+            "clipped %": 100.0 * self.clipped,
+            "KL": self.kl,
+            "SQNR dB": self.sqnr_db,
+            "zero %": 100.0 * self.zero_share,
+            "max/p99.99": self.tail_ratio,
+            "flags": ", ".join(self.flags) if not self.error else f"error: {self.error}",
+        }
+
+
+def zero_spike(hist: Histogram) -> tuple[float, float]:
+    """``(share, step)`` of the bin(s) touching zero: their share of the mass, and their
+    density over that of the bins next to them (inf when the neighbours are empty).
+
+    The bins touching zero are those with ``edges[i] <= 0 <= edges[i + 1]``: bin 0 of a
+    histogram of ``|x|``, the one or two central bins of a signed one. ``(0, 0)`` when no
+    bin touches zero or the histogram is dead.
+    """
+    e, c = hist.edges, hist.counts.astype(np.float64)
+    total = c.sum()
+    at_zero = np.flatnonzero((e[:-1] <= 0) & (e[1:] >= 0))
+    if total == 0 or at_zero.size == 0:
+        return 0.0, 0.0
+    first, last = int(at_zero[0]), int(at_zero[-1])
+    mass = float(c[first : last + 1].sum())
+    density = mass / (e[last + 1] - e[first])
+    beside = [i for i in (first - 1, last + 1) if 0 <= i < c.size]
+    beside_mass = float(sum(c[i] for i in beside))
+    beside_width = float(sum(e[i + 1] - e[i] for i in beside))
+    if mass == 0:
+        step = 0.0
+    elif beside_mass == 0:
+        step = math.inf
+    else:
+        step = density / (beside_mass / beside_width)
+    return mass / total, step
+
+
+def tail_ratio(hist: Histogram, percentile: float = TAIL_PERCENTILE) -> float:
+    """``max|x| / p``, p the ``percentile`` of ``|x|`` by ModelOpt's rule; inf when p is 0,
+    nan for a dead histogram."""
+    if hist.is_dead:
+        return math.nan
+    p = amax_percentile(hist, percentile)
+    return hist.max_abs / p if p > 0 else math.inf
+
+
+def _policies(method: str, target_bins: int | None) -> dict[str, Any]:
+    return {"target_bins": int(target_bins)} if method == "entropy" and target_bins else {}
+
+
+def layer_row(
+    name: str,
+    hist: Histogram,
+    method: str = "entropy",
+    variant: str = "seed",
+    num_bits: int = DEFAULT_NUM_BITS,
+    target_bins: int | None = None,
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> LayerRow:
+    """One tensor's row: :func:`calib.methods.calibrate` and the flags (module docstring).
+
+    A ``ValueError`` from the method (a bad setting for this tensor) becomes a row with the
+    ``error`` flag and the message; ``method`` itself must be one of :data:`METHODS`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    share, step = zero_spike(hist)
+    tail = tail_ratio(hist)
+    mx = hist.max_abs
+    common = {"layer": name, "bins": hist.n_bins, "max": mx, "zero_share": share}
+    extra = {"percentile": percentile} if method == "percentile" else {}
+    try:
+        cal = calibrate(
+            hist, method, num_bits, variant=variant, **extra, **_policies(method, target_bins)
+        )
+    except ValueError as exc:
+        nan = math.nan
+        return LayerRow(
+            **common,
+            amax=nan,
+            ratio=nan,
+            clipped=nan,
+            kl=nan,
+            sqnr_db=nan,
+            tail_ratio=tail,
+            flags=("error",),
+            error=str(exc),
+        )
+    sweep = cal.detail if method == "entropy" else None
+    flags = []
+    if cal.dead:
+        flags.append("dead")
+    else:
+        if share >= ZERO_SPIKE_SHARE and step >= ZERO_SPIKE_STEP:
+            flags.append("zero spike")
+        if tail >= OUTLIER_RATIO:
+            flags.append("outliers")
+        if sweep is not None and sweep.best_index == 0:
+            flags.append("smallest candidate")
+        if cal.amax <= 0:
+            flags.append("zero amax")
+    kl = sweep.min_kl if sweep is not None and not cal.dead else math.nan
+    return LayerRow(
+        **common,
+        amax=cal.amax,
+        ratio=cal.amax / mx if mx > 0 else math.nan,
+        clipped=cal.metrics.clipped_fraction,
+        kl=kl,
+        sqnr_db=cal.metrics.sqnr_db,
+        tail_ratio=tail,
+        flags=tuple(flags),
+    )
+
+
+def layer_table(
+    hists: Mapping[str, Histogram],
+    method: str = "entropy",
+    variant: str = "seed",
+    num_bits: int = DEFAULT_NUM_BITS,
+    target_bins: int | None = None,
+    progress: Progress | None = None,
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> list[LayerRow]:
+    """A row per tensor, in the file's order.
+
+    Parameters
+    ----------
+    hists : dict of str to Histogram
+        The tensors, as :func:`calib.load_histograms` returns them.
+    method : str
+        One of :data:`calib.METHODS`.
+    variant : str
+        The KL sweep's preset (entropy only).
+    num_bits : int
+        The quantizer's bits (the metrics, and the MSE search, use it).
+    target_bins : int or None
+        Quantized levels of the KL sweep (entropy only); None keeps the variant's own
+        (for int8) or ``2**(num_bits - 1)``, as :func:`calib.calibrate` does.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each tensor.
+    percentile : float
+        The percentile method's percentile.
+
+    Returns
+    -------
+    list of LayerRow
+        A tensor the method refuses gets a row flagged ``error``; the others are unaffected.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> h = Histogram(np.r_[0, np.ones(2047)], np.linspace(0, 1, 2049))
+    >>> [r.flags for r in layer_table({"flat": h, "dead": Histogram(np.zeros(4), np.arange(5.))})]
+    [(), ('dead',)]
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    rows = []
+    total = len(hists)
+    for done, (name, hist) in enumerate(hists.items(), start=1):
+        rows.append(
+            layer_row(name, hist, method, variant, num_bits, target_bins, percentile=percentile)
+        )
+        if progress is not None:
+            progress(done, total)
+    return rows
+
+
+def _badness(row: LayerRow) -> float:
+    return -math.inf if math.isnan(row.sqnr_db) else row.sqnr_db
+
+
+def worst_first(rows: Sequence[LayerRow]) -> list[LayerRow]:
+    """Rows by SQNR, lowest first; rows without one (dead, error) before all (stable)."""
+    return sorted(rows, key=_badness)

@@ -1,0 +1,107 @@
+"""``kl_sweep``: validate, prepare, pick an engine, choose the minimum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from calib.histogram import Histogram, as_histogram
+from calib.policies import Policy, resolve_policy
+from calib.sweep._dense import _kl_dense_rows
+from calib.sweep._fast import _fast_supported, _kl_fast
+from calib.sweep._prepare import _check_target_bins, _prepare, _to_layout, pick_minimum, tie_scale
+from calib.sweep._result import SweepResult
+
+_ENGINES = ("auto", "fast", "dense")
+
+
+# --------------------------------------------------------------------------------------
+# the public entry point
+# --------------------------------------------------------------------------------------
+def kl_sweep(
+    hist: Any,
+    target_bins: int | None = None,
+    variant: str = "seed",
+    *,
+    engine: str = "auto",
+    **policies: Any,
+) -> SweepResult:
+    """Sweep every candidate clip of a histogram and pick the one with the smallest KL.
+
+    Parameters
+    ----------
+    hist : Histogram or array_like
+        The histogram; a bare counts array means unit-width bins from 0.
+    target_bins : int, optional
+        Quantized levels T (128 for the seed, ncnn, ONNX Runtime and ModelOpt;
+        255 for MXNet). Must be at least 1 and less than the number of bins.
+    variant : str
+        One of ``calib.VARIANTS``: "seed", "ncnn", "mxnet", "onnxruntime", "modelopt".
+    engine : {"auto", "fast", "dense"}
+        "auto" takes the prefix-sum path where the policies allow it. "dense" builds
+        P and Q for every candidate; it exists to check the fast path and to teach.
+    **policies
+        Any field of ``calib.Policy`` overrides the variant's preset, for example
+        ``kl_sweep(h, variant="onnxruntime", remainder="last_group")``.
+
+    Returns
+    -------
+    SweepResult
+
+    Notes
+    -----
+    For each candidate, P is the kept bins with the outliers added to the edge bin(s);
+    the kept bins (without the outliers) are merged into T levels and expanded back
+    to Q; ``KL = sum p log(p / q)`` over ``p > 0``, with the variant's rule where
+    ``q == 0``. A variant whose layout is signed (MXNet, ONNX Runtime) mirrors a
+    histogram of |x| into a symmetric one; an unsigned variant folds a symmetric
+    signed histogram into |x| (``Histogram.mirror`` / ``Histogram.fold``).
+
+    Examples
+    --------
+    The seed's own example: a ramp of 2048 bins, 128 levels, answer 2047.
+
+    >>> import numpy as np, calib
+    >>> ramp = np.arange(2048.0)
+    >>> calib.kl_sweep(ramp / ramp.sum()).best
+    2047
+    """
+    policy = resolve_policy(variant, policies)
+    if engine not in _ENGINES:
+        raise ValueError(f"engine must be one of {_ENGINES}, got {engine!r}")
+    h = as_histogram(hist)
+    h = _to_layout(h, policy)
+    T = _check_target_bins(target_bins, variant, h.n_bins)
+    if h.is_dead:
+        return _dead_result(variant, policy, T, h)
+    prep = _prepare(h, T, policy)
+    if engine == "fast" and not _fast_supported(policy):
+        raise ValueError(
+            "engine='fast' cannot take precision='float32', nor smoothing='mxnet' with a "
+            "fractional or uniform merge; use engine='auto' or 'dense'"
+        )
+    if engine == "dense" or (engine == "auto" and not _fast_supported(policy)):
+        kl = _kl_dense_rows(prep, policy, np.arange(prep.cand.size))
+    else:
+        kl = _kl_fast(prep, policy)
+    return _finish(variant, policy, T, h, prep, kl)
+
+
+def _dead_result(variant: str, policy: Policy, T: int, h: Histogram) -> SweepResult:
+    prep = _prepare(h, T, policy)
+    kl = np.full(prep.cand.size, np.inf)
+    return SweepResult(
+        variant, policy, T, h, prep.cand, kl, prep.thresholds,
+        int(prep.cand[0]), 0, 0.0, True,
+    )  # fmt: skip
+
+
+def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
+    kl = np.where(np.isnan(kl), np.inf, kl)
+    eps = policy.eps if policy.smoothing != "none" else 0.0
+    i = pick_minimum(kl, policy.ties, tie_scale(prep.h, policy.normalize == "pq", eps))
+    return SweepResult(
+        variant, policy, T, h, prep.cand, kl, prep.thresholds,
+        int(prep.cand[i]), i, float(prep.thresholds[i]), False,
+    )  # fmt: skip

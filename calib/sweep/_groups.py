@@ -1,0 +1,198 @@
+"""Which bins make each quantized level, and the level's mass and Q value, per merge policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from calib.policies import Policy
+from calib.sweep._prepare import _Prep
+from calib.sweep._tables import _TINY, _prefix, _Tables
+
+
+# --------------------------------------------------------------------------------------
+# groups: which bins make each quantized level, and the level's mass and Q value
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Groups:
+    """Per candidate (rows) and level (columns).
+
+    Fractional merges: level k spans [S, E) in bins; its interior is the whole bins
+    [lu, rl); ``ls`` of bin lu-1 and ``rs`` of bin rl also belong to it.
+    Whole-bin merges: level k's mass comes from bins [m0, m1) and its Q is written
+    to bins [e0, e1); with remainder="orphan" a last extra level [e1[-1], b) has Q = 0.
+    All indices are absolute bin indices into the histogram.
+    """
+
+    edges: np.ndarray  # (M, T+1) boundaries in bins from the window start (for display)
+    mass: np.ndarray  # (M, T)
+    count: np.ndarray  # (M, T) the divisor of the mass
+    value: np.ndarray  # (M, T) Q's value on an assigned bin of the level
+    lu: np.ndarray | None = None
+    rl: np.ndarray | None = None
+    ls: np.ndarray | None = None
+    rs: np.ndarray | None = None
+    e0: np.ndarray | None = None
+    e1: np.ndarray | None = None
+    orphan: bool = False
+    # whole-bin merges: per-level sums from the tables, and the levels of the edge bins
+    dw: np.ndarray | None = None
+    dnz: np.ndarray | None = None
+    k_a: np.ndarray | None = None
+    k_b: np.ndarray | None = None
+    orphan_hi: np.ndarray | None = None
+
+
+def _nonzero_p(prep: _Prep, rows: np.ndarray, j: np.ndarray, policy: Policy) -> np.ndarray:
+    """Whether bin j (per row, any shape (R, K)) counts as non-zero for the expansion."""
+    hz = prep.h[np.clip(j, 0, prep.h.size - 1)] != 0
+    if policy.nonzero_from == "hist":
+        return hz
+    a = prep.a[rows][:, None]
+    b = prep.b[rows][:, None]
+    lo = (j == a) & (prep.tail_lo[rows][:, None] > 0)
+    hi = (j == b - 1) & (prep.tail_hi[rows][:, None] > 0)
+    return hz | lo | hi
+
+
+def _groups(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups:
+    if policy.merge == "fractional":
+        return _groups_fractional(prep, policy, rows)
+    return _groups_whole(prep, policy, rows)
+
+
+def _truncate_value(mass: np.ndarray, count: np.ndarray, policy: Policy) -> np.ndarray:
+    if policy.truncate != "none":
+        mass = np.trunc(mass)
+    # a level with no non-zero bin gets no Q, whatever mass a remainder gave it
+    with np.errstate(over="ignore"):
+        value = np.where(count > 0, mass / np.maximum(count, _TINY), 0.0)
+    if policy.truncate == "mass_and_q":
+        value = np.trunc(value)
+    return value
+
+
+def _seed_levels(prep: _Prep, policy: Policy, rows: np.ndarray, k: np.ndarray):
+    """Levels ``k`` of each candidate with the boundaries exactly as the seed's floats give
+    them: start = k * (i / T), end = start + i / T. Returns (S, E, lu, rl, ls, rs, mass,
+    count), each (rows, len(k)): level k is whole bins [lu, rl), plus ls of bin lu - 1 and
+    rs of bin rl."""
+    h = prep.h
+    b = prep.b[rows]
+    npb = b / prep.T
+    S = k[None, :] * npb[:, None]
+    E = S + npb[:, None]
+    lu = np.ceil(S).astype(np.intp)
+    rl = np.floor(E).astype(np.intp)
+    ls = lu - S
+    # A right edge at or past the threshold is a rounding artefact: dropped.
+    rs = np.where((rl < E) & (rl < b[:, None]), E - rl, 0.0)
+    H = _prefix(h)
+    left = np.maximum(lu - 1, 0)
+    right = np.minimum(rl, h.size - 1)
+    mass = ls * h[left] + rs * h[right] + (H[rl] - H[lu])
+    if policy.expand == "uniform":
+        count = ls + rs + (rl - lu)
+    else:
+        NZ = _prefix(h != 0)
+        z_left = _nonzero_p(prep, rows, left, policy)
+        z_right = _nonzero_p(prep, rows, right, policy)
+        count = ls * z_left + rs * z_right + (NZ[rl] - NZ[lu])
+        if policy.nonzero_from == "p":
+            # bin i-1 holds the tail: non-zero in P even where the histogram is empty
+            last = (b - 1)[:, None]
+            extra = (h[b - 1] == 0) & (prep.tail_hi[rows] > 0)
+            count = count + ((lu <= last) & (last < rl) & extra[:, None])
+    return S, E, lu, rl, ls, rs, mass, count
+
+
+def _groups_fractional(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups:
+    S, E, lu, rl, ls, rs, mass, count = _seed_levels(prep, policy, rows, np.arange(prep.T))
+    value = _truncate_value(mass, count, policy)
+    edges = np.concatenate([S, E[:, -1:]], axis=1)
+    return _Groups(edges, mass, count, value, lu=lu, rl=rl, ls=ls, rs=rs)
+
+
+@functools.lru_cache(maxsize=16)
+def _whole_levels(key: bytes, T: int, merge: str, remainder: str):
+    """Level boundaries (relative to the window) for window lengths L, and the levels
+    holding the window's first and last bins. They depend on the sizes only."""
+    L = np.frombuffer(key, dtype=np.intp)
+    if merge == "whole":
+        m = L // T
+        e_rel = np.arange(T + 1)[None, :] * m[:, None]
+        if remainder == "last_group":
+            e_rel[:, -1] = L  # the remainder bins join the last level
+        k_a = np.zeros(L.size, dtype=np.intp)
+        k_b = np.full(L.size, T - 1)
+    else:  # linspace: bin j is in level digitize(j, linspace(0, i, T+1)) - 1
+        # np.linspace's own arithmetic: k * (i / T), the last point set to i exactly
+        space = np.arange(T + 1)[None, :] * (L / T)[:, None]
+        space[:, -1] = L
+        e_rel = np.ceil(space).astype(np.intp)
+        k_a = (e_rel[:, 1:] <= 0).sum(axis=1)  # levels are empty where i < T
+        k_b = (e_rel[:, 1:] <= (L - 1)[:, None]).sum(axis=1)
+    for x in (e_rel, k_a, k_b):
+        x.setflags(write=False)
+    return e_rel, k_a, k_b
+
+
+def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _Groups:
+    T = prep.T
+    a, b = prep.a[rows], prep.b[rows]
+    L = b - a
+    R = rows.size
+    L_all = (prep.b - prep.a).astype(np.intp)
+    e_rel, k_a, k_b = _whole_levels(L_all.tobytes(), T, policy.merge, policy.remainder)
+    if rows.size == L_all.size or rows[-1] - rows[0] + 1 == rows.size:
+        sl = slice(int(rows[0]), int(rows[-1]) + 1)  # a run of rows: views, no copies
+        e_rel, k_a, k_b = e_rel[sl], k_a[sl], k_b[sl]
+    else:
+        e_rel, k_a, k_b = e_rel[rows], k_a[rows], k_b[rows]
+    s = policy.eps if policy.smoothing == "add_eps" else 0.0
+    if tab is None:
+        tab = _Tables(prep.h, policy, s)
+    e = a[:, None] + e_rel
+    # Prefix sums at each level boundary; with no smoothing W (the mass of the bins a
+    # level's Q covers) is H itself.
+    G = np.take(tab.stacked_hnz if s == 0 else tab.stacked_hnzw, e, axis=1)
+    D = G[:, :, 1:] - G[:, :, :-1]
+    mass, nz = D[0], D[1]
+    dw = D[0] if s == 0 else D[2]
+    orphan = policy.remainder == "orphan"
+    if orphan:  # remainder bins [a + T m, b): their mass joins the last level, their Q is 0
+        mass = mass.copy()
+        mass[:, -1] += tab.H[b] - tab.H[e[:, -1]]
+        orphan_hi = b - 1 >= e[:, -1]
+    else:
+        orphan_hi = np.zeros(R, dtype=bool)
+    if policy.merge == "whole" and policy.truncate != "none":
+        # MXNet and ONNX Runtime store the last group in an integer array, then add the
+        # remainder to it: trunc(trunc(group) + remainder)
+        group_end = a + T * (L // T)
+        group = tab.H[group_end] - tab.H[e[:, -2]]
+        mass = mass.copy()
+        mass[:, -1] = np.trunc(np.trunc(group) + (tab.H[b] - tab.H[group_end]))
+    if policy.expand == "uniform":
+        count = (e_rel[:, 1:] - e_rel[:, :-1]).astype(np.float64)
+    else:
+        count = nz
+        if policy.nonzero_from == "p":  # edge bins made non-zero by a folded tail
+            count = nz.copy()
+            one = a == b - 1
+            h = tab.h
+            tail_a = prep.tail_lo[rows] + np.where(one, prep.tail_hi[rows], 0.0)
+            idx = np.arange(R)
+            count[idx, k_a] += (h[a] == 0) & (tail_a > 0)
+            extra_b = (h[b - 1] == 0) & (prep.tail_hi[rows] > 0) & ~one & ~orphan_hi
+            count[idx, k_b] += extra_b
+    if policy.truncate == "none" and not orphan:
+        value = mass / (count + _TINY)  # no non-zero bin means no mass: 0 / tiny = 0
+    else:
+        value = _truncate_value(mass, count, policy)
+    return _Groups(
+        e_rel.astype(np.float64), mass, count, value, e0=e[:, :-1], e1=e[:, 1:],
+        orphan=orphan, dw=dw, dnz=nz, k_a=k_a, k_b=k_b, orphan_hi=orphan_hi,
+    )  # fmt: skip

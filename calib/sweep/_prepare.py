@@ -1,0 +1,125 @@
+"""Validation, the policies that act once on the histogram, each candidate's window, and the
+rule that picks the minimum (ties included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from calib.histogram import Histogram
+from calib.policies import DEFAULT_TARGET_BINS, Policy
+
+
+# --------------------------------------------------------------------------------------
+# validation and preparation
+# --------------------------------------------------------------------------------------
+def _to_layout(h: Histogram, policy: Policy) -> Histogram:
+    if policy.layout == "unsigned" and h.is_signed:
+        return h.fold()
+    if policy.layout == "signed" and not h.is_signed:
+        return h.mirror()
+    return h
+
+
+def _check_target_bins(target_bins: Any, variant: str, n_bins: int) -> int:
+    T = DEFAULT_TARGET_BINS.get(variant, 128) if target_bins is None else target_bins
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
+        raise ValueError(f"target_bins must be an integer, got {target_bins!r}")
+    if T < 1:
+        raise ValueError(f"target_bins must be at least 1, got {T}")
+    if T >= n_bins:
+        raise ValueError(f"target_bins must be less than the number of bins ({n_bins}), got {T}")
+    return int(T)
+
+
+@dataclasses.dataclass
+class _Prep:
+    """Counts after the policies that act once, and each candidate's window [a, b)."""
+
+    h: np.ndarray  # float64 counts, zero spike and histogram normalisation applied
+    T: int
+    cand: np.ndarray  # candidate numbers
+    a: np.ndarray  # window start (bin index), per candidate
+    b: np.ndarray  # window end (exclusive)
+    tail_lo: np.ndarray  # mass left of the window, folded into bin a
+    tail_hi: np.ndarray  # mass right of the window, folded into bin b - 1
+    thresholds: np.ndarray
+
+
+def _prepare(h: Histogram, T: int, policy: Policy) -> _Prep:
+    n = h.n_bins
+    c = h.counts.astype(np.float64)  # a copy: the caller's counts are never touched
+    if policy.zero_spike == "copy_next":
+        c[0] = c[1]
+    if policy.normalize == "histogram" and c.sum() > 0:
+        c = c / c.sum()
+    if policy.candidates == "kept_bins":
+        cand = np.arange(T, n)
+        a, b = np.zeros_like(cand), cand.copy()
+    elif policy.candidates == "modelopt":
+        if policy.start_bin > n:
+            raise ValueError(
+                f"start_bin must be at most the number of bins ({n}), got {policy.start_bin}"
+            )
+        cand = np.arange(policy.start_bin, n + 1, policy.stride)
+        a, b = np.zeros_like(cand), cand.copy()
+    else:  # half_window
+        z = n // 2
+        cand = np.arange(T // 2, z + 1)
+        a, b = z - cand, np.minimum(z + cand + 1, n)
+    if cand.size == 0:
+        raise ValueError(f"no candidates: target_bins={T} leaves none among {n} bins")
+    need_whole_levels = policy.merge in ("fractional", "whole")
+    if need_whole_levels and (b - a).min() < T:
+        raise ValueError(
+            f"merge={policy.merge!r} needs every candidate to keep at least target_bins={T} "
+            f"bins; the smallest keeps {(b - a).min()} (raise start_bin)"
+        )
+    H = np.concatenate([[0.0], np.cumsum(c)])
+    e = h.edges
+    if policy.threshold == "edge":
+        thr = e[b]
+    else:
+        thr = e[b] + 0.5 * (e[b] - e[b - 1])
+    return _Prep(c, T, cand, a, b, H[a], H[-1] - H[b], np.asarray(thr, dtype=np.float64))
+
+
+TIE_RTOL = 1e-12
+
+
+def tie_scale(counts: np.ndarray, normalized: bool = False, eps: float = 0.0) -> float:
+    """The size of the numbers a candidate's KL is summed from (p log p, p log q).
+
+    ``counts`` as the KL sees them: ``normalized`` when P and Q are scaled to sum 1
+    for every candidate, so the total no longer matters; ``eps`` when smoothing adds
+    that much to the bins.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    nz = c[c > 0]
+    total = nz.sum() + eps * c.size
+    if total == 0:
+        return 0.0
+    values = np.concatenate([nz, [eps]]) if eps else nz
+    if normalized:
+        values = values / total
+        total = 1.0
+    return float(total * (1.0 + max(abs(np.log(values.max())), abs(np.log(values.min())))))
+
+
+def pick_minimum(kl: np.ndarray, ties: str, scale: float) -> int:
+    """Index of the smallest KL; candidates within TIE_RTOL * scale of it are ties.
+
+    Prefix sums and a bin-by-bin loop round differently (about 1e-16 of the sums a
+    KL is made from), so two candidates whose KL is equal in exact arithmetic, such
+    as several zeros on a one-bin histogram, must compare equal here too; among ties
+    the variant takes the first or the last.
+    """
+    finite = np.isfinite(kl)
+    if not finite.any():
+        return 0 if ties == "first" else int(kl.size - 1)
+    near = finite & (kl <= kl[finite].min() + TIE_RTOL * scale)
+    idx = np.flatnonzero(near)
+    return int(idx[0] if ties == "first" else idx[-1])

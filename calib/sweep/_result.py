@@ -1,0 +1,118 @@
+"""The sweep's results: every candidate's KL (:class:`SweepResult`) and one candidate's P and Q
+(:class:`PQ`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from calib.histogram import Histogram
+from calib.policies import Policy
+from calib.sweep._dense import _dense_block, _dense_kl
+from calib.sweep._prepare import _prepare
+
+
+# --------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PQ:
+    """P and Q of one candidate, as a variant builds and compares them.
+
+    ``p_raw``/``q_raw`` are before smoothing and normalisation; ``p``/``q`` are what
+    the KL is taken over; ``terms`` is each bin's contribution (summing to ``kl``).
+    Bins are those of the candidate's window, ``edges`` their edges in activation
+    units. ``group_edges`` are the merge boundaries in bins from the window's start
+    (fractional for the seed's merge), ``group_mass`` each quantized level's mass and
+    ``group_value`` the Q value each level spreads over its bins.
+    """
+
+    candidate: int
+    threshold: float
+    kl: float
+    edges: np.ndarray
+    p_raw: np.ndarray
+    q_raw: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    terms: np.ndarray
+    group_edges: np.ndarray
+    group_mass: np.ndarray
+    group_value: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """Every candidate's KL and the chosen one.
+
+    Attributes
+    ----------
+    candidates : int array
+        Each candidate as the variant's own loop counts it (kept bins for the seed,
+        ncnn and ModelOpt; bins on each side of the zero bin for MXNet and ONNX Runtime).
+    kl : float array
+        KL(P || Q) of each candidate; inf where the variant leaves it undefined.
+    thresholds : float array
+        Each candidate's clip in activation units.
+    best, best_index : int
+        The chosen candidate, and its index into ``candidates``.
+    amax : float
+        The chosen clip in activation units (0 for a dead histogram).
+    dead : bool
+        True when every count is zero; then ``kl`` is all inf and ``amax`` is 0.
+    histogram : Histogram
+        The histogram swept: the input, folded to |x| or mirrored to signed when the
+        variant's layout asked for it.
+    """
+
+    variant: str
+    policy: Policy
+    target_bins: int
+    histogram: Histogram
+    candidates: np.ndarray
+    kl: np.ndarray
+    thresholds: np.ndarray
+    best: int
+    best_index: int
+    amax: float
+    dead: bool
+
+    @property
+    def min_kl(self) -> float:
+        return float(self.kl[self.best_index])
+
+    def index_of(self, candidate: int) -> int:
+        """Index into ``candidates`` of one candidate; ValueError if it is not one."""
+        i = int(np.searchsorted(self.candidates, candidate))
+        if i >= self.candidates.size or self.candidates[i] != candidate:
+            lo, hi = int(self.candidates[0]), int(self.candidates[-1])
+            raise ValueError(f"candidate must be one of {lo}..{hi}, got {candidate!r}")
+        return i
+
+    def distributions(self, candidate: int | None = None) -> PQ:
+        """P, Q and the per-bin KL terms of one candidate (the chosen one by default)."""
+        c = self.best if candidate is None else candidate
+        i = self.index_of(c)
+        prep = _prepare(self.histogram, self.target_bins, self.policy)
+        rows = np.array([i])
+        block = _dense_block(prep, self.policy, rows)
+        L = int(prep.b[i] - prep.a[i])
+        pp, qq, terms, kl = _dense_kl(block, self.policy, keep=True)
+        h = self.histogram
+        g = block.groups
+        return PQ(
+            candidate=int(c),
+            threshold=float(self.thresholds[i]),
+            kl=float(kl[0]),
+            edges=np.array(h.edges[prep.a[i] : prep.b[i] + 1]),
+            p_raw=block.P[0, :L].copy(),
+            q_raw=block.Q[0, :L].copy(),
+            p=pp[0, :L].copy(),
+            q=qq[0, :L].copy(),
+            terms=terms[0, :L].copy(),
+            group_edges=g.edges[0].copy(),
+            group_mass=g.mass[0].copy(),
+            group_value=g.value[0].copy(),
+        )
