@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from calib.histogram import Histogram, as_histogram
+from calib.policies import check_num_bits, levels_for
 
 __all__ = [
     "DEFAULT_NUM_BITS",
@@ -111,14 +112,6 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _check_num_bits(num_bits: Any) -> int:
-    if isinstance(num_bits, bool) or not isinstance(num_bits, (int, np.integer)):
-        raise ValueError(f"num_bits must be an integer in 2..16, got {_show(num_bits)}")
-    if not 2 <= num_bits <= 16:
-        raise ValueError(f"num_bits must be an integer in 2..16, got {num_bits}")
-    return int(num_bits)
-
-
 def _check_unsigned(unsigned: Any) -> bool:
     if not isinstance(unsigned, (bool, np.bool_)):
         raise ValueError(f"unsigned must be True or False, got {_show(unsigned)}")
@@ -127,7 +120,7 @@ def _check_unsigned(unsigned: Any) -> bool:
 
 def _qmax(num_bits: Any, unsigned: Any) -> int:
     """Largest quantized magnitude: ``2**(num_bits - 1) - 1``, or ``2**num_bits - 1`` unsigned."""
-    bits = _check_num_bits(num_bits)
+    bits = check_num_bits(num_bits)
     return 2**bits - 1 if _check_unsigned(unsigned) else 2 ** (bits - 1) - 1
 
 
@@ -524,11 +517,11 @@ def _check_method(method: Any) -> str:
 
 
 def _entropy(h: Histogram, num_bits: int, unsigned: bool, variant: str, policies: dict) -> Any:
-    """Run the KL sweep; a non-int8 quantizer asks it for ModelOpt's level count."""
+    """Run the KL sweep at the variant's own levels for the quantizer (``levels_for``)."""
     from calib import sweep  # lazy: the sweep engine is its own module
 
-    if "target_bins" not in policies and (num_bits, unsigned) != (8, False):
-        policies = {**policies, "target_bins": 2 ** (num_bits - 1 + int(unsigned))}
+    if "target_bins" not in policies:
+        policies = {**policies, "target_bins": levels_for(variant, num_bits, unsigned)}
     return sweep.kl_sweep(h, variant=variant, **policies)
 
 
@@ -574,13 +567,13 @@ def calibrate(
     method answers 0.0 (ModelOpt's percentile rule on a layer that is mostly zeros) gets the
     metrics of the limit amax -> 0: everything clipped, ``mse = signal_power``, 0 dB.
 
-    For ``"entropy"`` with a quantizer other than signed int8, and no ``target_bins`` among
-    the policies, the sweep is given ModelOpt's level count ``2**(num_bits - 1 + unsigned)``;
-    for signed int8 each variant keeps its own (128 for the seed, 255 for MXNet).
+    For ``"entropy"`` with no ``target_bins`` among the policies, the sweep is given the
+    variant's own levels for the quantizer, :func:`calib.policies.levels_for` (signed int8:
+    128, MXNet's 255; 4 bits: 8, MXNet's 15).
     """
     h = as_histogram(hist)
     method = _check_method(method)
-    num_bits = _check_num_bits(num_bits)
+    num_bits = check_num_bits(num_bits)
     unsigned = _check_unsigned(unsigned)
     percentile = _check_percentile(percentile)
     if method in ("max", "percentile") and policies:

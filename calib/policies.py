@@ -47,6 +47,7 @@ precision          "float64"; "float32": ONNX Runtime's own smoothing and entrop
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
     "VARIANTS",
     "VARIANT_NOTES",
     "Policy",
+    "check_num_bits",
+    "levels_for",
     "resolve_policy",
 ]
 
@@ -189,13 +192,39 @@ VARIANTS: dict[str, Policy] = {
     ),
 }
 
-DEFAULT_TARGET_BINS: dict[str, int] = {
-    "seed": 128,
-    "ncnn": 128,
-    "mxnet": 255,
-    "onnxruntime": 128,
-    "modelopt": 128,
-}
+
+def check_num_bits(num_bits: Any) -> int:
+    """``num_bits`` as an int, or a ValueError naming it: an integer in 2..16."""
+    if isinstance(num_bits, bool) or not isinstance(num_bits, numbers.Integral):
+        shown = num_bits.item() if hasattr(num_bits, "item") else num_bits
+        raise ValueError(f"num_bits must be an integer in 2..16, got {shown!r}")
+    if not 2 <= num_bits <= 16:
+        raise ValueError(f"num_bits must be an integer in 2..16, got {int(num_bits)}")
+    return int(num_bits)
+
+
+def levels_for(variant: str, num_bits: int = 8, unsigned: bool = False) -> int:
+    """The number of quantized levels (``target_bins``) a variant uses for a quantizer.
+
+    The one rule every page, the command line and :func:`calib.calibrate` call. MXNet (and
+    TVM) count both signs' levels of a symmetric quantizer, ``2**num_bits - 1`` (255 at 8
+    bits); every other variant counts the levels of one sign, ``2**(num_bits - 1)`` (128),
+    or all ``2**num_bits`` of an unsigned quantizer (ModelOpt's
+    ``2**(num_bits - 1 + unsigned)``).
+
+    >>> levels_for("seed"), levels_for("mxnet"), levels_for("mxnet", 4), levels_for("seed", 4)
+    (128, 255, 15, 8)
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    num_bits = check_num_bits(num_bits)
+    if variant == "mxnet":
+        return 2**num_bits - 1
+    return 2 ** (num_bits - 1 + int(bool(unsigned)))
+
+
+DEFAULT_TARGET_BINS: dict[str, int] = {v: levels_for(v) for v in VARIANTS}
+"""Each variant's levels for signed int8: 128, MXNet's 255."""
 
 VARIANT_NOTES: dict[str, str] = {
     "seed": "The blog post's numpy loop, the same as ncnn's 2019 tool and MNN's.",

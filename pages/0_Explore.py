@@ -13,6 +13,7 @@ import math
 
 import streamlit as st
 
+import calib.explore
 from calib.app import explore, sources
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
 
@@ -46,7 +47,7 @@ with explore.synced_query_params(KEY):
     source = sources.histogram_source(KEY)
     c = explore.explore_controls(source, KEY)
 
-    view, problem = None, explore.policy_error(c.variant, dict(c.overrides))
+    view, problem = None, calib.explore.policy_error(c.variant, dict(c.overrides))
     if problem:
         problem = (
             f"Impossible policy combination for {c.variant}: {problem}. Change one of the "
@@ -95,11 +96,12 @@ with explore.synced_query_params(KEY):
     if not r.dead:
         d1, d2, _ = st.columns([1, 1, 5])
         d1.download_button(
-            "KL curve (CSV)", lambda: explore.kl_curve_csv(r), file_name="kl_curve.csv",
+            "KL curve (CSV)", lambda: calib.explore.kl_curve_csv(r), file_name="kl_curve.csv",
             mime="text/csv", on_click="ignore", key=f"{KEY}_csv",
         )  # fmt: skip
         d2.download_button(
-            "Threshold (JSON)", lambda: explore.threshold_json(view), file_name="threshold.json",
+            "Threshold (JSON)", lambda: calib.explore.threshold_json(view),
+            file_name="threshold.json",
             mime="application/json", on_click="ignore", key=f"{KEY}_json",
         )  # fmt: skip
 

@@ -19,8 +19,9 @@ import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
+import calib.explore
 from calib import io as cio
-from calib.app import explore, sources
+from calib.app import sources
 from calib.demos import DEMOS
 from calib.histogram import DEFAULT_BINS, Histogram
 from calib.methods import amax_max, amax_mse, amax_percentile, clip_metrics
@@ -490,7 +491,7 @@ def test_query_params_set_before_the_run_are_honoured():
 
 def test_the_layers_page_link_opens_that_layer():
     layer = "encoder.layer.2.output.dense:output"
-    link = explore.explore_query("model", layer=layer, variant="ncnn")
+    link = calib.explore.explore_query("model", layer=layer, variant="ncnn")
     at = run_app(**link)
     assert at.selectbox(key="explore_model_layer").value == layer
     r = kl_sweep(model_hist(layer), variant="ncnn")

@@ -13,13 +13,13 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+import calib.explore
 from calib import io as cio
 from calib.app import explore, sources
 from calib.demos import DEMOS
@@ -237,7 +237,7 @@ def test_sized_histogram_rehistograms_samples_and_merges_histograms_down():
     ],
 )
 def test_default_target_bins(variant, bits, levels):
-    assert explore.default_target_bins(variant, bits) == levels
+    assert calib.explore.default_target_bins(variant, bits) == levels
     if bits == 8:
         assert levels == DEFAULT_TARGET_BINS[variant]
 
@@ -291,8 +291,8 @@ def test_compute_view_applies_overrides_and_names_impossible_ones():
     assert view.target_bins == 128  # the variant's own levels when none are given
     with pytest.raises(ValueError, match="half_window"):
         explore.compute_view(src, "seed", {"layout": "signed"})
-    assert "half_window" in explore.policy_error("seed", {"layout": "signed"})
-    assert explore.policy_error("seed", {"merge": "linspace"}) is None
+    assert "half_window" in calib.explore.policy_error("seed", {"layout": "signed"})
+    assert calib.explore.policy_error("seed", {"merge": "linspace"}) is None
     with pytest.raises(ValueError, match="target_bins"):
         explore.compute_view(src, "seed", (), 600, 512)
 
@@ -328,7 +328,7 @@ def test_dead_view_has_no_metrics():
     view = explore.compute_view(src, "seed")
     assert view.result.dead and view.metrics is None and math.isnan(view.ratio)
     assert all(o.amax == 0 and o.metrics is None for o in view.methods)
-    doc = json.loads(explore.threshold_json(view))
+    doc = json.loads(calib.explore.threshold_json(view))
     assert doc["amax"] == 0 and doc["kl"] is None and doc["sqnr_db"] is None
 
 
@@ -345,7 +345,7 @@ def test_explore_view_is_cached_on_its_primitive_keys():
 # --------------------------------------------------------------------------------------
 def test_kl_curve_csv_round_trips_exactly():
     view = explore.compute_view(model_source(), "onnxruntime", (), 64, 512)
-    rows = list(csv.reader(io.StringIO(explore.kl_curve_csv(view.result))))
+    rows = list(csv.reader(io.StringIO(calib.explore.kl_curve_csv(view.result))))
     assert rows[0] == ["candidate", "threshold", "kl"]
     body = np.array(rows[1:], dtype=np.float64)
     r = view.result
@@ -353,14 +353,14 @@ def test_kl_curve_csv_round_trips_exactly():
     np.testing.assert_array_equal(body[:, 1], r.thresholds)
     np.testing.assert_array_equal(body[:, 2], r.kl)
     dead = kl_sweep(np.zeros(300))
-    lines = explore.kl_curve_csv(dead).splitlines()
+    lines = calib.explore.kl_curve_csv(dead).splitlines()
     assert len(lines) == 1 + dead.candidates.size and lines[1].endswith(",inf")
 
 
 def test_threshold_json():
     src = model_source()
     view = explore.compute_view(src, "modelopt", {"ties": "first"}, 128, 1024, 8)
-    doc = json.loads(explore.threshold_json(view))
+    doc = json.loads(calib.explore.threshold_json(view))
     r = view.result
     assert doc == {
         "source": src.label,
@@ -388,13 +388,13 @@ def test_candidate_from_selection_maps_x_to_the_nearest_candidate():
             0
         ]
         state = {"selection": {"points": [{"x": float(x), "y": 1.0, "curve_number": 0}]}}
-        assert explore.candidate_from_selection(state, r) == nearest
-        assert explore.candidate_from_selection(state["selection"], r) == nearest
-        assert explore.candidate_from_selection(state["selection"]["points"], r) == nearest
+        assert calib.explore.candidate_from_selection(state, r) == nearest
+        assert calib.explore.candidate_from_selection(state["selection"], r) == nearest
+        assert calib.explore.candidate_from_selection(state["selection"]["points"], r) == nearest
     exact = int(r.candidates[17])
-    assert explore.candidate_from_selection([{"x": r.thresholds[17]}], r) == exact
+    assert calib.explore.candidate_from_selection([{"x": r.thresholds[17]}], r) == exact
     for empty in (None, {}, {"selection": {"points": []}}, [{"y": 2.0}], [{"x": "a"}]):
-        assert explore.candidate_from_selection(empty, r) is None
+        assert calib.explore.candidate_from_selection(empty, r) is None
 
 
 # --------------------------------------------------------------------------------------
@@ -410,7 +410,7 @@ def test_parse_explore_query_full_link():
         "hist_bins": "1024", "num_bits": "6", "log_y": "false", "merge": "linspace",
         "eps": "0.001", "stride": "3", "unrelated": "x",
     }  # fmt: skip
-    out, bad = explore.parse_explore_query(params, {}, LAYERS)
+    out, bad = calib.explore.parse_explore_query(params, {}, LAYERS)
     assert bad == []
     assert out["explore_kind"] == "model" and out["explore_model_layer"] == layer
     assert out["explore_variant"] == "mxnet" and out["explore_target_bins"] == 200
@@ -423,44 +423,36 @@ def test_parse_explore_query_full_link():
 
 
 def test_parse_explore_query_defaults_and_bad_values():
-    out, bad = explore.parse_explore_query({"variant": "mxnet"}, {}, LAYERS)
+    out, bad = calib.explore.parse_explore_query({"variant": "mxnet"}, {}, LAYERS)
     assert out["explore_target_bins"] == 255 and bad == []
-    assert {f"explore_policy_{f}" for f in explore.POLICY_FIELDS} <= set(out)
-    out, _ = explore.parse_explore_query({"num_bits": "4"}, {"explore_variant": "mxnet"}, LAYERS)
+    assert {f"explore_policy_{f}" for f in calib.explore.POLICY_FIELDS} <= set(out)
+    out, _ = calib.explore.parse_explore_query(
+        {"num_bits": "4"}, {"explore_variant": "mxnet"}, LAYERS
+    )
     assert out["explore_target_bins"] == 15
-    out, _ = explore.parse_explore_query({"src": "demo", "demo": "GELU", "layer": "x"}, {}, LAYERS)
+    out, _ = calib.explore.parse_explore_query(
+        {"src": "demo", "demo": "GELU", "layer": "x"}, {}, LAYERS
+    )
     assert out == {"explore_kind": "demo", "explore_demo": "GELU"}  # layer means nothing here
-    out, _ = explore.parse_explore_query({"src": "histogram", "layer": "conv1"}, {}, LAYERS)
+    out, _ = calib.explore.parse_explore_query({"src": "histogram", "layer": "conv1"}, {}, LAYERS)
     assert out["explore_upload_layer"] == "conv1"  # checked once the file is uploaded
     params = {
         "src": "web", "layer": "nope", "demo": "Cauchy", "variant": "tensorrt",
         "num_bits": "40", "target_bins": "1", "hist_bins": "many", "log_y": "maybe",
         "merge": "sideways", "stride": "0", "eps": "2",
     }  # fmt: skip
-    out, bad = explore.parse_explore_query(params, {}, LAYERS)
+    out, bad = calib.explore.parse_explore_query(params, {}, LAYERS)
     assert out == {}
     assert sorted(m.split("=")[0] for m in bad) == sorted(f"Ignored {name}" for name in params)
 
 
-def test_explore_link_opens_that_layer():
-    link = explore.explore_link(LAYERS[3], variant="ncnn")
-    parts = urlsplit(link)
-    assert parts.path == "/"
-    params = dict(parse_qsl(parts.query))
-    assert params == {"src": "model", "layer": LAYERS[3], "variant": "ncnn"}
-    out, bad = explore.parse_explore_query(params, {}, LAYERS)
-    assert not bad and out["explore_model_layer"] == LAYERS[3]
-    assert explore.explore_query("demo", demo="GELU", log_y=False, target_bins=64) == {
-        "src": "demo", "demo": "GELU", "log_y": "false", "target_bins": "64",
-    }  # fmt: skip
-
-
 def test_every_policy_field_has_help_from_the_policies_table():
-    assert set(explore.POLICY_FIELDS) == {f.name for f in dataclasses.fields(Policy)}
-    for f in explore.POLICY_FIELDS:
-        assert len(explore.POLICY_HELP[f]) > 10, f
+    assert set(calib.explore.POLICY_FIELDS) == {f.name for f in dataclasses.fields(Policy)}
+    for f in calib.explore.POLICY_FIELDS:
+        assert len(calib.explore.POLICY_HELP[f]) > 10, f
     assert (
-        "fractional" in explore.POLICY_HELP["merge"] and "modelopt" in explore.POLICY_HELP["stride"]
+        "fractional" in calib.explore.POLICY_HELP["merge"]
+        and "modelopt" in calib.explore.POLICY_HELP["stride"]
     )
 
 
@@ -546,3 +538,15 @@ def test_every_demo_has_a_view():
         assert view.result.dead == (name == "Dead layer")
         if name == "Seed ramp":
             assert view.result.best == 2047
+
+
+def test_explore_query_opens_that_layer():
+    """What the Layers page sends (explore_query) is what the Explore page reads back."""
+    params = calib.explore.explore_query("model", layer=LAYERS[3], variant="ncnn")
+    assert params == {"src": "model", "layer": LAYERS[3], "variant": "ncnn"}
+    out, bad = calib.explore.parse_explore_query(params, {}, LAYERS)
+    assert not bad and out["explore_model_layer"] == LAYERS[3]
+    assert out["explore_variant"] == "ncnn"
+    assert calib.explore.explore_query("demo", demo="GELU", log_y=False, target_bins=64) == {
+        "src": "demo", "demo": "GELU", "log_y": "false", "target_bins": "64",
+    }  # fmt: skip

@@ -25,9 +25,10 @@ import streamlit as st
 from calib import io as cio
 from calib import report
 from calib.app import sources
+from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_PERCENTILE, METHODS
-from calib.policies import DEFAULT_TARGET_BINS, VARIANT_NOTES, VARIANTS
+from calib.policies import VARIANT_NOTES, VARIANTS, levels_for
 
 __all__ = [
     "CACHE_TYPES",
@@ -334,7 +335,7 @@ def choose_settings() -> Settings:
     if entropy:
         sb.caption(VARIANT_NOTES[variant])
     num_bits = sb.selectbox("Bits", list(range(2, 17)), index=6, key="layers_bits")
-    auto = DEFAULT_TARGET_BINS[variant] if num_bits == 8 else 2 ** (num_bits - 1)
+    auto = levels_for(variant, num_bits)
     target_bins = sb.number_input(
         "Target bins",
         min_value=2,
@@ -386,10 +387,9 @@ def choose_cache() -> report.CachedThresholds | None:
 
 def explore_params(layers: Layers, s: Settings, layer: str) -> dict[str, str]:
     """Explore's query string for one tensor (the contract: src, layer, variant, ...)."""
-    params = {"src": layers.src, "layer": layer, "variant": s.variant, "num_bits": str(s.num_bits)}
-    if s.target_bins is not None:
-        params["target_bins"] = str(s.target_bins)
-    return params
+    return explore_query(
+        layers.src, layer=layer, variant=s.variant, num_bits=s.num_bits, target_bins=s.target_bins
+    )
 
 
 def fmt(x: float, spec: str = ".4g") -> str:

@@ -22,6 +22,7 @@ import streamlit as st
 
 from calib import io as cio
 from calib.demos import DEMOS, demo_histogram, demo_samples
+from calib.explore import DEFAULT_LAYER, MODEL_NAME, SOURCE_KINDS
 from calib.histogram import DEFAULT_BINS, Histogram
 
 __all__ = [
@@ -42,16 +43,7 @@ __all__ = [
 ]
 
 ASSET_PATH = Path(__file__).resolve().parents[2] / "assets" / "minilm_histograms.npz"
-MODEL_NAME = "all-MiniLM-L6-v2"
-# The FFN output of the first block: one [CLS] value near 196 against a bulk below 10.
-DEFAULT_LAYER = "encoder.layer.0.output.dense:output"
 MAX_UPLOAD_BYTES = 50 * 2**20  # also .streamlit/config.toml's maxUploadSize
-SOURCE_KINDS = {
-    "model": f"Real model ({MODEL_NAME})",
-    "demo": "Built-in demo",
-    "histogram": "Upload a histogram",
-    "samples": "Upload raw samples",
-}
 HISTOGRAM_TYPES = ["npz", "npy", "csv", "json"]
 SAMPLE_TYPES = ["npy", "csv"]
 
