@@ -542,8 +542,10 @@ weird: name: with: colons: 3f800000
 
 def test_trt_published_example() -> None:
     cache = read_trt_cache_full(io.StringIO(TRT_EXAMPLE))
-    assert cache.scales["data"] == pytest.approx(0.0078452, abs=1e-7)
-    assert cache.amax["data"] == pytest.approx(0.9963, abs=1e-4)
+    # by hand: 0x3c008912 is sign 0, exponent 0x78 - 127 = -7, mantissa 0x008912 / 2**23;
+    # exact in float64 too, so the decoded scale equals it exactly (0.0078451801...)
+    assert cache.scales["data"] == 2.0**-7 * (1 + 0x008912 / 2**23)
+    assert cache.amax["data"] == pytest.approx(0.9963, abs=1e-4)  # 127 * scale
     assert (cache.header, cache.version, cache.algorithm) == (
         "TRT-8601-EntropyCalibration2",
         8601,
@@ -636,6 +638,8 @@ def test_trt_round_trip(amax: dict) -> None:
 
 def test_trt_writer_format(tmp_path: Path) -> None:
     path = tmp_path / "out.cache"
+    # 0.9963378738611937 is 127 * float32(0x3c008912) (the published example above), so its
+    # scale amax / 127 is that float32 exactly; 127.0 / 127 is 1.0 = 0x3f800000
     write_trt_cache(
         path,
         {"data": 0.9963378738611937, "a: b": 0.0, "c": np.float32(127.0)},
