@@ -148,6 +148,7 @@ def test_learner_questions_show_what_they_claim():
     relu = frame(at, "zeros")
     clip = relu["seed clip"].to_numpy()
     assert np.all(np.diff(clip) <= 0) and clip[-1] < clip[0]
+    # one candidate on the same edges at every zero fraction: the same threshold, exactly
     assert len(set(relu["seed + bins[0] = bins[1]"])) == 1
     raw_norm = frame(at, "+1 bins")
     assert raw_norm["+1 bins"].sum() > 0
