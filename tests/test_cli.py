@@ -1,4 +1,7 @@
-"""The command line as a user runs it: a threshold table from a file, and the bench."""
+"""The command line as a user runs it: a threshold table from a file, and its exports.
+
+`python -m calib bench` (calib.dev.bench) is tested in test_dev_bench.py.
+"""
 
 import csv
 import io
@@ -11,7 +14,6 @@ import pytest
 
 import calib
 from calib.cli import main
-from calib.dev.bench import BenchRow, _cell_costs, run_bench
 
 
 @pytest.fixture
@@ -63,26 +65,6 @@ def test_bad_files_exit_2_with_a_message(tmp_path, capsys):
     assert main([str(bad)]) == 2
     assert "error:" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.npz")]) == 2
-
-
-def test_bench_quick_runs_every_variant_and_agrees_with_the_loops():
-    lines = []
-    rows = run_bench(quick=True, out=lines.append)
-    assert {r.name.split()[0] for r in rows} == set(calib.VARIANTS)
-    assert all(r.same_answer for r in rows)
-    assert all(r.loop_s > 0 and r.sweep_s > 0 for r in rows)
-    assert lines[0].startswith("case")
-
-
-def test_bench_reports_the_seed_sweeps_cost_per_cell_and_what_1000x_allows():
-    # 1920 candidates x 128 levels = 245,760 cells: 2.4576 ms is 10 ns a cell
-    row = BenchRow("seed 2048/128", loop_s=4.9152, sweep_s=2.4576e-3, same_answer=True)
-    line = _cell_costs(row, 2048, 128)
-    assert "245,760 (candidate, level) cells at 10.0 ns each" in line
-    assert line.endswith("1000x the seed's loop allows 20.0 ns")
-    for name in ("log", "gather", "multiply"):
-        cost = float(line.split(f"{name} ")[1].split(" ns")[0])
-        assert 0 < cost < 100
 
 
 def test_python_dash_m_calib_runs(hist_file):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from calib import Histogram
@@ -79,8 +79,7 @@ def test_all_zero_samples_have_a_range_and_skip_zeros_makes_them_dead():
 )
 def test_rebin_keeps_the_total_and_sums_whole_groups(counts, factor):
     n = len(counts) - len(counts) % factor
-    if n < 2 * factor:
-        return
+    assume(n >= 2 * factor)
     h = Histogram.from_counts(counts[:n])
     r = h.rebin(n // factor)
     assert r.total == h.total

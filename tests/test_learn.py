@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calib import Histogram, kl_sweep, learn
+from calib.dev.reference import seed_loop
 from calib.policies import VARIANTS
 
 LESSONS = list(learn.LESSONS)
@@ -102,7 +103,7 @@ def test_seed_fold_on_raw_counts_is_the_sum_past_the_clip():
         tail = 0
         for j in range(c, len(counts)):
             tail += counts[j]
-        assert learn.fold(result, pq).tail_hi == tail
+        assert learn.fold(result, pq).tail_hi == tail  # integer counts: both sums exact
         assert learn.window(result, pq) == learn.Window(0, c)
 
 
@@ -253,8 +254,12 @@ def test_bin_table_terms_sum_to_the_kl_and_notes_say_why(variant):
 def test_the_seed_pays_plus_one_for_the_outlier_in_the_gap():
     hist = learn.lesson_histogram("Bulk, gap, one outlier")
     result = learn.learn_sweep(hist, "seed", 8)
-    assert result.best == 19
+    # 19: what the seed's own loop, transcribed line by line, answers on these counts
+    assert result.best == seed_loop(np.asarray(hist.counts, dtype=float), 8)[2] == 19
     pq = result.distributions(19)
+    # bins 16-28 are empty: the tail past bin 18 (the lesson's 20 counts in bin 29) folds
+    # into bin 18, whose level's own bins (16.6 to 19) hold nothing, so q = 0 there and the
+    # seed's rule adds exactly 1
     assert pq.terms[-1] == 1.0 and pq.q[-1] == 0 and pq.p[-1] == 20
 
 
@@ -343,6 +348,7 @@ def test_relu_threshold_falls_with_the_zero_fraction_and_the_fix_holds_it():
     assert np.all(np.diff(seed[moving]) < 0)
     assert r.seed_best[-1] == r.smallest  # a big enough spike drags it to the first candidate
     assert seed[-1] < seed[0] / 5
+    # exact: the same candidate on the same edges is the same threshold, bit for bit
     assert len(set(r.seed_fixed)) == 1 and r.seed_fixed[0] == r.seed[0]
     assert len(set(r.modelopt)) == 1
     assert r.modelopt[0] == pytest.approx(r.seed[0], rel=0.01)
@@ -370,6 +376,9 @@ def test_raw_counts_and_normalised_choose_differently_because_of_plus_one():
     counts = learn.LESSONS["Bulk, gap, one outlier"].counts
     r = learn.raw_vs_normalised(counts, 8)
     assert r.raw.best != r.normalised.best
+    # 19 and 15: the seed's own loop (transcribed line by line) on raw and normalised counts
+    c = np.asarray(counts, dtype=float)
+    assert (seed_loop(c, 8)[2], seed_loop(c / c.sum(), 8)[2]) == (19, 15)
     assert (r.raw.best, r.normalised.best) == (19, 15)
     assert r.plus_ones[r.raw.index_of(r.raw.best)] == 1
     assert r.plus_ones[r.normalised.index_of(r.normalised.best)] == 0

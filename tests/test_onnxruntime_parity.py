@@ -11,9 +11,13 @@ apart, each a minimum of the other's curve to within the noise. The checks, per 
    within ``FLOAT32_KL_ATOL``, with inf at the same candidates;
 2. each side's choice is a minimum of the other side's curve within twice that noise;
 3. the sweep's threshold for ORT's candidate, clamped to the data's max, is ORT's
-   threshold exactly;
-4. where ORT's minimum stands clear of its noise, the sweep's amax is within one bin width
-   of ORT's threshold. How many match exactly is printed by ``test_summary`` (``-s``);
+   threshold exactly (both are copies of the same histogram edge);
+4. where ORT's minimum is below every other candidate's KL by more than twice that noise,
+   the sweep picks the same candidate (it must: the curves differ by less than the noise)
+   and so the same threshold; where it stands that clear only of candidates more than one
+   bin away, the sweep's amax is within one bin width of ORT's threshold. The cases whose
+   amax differs from ORT's are printed (``-s``): on this project's machine 5 of 36, each
+   where ORT's minimum is within its float32 noise;
 5. with ``precision="float32"`` (ORT's own arithmetic replayed) the KL curve is ORT's to
    the bit and the threshold is ORT's in every case.
 """
@@ -40,7 +44,6 @@ SEEDS = (0, 1, 2)
 NUM_BINS = (2048, 1001)
 NUM_QUANTIZED = (128, 255)
 CASES = [(k, s, b, q) for k in KINDS for s in SEEDS for b in NUM_BINS for q in NUM_QUANTIZED]
-RESULTS: dict[tuple, dict] = {}
 
 
 def activations(kind: str, seed: int, n: int = N_SAMPLES) -> np.ndarray:
@@ -124,27 +127,32 @@ def test_sweep_matches_onnxruntime(kind, seed, num_bins, nq):
 
     # 4. the amaxes, compared the way a user compares them
     amax = min(s.amax, data_max)
-    far = np.abs(s.candidates - s.candidates[ort_index]) > 1
-    clear = bool((ort_kl[far & fin] > ort_kl[ort_index] + 2 * FLOAT32_KL_ATOL).all())
+    above = ort_kl[fin] - ort_kl[ort_index]  # every other candidate's KL above ORT's minimum
+    others = s.candidates[fin] != s.candidates[ort_index]
+    if (above[others] > 2 * FLOAT32_KL_ATOL).all():
+        # the sweep's curve is within FLOAT32_KL_ATOL of ORT's (1.), so ORT's candidate is
+        # the sweep's unique minimum too, and its threshold is ORT's (3.)
+        assert s.best_index == ort_index
+        assert amax == ort_upper
+    far = np.abs(s.candidates[fin] - s.candidates[ort_index]) > 1
+    clear = bool((above[far] > 2 * FLOAT32_KL_ATOL).all())
     if clear:
         assert abs(amax - ort_upper) <= width * (1 + 1e-9)
+    if amax != ort_upper:
+        print(
+            f"\n  {kind, seed, num_bins, nq}: ORT {ort_upper:.6g} (i={s.candidates[ort_index]}), "
+            f"sweep {amax:.6g} (i={s.best}), {(amax - ort_upper) / width:+.2f} bins, "
+            f"ORT minimum {'clear' if clear else 'within float32 noise'}, noise {noise:.2e}"
+        )
 
-    # 5. precision="float32" replays ORT's own smoothing and entropy: the same curve to the
-    # bit, so the same candidate and the same threshold in every case
+    # 5. precision="float32" replays ORT's own smoothing and entropy: the same float32
+    # operations in the same order on the same numpy, so the same curve to the bit (exact
+    # is the claim under test), the same candidate and the same threshold in every case
     s32 = kl_sweep(Histogram(hist, edges), target_bins=nq, variant="onnxruntime",
                    precision="float32")  # fmt: skip
     np.testing.assert_array_equal(s32.kl, ort_kl)
     assert s32.best_index == ort_index
     assert min(s32.amax, data_max) == ort_upper
-    RESULTS[(kind, seed, num_bins, nq)] = {
-        "ort": ort_upper,
-        "sweep": amax,
-        "bins_off": (amax - ort_upper) / width,
-        "ort_best": int(s.candidates[ort_index]),
-        "sweep_best": s.best,
-        "noise": noise,
-        "clear": clear,
-    }
 
 
 def test_onnxruntime_loop_is_onnxruntime():
@@ -180,6 +188,7 @@ def test_onnxruntime_truncates_the_remainder_mass_twice():
     _, _, ort_kl = ort_on_histogram(counts, edges, 2)
     _, kls, _, _ = onnxruntime_loop(counts, edges, 2)
     _, kls_once, _, _ = onnxruntime_loop(counts, edges, 2, truncate_remainder_separately=False)
+    # ORT smooths and sums in float32 (2**-24 = 6e-8 per operation), the loop in float64
     np.testing.assert_allclose(ort_kl, kls, rtol=1e-6)  # [5.3082, 2.9094]
     assert abs(ort_kl[0] - kls_once[0]) > 1.0  # not [4.2744, 2.9094]
     s = kl_sweep(Histogram(counts, edges), 2, "onnxruntime")
@@ -204,24 +213,3 @@ def test_symmetric_plays_no_part_in_the_entropy_histogram():
     np.testing.assert_array_equal(a[0][1], b[0][1])
     assert a[2] == b[2]
     assert np.array_equal(a[3], b[3])
-
-
-def test_summary():
-    """Print how many ORT thresholds the sweep matches exactly (run with -s to see it)."""
-    if len(RESULTS) < len(CASES):
-        pytest.skip("run the whole module to get the summary")
-    exact = sum(r["sweep"] == r["ort"] for r in RESULTS.values())
-    one_bin = sum(abs(r["bins_off"]) <= 1 + 1e-9 for r in RESULTS.values())
-    n, noise = len(RESULTS), max(r["noise"] for r in RESULTS.values())
-    print(
-        f"\nONNX Runtime parity: {exact}/{n} exact, {one_bin}/{n} within one bin; "
-        f"max |KL_ort - KL_sweep| {noise:.2e}"
-    )
-    for key, r in RESULTS.items():
-        if r["sweep"] != r["ort"]:
-            print(
-                f"  {key}: ORT {r['ort']:.6g} (i={r['ort_best']}), sweep {r['sweep']:.6g} "
-                f"(i={r['sweep_best']}), {r['bins_off']:+.2f} bins, "
-                f"ORT minimum {'clear' if r['clear'] else 'within float32 noise'}"
-            )
-    assert one_bin >= sum(r["clear"] for r in RESULTS.values())

@@ -1,13 +1,13 @@
-"""The Compare page (pages/3_Compare.py) under AppTest, and its figures (calib.figures.compare).
+"""The Compare page (pages/3_Compare.py) under AppTest.
 
 The page's numbers are checked against direct ``kl_sweep`` / ``calibrate`` calls on the same
-histogram, and its figures read back as plotly JSON.
+histogram, and its figures read back as plotly JSON (the figures on their own:
+test_figures.py).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from calib import io as cio
 from calib.app.sources import ASSET_PATH, DEFAULT_LAYER
-from calib.compare import attribute, compare
+from calib.compare import attribute
 from calib.demos import DEMOS, demo_histogram
-from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
 from calib.methods import METHODS, calibrate
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS
@@ -188,50 +187,3 @@ def test_every_demo_renders():
         assert not at.exception and not at.error, name
         assert at.select_slider(key="compare_hist_bins").value == 512
         assert len(table(at)) == len(VARIANTS) + len(METHODS)
-
-
-# --------------------------------------------------------------------------------------
-# the figures, on their own
-# --------------------------------------------------------------------------------------
-def small(n: int = 256) -> Histogram:
-    rng = np.random.default_rng(0)
-    return Histogram.from_samples(rng.laplace(size=20_000), bins=n)
-
-
-def test_clips_figure_draws_both_signs_on_a_signed_histogram():
-    rng = np.random.default_rng(1)
-    h = Histogram.from_samples(rng.laplace(size=20_000), bins=512, signed=True)
-    c = compare(h, explain=False)
-    lines = clip_lines(clips_figure(c).to_plotly_json())  # shapes hold plain numbers
-    for r in c.rows:
-        assert lines[r.name] == r.amax and lines[f"{r.name} -"] == -r.amax
-    fig = clips_figure(c, log_y=True).to_plotly_json()
-    assert fig["layout"]["yaxis"]["type"] == "log"
-
-
-def test_kl_curves_are_scaled_to_their_largest_value():
-    c = compare(small(), explain=False)
-    fig = kl_curves_figure(c.sweeps)
-    curves = {t.name: t for t in fig.data if not t.name.endswith("minimum")}
-    minima = {t.name: t for t in fig.data if t.name.endswith("minimum")}
-    assert set(curves) == set(VARIANTS)
-    for v, tr in curves.items():
-        s = c.sweeps[v]
-        kl = np.where(np.isfinite(s.kl), s.kl, np.nan)
-        np.testing.assert_allclose(np.asarray(tr.y, dtype=float), kl / np.nanmax(kl))
-        np.testing.assert_array_equal(tr.x, s.thresholds)
-        m = minima[f"{v} minimum"]
-        assert m.x == (s.amax,) and m.y == (pytest.approx(s.min_kl / np.nanmax(kl)),)
-
-
-def test_attribution_figure_bars_are_the_moves():
-    a = attribute(small(), "modelopt")
-    fig = attribution_figure(a)
-    bars = {t.name: t for t in fig.data}
-    names = tuple(e.group.name for e in a.effects)[::-1]
-    with_, back = bars["seed + group"], bars["modelopt − group"]
-    assert with_.y == names == back.y
-    assert with_.x == tuple(e.moved_with for e in a.effects)[::-1]
-    assert back.x == tuple(e.moved_back for e in a.effects)[::-1]
-    gap = next(s for s in fig.layout.shapes if s.name == "gap")
-    assert math.isfinite(a.gap) and gap.x0 == a.gap

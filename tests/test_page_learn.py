@@ -66,6 +66,7 @@ def test_default_view_shows_every_step_with_the_seeds_numbers():
     result = learn.learn_sweep(hist, "seed", 8)
     pq = result.distributions(result.best)
     m = metrics(at)
+    # 19: the seed's own loop agrees (test_learn); 20: the lesson's 20 counts in bin 29
     assert m["Kept bins"] == str(result.best) == "19"
     assert m["Tail folded into P"] == "20"
     assert m["Best candidate"] == "19"
@@ -131,7 +132,7 @@ def test_target_bins_widget_changes_the_numbers():
     assert len(frame(at, "mass")) == 5
 
 
-def test_seed_example_shows_2047():
+def test_seed_example_shows_2047():  # the seed's published answer for its ramp
     at = run_page()
     assert metrics(at)["Seed's answer (kept bins)"] == "2047"
     assert any("2047" in h.value for h in at.header)
@@ -140,12 +141,14 @@ def test_seed_example_shows_2047():
 def test_learner_questions_show_what_they_claim():
     at = run_page()
     m = metrics(at)
+    # the seed's own loop answers 19 and 15 too (test_learn)
     assert m["Raw counts: best"] == "19" and m["Normalised: best"] == "15"
     codes = frame(at, "distinct |code|")
     assert list(codes["distinct |code|"]) == [128, 256]
     relu = frame(at, "zeros")
     clip = relu["seed clip"].to_numpy()
     assert np.all(np.diff(clip) <= 0) and clip[-1] < clip[0]
+    # one candidate on the same edges at every zero fraction: the same threshold, exactly
     assert len(set(relu["seed + bins[0] = bins[1]"])) == 1
     raw_norm = frame(at, "+1 bins")
     assert raw_norm["+1 bins"].sum() > 0
