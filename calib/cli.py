@@ -17,6 +17,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,10 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="small sizes, one repeat (smoke test)")
     c = sub.add_parser("collect", help="histogram an ONNX model's tensors (needs onnxruntime)")
     c.add_argument("model", help="the .onnx model")
-    c.add_argument("--inputs", required=True, help=".npz of arrays named after the model inputs")
+    c.add_argument(
+        "--inputs",
+        required=True,
+        help=".npz of arrays named after the model inputs, or batches <input>__b<k>",
+    )
     c.add_argument("--out", required=True, help="histogram file to write (.npz)")
-    c.add_argument("--bins", type=int, default=2048, help="bins of the first range (2048)")
-    c.add_argument("--signed", action="store_true", help="histogram x on [-m, m], not |x|")
+    c.add_argument("--bins", type=int, default=2048, help="bins of |x| on the first range")
+    c.add_argument(
+        "--abs", action="store_true", help="store |x| only (default: x on [-m, m], which folds)"
+    )
     c.add_argument("--tensors", metavar="REGEX", help="only tensors whose name matches")
     c.add_argument("--op-types", metavar="OPS", help="only outputs of these ops: MatMul,Gemm")
     c.add_argument("--batch-size", type=int, default=None, help="samples per run")
@@ -86,61 +93,82 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress_printer():
-    """A progress(done, total) callback: tqdm when installed, else a plain counter."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    state: dict = {}
+def _progress_printer(stream=None):
+    """A progress callback printing one line, redrawn in place on a terminal: tensors,
+    batches, samples, time so far and time left."""
+    stream = sys.stderr if stream is None else stream
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    state = {"shown": -1.0}
 
-    def progress(done: int, total: int) -> None:
-        if tqdm is not None:
-            if "bar" not in state:
-                state["bar"] = tqdm(total=total, unit="sample", file=sys.stderr)
-            bar = state["bar"]
-            bar.update(done - bar.n)
-            if done >= total:
-                bar.close()
-        else:
-            end = "\n" if done >= total else ""
-            print(f"\rcollect: {done}/{total} samples", end=end, file=sys.stderr, flush=True)
+    def progress(p) -> None:
+        batches = f"{p.batches}/{p.total_batches}" if p.total_batches else f"{p.batches}"
+        samples = f"{p.samples}/{p.total_samples}" if p.total_samples else f"{p.samples}"
+        left = "" if p.left_s is None else f", ~{p.left_s:.0f} s left"
+        line = (
+            f"collect: {p.tensors} tensors, batch {batches}, {samples} samples, "
+            f"{p.elapsed_s:.0f} s{left}"
+        )
+        finished = p.total_batches is not None and p.batches >= p.total_batches
+        if tty:
+            print(f"\r{line}\x1b[K", end="\n" if finished else "", file=stream, flush=True)
+        elif finished or p.batches == 0 or p.elapsed_s - state["shown"] >= 10:
+            print(line, file=stream, flush=True)  # a log file: a line every 10 s at most
+            state["shown"] = p.elapsed_s
 
     return progress
 
 
-def _collect(ns: argparse.Namespace) -> int:
-    import os
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
+
+def _collect(ns: argparse.Namespace) -> int:
     from calib import collect
 
+    for name, path in (("model", ns.model), ("inputs", ns.inputs)):
+        if _same_file(ns.out, path):
+            print(f"error: --out {ns.out} is the {name} file; it is never written over",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     try:
-        arrays = collect.load_inputs(ns.inputs)
-        hists = collect.collect_histograms(
+        found = collect.collect_histograms(
             ns.model,
-            arrays,
+            ns.inputs,
             tensors=ns.tensors,
             op_types=ns.op_types,
             bins=ns.bins,
-            signed=ns.signed,
+            signed=not ns.abs,
             batch_size=ns.batch_size,
             progress=None if ns.quiet else _progress_printer(),
         )
-        n = next(iter(arrays.values())).shape[0]
         meta = collect.collect_meta(
             ns.model,
-            n,
+            found.n_samples,
             inputs=os.path.basename(ns.inputs),
             bins=ns.bins,
-            signed=ns.signed,
+            signed=not ns.abs,
             tensors=ns.tensors,
             op_types=ns.op_types,
+            batches=found.n_batches,
+            aliases=found.aliases,
+            not_activations=found.not_activations,
         )
-        cio.save_histograms(ns.out, hists, meta=meta)
+        cio.save_histograms(ns.out, found.histograms, meta=meta)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing written", file=sys.stderr)
+        return 130
     except (ValueError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(hists)} histograms from {n} samples to {ns.out}")
+    print(
+        f"wrote {len(found)} histograms from {found.n_samples} samples "
+        f"({found.n_batches} batches) to {ns.out}"
+    )
+    for name, why in found.not_activations.items():
+        print(f"not collected: {name}: {why}")
     return 0
 
 

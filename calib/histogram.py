@@ -267,8 +267,8 @@ class Histogram:
         w = self.bin_width
         lo, hi = self.edges[0], self.edges[-1]
         symmetric = self.is_signed and math.isclose(lo, -hi, rel_tol=1e-9)
-        grow_hi = max(0, math.ceil((other.edges[-1] - hi) / w - 1e-9))
-        grow_lo = max(0, math.ceil((lo - other.edges[0]) / w - 1e-9))
+        grow_hi = growth_bins(hi, float(other.edges[-1]), w)
+        grow_lo = growth_bins(-lo, -float(other.edges[0]), w)
         if symmetric:
             grow_hi = grow_lo = max(grow_hi, grow_lo)
         n = self.n_bins + grow_lo + grow_hi
@@ -322,6 +322,18 @@ class Histogram:
         counts = np.concatenate([self.counts[::-1], self.counts])
         edges = np.concatenate([-self.edges[::-1], self.edges[1:]])
         return Histogram(counts, edges)
+
+
+def growth_bins(edge: float, reach: float, width: float) -> int:
+    """Bins of ``width`` to append past ``edge`` so that they reach ``reach`` (0 if it is
+    already within): the one growth rule of :meth:`Histogram.merge` and the collector.
+
+    A reach past the edge by less than 1e-9 of a bin is rounding, not growth.
+    """
+    r = (reach - edge) / width  # inf when width is tiny: more bins than any cap
+    if not r > 0:
+        return 0
+    return math.ceil(r - 1e-9) if r < 2.0**62 else 2**62
 
 
 def _check_bins(bins: Any) -> int:

@@ -3,21 +3,31 @@
 The models are built with ``onnx.helper`` from small integer weights and inputs that are
 multiples of 1/8, so every product and sum is exact in float32: onnxruntime and numpy give
 bit-identical activations whatever order they add in, and the histograms can be compared
-exactly with ``np.histogram`` of activations computed here.
+exactly with ``np.histogram`` of activations computed here. The collector's bins are
+``[-m, m]`` in ``2 * bins`` bins; with these dyadic values every edge and every quotient is
+exact, so ``np.histogram`` on the same edges is the reference, count for count.
 """
 
 from __future__ import annotations
 
+import math
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from calib import Histogram, load_histograms, load_histograms_meta
+from calib import load_histograms, load_histograms_meta
 from calib.cli import main
-from calib.collect import HistogramAccumulator, collect_histograms, load_inputs
+from calib.collect import (
+    MASK_MAGNITUDE,
+    HistogramAccumulator,
+    bin_counts,
+    collect_histograms,
+    load_inputs,
+)
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -73,28 +83,42 @@ def eighths(rng: np.random.Generator, n: int, scale: int = 16) -> np.ndarray:
     return (rng.integers(-scale, scale + 1, size=(n, 4)) / 8).astype(np.float32)
 
 
+def grid(m: float, bins: int) -> np.ndarray:
+    """The collector's edges for a first range ``[-m, m]``: 2 * bins bins of width m / bins."""
+    return (m / bins) * np.arange(-bins, bins + 1, dtype=np.float64)
+
+
 def test_one_batch_counts_equal_np_histogram():
     x = eighths(np.random.default_rng(0), 40)
     hists = collect_histograms(mlp_model(), {"X": x}, bins=64, batch_size=64)
     assert list(hists) == ["X", "h", "r", "Y", "y2"]  # graph order; Wt is a constant
     for name, a in activations(x).items():
-        a = np.abs(a.astype(np.float64)).ravel()
-        edges = np.linspace(0, a.max(), 65)
+        a = a.astype(np.float64).ravel()
+        edges = grid(np.abs(a).max(), 64)
         expected, _ = np.histogram(a, bins=edges)
         np.testing.assert_array_equal(hists[name].edges, edges)
         np.testing.assert_array_equal(hists[name].counts, expected)
         assert hists[name].counts.dtype == np.int64
 
 
-def test_signed_counts_equal_np_histogram():
+def test_the_fold_is_the_abs_histogram_but_for_negative_values_on_an_edge():
+    """What the |x| variants read: signed=False (and Histogram.fold of the default)."""
     x = eighths(np.random.default_rng(1), 30)
-    hists = collect_histograms(mlp_model(), {"X": x}, bins=50, signed=True, batch_size=30)
+    folded = collect_histograms(mlp_model(), {"X": x}, bins=50, signed=False, batch_size=30)
+    signed = collect_histograms(mlp_model(), {"X": x}, bins=50, batch_size=30)
     for name, a in activations(x).items():
         a = a.astype(np.float64).ravel()
         m = np.abs(a).max()
-        expected, _ = np.histogram(a, bins=np.linspace(-m, m, 51))
-        np.testing.assert_array_equal(hists[name].counts, expected)
-        assert hists[name].is_signed
+        w = m / 50
+        assert folded[name] == signed[name].fold()
+        # np.histogram of |x| on [0, m]: the same but for negative values exactly on an
+        # inner edge, which the fold counts one bin lower ((k w, (k + 1) w] for x < 0).
+        k = -a / w
+        on_edge = (a < 0) & (a > -m) & (k == np.round(k))
+        expected, _ = np.histogram(np.abs(a[~on_edge]), bins=np.linspace(0, m, 51))
+        np.add.at(expected, np.round(k[on_edge]).astype(int) - 1, 1)
+        np.testing.assert_array_equal(folded[name].counts, expected)
+        np.testing.assert_array_equal(folded[name].edges, np.abs(grid(m, 50)[50:]))
 
 
 def test_range_growth_keeps_every_count():
@@ -105,20 +129,19 @@ def test_range_growth_keeps_every_count():
     bins = 32
     hists = collect_histograms(mlp_model(), {"X": x}, bins=bins, batch_size=8, max_bins=4096)
     for name, a in activations(x).items():
-        a = np.abs(a.astype(np.float64)).reshape(2, -1)
-        m1 = a[0].max()
+        a = a.astype(np.float64).reshape(2, -1)
+        m1, m2 = np.abs(a[0]).max(), np.abs(a[1]).max()
+        w = m1 / bins
         h = hists[name]
-        assert a[1].max() > m1
-        assert h.n_bins > bins
-        # The first batch's bins are kept as they were; bins of the same width are appended.
-        np.testing.assert_array_equal(h.edges[: bins + 1], np.linspace(0, m1, bins + 1))
-        np.testing.assert_allclose(np.diff(h.edges), m1 / bins, rtol=1e-9)
-        assert h.edges[-2] < a[1].max() <= h.edges[-1]
-        first, _ = np.histogram(a[0], bins=h.edges[: bins + 1])
-        second, _ = np.histogram(a[1], bins=h.edges)
-        expected = second.copy()
-        expected[:bins] += first
-        np.testing.assert_array_equal(h.counts, expected)
+        assert m2 > m1
+        g = (h.n_bins - 2 * bins) // 2  # bins appended on each side
+        # Just enough bins of the first batch's width, on both sides, to cover the second.
+        assert g == math.ceil((m2 - m1) / w) and h.n_bins == 2 * (bins + g)
+        np.testing.assert_allclose(h.edges, w * np.arange(-bins - g, bins + g + 1), rtol=1e-15)
+        c1, _ = np.histogram(a[0], bins=grid(m1, bins))
+        c2, _ = np.histogram(a[1], bins=h.edges)
+        c2[g : g + 2 * bins] += c1  # the first batch's counts stay where they were
+        np.testing.assert_array_equal(h.counts, c2)
         assert h.total == a.size
 
 
@@ -128,17 +151,19 @@ def test_a_batch_of_zeros_does_not_set_the_range():
     hists = collect_histograms(mlp_model(), {"X": x}, bins=16, batch_size=4, tensors="^r$")
     r = activations(x)["r"]
     assert not r[:4].any() and r[4:].any()  # the Relu does not fire on the first batch
-    np.testing.assert_array_equal(hists["r"].counts, Histogram.from_samples(r, 16).counts)
-    np.testing.assert_array_equal(hists["r"].edges, Histogram.from_samples(r, 16).edges)
+    expected, _ = np.histogram(r, bins=grid(r.max(), 16))
+    np.testing.assert_array_equal(hists["r"].counts, expected)
+    assert hists["r"].total == r.size  # the held-back zeros are counted too
 
 
 def test_batches_fixed_by_the_model_and_progress():
     x = eighths(np.random.default_rng(4), 6)
     calls = []
-    hists = collect_histograms(
-        mlp_model(batch=2), {"X": x}, bins=8, progress=lambda d, t: calls.append((d, t))
-    )
-    assert calls == [(0, 6), (2, 6), (4, 6), (6, 6)]
+    hists = collect_histograms(mlp_model(batch=2), {"X": x}, bins=8, progress=calls.append)
+    assert [(p.samples, p.total_samples, p.batches, p.total_batches) for p in calls] == [
+        (0, 6, 0, 3), (2, 6, 1, 3), (4, 6, 2, 3), (6, 6, 3, 3),
+    ]  # fmt: skip
+    assert all(p.tensors == 5 for p in calls) and calls[-1].left_s == 0
     assert hists["Y"].total == 18
     with pytest.raises(ValueError, match="not a multiple of the model's fixed batch size 2"):
         collect_histograms(mlp_model(batch=2), {"X": x[:5]})
@@ -189,8 +214,14 @@ def test_bad_models_and_inputs(tmp_path):
         collect_histograms(model, {"X": np.zeros(4, np.float32)})
     with pytest.raises(ValueError, match="0 samples"):
         collect_histograms(model, {"X": np.zeros((0, 4), np.float32)})
-    with pytest.raises(ValueError, match="holds no arrays"):
+    with pytest.raises(ValueError, match="missing"):
         collect_histograms(model, {})
+    with pytest.raises(ValueError, match="no batches"):
+        collect_histograms(model, [])
+    with pytest.raises(ValueError, match=r"\(batch 1\): a batch must be a dict"):
+        collect_histograms(model, [{"X": x}, x])
+    with pytest.raises(ValueError, match="batch_size applies to a whole set"):
+        collect_histograms(model, [{"X": x}], batch_size=2)
     with pytest.raises(ValueError, match="dtype <U1, the model wants float32"):
         collect_histograms(model, {"X": np.full((2, 4), "a")})
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
@@ -219,35 +250,27 @@ def test_external_data_is_read_next_to_the_path(tmp_path):
     assert (tmp_path / "weights.bin").exists()
     x = eighths(np.random.default_rng(8), 5)
     hists = collect_histograms(tmp_path / "mlp.onnx", {"X": x}, bins=16)
-    y = np.abs(activations(x)["Y"])
-    np.testing.assert_array_equal(hists["Y"].counts, Histogram.from_samples(y, 16).counts)
+    y = activations(x)["Y"]
+    expected, _ = np.histogram(y, bins=grid(np.abs(y).max(), 16))
+    np.testing.assert_array_equal(hists["Y"].counts, expected)
     with pytest.raises(ValueError, match="external data files; pass the model's path"):
         collect_histograms((tmp_path / "mlp.onnx").read_bytes(), {"X": x})
 
 
-def test_cli_progress_uses_one_tqdm_bar(monkeypatch):
-    import types
+def test_cli_progress_line_names_tensors_batches_and_time_left():
+    import io
 
     from calib.cli import _progress_printer
+    from calib.collect import Progress
 
-    bars = []
-
-    class FakeTqdm:
-        def __init__(self, total, **kw):
-            self.total, self.n, self.closed = total, 0, False
-            bars.append(self)
-
-        def update(self, k):
-            self.n += k
-
-        def close(self):
-            self.closed = True
-
-    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeTqdm))
-    progress = _progress_printer()
-    for done in (0, 4, 8, 10):
-        progress(done, 10)
-    assert len(bars) == 1 and bars[0].n == 10 and bars[0].closed
+    out = io.StringIO()  # not a terminal: whole lines, the first and the last at least
+    progress = _progress_printer(out)
+    for k in range(4):
+        progress(Progress(4 * k, 12, k, 3, 7, 2.0 * k))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "collect: 7 tensors, batch 0/3, 0/12 samples, 0 s"
+    assert lines[-1] == "collect: 7 tensors, batch 3/3, 12/12 samples, 6 s, ~0 s left"
+    assert Progress(4, 12, 1, 3, 7, 2.0).left_s == pytest.approx(4.0)  # 2 s per 4 samples
 
 
 def test_missing_onnxruntime_says_what_to_install(monkeypatch):
@@ -264,15 +287,17 @@ def test_cli_end_to_end(tmp_path, capsys):
     argv = ["collect", str(tmp_path / "mlp.onnx"), "--inputs", str(tmp_path / "data.npz")]
     assert main([*argv, "--out", str(out), "--bins", "32", "--op-types", "MatMul,Relu"]) == 0
     cap = capsys.readouterr()
-    assert "wrote 3 histograms from 10 samples" in cap.out
-    assert "10/10" in cap.err  # the progress bar (tqdm) or the plain counter
+    assert "wrote 3 histograms from 10 samples (1 batches)" in cap.out
+    assert "10/10 samples" in cap.err  # the progress line
     hists = load_histograms(out)
     assert list(hists) == ["h", "r", "y2"]
-    r = np.abs(activations(x)["r"]).ravel()
-    np.testing.assert_array_equal(hists["r"].counts, Histogram.from_samples(r, 32).counts)
+    r = activations(x)["r"].ravel()
+    expected, _ = np.histogram(r, bins=grid(r.max(), 32))
+    np.testing.assert_array_equal(hists["r"].counts, expected)
     meta = load_histograms_meta(out)
     assert meta["model"] == "mlp.onnx" and meta["n_samples"] == 10 and meta["bins"] == 32
-    assert meta["signed"] is False and meta["calib_version"] and meta["date"]
+    assert meta["signed"] is True and meta["calib_version"] and meta["date"]
+    assert meta["not_activations"] == {} and meta["batches"] == 1
     # The threshold table reads the file back.
     assert main([str(out), "--format", "csv", "--target-bins", "8"]) == 0
     assert capsys.readouterr().out.startswith("layer,")
@@ -281,38 +306,95 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main(["collect", str(tmp_path / "bad.onnx"), "--inputs", str(tmp_path / "data.npz"),
                  "--out", str(out), "--quiet"]) == 2  # fmt: skip
     assert "is not an ONNX model" in capsys.readouterr().err
+    # The output never replaces an input.
+    for path in (tmp_path / "mlp.onnx", tmp_path / "data.npz"):
+        before = path.read_bytes()
+        assert main([*argv, "--out", str(path), "--quiet"]) == 2
+        assert "never written over" in capsys.readouterr().err
+        assert path.read_bytes() == before
 
 
 # -- the accumulator on its own ---------------------------------------------------------------
 
 
+def floor_bins(x: np.ndarray, n: int, w: float) -> np.ndarray:
+    """The binning rule one value at a time, in exact rational arithmetic: bin
+    floor(x / w) + n; the range is closed, so +-m (a hair past +-n w when n w rounds below
+    m) go in the outermost bins (a slow, obviously-correct reference)."""
+    wq = Fraction(w)
+    counts = np.zeros(2 * n, np.int64)
+    for v in x.tolist():
+        k = math.floor(Fraction(v) / wq) + n
+        counts[max(0, min(k, 2 * n - 1))] += 1
+    return counts
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_subnormal=False, width=32), min_size=1, max_size=60),
+    st.integers(1, 64),
+)
+def test_bin_counts_is_the_floor_rule(values, n):
+    x = np.array(values, dtype=np.float32)
+    m = float(np.abs(x).max())
+    assume(m > 0)
+    w = m / n
+    # A value within 1e-12 of an edge (relative) may round to either side: not this test's.
+    q = [Fraction(v) / Fraction(w) for v in x.tolist()]
+    keep = np.array([abs(v) == n or abs(v - round(v)) > 1e-12 * n for v in q])
+    np.testing.assert_array_equal(bin_counts(x[keep], n, w), floor_bins(x[keep], n, w))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-64, 64), min_size=1, max_size=60), st.integers(-8, 8))
+def test_bin_counts_puts_values_on_an_edge_in_the_bin_it_opens(ks, e):
+    """Values exactly on edges (k w with w a power of two: every quotient exact)."""
+    n, w = 64, 2.0**e
+    x = np.array(ks, dtype=np.float64) * w
+    np.testing.assert_array_equal(bin_counts(x, n, w), floor_bins(x, n, w))
+    expected, _ = np.histogram(x, bins=w * np.arange(-n, n + 1))  # the same left-closed bins
+    np.testing.assert_array_equal(bin_counts(x, n, w), expected)
+
+
+def test_bin_counts_takes_float16_float64_and_ints():
+    x64 = np.array([-3.0, -1.5, 0.0, 0.25, 2.9999, 3.0])
+    want = floor_bins(x64, 6, 0.5)
+    for dtype in (np.float16, np.float32, np.float64):
+        np.testing.assert_array_equal(bin_counts(x64.astype(dtype), 6, 0.5), want)
+    np.testing.assert_array_equal(bin_counts(np.array([-2, 0, 1, 2]), 2, 1.0), [1, 0, 1, 2])
+
+
 def test_growth_past_max_bins_coarsens_without_losing_a_count():
     acc = HistogramAccumulator(bins=8, max_bins=16)
-    b1 = np.array([0.1, 0.3, 0.5, 1.0])
-    b2 = np.array([0.2, 9.5])  # would need 76 bins of width 1/8
+    b1 = np.array([0.1, 0.3, 0.5, 1.0])  # w = 1/8, 8 bins a side
+    b2 = np.array([-0.2, 9.5])  # would need 76 bins a side of width 1/8
     acc.add(b1)
     acc.add(b2)
     h = acc.histogram
-    assert h.n_bins <= 16 and h.edges[0] == 0 and h.edges[-1] >= 9.5
+    assert h.n_bins <= 32 and h.edges[-1] >= 9.5 and h.edges[0] == -h.edges[-1]
     np.testing.assert_allclose(np.diff(h.edges), 1.0, rtol=1e-9)  # 1/8 doubled three times
-    # Whole bins were summed, so the first batch's max (its closed last edge) stays below 1.
+    assert h.edges[h.n_bins // 2] == 0  # 0 stays an edge
+    # Whole bins were summed, so the first batch's max (closed in its last bin) stays below 1.
     expected, _ = np.histogram(np.concatenate([b1[:-1], b2]), bins=h.edges)
     expected[np.searchsorted(h.edges, 1.0) - 1] += 1
     np.testing.assert_array_equal(h.counts, expected)
 
 
 @pytest.mark.parametrize("bins", [8, 9, 10])
-def test_signed_coarsening_keeps_zero_in_place(bins):
-    acc = HistogramAccumulator(bins=bins, signed=True, max_bins=bins + 2)
+def test_coarsening_keeps_zero_an_edge(bins):
+    acc = HistogramAccumulator(bins=bins, max_bins=bins + 2)
     acc.add(np.array([-1.0, -0.2, 0.0, 0.3, 1.0]))
     acc.add(np.array([-7.0, 0.05, 6.0]))
     h = acc.histogram
-    assert h.total == 8 and h.n_bins <= bins + 2
+    assert h.total == 8 and h.n_bins <= 2 * (bins + 2) and h.n_bins % 2 == 0
     np.testing.assert_allclose(h.edges, -h.edges[::-1], atol=1e-12)
-    if h.n_bins % 2:
-        assert h.edges[h.n_bins // 2] < 0 < h.edges[h.n_bins // 2 + 1]
-    zero_bin = np.searchsorted(h.edges, 0.0, side="right") - 1
-    assert h.counts[zero_bin] >= 2  # 0.0 and 0.05 stay together at the centre
+    assert h.edges[h.n_bins // 2] == 0
+    above = [0.0, 0.05, 0.3, 6.0]
+    first_bin = sum(0 <= v < h.bin_width for v in above)
+    # The first batch's max, 1.0, sat in its closed last bin [1 - w0, 1], and whole bins
+    # were summed: it stays in the bin that held 1 - w0 (w0 = 1 / bins).
+    first_bin += h.bin_width > 1 - 1 / bins
+    assert h.counts[h.n_bins // 2] == first_bin
 
 
 @pytest.mark.parametrize("signed", [False, True])
@@ -322,6 +404,18 @@ def test_empty_batches_make_no_histogram(signed):
     for _ in range(3):
         acc.add(np.array([], dtype=np.float64))
     assert acc.histogram is None and acc.n_values == 0
+
+
+def test_a_mask_is_recognised_and_stops_counting():
+    acc = HistogramAccumulator(bins=8, name="mask")
+    acc.add(np.array([0.0, -1.0, 2.0]))
+    acc.add(np.array([0.0, np.finfo(np.float32).min], dtype=np.float32))
+    assert acc.not_activation and "additive mask" in acc.not_activation
+    acc.add(np.array([np.nan]))  # no longer looked at
+    assert acc.n_values == 3
+    just_below = HistogramAccumulator(bins=8)
+    just_below.add(np.array([-0.5 * MASK_MAGNITUDE, 1.0]))
+    assert just_below.not_activation is None and just_below.histogram.total == 2
 
 
 @settings(max_examples=60, deadline=None)
@@ -342,9 +436,125 @@ def test_accumulator_invariants(batches, signed, bins):
         acc.add(np.array(b, dtype=np.float64))
     h = acc.histogram
     assert h.total == n and h.counts.dtype == np.int64
-    assert h.n_bins <= 8 * bins and h.is_uniform
+    assert h.n_bins <= (16 if signed else 8) * bins and h.is_uniform
+    assert h == (acc.signed_histogram if signed else acc.signed_histogram.fold())
     data = np.concatenate([np.array(b, dtype=np.float64) for b in batches])
     data = data if signed else np.abs(data)
-    # Past an edge by under 1e-9 of a bin is rounding (merge's slack): counted in the edge bin.
+    # Past an edge by under 1e-9 of a bin is rounding (growth's slack): in the edge bin.
     slack = 1e-9 * h.bin_width
     assert h.edges[0] - slack <= data.min() and data.max() <= h.edges[-1] + slack
+
+
+# -- a small attention-like model: re-layouts, an additive mask, variable length ---------------
+
+WA = np.array([[1, 0, -1], [2, 1, 0], [0, -1, 1], [1, 1, 1]], dtype=np.float32)
+WV = np.array([[1], [-2], [1]], dtype=np.float32)
+F32_MIN = float(np.finfo(np.float32).min)
+
+
+def attention_model() -> bytes:
+    """X[N, L, 4], M[N, L] (1 = a token, 0 = padding):
+    h = X @ WA; t = Transpose(h); r = Reshape(t) (two re-layouts of h);
+    logits = Squeeze(h @ WV); ext = (1 - M) * float32.min (an additive mask);
+    masked = logits + ext; P = Softmax(masked)."""
+    nodes = [
+        helper.make_node("MatMul", ["X", "WA"], ["h"]),
+        helper.make_node("Transpose", ["h"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("Reshape", ["t", "flat"], ["r"]),
+        helper.make_node("MatMul", ["h", "WV"], ["lv"]),
+        helper.make_node("Squeeze", ["lv", "last"], ["logits"]),
+        helper.make_node("Sub", ["one", "M"], ["pad"]),
+        helper.make_node("Mul", ["pad", "fmin"], ["ext"]),
+        helper.make_node("Add", ["logits", "ext"], ["masked"]),
+        helper.make_node("Softmax", ["masked"], ["P"], axis=-1),
+    ]
+    inits = [
+        helper.make_tensor("WA", TensorProto.FLOAT, WA.shape, WA.ravel()),
+        helper.make_tensor("WV", TensorProto.FLOAT, WV.shape, WV.ravel()),
+        helper.make_tensor("flat", TensorProto.INT64, [2], [0, -1]),
+        helper.make_tensor("last", TensorProto.INT64, [1], [-1]),
+        helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+        helper.make_tensor("fmin", TensorProto.FLOAT, [], [F32_MIN]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "attention",
+        [
+            helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", "L", 4]),
+            helper.make_tensor_value_info("M", TensorProto.FLOAT, ["N", "L"]),
+        ],
+        [helper.make_tensor_value_info("P", TensorProto.FLOAT, ["N", "L"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def sentences(rng: np.random.Generator, lengths: list[int]) -> list[dict[str, np.ndarray]]:
+    """One batch per length: 3 sequences of that length, the last padded by one token."""
+    out = []
+    for length in lengths:
+        x = (rng.integers(-16, 17, size=(3, length, 4)) / 8).astype(np.float32)
+        m = np.ones((3, length), np.float32)
+        m[-1, -1] = 0.0
+        out.append({"X": x, "M": m})
+    return out
+
+
+def test_relayouts_are_counted_once_and_masks_are_listed_not_calibrated():
+    batches = sentences(np.random.default_rng(10), [4, 4])
+    found = collect_histograms(attention_model(), batches, bins=16)
+    assert found.aliases == {"t": "h", "r": "h", "logits": "lv"}
+    assert found["t"] == found["h"] and found["r"] == found["h"]
+    assert set(found.not_activations) == {"ext", "masked"}
+    assert "additive mask" in found.not_activations["masked"]
+    assert "ext" not in found and "masked" not in found  # no histogram, no threshold
+    assert list(found) == ["X", "M", "h", "t", "r", "lv", "logits", "pad", "P"]
+    assert (found.n_samples, found.n_batches) == (6, 2)
+
+
+def test_variable_length_batches_count_exactly_what_each_batch_holds(tmp_path):
+    """Batches of different sequence lengths in one pass: the counts are those of feeding
+    each batch's activations (computed here) to an accumulator, in the same order; the
+    same batches from a batched .npz (<input>__b<k>) give the same histograms."""
+    batches = sentences(np.random.default_rng(11), [3, 7, 2, 5])
+    found = collect_histograms(attention_model(), batches, bins=32, tensors="^(h|lv|pad)$")
+    accs = {n: HistogramAccumulator(bins=32) for n in ("h", "lv", "pad")}
+    for b in batches:
+        h = b["X"] @ WA
+        for name, a in (("h", h), ("lv", h @ WV), ("pad", 1 - b["M"])):
+            accs[name].add(a)
+    for name, acc in accs.items():
+        assert found[name] == acc.histogram, name
+    assert found["h"].total == sum(b["X"].shape[0] * b["X"].shape[1] * 3 for b in batches)
+    path = tmp_path / "by_length.npz"
+    np.savez(path, **{f"{k}__b{i}": v for i, b in enumerate(batches) for k, v in b.items()})
+    from_file = collect_histograms(attention_model(), path, bins=32, tensors="^(h|lv|pad)$")
+    assert dict(from_file.histograms) == dict(found.histograms)
+    # any iterable, not just a list: a generator of batches (no total known in advance)
+    calls = []
+    gen = collect_histograms(attention_model(), (b for b in batches), bins=32,
+                             tensors="^(h|lv|pad)$", progress=calls.append)  # fmt: skip
+    assert dict(gen.histograms) == dict(found.histograms)
+    assert calls[-1].total_samples is None and calls[-1].samples == 12
+
+
+def test_batched_inputs_file_is_checked(tmp_path):
+    x = np.zeros((2, 3, 4), np.float32)
+    m = np.ones((2, 3), np.float32)
+    cases = {
+        "gap": ({"X__b0": x, "M__b0": m, "X__b2": x, "M__b2": m}, "no batch 1"),
+        "missing": ({"X__b0": x, "M__b0": m, "X__b1": x}, "every batch needs every input"),
+        "mixed": ({"X__b0": x, "M": m}, "mixes batched keys"),
+        "samples": ({"X__b0": x, "M__b0": m[:1]}, "different numbers of samples"),
+    }
+    for name, (arrays, message) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(ValueError, match=message):
+            load_inputs(path)
+    np.savez(tmp_path / "big.npz", X=np.zeros((64, 64), np.float32))
+    with pytest.raises(ValueError, match="unpacks to 16512 bytes, more than the limit"):
+        load_inputs(tmp_path / "big.npz", max_bytes=10_000)  # 16384 data + 128 header

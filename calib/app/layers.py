@@ -183,11 +183,15 @@ def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes)
             )
     bar = st.progress(0.0, text="Running the model…")
 
-    def progress(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"Collecting: {done} of {total} samples")
+    def progress(p) -> None:
+        total = p.total_samples or p.samples or 1
+        bar.progress(
+            min(p.samples / total, 1.0),
+            text=f"Collecting {p.tensors} tensors: {p.samples} of {total} samples",
+        )
 
     try:
-        return collect_histograms(_model, io.BytesIO(_inputs), progress=progress)
+        return collect_histograms(_model, io.BytesIO(_inputs), progress=progress).histograms
     finally:
         bar.empty()
 

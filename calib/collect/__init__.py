@@ -3,47 +3,74 @@
     >>> import numpy as np
     >>> from calib.collect import HistogramAccumulator
     >>> acc = HistogramAccumulator(bins=4)
-    >>> acc.add(np.array([0.5, 1.0, -2.0]))  # the first batch sets the range [0, 2]
-    >>> acc.add(np.array([3.0]))  # grows to [0, 3]: two bins of width 0.5 appended
-    >>> acc.histogram.counts.tolist(), acc.histogram.edges.tolist()
-    ([0, 1, 1, 1, 0, 1], [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    >>> acc.add(np.array([0.5, 1.0, -2.0]))  # the first batch sets the range [-2, 2]
+    >>> acc.add(np.array([3.0]))  # grows to [-3, 3]: two bins of width 0.5 on each side
+    >>> acc.histogram.counts.tolist()
+    [0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1]
+    >>> acc.histogram.fold().counts.tolist()  # |x|: what the seed, ncnn and ModelOpt read
+    [0, 1, 1, 1, 0, 1]
 
 numpy and the standard library at import; :func:`collect_histograms` imports ``onnx`` and
 ``onnxruntime`` when it is called and says what to ``pip install`` when they are missing.
 
+Collect once, serve every variant
+---------------------------------
+Each tensor is kept as a signed histogram on symmetric edges, ``2 * bins`` bins of the
+width a ``bins``-bin ``|x|`` histogram would have (:mod:`calib.collect._accumulator`):
+folding it gives that ``|x|`` histogram (up to which side of an edge a negative value
+lying exactly on it falls), so the seed, ncnn and ModelOpt lose nothing, and MXNet and
+ONNX Runtime read the signs they need. Counts are exact integers.
+
 Range growth
 ------------
-The first batch of a tensor sets the range (``[0, max|x|]``, or ``[-m, m]`` when signed) in
-``bins`` bins, as :meth:`calib.Histogram.from_samples` does. When a later batch goes past
-it, bins of the same width are appended until the new maximum is covered (on both sides
-when signed): TensorRT's rule, kept by pytorch-quantization and ModelOpt, and the one
-:meth:`calib.Histogram.merge` implements, which this module calls. Why this rule: the counts
-already collected stay in their bins and the new batch is histogrammed straight onto the
-grown grid, so every count is exact (integers, nothing split or re-estimated), and the
-histogram is the one TensorRT's and ModelOpt's entropy calibrators would be handed.
-(ONNX Runtime grows by whole old strides too, only symmetrically; the alternative of
-re-histogramming onto a new, wider grid of ``bins`` bins would have to split old counts.)
+The first batch with a non-zero value sets the range ``[-m, m]``, ``m = max|x|``. When a
+later batch goes past it, the same number of bins of the same width is appended on both
+sides until the new maximum is covered: TensorRT's rule of keeping the bin width (kept by
+pytorch-quantization and ModelOpt, and by :meth:`calib.Histogram.merge`), grown
+symmetrically as ONNX Runtime's collector grows. The counts already collected stay in
+their bins and the new batch is counted straight onto the grown grid.
 
 Two refinements, both exact:
 
 - A batch in which a tensor is all zeros (a ReLU that did not fire) does not set the range:
   its zeros are held back and counted into the bin of 0 once a non-zero batch arrives, so a
-  dead first batch cannot pin the range to the placeholder ``[0, 1]``.
-- Memory stays bounded by the histograms. Appending bins can only grow the bin count, so it
-  is capped at ``max_bins`` (default ``8 * bins``): when a batch would need more, neighbouring
-  bins are first summed in pairs (in threes around the middle bin of an odd signed
-  histogram), doubling the bin width, until the grown histogram fits. Whole bins are summed,
-  so no count moves across an edge; resolution near zero is what is given up.
+  dead first batch cannot pin the range to a placeholder.
+- Memory stays bounded by the histograms: the bins per side are capped at ``max_bins``
+  (default ``8 * bins``); a batch that would need more first sums neighbouring bins in
+  pairs outwards from 0, doubling the width. Whole bins are summed, so no count moves
+  across an edge; resolution near zero is what is given up.
 
-Non-finite activations (NaN, inf) are refused with a ``ValueError`` naming the tensor and the
-samples: they are a bug upstream, would make the range infinite, and dropping them silently
-would hide it.
+What is not collected
+---------------------
+- A tensor that only re-lays out another (``RELAYOUT_OPS``: Reshape, Transpose, ...) holds
+  the same values: it is counted once and shares the histogram (``Collection.aliases``).
+- A tensor holding a value of magnitude ``MASK_MAGNITUDE`` (1e30) or more is an additive
+  attention mask (transformers write float32's minimum, -3.4e38), not an activation to
+  quantize: it is listed with the reason in ``Collection.not_activations``, has no
+  histogram, and is no longer fetched.
+- Non-finite activations (NaN, inf) are refused with a ``ValueError`` naming the tensor and
+  the samples: they are a bug upstream, and dropping them silently would hide it.
+
+Speed
+-----
+One division, one truncating add and one ``np.bincount`` per value
+(:func:`calib.collect._accumulator.bin_counts`), after one min and one max (which also
+catch NaN and inf); the tensors of a batch are counted by a few threads, since numpy
+releases the GIL in all but the count.
 """
 
-from calib.collect._accumulator import DEFAULT_MAX_BINS_FACTOR, HistogramAccumulator
+from calib.collect._accumulator import (
+    DEFAULT_MAX_BINS_FACTOR,
+    MASK_MAGNITUDE,
+    HistogramAccumulator,
+    bin_counts,
+)
 from calib.collect._model import (
     DEFAULT_BATCH_SIZE,
     FLOAT_TYPES,
+    RELAYOUT_OPS,
+    Collection,
+    Progress,
     collect_histograms,
     collect_meta,
     load_inputs,
@@ -53,7 +80,12 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MAX_BINS_FACTOR",
     "FLOAT_TYPES",
+    "MASK_MAGNITUDE",
+    "RELAYOUT_OPS",
+    "Collection",
     "HistogramAccumulator",
+    "Progress",
+    "bin_counts",
     "collect_histograms",
     "collect_meta",
     "load_inputs",

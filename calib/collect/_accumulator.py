@@ -1,44 +1,74 @@
-"""One tensor's histogram over many batches: range growth, held-back zeros, bounded bins."""
+"""One tensor's histogram over many batches, kept so that every variant is served exactly.
+
+The state is a symmetric grid: ``2 N`` bins of width ``w`` on ``[-N w, N w]``, with 0 an
+edge. ``N`` is ``bins`` when the first batch with a non-zero value sets the range
+(``w = max|x| / bins``), so the signed histogram has the resolution of a ``bins``-bin
+histogram of ``|x|``, and folding it (``Histogram.fold``: bin ``N + k`` plus its mirror
+``N - 1 - k``) gives exactly that ``|x|`` histogram. The signed variants (MXNet, ONNX
+Runtime) read the signed one; the ``|x|`` variants its fold. One pass serves both.
+
+Values go in ``np.histogram``'s left-closed bins, ``[k w, (k + 1) w)``, computed as
+``floor(x / w) + N`` (:func:`bin_counts`). Folding turns the negative half's bins into
+``(k w, (k + 1) w]`` of ``|x|``: the fold differs from a histogram of ``|x|`` only for a
+negative value lying exactly on an edge, which it counts one bin lower. The first batch's
+extremes, ``+m`` and ``-m``, stay in the outermost bins (the range is closed).
+
+Growth: a batch past ``N w`` appends the same number of bins of width ``w`` on both
+sides (TensorRT's rule of keeping the bin width, with ONNX Runtime's symmetric growth), so
+old counts never move. The number of bins per side is capped (``max_bins``); past the cap
+neighbouring bins are summed in pairs (0 stays an edge), doubling ``w``.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from calib.histogram import DEFAULT_BINS, Histogram, _check_bins
+from calib.histogram import DEFAULT_BINS, Histogram, _check_bins, growth_bins
 
 DEFAULT_MAX_BINS_FACTOR = 8
-"""The bin count of a growing histogram is capped at this many times ``bins``."""
+"""The bins per side of a growing histogram are capped at this many times ``bins``."""
 
-# -- one histogram, many batches --------------------------------------------------------------
+MASK_MAGNITUDE = 1e30
+"""A tensor holding a value this large in magnitude is not an activation to quantize.
+
+Transformers write additive attention masks with float32's minimum (-3.4e38) where a
+token must be ignored; such a tensor's range is set by the mask, every real value lands in
+the bins next to 0, and any clip is meaningless. 1e30 is far above any activation and far
+below float32's limits (3.4e38), so both ``finfo.min`` and ``-1e30`` style masks are caught.
+"""
 
 
 class HistogramAccumulator:
-    """One tensor's histogram, built batch by batch with the growth rule of the module doc.
+    """One tensor's histogram, built batch by batch (see the module doc).
 
     Parameters
     ----------
     bins : int
-        Bins of the first histogram (the range the first non-zero batch sets).
+        Bins of the ``|x|`` histogram on the range the first non-zero batch sets; the
+        signed histogram has twice as many, of the same width.
     signed : bool
-        False: ``|x|`` on ``[0, max|x|]``. True: ``x`` on ``[-m, m]``.
+        What :attr:`histogram` returns: True, the signed histogram on ``[-m, m]``;
+        False, its fold, ``|x|`` on ``[0, m]``. Both are kept either way.
     max_bins : int, optional
-        Cap on the bin count while the range grows; default ``8 * bins``. At least ``bins``.
+        Cap on the bins per side while the range grows; default ``8 * bins``.
     name : str
         How error messages name the tensor.
 
-    Notes
-    -----
-    Only the histogram is kept, never the samples. ``histogram`` is ``None`` until a batch
-    with at least one value has been added.
+    Attributes
+    ----------
+    n_values : int
+        Values counted so far (exact zeros included).
+    not_activation : str or None
+        Why the tensor is not an activation to quantize (it held a value of magnitude
+        ``MASK_MAGNITUDE`` or more), or None. Such a tensor stops counting.
     """
 
     def __init__(
         self,
         bins: int = DEFAULT_BINS,
-        signed: bool = False,
+        signed: bool = True,
         max_bins: int | None = None,
         name: str = "x",
     ) -> None:
@@ -51,131 +81,118 @@ class HistogramAccumulator:
             raise ValueError(f"max_bins must be at least bins={self.bins}, got {self.max_bins}")
         self.name = name
         self.n_values = 0
-        self._hist: Histogram | None = None
+        self.not_activation: str | None = None
+        self._n = 0  # bins per side; 0 until the range is set
+        self._w = 0.0
+        self._counts = np.zeros(0, np.int64)  # 2 * _n bins on [-_n w, _n w]
         self._held_zeros = 0
+
+    # -- what was collected -------------------------------------------------------------
+    @property
+    def signed_histogram(self) -> Histogram | None:
+        """``x`` on ``[-N w, N w]`` in ``2 N`` bins, or None before any value (all-zero
+        data so far: ``[-1, 1]`` with every count in the bin of 0)."""
+        if self._n == 0:
+            if not self._held_zeros:
+                return None
+            counts = np.zeros(2 * self.bins, np.int64)
+            counts[self.bins] = self._held_zeros
+            return Histogram(counts, np.linspace(-1.0, 1.0, 2 * self.bins + 1))
+        edges = self._w * np.arange(-self._n, self._n + 1, dtype=np.float64)
+        return Histogram(self._counts.copy(), edges)
 
     @property
     def histogram(self) -> Histogram | None:
-        """The histogram so far (all-zero data so far: ``[0, 1]`` with every count in the bin
-        of 0, as ``Histogram.from_samples`` answers), or None before any value."""
-        if self._hist is None and self._held_zeros:
-            edges = Histogram.from_samples([0.0], self.bins, self.signed).edges
-            return _with_zeros(Histogram(np.zeros(self.bins, np.int64), edges), self._held_zeros)
-        return self._hist
+        """The signed histogram, or its ``|x|`` fold when ``signed`` is False."""
+        h = self.signed_histogram
+        return h if h is None or self.signed else h.fold()
 
+    # -- counting -------------------------------------------------------------------------
     def add(self, x: Any, where: str = "") -> None:
-        """Count one batch of samples (any shape; flattened).
+        """Count one batch of samples (any shape; flattened; any real dtype).
 
         ``where`` is added to error messages (for example ``"samples 32..63"``).
         """
+        if self.not_activation is not None:
+            return
         a = np.asarray(x)
         if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise ValueError(f"tensor {self.name!r}: samples must be numeric, got dtype {a.dtype}")
-        a = a.astype(np.float64, copy=False).ravel()
+        if np.iscomplexobj(a):
+            raise ValueError(f"tensor {self.name!r}: samples must be real, got dtype {a.dtype}")
+        if a.dtype == bool or a.dtype.itemsize < 4:  # float16, int8...: count in float32
+            a = a.astype(np.float32)
+        a = a.reshape(-1)
         if a.size == 0:
             return
-        finite = np.isfinite(a)
-        if not finite.all():
-            n_bad = int(a.size - np.count_nonzero(finite))
+        lo, hi = float(a.min()), float(a.max())  # NaN propagates; inf stays inf
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            n_bad = int(a.size - np.count_nonzero(np.isfinite(a)))
             at = f" in {where}" if where else ""
             raise ValueError(
                 f"tensor {self.name!r} holds {n_bad} non-finite values (NaN or inf) out of "
                 f"{a.size}{at}; calibration needs finite activations (check the model and inputs)"
             )
+        m = max(hi, -lo)
+        if m >= MASK_MAGNITUDE:
+            at = f" in {where}" if where else ""
+            self.not_activation = (
+                f"holds {lo:.3g}{at}: an additive mask (values of magnitude "
+                f"{MASK_MAGNITUDE:.0e} or more), not an activation to quantize"
+            )
+            return
         self.n_values += a.size
-        if self._hist is None:
-            if not a.any():
+        if self._n == 0:
+            if m == 0:
                 self._held_zeros += a.size
                 return
-            h = Histogram.from_samples(a, self.bins, self.signed)
-            self._hist = _with_zeros(h, self._held_zeros)
+            self._n, self._w = self.bins, m / self.bins
+            self._counts = np.zeros(2 * self._n, np.int64)
+            self._counts[self._n] = self._held_zeros
             self._held_zeros = 0
-            return
-        if not self.signed:
-            a = np.abs(a)
-        lo, hi = float(a.min()), float(a.max())
-        if self.signed:
-            lo, hi = min(lo, -hi), max(hi, -lo)
-        h = self._hist
-        grow = _growth(h, lo, hi)
-        while h.n_bins + sum(grow) > self.max_bins:
-            h = _coarsen(h)
-            grow = _growth(h, lo, hi)
-        edges = _grown_edges(h, *grow)
-        if lo < edges[0] or hi > edges[-1]:
-            # Past the last edge by less than 1e-9 of a bin: rounding, counted in the edge bin.
-            a = np.clip(a, edges[0], edges[-1])
-        counts, _ = np.histogram(a, bins=edges)
-        # merge keeps the old counts in their bins; the batch already lies on its grid.
-        self._hist = h.merge(Histogram(counts.astype(np.int64), edges))
+        elif m > self._n * self._w:
+            self._grow(m)
+        self._counts += bin_counts(a, self._n, self._w)
+
+    def _grow(self, m: float) -> None:
+        """Append bins on both sides to cover ``[-m, m]``; coarsen past the cap."""
+        g = growth_bins(self._n * self._w, m, self._w)
+        while self._n + g > self.max_bins:
+            self._coarsen()
+            g = growth_bins(self._n * self._w, m, self._w)
+        pad = np.zeros(g, np.int64)
+        self._counts = np.concatenate([pad, self._counts, pad])
+        self._n += g
+
+    def _coarsen(self) -> None:
+        """Sum bins in pairs from 0 outwards (one empty bin added per side if ``N`` is odd),
+        doubling the width; 0 stays an edge."""
+        c = self._counts
+        if self._n % 2:
+            c = np.concatenate([[0], c, [0]])
+            self._n += 1
+        self._counts = c.reshape(-1, 2).sum(axis=1)
+        self._n //= 2
+        self._w *= 2.0
 
 
-def _with_zeros(h: Histogram, n: int) -> Histogram:
-    """``h`` with ``n`` more exact zeros, in the bin np.histogram puts 0 in."""
-    if not n:
-        return h
-    counts = np.array(h.counts)
-    i = int(np.clip(np.searchsorted(h.edges, 0.0, side="right") - 1, 0, counts.size - 1))
-    counts[i] += n
-    return Histogram(counts, h.edges)
+def bin_counts(x: np.ndarray, n: int, w: float) -> np.ndarray:
+    """Counts of ``x`` (1-D, every value in ``[-n w, n w]``) in the ``2 n`` bins of width
+    ``w`` on ``[-n w, n w]``: ``x`` in bin ``floor(x / w) + n``, the left-closed bins of
+    ``np.histogram``, and ``x = n w`` in the last bin, as ``np.histogram`` closes its last.
 
-
-def _growth(h: Histogram, lo: float, hi: float) -> tuple[int, int]:
-    """Bins ``Histogram.merge`` appends below and above ``h`` to cover ``[lo, hi]``.
-
-    Same arithmetic as merge (bin width, rounding slack, symmetric growth), so that a batch
-    histogrammed on the grown edges is kept bin for bin by merge.
+    ``x / w + n`` is computed in float64 (a correctly rounded division, so a value exactly
+    on an edge, such as a multiple of a power of two, lands in the bin that edge opens) and
+    truncated, which is the floor since it is never negative; ``np.bincount`` counts. Two
+    passes and a count, against ``np.histogram``'s edge-correcting four: a value that is not
+    on an edge but within about 1e-16 (relative) of one can land in the neighbouring bin.
     """
-    e, w = h.edges, h.bin_width
-
-    def bins_for(gap: float) -> int:
-        r = gap / w  # inf when w is tiny: then more bins than any cap
-        if r <= 0:
-            return 0
-        return math.ceil(r - 1e-9) if r < 2.0**62 else 2**62
-
-    grow_hi, grow_lo = bins_for(float(hi - e[-1])), bins_for(float(e[0] - lo))
-    if h.is_signed and math.isclose(e[0], -e[-1], rel_tol=1e-9):
-        grow_hi = grow_lo = max(grow_hi, grow_lo)
-    return grow_lo, grow_hi
-
-
-def _grown_edges(h: Histogram, grow_lo: int, grow_hi: int) -> np.ndarray:
-    """The edges of ``h`` with ``grow_lo`` and ``grow_hi`` bins of its width appended."""
-    e = h.edges
-    if not grow_hi and not grow_lo:
-        return np.asarray(e)
-    n = h.n_bins + grow_lo + grow_hi
-    edges = e[0] - grow_lo * h.bin_width + h.bin_width * np.arange(n + 1, dtype=np.float64)
-    edges[grow_lo : grow_lo + h.n_bins + 1] = e
-    return edges
-
-
-def _coarsen(h: Histogram) -> Histogram:
-    """Sum neighbouring bins in groups of 2 (3 around the middle bin of an odd signed
-    histogram), padding with empty bins so that 0 stays an edge (or the middle bin's centre).
-
-    Example, 5 signed bins ``a b [c] d e`` (padding ``.``)::
-
-        . . a | b c d | e . .   ->   3 bins, c still in the middle one
-    """
-    counts, e = np.asarray(h.counts), np.asarray(h.edges)
-    n, w = counts.size, h.bin_width
-    if h.is_signed:
-        if n % 2 == 0:
-            group, pad_lo = 2, (n // 2) % 2  # the centre edge n/2 + pad must be even
-        else:
-            group, pad_lo = 3, (1 - (n - 1) // 2) % 3  # the middle group starts at 0 mod 3
-        pad_hi = pad_lo
-    else:
-        group, pad_lo, pad_hi = 2, 0, n % 2
-    while (n + pad_lo + pad_hi) // group < 2:  # a histogram keeps at least 2 bins
-        pad_hi += group
-        pad_lo += group if h.is_signed else 0
-    counts = np.concatenate(
-        [np.zeros(pad_lo, counts.dtype), counts, np.zeros(pad_hi, counts.dtype)]
-    )
-    edges = np.concatenate(
-        [e[0] - w * np.arange(pad_lo, 0, -1), e, e[-1] + w * np.arange(1, pad_hi + 1)]
-    )
-    return Histogram(counts.reshape(-1, group).sum(axis=1), edges[::group])
+    t = np.divide(x, w, dtype=np.float64)
+    idx = np.empty(t.shape, dtype=np.intp)
+    np.add(t, float(n), out=idx, casting="unsafe")  # trunc(t + n) == floor(t) + n
+    del t
+    counts = np.bincount(idx, minlength=2 * n + 1)
+    if counts.size > 2 * n + 1:  # a quotient rounded past n: a hair over the last edge
+        counts[2 * n] += counts[2 * n + 1 :].sum()
+    counts[2 * n - 1] += counts[2 * n]  # x = n w: the last bin is closed
+    return counts[: 2 * n]

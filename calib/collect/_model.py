@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ import numpy as np
 
 from calib.collect._accumulator import HistogramAccumulator
 from calib.histogram import DEFAULT_BINS, Histogram, _check_bins
+from calib.io.inputs import check_arrays
+from calib.io.inputs import load_inputs as read_inputs
 
 DEFAULT_BATCH_SIZE = 32
 """Samples per onnxruntime run when the model's batch axis is dynamic."""
@@ -22,7 +27,30 @@ FLOAT_TYPES = {1: "float", 10: "float16", 11: "double"}
 
 INSTALL_HINT = "pip install onnx onnxruntime"
 
-Progress = Callable[[int, int], Any]
+RELAYOUT_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+"""Ops whose first output holds the values of their first input, only laid out anew."""
+
+FLOAT_ELEM = 1  # TensorProto.FLOAT
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where a collection is, handed to the ``progress`` callback before the first batch
+    and after each one."""
+
+    samples: int
+    total_samples: int | None  # None: batches from an iterable of unknown length
+    batches: int
+    total_batches: int | None
+    tensors: int  # tensors counted (aliases and masks left out)
+    elapsed_s: float
+
+    @property
+    def left_s(self) -> float | None:
+        """Seconds left at the pace so far, when the total is known and a batch is done."""
+        if not self.total_samples or not self.samples:
+            return None
+        return self.elapsed_s * (self.total_samples - self.samples) / self.samples
 
 
 # -- the ONNX side ----------------------------------------------------------------------------
@@ -203,72 +231,48 @@ def _select(
     return chosen
 
 
-def load_inputs(inputs: Any) -> dict[str, np.ndarray]:
-    """Calibration inputs: a dict of arrays or an ``.npz`` path / binary file (no pickle).
-
-    Axis 0 of every array is the sample axis. Raises ``ValueError`` for anything else,
-    empty inputs, or arrays whose sample counts differ.
-    """
+def load_inputs(inputs: Any, max_bytes: int | None = None) -> dict[str, np.ndarray] | list:
+    """Calibration inputs: a dict of arrays (checked), an ``.npz`` path or binary file in
+    either layout of :mod:`calib.io.inputs` (no pickle), or a list of batch dicts."""
     if isinstance(inputs, Mapping):
-        arrays = {k: np.asarray(v) for k, v in inputs.items()}
-        what = "inputs"
-    elif isinstance(inputs, (str, os.PathLike)) or callable(getattr(inputs, "read", None)):
-        what = repr(os.fspath(inputs)) if isinstance(inputs, (str, os.PathLike)) else "inputs"
-        try:
-            with np.load(inputs, allow_pickle=False) as z:
-                if not isinstance(z, np.lib.npyio.NpzFile):
-                    raise ValueError(f"inputs: {what} is a .npy, not an .npz of named arrays")
-                arrays = {k: z[k] for k in z.files}
-        except ValueError as exc:
-            if "pickle" in str(exc).lower():
-                raise ValueError(
-                    f"inputs: {what} holds object arrays (refused: no pickle)"
-                ) from None
-            raise ValueError(f"inputs: {what} is not a readable .npz ({exc})") from None
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"inputs: {what} is not a readable .npz ({exc})") from None
-    else:
-        raise ValueError(
-            f"inputs must be a dict of arrays or an .npz path, got {type(inputs).__name__}"
-        )
-    if not arrays:
-        raise ValueError(f"inputs: {what} holds no arrays")
-    for k, a in arrays.items():
-        if a.dtype == object:
-            raise ValueError(f"inputs[{k!r}] is an object array (refused: no pickle)")
-        if a.ndim == 0:
-            raise ValueError(f"inputs[{k!r}] is a scalar; axis 0 must be the sample axis")
-    sizes = {k: a.shape[0] for k, a in arrays.items()}
-    if len(set(sizes.values())) > 1:
-        raise ValueError(f"inputs: arrays hold different numbers of samples (axis 0): {sizes}")
-    if not next(iter(sizes.values())):
-        raise ValueError("inputs are empty: 0 samples along axis 0")
-    return arrays
+        return check_arrays(inputs)
+    if isinstance(inputs, (str, os.PathLike)) or callable(getattr(inputs, "read", None)):
+        return read_inputs(inputs, max_bytes)
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs)
+    raise ValueError(
+        "inputs must be a dict of arrays, an .npz path or a list of batches, "
+        f"got {type(inputs).__name__}"
+    )
 
 
 def _np_dtype(onnx: Any, elem_type: int) -> np.dtype:
     return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
 
 
-def _check_feed(
-    onnx: Any, proto: Any, arrays: dict[str, np.ndarray], types: dict, batch_size: int | None
-) -> tuple[dict[str, np.ndarray], int]:
-    """Inputs cast to the model's types and checked against its shapes; the batch size."""
-    graph_inputs = _graph_inputs(proto)
-    names = [vi.name for vi in graph_inputs]
+def _cast_batch(
+    onnx: Any, names: list[str], arrays: Mapping[str, Any], types: dict, where: str
+) -> dict[str, np.ndarray]:
+    """One batch (or the whole set) cast to the model's input types and checked against its
+    shapes; axis 0 is the sample axis."""
     extra = [k for k in arrays if k not in names]
     if extra:
         raise ValueError(
-            f"inputs: {', '.join(map(repr, extra))} not an input of the model "
+            f"inputs{where}: {', '.join(map(repr, extra))} not an input of the model "
             f"(its inputs: {', '.join(map(repr, names))})"
         )
     missing = [n for n in names if n not in arrays]
     if missing:
-        raise ValueError(f"inputs: the model's input(s) {', '.join(map(repr, missing))} missing")
-    fixed_batch = set()
+        raise ValueError(
+            f"inputs{where}: the model's input(s) {', '.join(map(repr, missing))} missing"
+        )
     feed = {}
     for name in names:
-        a = arrays[name]
+        a = np.asarray(arrays[name])
+        if a.dtype == object:
+            raise ValueError(f"inputs[{name!r}]{where} is an object array (refused: no pickle)")
+        if a.ndim == 0:
+            raise ValueError(f"inputs[{name!r}]{where} is a scalar; axis 0 is the sample axis")
         elem, dims = types.get(name, (0, None))
         if elem:
             want = _np_dtype(onnx, elem)
@@ -278,43 +282,158 @@ def _check_feed(
                 or a.dtype == want
             )
             if not same_kind:
-                raise ValueError(f"inputs[{name!r}] has dtype {a.dtype}, the model wants {want}")
+                raise ValueError(
+                    f"inputs[{name!r}]{where} has dtype {a.dtype}, the model wants {want}"
+                )
             a = a.astype(want, copy=False)
         if dims is not None:
             shown = "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
             if a.ndim != len(dims):
                 raise ValueError(
-                    f"inputs[{name!r}] has shape {a.shape}, the model wants {shown} "
+                    f"inputs[{name!r}]{where} has shape {a.shape}, the model wants {shown} "
                     "(axis 0 is the sample axis)"
                 )
             for axis, d in enumerate(dims):
                 if axis and isinstance(d, int) and d > 0 and a.shape[axis] != d:
                     raise ValueError(
-                        f"inputs[{name!r}] has shape {a.shape}, the model wants {shown}: "
-                        f"axis {axis} is {a.shape[axis]}, not {d}"
+                        f"inputs[{name!r}]{where} has shape {a.shape}, the model wants "
+                        f"{shown}: axis {axis} is {a.shape[axis]}, not {d}"
                     )
-            if dims and isinstance(dims[0], int) and dims[0] > 0:
-                fixed_batch.add(dims[0])
         feed[name] = a
-    n = next(iter(feed.values())).shape[0]
-    if len(fixed_batch) > 1:
-        raise ValueError(f"the model's inputs fix different batch sizes: {sorted(fixed_batch)}")
-    if fixed_batch:
-        fixed = fixed_batch.pop()
+    sizes = {k: a.shape[0] for k, a in feed.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"inputs{where}: arrays hold different numbers of samples: {sizes}")
+    return feed
+
+
+def _fixed_batch(proto: Any, types: dict, names: list[str]) -> int | None:
+    """The batch size the model's inputs fix on axis 0, if any."""
+    fixed = set()
+    for name in names:
+        dims = types.get(name, (0, None))[1]
+        if dims and isinstance(dims[0], int) and dims[0] > 0:
+            fixed.add(dims[0])
+    if len(fixed) > 1:
+        raise ValueError(f"the model's inputs fix different batch sizes: {sorted(fixed)}")
+    return fixed.pop() if fixed else None
+
+
+def _check_batch_size(batch_size: Any, fixed: int | None, n: int | None) -> int:
+    if fixed is not None:
         if batch_size is not None and batch_size != fixed:
             raise ValueError(f"batch_size={batch_size}, but the model fixes the batch at {fixed}")
-        if n % fixed:
+        if n is not None and n % fixed:
             raise ValueError(
                 f"inputs hold {n} samples, not a multiple of the model's fixed batch size {fixed}"
             )
-        batch_size = fixed
+        return fixed
     if batch_size is None:
-        batch_size = DEFAULT_BATCH_SIZE
+        return DEFAULT_BATCH_SIZE
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    return feed, int(batch_size)
+    return int(batch_size)
+
+
+def _batches(
+    onnx: Any, proto: Any, inputs: Any, types: dict, batch_size: Any
+) -> tuple[Iterator[tuple[str, dict[str, np.ndarray]]], int | None]:
+    """The model's runs: ``(where, feed)`` pairs, and the total samples when known.
+
+    A whole set is cut into ``batch_size`` samples (the model's fixed batch, if it has
+    one); batches given as a list or an iterable run as given, each checked on its own.
+    """
+    names = [vi.name for vi in _graph_inputs(proto)]
+    fixed = _fixed_batch(proto, types, names)
+    if isinstance(inputs, Mapping):
+        feed = _cast_batch(onnx, names, inputs, types, "")
+        total = next(iter(feed.values())).shape[0] if feed else 0
+        if not total:
+            raise ValueError("inputs are empty: 0 samples along axis 0")
+        size = _check_batch_size(batch_size, fixed, total)
+
+        def cut() -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+            for start in range(0, total, size):
+                stop = min(start + size, total)
+                yield f"samples {start}..{stop - 1}", {k: a[start:stop] for k, a in feed.items()}
+
+        return cut(), total
+    if batch_size is not None:
+        raise ValueError("batch_size applies to a whole set of inputs, not to given batches")
+    total = None
+    if isinstance(inputs, (list, tuple)):
+        if not inputs:
+            raise ValueError("inputs: no batches")
+        total = sum(len(next(iter(b.values()), ())) if isinstance(b, Mapping) else 0
+                    for b in inputs)  # fmt: skip
+
+    def given() -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+        k = -1
+        for k, batch in enumerate(inputs):
+            where = f" (batch {k})"
+            if not isinstance(batch, Mapping):
+                raise ValueError(
+                    f"inputs{where}: a batch must be a dict of arrays, got {type(batch).__name__}"
+                )
+            feed = _cast_batch(onnx, names, batch, types, where)
+            n = next(iter(feed.values())).shape[0] if feed else 0
+            if fixed is not None and n != fixed:
+                raise ValueError(
+                    f"inputs{where}: {n} samples, but the model fixes the batch at {fixed}"
+                )
+            yield f"batch {k}", feed
+        if k < 0:
+            raise ValueError("inputs: no batches")
+
+    return given(), total
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection(Mapping):
+    """What one pass collected: a mapping of tensor name to Histogram, plus what was not.
+
+    Attributes
+    ----------
+    histograms : dict of str to Histogram
+        Keyed by tensor name, in graph order (inputs first).
+    not_activations : dict of str to str
+        Tensors recognised as no activation to quantize (additive attention masks), with
+        the reason; they have no histogram.
+    aliases : dict of str to str
+        Tensors that only re-lay out another (Reshape, Transpose, ...): their histogram is
+        that tensor's, counted once.
+    n_samples, n_batches : int
+        Samples and runs of the model.
+    """
+
+    histograms: dict[str, Histogram]
+    not_activations: dict[str, str]
+    aliases: dict[str, str]
+    n_samples: int
+    n_batches: int
+
+    def __getitem__(self, name: str) -> Histogram:
+        return self.histograms[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.histograms)
+
+    def __len__(self) -> int:
+        return len(self.histograms)
+
+
+def _aliases(proto: Any, dynamic: set[str]) -> dict[str, str]:
+    """Tensor -> the tensor whose values it holds in another layout (through chains of
+    RELAYOUT_OPS), for the outputs of those ops whose data input is an activation."""
+    root: dict[str, str] = {}
+    for node in proto.graph.node:
+        if node.op_type in RELAYOUT_OPS and node.input and node.input[0] in dynamic:
+            src = node.input[0]
+            for out in node.output[:1]:
+                if out:
+                    root[out] = root.get(src, src)
+    return root
 
 
 def collect_histograms(
@@ -324,21 +443,25 @@ def collect_histograms(
     tensors: Any = None,
     op_types: Any = None,
     bins: int = DEFAULT_BINS,
-    signed: bool = False,
+    signed: bool = True,
     batch_size: int | None = None,
     max_bins: int | None = None,
-    progress: Progress | None = None,
-) -> dict[str, Histogram]:
+    progress: Callable[[Progress], Any] | None = None,
+    workers: int | None = None,
+) -> Collection:
     """Histogram a model's float tensors over calibration inputs, with ONNX Runtime on the CPU.
 
     Parameters
     ----------
     model : str, os.PathLike, bytes, binary file or onnx.ModelProto
         The ONNX model (external data is read next to a path).
-    inputs : dict of str to array, or an ``.npz`` path or binary file
-        One array per model input, named after it; axis 0 is the sample axis. Inputs that
-        are initializers (have defaults) may be left out. Arrays are cast to the model's
-        element type within the same kind (float to float, int to int).
+    inputs : dict of arrays, list or iterable of dict batches, or an ``.npz``
+        A dict: one array per model input, named after it, axis 0 the sample axis, cut
+        into ``batch_size`` batches. A list or any iterable of ``{input: array}`` dicts:
+        batches run as given, so their shapes may differ (variable sequence length). An
+        ``.npz`` path or binary file: either layout of :mod:`calib.io.inputs`. Arrays are
+        cast to the model's element type within the same kind (float to float, int to
+        int); inputs that are initializers (have defaults) may be left out.
     tensors : None, str (regex) or list of str
         None: every float tensor the inputs reach (float graph inputs and node outputs,
         the model's outputs among them; tensors computed from initializers alone are
@@ -348,23 +471,27 @@ def collect_histograms(
         Keep only outputs of these op types (``"MatMul,Gemm"`` or ``["MatMul", "Gemm"]``);
         graph inputs are then left out. Combines with ``tensors`` (both must hold).
     bins : int
-        Bins of each histogram's first range (2048: TensorRT's and ModelOpt's default).
+        Bins of each ``|x|`` histogram's first range (2048: TensorRT's and ModelOpt's
+        default); a signed histogram has twice as many, of the same width.
     signed : bool
-        False: ``|x|`` on ``[0, max|x|]``; True: ``x`` on ``[-m, m]``.
+        True (default): ``x`` on ``[-m, m]``, symmetric, which every variant can read
+        exactly (the ``|x|`` ones fold it, ``Histogram.fold``). False: the fold, ``|x|``.
     batch_size : int, optional
-        Samples per run. Default: the model's fixed batch size, else
-        :data:`DEFAULT_BATCH_SIZE`.
+        Samples per run for a whole set of inputs. Default: the model's fixed batch size,
+        else :data:`DEFAULT_BATCH_SIZE`.
     max_bins : int, optional
-        Cap on a histogram's bins as its range grows (default ``8 * bins``).
+        Cap on a histogram's bins per side as its range grows (default ``8 * bins``).
     progress : callable, optional
-        Called as ``progress(done, total)`` in samples, once before the first batch and
-        after each batch.
+        Called with a :class:`Progress` (samples, batches, tensors, time) once before the
+        first batch and after each batch.
+    workers : int, optional
+        Threads that histogram one batch's tensors (numpy releases the GIL in most of the
+        work). Default: the CPU count, at most 4.
 
     Returns
     -------
-    dict of str to Histogram
-        Keyed by tensor name, in graph order (inputs first). Tensors that never held a
-        value (empty in every batch) are left out.
+    Collection
+        A mapping of tensor name to Histogram, plus the tensors left out and why.
 
     Raises
     ------
@@ -379,31 +506,38 @@ def collect_histograms(
     -----
     The selected tensors are added as graph outputs (typed from ONNX shape inference; a
     tensor whose type inference cannot tell is skipped unless named) and the model runs
-    with graph optimisations off, so each tensor is the one the graph names. One pass;
-    only one batch of activations is alive at a time, plus the histograms. See the module
-    doc for the growth rule and non-finite values. bfloat16 tensors are not collected;
-    models over protobuf's 2 GB limit are refused.
+    with graph optimisations off, so each tensor is the one the graph names. A tensor that
+    only re-lays out another (``RELAYOUT_OPS``) holds the same values: it is fetched and
+    counted once. One pass; only one batch of activations is alive at a time, plus the
+    histograms. A tensor holding a value of magnitude 1e30 or more (an additive attention
+    mask) is listed in ``not_activations`` and stops being fetched. bfloat16 tensors are
+    not collected; models over protobuf's 2 GB limit are refused.
     """
     onnx, ort = _require()
     proto, label = _load_model(onnx, model)
-    arrays = load_inputs(inputs)
+    if isinstance(inputs, (str, os.PathLike)) or callable(getattr(inputs, "read", None)):
+        inputs = read_inputs(inputs)
     bins = _check_bins(bins)
     types = _tensor_types(onnx, proto)
-    feed, batch_size = _check_feed(onnx, proto, arrays, types, batch_size)
+    batches, total = _batches(onnx, proto, inputs, types, batch_size)
 
     fed = [vi.name for vi in _graph_inputs(proto)]
     candidates: dict[str, str | None] = dict.fromkeys(fed)
     candidates.update(_dynamic_tensors(proto, set(fed)))
     all_ops = {node.op_type for node in proto.graph.node}
     names = _select(candidates, types, all_ops, tensors, op_types)
-    fetch = [n for n in names if n not in feed]
+    relayout = _aliases(proto, set(candidates))
+    aliases = {n: relayout[n] for n in names if n in relayout}
+    counted = list(dict.fromkeys(aliases.get(n, n) for n in names))
+    fetch = [n for n in counted if n not in fed]
 
     model_outputs = {o.name for o in proto.graph.output}
     run_proto = onnx.ModelProto()
     run_proto.CopyFrom(proto)
     for n in fetch:
         if n not in model_outputs:
-            run_proto.graph.output.append(onnx.helper.make_tensor_value_info(n, types[n][0], None))
+            elem = types.get(n, (FLOAT_ELEM,))[0]  # a re-layout's source: float like its output
+            run_proto.graph.output.append(onnx.helper.make_tensor_value_info(n, elem, None))
     session = None
     if fetch:
         opts = ort.SessionOptions()
@@ -418,28 +552,63 @@ def collect_histograms(
         except Exception as exc:  # onnxruntime's own exception classes
             raise ValueError(f"model: onnxruntime cannot load {label}: {exc}") from None
 
-    accs = {n: HistogramAccumulator(bins, signed, max_bins, name=n) for n in names}
-    total = next(iter(feed.values())).shape[0]
-    if progress is not None:
-        progress(0, total)
-    for start in range(0, total, batch_size):
-        stop = min(start + batch_size, total)
-        where = f"samples {start}..{stop - 1}"
-        batch = {k: a[start:stop] for k, a in feed.items()}
-        if session is not None:
-            try:
-                outs = session.run(fetch, batch)
-            except Exception as exc:
-                raise ValueError(f"onnxruntime failed on {where}: {exc}") from None
-            for n, out in zip(fetch, outs, strict=True):
-                accs[n].add(out, where)
-            del outs
-        for n in names:
-            if n in batch:
-                accs[n].add(batch[n], where)
+    accs = {n: HistogramAccumulator(bins, signed, max_bins, name=n) for n in counted}
+    workers = _check_workers(workers)
+    done = n_batches = 0
+    n_runs = None if total is None else _n_batches(inputs, total, batch_size, types, proto)
+    t0 = time.perf_counter()
+
+    def report() -> None:
         if progress is not None:
-            progress(stop, total)
-    return {n: acc.histogram for n, acc in accs.items() if acc.histogram is not None}
+            live = sum(acc.not_activation is None for acc in accs.values())
+            progress(Progress(done, total, n_batches, n_runs, live, time.perf_counter() - t0))
+
+    report()
+    with ThreadPoolExecutor(workers) as pool:
+        for where, batch in batches:
+            live = [n for n in fetch if accs[n].not_activation is None]
+            outs: list = []
+            if session is not None and live:
+                try:
+                    outs = session.run(live, batch)
+                except Exception as exc:
+                    raise ValueError(f"onnxruntime failed on {where}: {exc}") from None
+            work = [(accs[n], out) for n, out in zip(live, outs, strict=True)]
+            work += [(accs[n], batch[n]) for n in counted if n in batch]
+            # the largest first, so the threads finish together
+            work.sort(key=lambda job: -np.size(job[1]))
+            for f in [pool.submit(acc.add, a, where) for acc, a in work]:
+                f.result()
+            del outs, work
+            n_batches += 1
+            done += next(iter(batch.values())).shape[0] if batch else 0
+            report()
+    hists = {}
+    not_act = {}
+    for n in names:
+        acc = accs[aliases.get(n, n)]
+        if acc.not_activation:
+            not_act[n] = acc.not_activation
+        elif acc.histogram is not None:
+            hists[n] = acc.histogram
+    return Collection(hists, not_act, aliases, done, n_batches)
+
+
+def _n_batches(inputs: Any, total: int, batch_size: Any, types: dict, proto: Any) -> int:
+    """How many runs the inputs make (known whenever the total is)."""
+    if isinstance(inputs, Mapping):
+        names = [vi.name for vi in _graph_inputs(proto)]
+        size = _check_batch_size(batch_size, _fixed_batch(proto, types, names), total)
+        return -(-total // size)
+    return len(inputs)
+
+
+def _check_workers(workers: Any) -> int:
+    if workers is None:
+        return max(1, min(4, os.cpu_count() or 1))
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    return int(workers)
 
 
 def _calib_version() -> str:

@@ -11,6 +11,7 @@ import json
 import math
 import numbers
 import os
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -87,8 +88,18 @@ def _short(text: str, n: int = 60) -> str:
 
 
 def _write_bytes(dest: Any, data: bytes) -> None:
+    """Write to a path atomically (a temporary file beside it, then a rename: an interrupted
+    write leaves the old file or nothing, never half a file), or to a file object."""
     if isinstance(dest, (str, os.PathLike)):
-        Path(dest).write_bytes(data)
+        path = Path(dest)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     elif callable(getattr(dest, "write", None)):
         dest.write(data.decode("utf-8") if isinstance(dest, io.TextIOBase) else data)
     else:

@@ -1,0 +1,127 @@
+"""Calibration inputs for a model: one ``.npz`` of named arrays, whole or in batches.
+
+Two layouts, told apart by the keys:
+
+``<input>`` (the whole set)
+    One array per model input, named after it; axis 0 is the sample axis and every
+    array has the same number of samples. The collector cuts them into batches of
+    ``batch_size``. ``np.savez("x.npz", input_ids=ids, attention_mask=mask)``.
+``<input>__b<k>`` (batches of any shape)
+    Batch ``k`` (0, 1, 2, ... with no gap) of input ``<input>``: every input has the same
+    batches, and within a batch its arrays have the same number of samples; shapes may
+    differ from batch to batch (sentences grouped by length, each batch padded only to its
+    own longest). Each batch is one run of the model, as given.
+    ``np.savez("x.npz", input_ids__b0=a0, attention_mask__b0=m0, input_ids__b1=a1, ...)``.
+
+No pickle: object arrays are refused. In Python, :func:`calib.collect.collect_histograms`
+also takes a dict of arrays or any iterable of ``{input: array}`` batches directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BATCH_KEY", "load_inputs"]
+
+BATCH_KEY = re.compile(r"(?P<input>.+)__b(?P<k>0|[1-9][0-9]*)")
+"""A key of the batched layout: ``<input>__b<k>``."""
+
+Batch = dict[str, np.ndarray]
+
+
+def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray] | list[Batch]:
+    """Read calibration inputs from an ``.npz`` path or binary file.
+
+    Parameters
+    ----------
+    src : str, os.PathLike or binary file
+        The ``.npz``.
+    max_bytes : int, optional
+        Refuse an archive whose arrays unpack to more than this many bytes (checked from
+        the zip directory before anything is unpacked). None: no limit (a user's own file
+        on the command line); the app passes its budget.
+
+    Returns
+    -------
+    dict of str to array, or list of dicts
+        The whole set (one array per input, samples on axis 0), or the batches in order.
+    """
+    what = repr(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else "inputs"
+    try:
+        if max_bytes is not None:
+            with zipfile.ZipFile(src) as zf:
+                total = sum(info.file_size for info in zf.infolist())
+            if total > max_bytes:
+                raise ValueError(
+                    f"inputs: {what} unpacks to {total} bytes, more than the limit of "
+                    f"{max_bytes} bytes"
+                )
+            if hasattr(src, "seek"):
+                src.seek(0)
+        with np.load(src, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError(f"inputs: {what} is a .npy, not an .npz of named arrays")
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise ValueError(f"inputs: {what} holds object arrays (refused: no pickle)") from None
+        if str(exc).startswith("inputs:"):
+            raise
+        raise ValueError(f"inputs: {what} is not a readable .npz ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"inputs: {what} is not a readable .npz ({exc})") from None
+    batched = [BATCH_KEY.fullmatch(k) for k in arrays]
+    if arrays and all(batched):
+        return _batches(arrays, what)
+    if any(batched):
+        mixed = [k for k, m in zip(arrays, batched, strict=True) if not m][:3]
+        raise ValueError(
+            f"inputs: {what} mixes batched keys (<input>__b<k>) with plain ones "
+            f"({', '.join(map(repr, mixed))}); use one layout"
+        )
+    return check_arrays(arrays, what)
+
+
+def check_arrays(arrays: Mapping[str, Any], what: str = "inputs") -> dict[str, np.ndarray]:
+    """A whole set of inputs checked: non-empty, numeric, samples on axis 0, one count."""
+    out = {str(k): np.asarray(v) for k, v in arrays.items()}
+    if not out:
+        raise ValueError(f"inputs: {what} holds no arrays")
+    for k, a in out.items():
+        if a.dtype == object:
+            raise ValueError(f"inputs[{k!r}] is an object array (refused: no pickle)")
+        if a.ndim == 0:
+            raise ValueError(f"inputs[{k!r}] is a scalar; axis 0 must be the sample axis")
+    sizes = {k: a.shape[0] for k, a in out.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"inputs: arrays hold different numbers of samples (axis 0): {sizes}")
+    if not next(iter(sizes.values())):
+        raise ValueError("inputs are empty: 0 samples along axis 0")
+    return out
+
+
+def _batches(arrays: dict[str, np.ndarray], what: str) -> list[Batch]:
+    by_k: dict[int, Batch] = {}
+    for key, a in arrays.items():
+        name, k = key.rsplit("__b", 1)  # every key matched BATCH_KEY (the caller checked)
+        by_k.setdefault(int(k), {})[name] = a
+    ks = sorted(by_k)
+    if ks != list(range(len(ks))):
+        missing = sorted(set(range(ks[-1] + 1)) - set(ks))[:3]
+        raise ValueError(f"inputs: {what} has no batch {missing[0]} (batches run 0, 1, 2, ...)")
+    names = set(by_k[0])
+    batches = []
+    for k in ks:
+        if set(by_k[k]) != names:
+            raise ValueError(
+                f"inputs: batch {k} of {what} holds {sorted(by_k[k])}, batch 0 holds "
+                f"{sorted(names)}: every batch needs every input"
+            )
+        batches.append(check_arrays(by_k[k], f"batch {k} of {what}"))
+    return batches
