@@ -891,6 +891,7 @@ def test_io_never_unpickles_or_evals() -> None:
         "os",
         "re",
         "struct",
+        "tempfile",
         "zipfile",
         "zlib",
         "collections",
@@ -899,3 +900,19 @@ def test_io_never_unpickles_or_evals() -> None:
         "numpy",
         "calib",
     }
+
+
+def test_writes_are_atomic_and_leave_no_temporary_file(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the old file as it was, and no temporary file."""
+    path = tmp_path / "calib.cache"
+    write_trt_cache(path, {"a": 1.0})
+    before = path.read_bytes()
+
+    def broken_replace(src, dst):
+        raise KeyboardInterrupt  # Ctrl-C between writing and renaming
+
+    monkeypatch.setattr(_safe.os, "replace", broken_replace)
+    with pytest.raises(KeyboardInterrupt):
+        write_trt_cache(path, {"b": 2.0})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.cache"]
