@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from calib import sweep
 from calib.demos import demo_histogram, demo_samples
 from calib.histogram import Histogram
 from calib.methods import clip_metrics
@@ -129,14 +130,9 @@ def learn_sweep(hist: Histogram, variant: str, target_bins: int, **policies) -> 
 # step 1: clip and fold
 # --------------------------------------------------------------------------------------
 def prepared_counts(result: SweepResult) -> np.ndarray:
-    """The counts the variant sweeps: after ModelOpt's ``bins[0] = bins[1]`` and after
-    ncnn's normalisation of the histogram, both of which act once, before the search."""
-    c = result.histogram.counts.astype(np.float64)
-    if result.policy.zero_spike == "copy_next":
-        c[0] = c[1]
-    if result.policy.normalize == "histogram" and c.sum() > 0:
-        c = c / c.sum()
-    return c
+    """The counts the variant swept: :func:`calib.sweep.prepared_counts` of the result's
+    histogram and policy (ModelOpt's ``bins[0] = bins[1]``, ncnn's normalisation)."""
+    return sweep.prepared_counts(result.histogram, result.policy)
 
 
 @dataclasses.dataclass(frozen=True)
