@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calib import Histogram, kl_sweep, learn, sweep
+from calib.collect import HistogramAccumulator
+from calib.histogram import grown_edges, range_growth
 from calib.policies import VARIANTS
 from calib.sweep._prepare import _prepare
 
@@ -63,3 +65,38 @@ def test_the_prepared_counts_of_a_dead_histogram_stay_zero(variant):
     r = kl_sweep(np.zeros(300), 8, variant, start_bin=8)
     c = sweep.prepared_counts(r.histogram, r.policy)
     assert r.dead and c.dtype == np.float64 and not c.any()
+
+
+# --------------------------------------------------------------------------------------
+# range growth: same-width bins appended until the new range is covered (TensorRT's rule)
+# --------------------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    signed=st.booleans(),
+    bins=st.integers(2, 40),
+    first=st.floats(1e-3, 1e3),
+    factor=st.floats(0.01, 50.0),
+    offset=st.floats(-0.5, 0.5),
+)
+def test_range_growth_is_one_rule_for_merge_and_the_collector(
+    seed, signed, bins, first, factor, offset
+):
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-first, first, 50)
+    b = rng.uniform(-first * factor, first * factor, 50) + offset * first
+    acc = HistogramAccumulator(bins, signed=signed, max_bins=10**6)
+    acc.add(a)
+    h = acc.histogram
+    acc.add(b)
+    batch = np.abs(b) if not signed else b
+    lo, hi = float(batch.min()), float(batch.max())
+    if signed:
+        lo, hi = min(lo, -hi), max(hi, -lo)
+    rule = grown_edges(h, *range_growth(h, lo, hi))
+    merged = h.merge(Histogram.from_samples(b, bins=bins, signed=signed))
+    np.testing.assert_array_equal(acc.histogram.edges, rule)
+    np.testing.assert_array_equal(merged.edges, rule)
+    grow_lo = range_growth(h, lo, hi)[0]
+    np.testing.assert_array_equal(rule[grow_lo : grow_lo + h.n_bins + 1], h.edges)
+    assert acc.histogram.total == a.size + b.size == pytest.approx(merged.total, rel=1e-12)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from calib.histogram import DEFAULT_BINS, Histogram, _check_bins
+from calib.histogram import DEFAULT_BINS, Histogram, _check_bins, grown_edges, range_growth
 
 DEFAULT_MAX_BINS_FACTOR = 8
 """The bin count of a growing histogram is capped at this many times ``bins``."""
@@ -97,11 +96,11 @@ class HistogramAccumulator:
         if self.signed:
             lo, hi = min(lo, -hi), max(hi, -lo)
         h = self._hist
-        grow = _growth(h, lo, hi)
+        grow = range_growth(h, lo, hi)  # the rule merge grows by, so merge keeps the batch
         while h.n_bins + sum(grow) > self.max_bins:
             h = _coarsen(h)
-            grow = _growth(h, lo, hi)
-        edges = _grown_edges(h, *grow)
+            grow = range_growth(h, lo, hi)
+        edges = grown_edges(h, *grow)
         if lo < edges[0] or hi > edges[-1]:
             # Past the last edge by less than 1e-9 of a bin: rounding, counted in the edge bin.
             a = np.clip(a, edges[0], edges[-1])
@@ -118,37 +117,6 @@ def _with_zeros(h: Histogram, n: int) -> Histogram:
     i = int(np.clip(np.searchsorted(h.edges, 0.0, side="right") - 1, 0, counts.size - 1))
     counts[i] += n
     return Histogram(counts, h.edges)
-
-
-def _growth(h: Histogram, lo: float, hi: float) -> tuple[int, int]:
-    """Bins ``Histogram.merge`` appends below and above ``h`` to cover ``[lo, hi]``.
-
-    Same arithmetic as merge (bin width, rounding slack, symmetric growth), so that a batch
-    histogrammed on the grown edges is kept bin for bin by merge.
-    """
-    e, w = h.edges, h.bin_width
-
-    def bins_for(gap: float) -> int:
-        r = gap / w  # inf when w is tiny: then more bins than any cap
-        if r <= 0:
-            return 0
-        return math.ceil(r - 1e-9) if r < 2.0**62 else 2**62
-
-    grow_hi, grow_lo = bins_for(float(hi - e[-1])), bins_for(float(e[0] - lo))
-    if h.is_signed and math.isclose(e[0], -e[-1], rel_tol=1e-9):
-        grow_hi = grow_lo = max(grow_hi, grow_lo)
-    return grow_lo, grow_hi
-
-
-def _grown_edges(h: Histogram, grow_lo: int, grow_hi: int) -> np.ndarray:
-    """The edges of ``h`` with ``grow_lo`` and ``grow_hi`` bins of its width appended."""
-    e = h.edges
-    if not grow_hi and not grow_lo:
-        return np.asarray(e)
-    n = h.n_bins + grow_lo + grow_hi
-    edges = e[0] - grow_lo * h.bin_width + h.bin_width * np.arange(n + 1, dtype=np.float64)
-    edges[grow_lo : grow_lo + h.n_bins + 1] = e
-    return edges
 
 
 def _coarsen(h: Histogram) -> Histogram:
