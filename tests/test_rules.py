@@ -7,6 +7,7 @@ answers as its one home does (and, where copies used to disagree, that they now 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -15,8 +16,10 @@ from hypothesis import strategies as st
 
 from calib import Histogram, kl_sweep, learn, sweep
 from calib.collect import HistogramAccumulator
+from calib.compare import _sweeper as compare_sweeper
 from calib.histogram import grown_edges, range_growth
-from calib.policies import VARIANTS
+from calib.policies import POLICY_CHOICES, VARIANTS
+from calib.sweep import _api as sweep_api
 from calib.sweep._prepare import _prepare
 
 
@@ -47,6 +50,8 @@ def test_the_prepared_counts_are_one_rule_for_the_sweep_and_the_lesson(counts, v
     mine = sweep.prepared_counts(r.histogram, r.policy)
     np.testing.assert_array_equal(learn.prepared_counts(r), mine)
     np.testing.assert_array_equal(_prepare(r.histogram, r.target_bins, r.policy).h, mine)
+    if not mine.any():
+        return  # bins[0] = bins[1] emptied a one-bin spike: "dead" is judged before, on h
     # the sweep searches exactly these counts: given them with the once-policies off, it
     # finds every candidate's KL again
     once_off = {"zero_spike": "keep"}
@@ -100,3 +105,56 @@ def test_range_growth_is_one_rule_for_merge_and_the_collector(
     grow_lo = range_growth(h, lo, hi)[0]
     np.testing.assert_array_equal(rule[grow_lo : grow_lo + h.n_bins + 1], h.edges)
     assert acc.histogram.total == a.size + b.size == pytest.approx(merged.total, rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# which sweeps take the dense engine: the sweep decides, compare asks it
+# --------------------------------------------------------------------------------------
+def _policies():
+    """Every preset, and every valid mix of the choices that decide the engine."""
+    seen = []
+    for preset in VARIANTS.values():
+        for smoothing, merge, expand, precision in itertools.product(
+            POLICY_CHOICES["smoothing"], POLICY_CHOICES["merge"], POLICY_CHOICES["expand"],
+            POLICY_CHOICES["precision"],
+        ):  # fmt: skip
+            try:
+                p = dataclasses.replace(
+                    preset, smoothing=smoothing, merge=merge, expand=expand, precision=precision
+                )
+            except ValueError:
+                continue
+            if p not in seen:
+                seen.append(p)
+    return seen
+
+
+POLICIES = _policies()
+
+
+def test_the_policies_cover_both_engines():
+    dense = [sweep.uses_dense_engine(p) for p in POLICIES]
+    assert any(dense) and not all(dense)
+    assert any(p.precision == "float32" for p in POLICIES)
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=range(len(POLICIES)))
+def test_the_dense_engine_is_one_rule_for_the_sweep_and_compare(policy, monkeypatch):
+    dense = sweep.uses_dense_engine(policy)
+    h = Histogram.from_counts(np.arange(1, 41) % 7)
+    kwargs = {**dataclasses.asdict(policy), "start_bin": 8}  # ModelOpt's 128 > 40 bins
+    if dense:
+        with pytest.raises(ValueError, match="engine='fast' cannot take"):
+            kl_sweep(h, 8, "seed", engine="fast", **kwargs)
+
+    def no_prefix_sums(*args, **kw):
+        raise AssertionError("engine='auto' took the prefix-sum path")
+
+    monkeypatch.setattr(sweep_api, "_kl_fast", no_prefix_sums)
+    if dense:
+        kl_sweep(h, 8, "seed", **kwargs)  # auto: the dense path, never the prefix sums
+    else:
+        with pytest.raises(AssertionError, match="prefix-sum"):
+            kl_sweep(h, 8, "seed", **kwargs)
+    # compare's thread pool starts the slow sweeps first: the sweep's own dense ones
+    assert (compare_sweeper._cost((policy, 8)) >= 2) == dense

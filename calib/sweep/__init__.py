@@ -20,6 +20,7 @@ Both paths, and the slow loops in ``calib.dev.reference``, are compared in the t
 """
 
 from calib.sweep._api import kl_sweep
+from calib.sweep._fast import uses_dense_engine
 from calib.sweep._prepare import TIE_RTOL, pick_minimum, prepared_counts, tie_scale
 from calib.sweep._result import PQ, SweepResult
 
@@ -31,4 +32,5 @@ __all__ = [
     "pick_minimum",
     "prepared_counts",
     "tie_scale",
+    "uses_dense_engine",
 ]
