@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calib import Histogram, kl_sweep, learn, sweep
+from calib.app import layers, sources
 from calib.collect import HistogramAccumulator
 from calib.compare import _sweeper as compare_sweeper
 from calib.histogram import grown_edges, range_growth
@@ -158,3 +159,34 @@ def test_the_dense_engine_is_one_rule_for_the_sweep_and_compare(policy, monkeypa
             kl_sweep(h, 8, "seed", **kwargs)
     # compare's thread pool starts the slow sweeps first: the sweep's own dense ones
     assert (compare_sweeper._cost((policy, 8)) >= 2) == dense
+
+
+# --------------------------------------------------------------------------------------
+# the upload size check: one limit, one message, on every page that takes a file
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class FakeUpload:
+    name: str
+    data: bytes
+    file_id: str = ""
+
+    def getvalue(self) -> bytes:
+        return self.data
+
+
+def test_every_upload_is_refused_past_the_one_limit_with_one_message(monkeypatch):
+    monkeypatch.setattr(sources, "MAX_UPLOAD_BYTES", 2**20)
+    big = bytes(3 * 2**19)  # 1.5 MB
+    size = "is 1.5 MB; uploads are limited to 1 MB"
+    callers = {
+        "big.npy (samples)": lambda: sources.read_upload(FakeUpload("big.npy", big), "samples"),
+        "big.npy (histogram)": lambda: sources.read_upload(FakeUpload("big.npy", big), "histogram"),
+        "big.npz (Layers)": lambda: layers.load_upload("rules-big", "big.npz", big),
+        "the model file": lambda: layers.collect_upload("rules-m", "rules-i", big, b"x"),
+        "the inputs file": lambda: layers.collect_upload("rules-m2", "rules-i2", b"x", big),
+    }
+    for who, call in callers.items():
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value) == f"{who.split(' (')[0]} {size}", who
+    sources.check_upload_size("exactly the limit", bytes(2**20))  # not more: accepted

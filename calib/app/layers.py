@@ -162,11 +162,7 @@ class Settings:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def load_upload(file_id: str, name: str, _data: bytes) -> dict:
     """An uploaded histogram file, keyed by the upload's identity, not by hashing it."""
-    if len(_data) > sources.MAX_UPLOAD_BYTES:
-        raise ValueError(
-            f"the file is {len(_data) / 2**20:.1f} MB; the limit is "
-            f"{sources.MAX_UPLOAD_BYTES // 2**20} MB"
-        )
+    sources.check_upload_size(name, _data)
     return cio.load_histogram_file(io.BytesIO(_data), name)
 
 
@@ -175,12 +171,8 @@ def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes)
     """Histograms collected from an uploaded ONNX model run on uploaded inputs."""
     from calib.collect import collect_histograms
 
-    for what, data in (("model", _model), ("inputs", _inputs)):
-        if len(data) > sources.MAX_UPLOAD_BYTES:
-            raise ValueError(
-                f"the {what} file is {len(data) / 2**20:.1f} MB; the limit is "
-                f"{sources.MAX_UPLOAD_BYTES // 2**20} MB"
-            )
+    for what, data in (("the model file", _model), ("the inputs file", _inputs)):
+        sources.check_upload_size(what, data)
     bar = st.progress(0.0, text="Running the model…")
 
     def progress(done: int, total: int) -> None:
