@@ -117,9 +117,9 @@ def lesson_histogram(name: str) -> Histogram:
 def learn_sweep(hist: Histogram, variant: str, target_bins: int, **policies) -> SweepResult:
     """``kl_sweep`` as the lesson runs it.
 
-    ModelOpt's first candidate is bin 128 (``start_bin``), which a 32-bin histogram does
-    not have; here it starts at ``target_bins`` instead, the smallest window that still
-    has a bin per level.
+    ModelOpt's first candidate is bin ``MODELOPT_START_BIN`` (128), which a 32-bin
+    histogram does not have; here it starts at ``target_bins`` instead, the smallest window
+    that still has a bin per level.
     """
     if variant == "modelopt" and "start_bin" not in policies:
         policies = {**policies, "start_bin": int(target_bins)}

@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 
 from calib.histogram import Histogram, as_histogram
-from calib.policies import check_num_bits, levels_for
+from calib.policies import MODELOPT_START_BIN, check_num_bits, levels_for
 
 __all__ = [
     "DEFAULT_NUM_BITS",
     "DEFAULT_PERCENTILE",
-    "DEFAULT_START_BIN",
     "METHODS",
     "Calibration",
     "ClipMetrics",
@@ -44,7 +43,6 @@ __all__ = [
 METHODS = ("max", "percentile", "mse", "entropy")
 DEFAULT_NUM_BITS = 8
 DEFAULT_PERCENTILE = 99.99
-DEFAULT_START_BIN = 128
 
 _MAX_BLOCK = 1 << 14  # elements per (amax, piece) block in clip_mse_curve: bounded memory
 
@@ -463,7 +461,7 @@ def amax_mse(
     hist: Any,
     num_bits: int = DEFAULT_NUM_BITS,
     unsigned: bool = False,
-    start_bin: int = DEFAULT_START_BIN,
+    start_bin: int = MODELOPT_START_BIN,
     stride: int = 1,
 ) -> float:
     """The clip with the smallest expected quantization error, searched at bin edges.

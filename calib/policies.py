@@ -52,6 +52,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_TARGET_BINS",
+    "MODELOPT_START_BIN",
     "POLICY_CHOICES",
     "VARIANTS",
     "VARIANT_NOTES",
@@ -60,6 +61,10 @@ __all__ = [
     "levels_for",
     "resolve_policy",
 ]
+
+MODELOPT_START_BIN = 128
+"""ModelOpt's first candidate, bin 128 (``start_bin`` of its entropy and MSE calibrators):
+``Policy.start_bin``, ``calib.amax_mse`` and the reference loop all start there."""
 
 POLICY_CHOICES: dict[str, tuple[str, ...]] = {
     "layout": ("unsigned", "signed"),
@@ -85,7 +90,7 @@ class Policy:
 
     layout: str = "unsigned"
     candidates: str = "kept_bins"
-    start_bin: int = 128
+    start_bin: int = MODELOPT_START_BIN
     stride: int = 1
     zero_spike: str = "keep"
     merge: str = "fractional"

@@ -7,6 +7,7 @@ answers as its one home does (and, where copies used to disagree, that they now 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 
 import numpy as np
@@ -18,8 +19,10 @@ from calib import Histogram, kl_sweep, learn, sweep
 from calib.app import layers, sources
 from calib.collect import HistogramAccumulator
 from calib.compare import _sweeper as compare_sweeper
+from calib.dev import reference
 from calib.histogram import grown_edges, range_growth
-from calib.policies import POLICY_CHOICES, VARIANTS
+from calib.methods import amax_mse
+from calib.policies import MODELOPT_START_BIN, POLICY_CHOICES, VARIANTS, Policy
 from calib.sweep import _api as sweep_api
 from calib.sweep._prepare import _prepare
 
@@ -190,3 +193,19 @@ def test_every_upload_is_refused_past_the_one_limit_with_one_message(monkeypatch
             call()
         assert str(err.value) == f"{who.split(' (')[0]} {size}", who
     sources.check_upload_size("exactly the limit", bytes(2**20))  # not more: accepted
+
+
+# --------------------------------------------------------------------------------------
+# ModelOpt's first candidate, bin 128
+# --------------------------------------------------------------------------------------
+def test_modelopt_starts_at_one_bin_everywhere():
+    def default(f, name="start_bin"):
+        return inspect.signature(f).parameters[name].default
+
+    assert Policy().start_bin == VARIANTS["modelopt"].start_bin == MODELOPT_START_BIN
+    assert default(amax_mse) == default(reference.modelopt_loop) == MODELOPT_START_BIN
+    h = Histogram.from_counts(np.arange(1.0, 301.0))
+    assert kl_sweep(h, variant="modelopt").candidates[0] == MODELOPT_START_BIN
+    assert reference.modelopt_loop(h.counts, h.edges)[0][0] == MODELOPT_START_BIN
+    # the lesson's histograms are too small for it, and say so
+    assert learn.learn_sweep(np.ones(32), "modelopt", 8).candidates[0] == 8

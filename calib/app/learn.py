@@ -20,7 +20,7 @@ from calib import learn
 from calib.app.sources import histogram_source, sized_histogram
 from calib.figures import learn as fl
 from calib.histogram import Histogram
-from calib.policies import VARIANT_NOTES, VARIANTS, Policy
+from calib.policies import MODELOPT_START_BIN, VARIANT_NOTES, VARIANTS, Policy
 from calib.sweep import PQ, SweepResult
 
 __all__ = [
@@ -282,7 +282,10 @@ def step_clip(c: Candidate) -> None:
     if policy.normalize == "histogram":
         notes.append("ncnn first divides the histogram by its total, once.")
     if variant == "modelopt":
-        notes.append(f"Candidates start at bin {c.cand_lo} here (ModelOpt's own start is 128).")
+        notes.append(
+            f"Candidates start at bin {c.cand_lo} here (ModelOpt's own start is "
+            f"{MODELOPT_START_BIN})."
+        )
     if c.signed:
         st.write(
             f"Candidate **{cand}** keeps {cand} bins on each side of the zero bin "
