@@ -24,6 +24,7 @@ from pathlib import Path
 from calib import io as cio
 from calib import report
 from calib.methods import METHODS
+from calib.numbers import fmt
 from calib.policies import VARIANTS
 from calib.report import CLI_COLUMNS
 
@@ -32,10 +33,9 @@ __all__ = ["main"]
 _COLUMNS = CLI_COLUMNS
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
+def _cell(v) -> str:
+    """A table cell: a float as every page writes numbers (6 digits here), else as it is."""
+    return fmt(v, 6) if isinstance(v, float) else str(v)
 
 
 def _render(rows: list[dict], fmt: str) -> str:
@@ -47,7 +47,7 @@ def _render(rows: list[dict], fmt: str) -> str:
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    cells = [[_fmt(r[c]) for c in _COLUMNS] for r in rows]
+    cells = [[_cell(r[c]) for c in _COLUMNS] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(_COLUMNS)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))

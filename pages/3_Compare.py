@@ -15,6 +15,7 @@ from calib.app import sources
 from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
 from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
+from calib.numbers import fmt
 from calib.policies import VARIANT_NOTES, VARIANTS
 
 TARGET_BINS_MIN, TARGET_BINS_MAX, TARGET_BINS_DEFAULT = 8, 1024, 128
@@ -39,10 +40,6 @@ def size_options(source: sources.Source) -> tuple[tuple[int, ...], int]:
     a binned histogram's own size (it can only be merged down)."""
     native = sources.native_bins(source)
     return sources.hist_bin_choices(source), native
-
-
-def fmt(x: float) -> str:
-    return f"{x:.4g}" if math.isfinite(x) else "undefined"
 
 
 st.set_page_config(page_title="calib: compare", layout="wide")
@@ -96,7 +93,8 @@ if variant_rows:
     lo = min(r.amax for r in variant_rows)
     hi = max(r.amax for r in variant_rows)
     cols[1].metric("Variants clip between", f"{fmt(lo)} and {fmt(hi)}")
-    cols[2].metric("Largest / smallest", f"{hi / lo:.3g}×" if lo > 0 else "undefined")
+    ratio = hi / lo if lo > 0 else (math.inf if hi > 0 else math.nan)  # all 0: a dead layer
+    cols[2].metric("Largest / smallest", fmt(ratio, 3, unit="×"))
 
 st.plotly_chart(clips_figure(comparison, log_y=log_y), key="compare_clips")
 st.dataframe(

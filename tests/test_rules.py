@@ -6,25 +6,34 @@ answers as its one home does (and, where copies used to disagree, that they now 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
+import io
 import itertools
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from streamlit.testing.v1 import AppTest
 
-from calib import Histogram, kl_sweep, learn, sweep
+import calib
+from calib import Histogram, cli, kl_sweep, learn, numbers, sweep
 from calib.app import layers, sources
 from calib.collect import HistogramAccumulator
 from calib.compare import _sweeper as compare_sweeper
 from calib.dev import reference
 from calib.histogram import grown_edges, range_growth
 from calib.methods import amax_mse
+from calib.numbers import fmt
 from calib.policies import MODELOPT_START_BIN, POLICY_CHOICES, VARIANTS, Policy
 from calib.sweep import _api as sweep_api
 from calib.sweep._prepare import _prepare
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @st.composite
@@ -209,3 +218,84 @@ def test_modelopt_starts_at_one_bin_everywhere():
     assert reference.modelopt_loop(h.counts, h.edges)[0][0] == MODELOPT_START_BIN
     # the lesson's histograms are too small for it, and say so
     assert learn.learn_sweep(np.ones(32), "modelopt", 8).candidates[0] == 8
+
+
+# --------------------------------------------------------------------------------------
+# numbers for a reader: calib.numbers.fmt, one spelling of inf, -inf and "no number"
+# --------------------------------------------------------------------------------------
+UI_FILES = sorted(
+    [*(ROOT / "pages").glob("*.py"), *(ROOT / "calib" / "app").glob("*.py"),
+     *(ROOT / "calib" / "figures").glob("*.py"), ROOT / "calib" / "cli.py"]
+)  # fmt: skip
+SPECIAL_SPELLINGS = {"undefined", "inf", "-inf", "nan", "NaN", "n/a", "∞", "−∞", "-∞"}
+
+
+def test_fmt_writes_each_special_value_one_way():
+    assert (numbers.INF_TEXT, numbers.NEG_INF_TEXT, numbers.NAN_TEXT) == ("inf", "-inf", "n/a")
+    assert fmt(math.inf) == fmt(np.float64("inf")) == fmt(np.float32("inf"), 2) == "inf"
+    assert fmt(-math.inf, 6) == "-inf" and fmt(-math.inf, unit=" dB") == "-inf dB"
+    assert fmt(math.nan) == fmt(np.nan, 6, unit="%") == fmt(None, fixed=True) == "n/a"
+    assert fmt(1234.5678) == "1235" and fmt(1234.5678, 6) == "1234.57"
+    assert fmt(29.0874, 2, fixed=True, unit=" dB") == "29.09 dB" and fmt(0.00123, 2) == "0.0012"
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_page_writes_numbers_by_a_rule_of_its_own(path):
+    """No formatter of its own, no spelling of a special value of its own: every page, figure
+    and the command line reach calib.numbers for both."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            assert node.name.lstrip("_") not in ("fmt", "format_number"), node.name
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            assert node.value.strip() not in SPECIAL_SPELLINGS, (node.lineno, node.value)
+            assert "∞" not in node.value, (node.lineno, node.value)
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    if "fmt" in names:
+        imported = [
+            n for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module == "calib.numbers"
+            and any(a.name == "fmt" and a.asname is None for a in n.names)
+        ]  # fmt: skip
+        assert imported, "fmt used but not calib.numbers.fmt"
+
+
+def dead_file():
+    return {
+        "dead layer": Histogram(np.zeros(2048), np.linspace(0, 1, 2049)),
+        "also dead": Histogram(np.zeros(2048), np.linspace(-1, 1, 2049)),
+    }
+
+
+def test_every_page_and_the_cli_write_a_dead_layers_missing_numbers_the_same(tmp_path, capsys):
+    nothing = fmt(None)
+    # the command line's table: KL and SQNR of a dead layer
+    path = tmp_path / "dead.npz"
+    calib.save_histograms(path, dead_file())
+    assert cli.main([str(path)]) == 0
+    head, _, *rows = capsys.readouterr().out.splitlines()
+    starts = {c: head.index(c) for c in ("KL", "SQNR dB")}
+    for row in rows:
+        for c, at in starts.items():
+            assert row[at:].split()[0] == nothing, (c, row)
+    # Explore on the dead-layer demo
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params.update({"src": "demo", "demo": "Dead layer"})
+    at.run()
+    assert not at.exception
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["KL at minimum"] == shown["SQNR"] == shown["Clipped mass"] == nothing
+    # Compare on it
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Compare.py"), default_timeout=60).run()
+    at.session_state["compare_demo"] = "Dead layer"
+    at.radio(key="compare_kind").set_value("demo").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Largest / smallest"] == nothing
+    # Layers on a file of dead layers
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Layers.py"), default_timeout=60).run()
+    at.radio(key="layers_src").set_value("upload").run()
+    buf = io.BytesIO()
+    calib.save_histograms(buf, dead_file())
+    at.file_uploader(key="layers_file").set_value(("dead.npz", buf.getvalue(), "x")).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Lowest SQNR (dB)"] == nothing

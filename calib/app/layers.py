@@ -28,6 +28,7 @@ from calib.app import sources
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_PERCENTILE, METHODS
+from calib.numbers import fmt
 from calib.policies import VARIANT_NOTES, VARIANTS, levels_for
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "export_notes",
     "export_stem",
     "exports",
-    "fmt",
     "load_cache",
     "load_upload",
     "row_store",
@@ -384,10 +384,6 @@ def explore_params(layers: Layers, s: Settings, layer: str) -> dict[str, str]:
     )
 
 
-def fmt(x: float, spec: str = ".4g") -> str:
-    return format(x, spec) if math.isfinite(x) else "n/a"
-
-
 # -- the page's sections, top to bottom -------------------------------------------------------
 def summary(
     layers: Layers,
@@ -414,7 +410,7 @@ def summary(
     cols[1].metric("Flagged", sum(1 for r in rows if r.flags))
     cols[2].metric(
         "Lowest SQNR (dB)",
-        fmt(worst.sqnr_db, ".2f") if worst else "n/a",
+        fmt(worst.sqnr_db if worst else None, 2, fixed=True),
         help=worst.layer if worst else None,
     )
     if matches is not None:
