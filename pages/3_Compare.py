@@ -16,9 +16,14 @@ from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, 
 from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
 from calib.numbers import fmt
-from calib.policies import VARIANT_NOTES, VARIANTS
+from calib.policies import (
+    DEFAULT_TARGET_BINS,
+    TARGET_BINS_MAX,
+    TARGET_BINS_MIN,
+    VARIANT_NOTES,
+    VARIANTS,
+)
 
-TARGET_BINS_MIN, TARGET_BINS_MAX, TARGET_BINS_DEFAULT = 8, 1024, 128
 WORKERS = 2  # threads for the sweeps: two nearly halve the dense ones
 EXPLAINED = [v for v in VARIANTS if v != "seed"]
 
@@ -61,7 +66,7 @@ with st.sidebar:
     )  # fmt: skip
     levels = st.slider(
         "Target bins (quantized levels)", TARGET_BINS_MIN, TARGET_BINS_MAX,
-        TARGET_BINS_DEFAULT, key="compare_target_bins", disabled=not same,
+        DEFAULT_TARGET_BINS["seed"], key="compare_target_bins", disabled=not same,
     )  # fmt: skip
     log_y = st.checkbox("Log count axis", value=True, key="compare_log_y")
 

@@ -26,10 +26,21 @@ from calib.app import layers, sources
 from calib.collect import HistogramAccumulator
 from calib.compare import _sweeper as compare_sweeper
 from calib.dev import reference
+from calib.explore import default_target_bins
 from calib.histogram import grown_edges, range_growth
-from calib.methods import amax_mse
+from calib.methods import DEFAULT_NUM_BITS, amax_mse
 from calib.numbers import fmt
-from calib.policies import MODELOPT_START_BIN, POLICY_CHOICES, VARIANTS, Policy
+from calib.policies import (
+    DEFAULT_TARGET_BINS,
+    MODELOPT_START_BIN,
+    NUM_BITS_CHOICES,
+    POLICY_CHOICES,
+    TARGET_BINS_MAX,
+    TARGET_BINS_MIN,
+    VARIANTS,
+    Policy,
+    check_num_bits,
+)
 from calib.sweep import _api as sweep_api
 from calib.sweep._prepare import _prepare
 
@@ -299,3 +310,48 @@ def test_every_page_and_the_cli_write_a_dead_layers_missing_numbers_the_same(tmp
     at.file_uploader(key="layers_file").set_value(("dead.npz", buf.getvalue(), "x")).run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Lowest SQNR (dB)"] == nothing
+
+
+# --------------------------------------------------------------------------------------
+# the limits a page puts on bits and levels
+# --------------------------------------------------------------------------------------
+def test_the_core_and_explores_links_take_exactly_the_bit_widths_on_offer():
+    for bits in range(0, 21):
+        if bits in NUM_BITS_CHOICES:
+            assert check_num_bits(bits) == bits
+            out, bad = calib.explore.parse_explore_query({"num_bits": str(bits)}, {}, {})
+            assert out["explore_num_bits"] == bits and not bad
+        else:
+            with pytest.raises(ValueError, match=f"{NUM_BITS_CHOICES[-1]}"):
+                check_num_bits(bits)
+            assert calib.explore.parse_explore_query({"num_bits": str(bits)}, {}, {})[1]
+    for t in (TARGET_BINS_MIN - 1, TARGET_BINS_MIN, TARGET_BINS_MAX, TARGET_BINS_MAX + 1):
+        out, bad = calib.explore.parse_explore_query({"target_bins": str(t)}, {}, {})
+        assert bool(out) == (TARGET_BINS_MIN <= t <= TARGET_BINS_MAX) != bool(bad)
+    assert default_target_bins("mxnet", NUM_BITS_CHOICES[-1]) == TARGET_BINS_MAX
+
+
+def test_every_page_offers_the_same_bits_and_levels():
+    bits = [str(b) for b in NUM_BITS_CHOICES]
+
+    def page(name):
+        at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=60).run()
+        assert not at.exception, at.exception
+        return at
+
+    explore = page("0_Explore.py")
+    assert explore.select_slider(key="explore_num_bits").options == bits
+    levels = explore.slider(key="explore_target_bins")
+    assert (levels.min, levels.max) == (TARGET_BINS_MIN, TARGET_BINS_MAX)
+    compare = page("3_Compare.py")
+    levels = compare.slider(key="compare_target_bins")
+    assert (levels.min, levels.max) == (TARGET_BINS_MIN, TARGET_BINS_MAX)
+    assert levels.value == DEFAULT_TARGET_BINS["seed"]
+    layers_page = page("2_Layers.py")
+    assert layers_page.selectbox(key="layers_bits").options == bits
+    assert layers_page.selectbox(key="layers_bits").value == DEFAULT_NUM_BITS
+    levels = layers_page.number_input(key="layers_target_bins")
+    assert (levels.min, levels.max) == (TARGET_BINS_MIN, layers.LAYERS_TARGET_BINS_MAX)
+    learn_page = page("1_Learn.py")
+    levels = learn_page.slider(key="learn_target_bins")
+    assert levels.min == TARGET_BINS_MIN and levels.max <= learn.LEARN_TARGET_BINS_MAX

@@ -27,9 +27,15 @@ from calib import report
 from calib.app import sources
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
-from calib.methods import DEFAULT_PERCENTILE, METHODS
+from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
 from calib.numbers import fmt
-from calib.policies import VARIANT_NOTES, VARIANTS, levels_for
+from calib.policies import (
+    NUM_BITS_CHOICES,
+    TARGET_BINS_MIN,
+    VARIANT_NOTES,
+    VARIANTS,
+    levels_for,
+)
 
 __all__ = [
     "CACHE_TYPES",
@@ -37,6 +43,7 @@ __all__ = [
     "EXPLORE",
     "HELP",
     "HIST_TYPES",
+    "LAYERS_TARGET_BINS_MAX",
     "ORDER",
     "ROW_CACHE_ENTRIES",
     "Layers",
@@ -66,6 +73,9 @@ __all__ = [
 HIST_TYPES = ["npz", "json", "npy", "csv"]
 CACHE_TYPES = ["cache", "calib", "table", "txt", "json"]
 ROW_CACHE_ENTRIES = 64
+# Layers' target bins are typed, not a slider, and its files may hold more bins than the
+# sliders' TARGET_BINS_MAX (2048; the model's do), so it takes up to 2**14.
+LAYERS_TARGET_BINS_MAX = 2**14
 EXPLORE = "pages/0_Explore.py"
 
 HELP = f"""
@@ -326,12 +336,14 @@ def choose_settings() -> Settings:
     )
     if entropy:
         sb.caption(VARIANT_NOTES[variant])
-    num_bits = sb.selectbox("Bits", list(range(2, 17)), index=6, key="layers_bits")
+    num_bits = sb.selectbox(
+        "Bits", NUM_BITS_CHOICES, index=NUM_BITS_CHOICES.index(DEFAULT_NUM_BITS), key="layers_bits"
+    )
     auto = levels_for(variant, num_bits)
     target_bins = sb.number_input(
         "Target bins",
-        min_value=2,
-        max_value=16384,
+        min_value=TARGET_BINS_MIN,
+        max_value=LAYERS_TARGET_BINS_MAX,
         value=None,
         step=1,
         key="layers_target_bins",

@@ -20,7 +20,7 @@ from calib.app.sources import histogram_source, sized_histogram
 from calib.figures import learn as fl
 from calib.histogram import Histogram
 from calib.numbers import fmt
-from calib.policies import MODELOPT_START_BIN, VARIANT_NOTES, VARIANTS, Policy
+from calib.policies import MODELOPT_START_BIN, TARGET_BINS_MIN, VARIANT_NOTES, VARIANTS, Policy
 from calib.sweep import PQ, SweepResult
 
 __all__ = [
@@ -153,15 +153,18 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
     variant = c1.selectbox("Variant", list(VARIANTS), key="learn_variant")
     T = None
     result = None
-    if t_max < 2:
-        st.error(f"{label} has {hist.n_bins} bins; the lesson needs at least 3 (2 levels + 1).")
+    if t_max < TARGET_BINS_MIN:
+        st.error(
+            f"{label} has {hist.n_bins} bins; the lesson needs at least {TARGET_BINS_MIN + 1} "
+            f"({TARGET_BINS_MIN} levels + 1)."
+        )
     else:
         # Written back every run: a slider whose range changed is a new widget, and Streamlit
         # would reset it to its minimum; a value set in code survives the change.
         t_now = st.session_state.get("learn_target_bins", learn.LEARN_TARGET_BINS)
         st.session_state["learn_target_bins"] = min(t_now, t_max)
         T = c2.slider(
-            "Target bins (levels)", 2, t_max, key="learn_target_bins",
+            "Target bins (levels)", TARGET_BINS_MIN, t_max, key="learn_target_bins",
             help="Quantized levels. Real int8 tools use 128 (MXNet 255); 8 keeps it readable.",
         )  # fmt: skip
         try:
