@@ -23,7 +23,8 @@ from pathlib import Path
 
 from calib import io as cio
 from calib import report
-from calib.methods import METHODS
+from calib.histogram import DEFAULT_BINS
+from calib.methods import DEFAULT_NUM_BITS, METHODS
 from calib.numbers import fmt
 from calib.policies import VARIANTS
 from calib.report import CLI_COLUMNS
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--method", choices=METHODS, default="entropy")
     t.add_argument("--variant", choices=tuple(VARIANTS), default="seed")
     t.add_argument("--target-bins", type=int, default=None)
-    t.add_argument("--num-bits", type=int, default=8)
+    t.add_argument("--num-bits", type=int, default=DEFAULT_NUM_BITS)
     t.add_argument("--format", choices=("table", "csv", "json"), default="table")
     t.add_argument("--trt-cache", metavar="OUT", help="also write a TensorRT calibration cache")
     t.add_argument(
@@ -77,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="the .onnx model")
     c.add_argument("--inputs", required=True, help=".npz of arrays named after the model inputs")
     c.add_argument("--out", required=True, help="histogram file to write (.npz)")
-    c.add_argument("--bins", type=int, default=2048, help="bins of the first range (2048)")
+    c.add_argument(
+        "--bins", type=int, default=DEFAULT_BINS, help=f"bins of the first range ({DEFAULT_BINS})"
+    )
     c.add_argument("--signed", action="store_true", help="histogram x on [-m, m], not |x|")
     c.add_argument("--tensors", metavar="REGEX", help="only tensors whose name matches")
     c.add_argument("--op-types", metavar="OPS", help="only outputs of these ops: MatMul,Gemm")

@@ -23,7 +23,7 @@ import numpy as np
 from calib import sweep
 from calib.demos import demo_histogram, demo_samples
 from calib.histogram import Histogram
-from calib.methods import clip_metrics
+from calib.methods import clip_metrics, max_code
 from calib.sweep import PQ, SweepResult, kl_sweep
 
 __all__ = [
@@ -418,8 +418,8 @@ def seed_example() -> SeedExample:
 def quantizer_codes(num_bits: int = 8, unsigned: bool = False) -> tuple[int, int]:
     """(codes, magnitudes) a uniform quantizer with clip amax reaches on [-amax, amax]
     (unsigned: [0, amax]): ``clip(round(x / scale), -qmax, qmax)``, qmax = 127 for int8
-    and 255 for uint8, evaluated on a dense grid of x."""
-    qmax = 2**num_bits - 1 if unsigned else 2 ** (num_bits - 1) - 1
+    and 255 for uint8 (:func:`calib.methods.max_code`), evaluated on a dense grid of x."""
+    qmax = max_code(num_bits, unsigned)
     x = np.linspace(0.0 if unsigned else -1.0, 1.0, 64 * (2 * qmax + 1) + 1)
     codes = np.clip(np.round(x / (1.0 / qmax)), 0 if unsigned else -qmax, qmax)
     return int(np.unique(codes).size), int(np.unique(np.abs(codes)).size)

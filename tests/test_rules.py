@@ -27,8 +27,8 @@ from calib.collect import HistogramAccumulator
 from calib.compare import _sweeper as compare_sweeper
 from calib.dev import reference
 from calib.explore import default_target_bins
-from calib.histogram import grown_edges, range_growth
-from calib.methods import DEFAULT_NUM_BITS, amax_mse
+from calib.histogram import DEFAULT_BINS, grown_edges, range_growth
+from calib.methods import DEFAULT_NUM_BITS, amax_mse, clip_metrics, max_code
 from calib.numbers import fmt
 from calib.policies import (
     DEFAULT_TARGET_BINS,
@@ -40,6 +40,7 @@ from calib.policies import (
     VARIANTS,
     Policy,
     check_num_bits,
+    levels_for,
 )
 from calib.sweep import _api as sweep_api
 from calib.sweep._prepare import _prepare
@@ -355,3 +356,24 @@ def test_every_page_offers_the_same_bits_and_levels():
     learn_page = page("1_Learn.py")
     levels = learn_page.slider(key="learn_target_bins")
     assert levels.min == TARGET_BINS_MIN and levels.max <= learn.LEARN_TARGET_BINS_MAX
+
+
+# --------------------------------------------------------------------------------------
+# the quantizer's largest code, and the defaults the command line shares with the pages
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("unsigned", [False, True])
+def test_the_largest_code_is_one_rule_for_the_methods_the_lesson_and_the_levels(unsigned):
+    h = Histogram.from_counts(np.arange(1.0, 65.0))
+    for bits in NUM_BITS_CHOICES:
+        q = max_code(bits, unsigned)
+        assert q == levels_for("seed", bits, unsigned) - 1
+        assert clip_metrics(h, 10.0, bits, unsigned).scale == pytest.approx(10.0 / q, rel=1e-15)
+        if bits <= 10:
+            codes, magnitudes = learn.quantizer_codes(bits, unsigned)
+            assert magnitudes == q + 1 and codes == (q + 1 if unsigned else 2 * q + 1)
+
+
+def test_the_command_line_defaults_are_the_cores():
+    p = cli._parser()
+    assert p.parse_args(["thresholds", "h.npz"]).num_bits == DEFAULT_NUM_BITS
+    assert p.parse_args(["collect", "m.onnx", "--inputs", "i", "--out", "o"]).bins == DEFAULT_BINS
