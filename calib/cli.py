@@ -24,7 +24,9 @@ from pathlib import Path
 
 from calib import io as cio
 from calib import report
-from calib.methods import METHODS
+from calib.histogram import DEFAULT_BINS
+from calib.methods import DEFAULT_NUM_BITS, METHODS
+from calib.numbers import fmt
 from calib.policies import VARIANTS
 from calib.report import CLI_COLUMNS
 
@@ -33,10 +35,9 @@ __all__ = ["main"]
 _COLUMNS = CLI_COLUMNS
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
+def _cell(v) -> str:
+    """A table cell: a float as every page writes numbers (6 digits here), else as it is."""
+    return fmt(v, 6) if isinstance(v, float) else str(v)
 
 
 def _render(rows: list[dict], fmt: str) -> str:
@@ -48,7 +49,7 @@ def _render(rows: list[dict], fmt: str) -> str:
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    cells = [[_fmt(r[c]) for c in _COLUMNS] for r in rows]
+    cells = [[_cell(r[c]) for c in _COLUMNS] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(_COLUMNS)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--method", choices=METHODS, default="entropy")
     t.add_argument("--variant", choices=tuple(VARIANTS), default="seed")
     t.add_argument("--target-bins", type=int, default=None)
-    t.add_argument("--num-bits", type=int, default=8)
+    t.add_argument("--num-bits", type=int, default=DEFAULT_NUM_BITS)
     t.add_argument("--format", choices=("table", "csv", "json"), default="table")
     t.add_argument("--trt-cache", metavar="OUT", help="also write a TensorRT calibration cache")
     t.add_argument(
@@ -82,7 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         help=".npz of arrays named after the model inputs, or batches <input>__b<k>",
     )
     c.add_argument("--out", required=True, help="histogram file to write (.npz)")
-    c.add_argument("--bins", type=int, default=2048, help="bins of |x| on the first range")
+    c.add_argument(
+        "--bins",
+        type=int,
+        default=DEFAULT_BINS,
+        help=f"bins of |x| on the first range ({DEFAULT_BINS})",
+    )
     c.add_argument(
         "--abs", action="store_true", help="store |x| only (default: x on [-m, m], which folds)"
     )

@@ -28,7 +28,16 @@ from calib.methods import (
     amax_percentile,
     clip_metrics,
 )
-from calib.policies import POLICY_CHOICES, VARIANTS, Policy, levels_for, resolve_policy
+from calib.policies import (
+    NUM_BITS_CHOICES,
+    POLICY_CHOICES,
+    TARGET_BINS_MAX,
+    TARGET_BINS_MIN,
+    VARIANTS,
+    Policy,
+    levels_for,
+    resolve_policy,
+)
 from calib.sweep import SweepResult, kl_sweep
 
 __all__ = [
@@ -65,9 +74,6 @@ SOURCE_KINDS = {
     "histogram": "Upload a histogram",
     "samples": "Upload raw samples",
 }
-# Explore's controls. Levels from 2 (a 2-bit quantizer's) to 2048 (12 bits).
-TARGET_BINS_MIN, TARGET_BINS_MAX = 2, 2048
-NUM_BITS_CHOICES = tuple(range(2, 13))
 POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
 EXPLORE_QUERY_KEYS = (
     "src", "layer", "demo", "variant", "target_bins", "hist_bins", "num_bits", "log_y",

@@ -248,7 +248,8 @@ class Histogram:
     def merge(self, other: Histogram) -> Histogram:
         """Add ``other`` (the same tensor, maybe a wider range) into this one.
 
-        The rule is TensorRT's (pytorch-quantization, ModelOpt): keep this
+        The rule is TensorRT's (pytorch-quantization, ModelOpt; :func:`range_growth`,
+        which ``calib.collect`` grows by too): keep this
         histogram's bin width and origin, and append bins of the same width
         until the other's range is covered (on both sides, by the same number of
         bins, when this histogram is symmetric around zero, which keeps the zero
@@ -264,16 +265,9 @@ class Histogram:
             raise ValueError(f"other must be a Histogram, got {type(other).__name__}")
         if not self.is_uniform:
             raise ValueError("merge needs a histogram with uniform bins")
-        w = self.bin_width
-        lo, hi = self.edges[0], self.edges[-1]
-        symmetric = self.is_signed and math.isclose(lo, -hi, rel_tol=1e-9)
-        grow_hi = growth_bins(hi, float(other.edges[-1]), w)
-        grow_lo = growth_bins(-lo, -float(other.edges[0]), w)
-        if symmetric:
-            grow_hi = grow_lo = max(grow_hi, grow_lo)
-        n = self.n_bins + grow_lo + grow_hi
-        edges = lo - grow_lo * w + w * np.arange(n + 1, dtype=np.float64)
-        edges[grow_lo : grow_lo + self.n_bins + 1] = self.edges
+        grow_lo, grow_hi = range_growth(self, float(other.edges[0]), float(other.edges[-1]))
+        edges = grown_edges(self, grow_lo, grow_hi)
+        n = edges.size - 1
         mine = np.zeros(n, dtype=np.result_type(self.counts, np.int64))
         mine[grow_lo : grow_lo + self.n_bins] = self.counts
         theirs = _redistribute(other.counts, other.edges, edges)
@@ -326,14 +320,43 @@ class Histogram:
 
 def growth_bins(edge: float, reach: float, width: float) -> int:
     """Bins of ``width`` to append past ``edge`` so that they reach ``reach`` (0 if it is
-    already within): the one growth rule of :meth:`Histogram.merge` and the collector.
-
-    A reach past the edge by less than 1e-9 of a bin is rounding, not growth.
+    already within): the arithmetic of :func:`range_growth`, which the collector's
+    symmetric grid calls directly. A reach past the edge by less than 1e-9 of a bin is
+    rounding, not growth.
     """
     r = (reach - edge) / width  # inf when width is tiny: more bins than any cap
     if not r > 0:
         return 0
     return math.ceil(r - 1e-9) if r < 2.0**62 else 2**62
+
+
+def range_growth(h: Histogram, lo: float, hi: float) -> tuple[int, int]:
+    """Bins of ``h``'s width to append below and above ``h`` so that it covers ``[lo, hi]``.
+
+    TensorRT's rule (pytorch-quantization, ModelOpt), the one :meth:`Histogram.merge` and
+    ``calib.collect``'s batch-by-batch histograms both grow by: whole bins of the same width
+    from the same origin, as few as cover the range (a range past an edge by less than 1e-9
+    of a bin is covered); a histogram symmetric around zero grows by the same number on
+    both sides, which keeps the zero bin in the middle. Returns ``(grow_lo, grow_hi)``.
+    """
+    e, w = h.edges, h.bin_width
+    grow_hi = growth_bins(float(e[-1]), float(hi), w)
+    grow_lo = growth_bins(-float(e[0]), -float(lo), w)
+    if h.is_signed and math.isclose(e[0], -e[-1], rel_tol=1e-9):
+        grow_hi = grow_lo = max(grow_hi, grow_lo)
+    return grow_lo, grow_hi
+
+
+def grown_edges(h: Histogram, grow_lo: int, grow_hi: int) -> np.ndarray:
+    """The edges of ``h`` with ``grow_lo`` and ``grow_hi`` bins of its width appended
+    (:func:`range_growth`); ``h``'s own edges are kept as they are, not recomputed."""
+    e = h.edges
+    if not grow_hi and not grow_lo:
+        return np.asarray(e)
+    n = h.n_bins + grow_lo + grow_hi
+    edges = e[0] - grow_lo * h.bin_width + h.bin_width * np.arange(n + 1, dtype=np.float64)
+    edges[grow_lo : grow_lo + h.n_bins + 1] = e
+    return edges
 
 
 def _check_bins(bins: Any) -> int:

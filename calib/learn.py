@@ -20,9 +20,10 @@ import math
 
 import numpy as np
 
+from calib import sweep
 from calib.demos import demo_histogram, demo_samples
 from calib.histogram import Histogram
-from calib.methods import clip_metrics
+from calib.methods import clip_metrics, max_code
 from calib.sweep import PQ, SweepResult, kl_sweep
 
 __all__ = [
@@ -116,9 +117,9 @@ def lesson_histogram(name: str) -> Histogram:
 def learn_sweep(hist: Histogram, variant: str, target_bins: int, **policies) -> SweepResult:
     """``kl_sweep`` as the lesson runs it.
 
-    ModelOpt's first candidate is bin 128 (``start_bin``), which a 32-bin histogram does
-    not have; here it starts at ``target_bins`` instead, the smallest window that still
-    has a bin per level.
+    ModelOpt's first candidate is bin ``MODELOPT_START_BIN`` (128), which a 32-bin
+    histogram does not have; here it starts at ``target_bins`` instead, the smallest window
+    that still has a bin per level.
     """
     if variant == "modelopt" and "start_bin" not in policies:
         policies = {**policies, "start_bin": int(target_bins)}
@@ -129,14 +130,9 @@ def learn_sweep(hist: Histogram, variant: str, target_bins: int, **policies) -> 
 # step 1: clip and fold
 # --------------------------------------------------------------------------------------
 def prepared_counts(result: SweepResult) -> np.ndarray:
-    """The counts the variant sweeps: after ModelOpt's ``bins[0] = bins[1]`` and after
-    ncnn's normalisation of the histogram, both of which act once, before the search."""
-    c = result.histogram.counts.astype(np.float64)
-    if result.policy.zero_spike == "copy_next":
-        c[0] = c[1]
-    if result.policy.normalize == "histogram" and c.sum() > 0:
-        c = c / c.sum()
-    return c
+    """The counts the variant swept: :func:`calib.sweep.prepared_counts` of the result's
+    histogram and policy (ModelOpt's ``bins[0] = bins[1]``, ncnn's normalisation)."""
+    return sweep.prepared_counts(result.histogram, result.policy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,8 +418,8 @@ def seed_example() -> SeedExample:
 def quantizer_codes(num_bits: int = 8, unsigned: bool = False) -> tuple[int, int]:
     """(codes, magnitudes) a uniform quantizer with clip amax reaches on [-amax, amax]
     (unsigned: [0, amax]): ``clip(round(x / scale), -qmax, qmax)``, qmax = 127 for int8
-    and 255 for uint8, evaluated on a dense grid of x."""
-    qmax = 2**num_bits - 1 if unsigned else 2 ** (num_bits - 1) - 1
+    and 255 for uint8 (:func:`calib.methods.max_code`), evaluated on a dense grid of x."""
+    qmax = max_code(num_bits, unsigned)
     x = np.linspace(0.0 if unsigned else -1.0, 1.0, 64 * (2 * qmax + 1) + 1)
     codes = np.clip(np.round(x / (1.0 / qmax)), 0 if unsigned else -qmax, qmax)
     return int(np.unique(codes).size), int(np.unique(np.abs(codes)).size)

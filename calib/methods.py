@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 
 from calib.histogram import Histogram, as_histogram
-from calib.policies import check_num_bits, levels_for
+from calib.policies import MODELOPT_START_BIN, check_num_bits, levels_for
 
 __all__ = [
     "DEFAULT_NUM_BITS",
     "DEFAULT_PERCENTILE",
-    "DEFAULT_START_BIN",
     "METHODS",
     "Calibration",
     "ClipMetrics",
@@ -39,12 +38,12 @@ __all__ = [
     "calibrate",
     "clip_metrics",
     "clip_mse_curve",
+    "max_code",
 ]
 
 METHODS = ("max", "percentile", "mse", "entropy")
 DEFAULT_NUM_BITS = 8
 DEFAULT_PERCENTILE = 99.99
-DEFAULT_START_BIN = 128
 
 _MAX_BLOCK = 1 << 14  # elements per (amax, piece) block in clip_mse_curve: bounded memory
 
@@ -118,8 +117,9 @@ def _check_unsigned(unsigned: Any) -> bool:
     return bool(unsigned)
 
 
-def _qmax(num_bits: Any, unsigned: Any) -> int:
-    """Largest quantized magnitude: ``2**(num_bits - 1) - 1``, or ``2**num_bits - 1`` unsigned."""
+def max_code(num_bits: Any, unsigned: Any = False) -> int:
+    """The quantizer's largest code, ``qmax``: ``2**(num_bits - 1) - 1`` (127 for int8), or
+    ``2**num_bits - 1`` unsigned (255 for uint8). Every method here and the lessons use it."""
     bits = check_num_bits(num_bits)
     return 2**bits - 1 if _check_unsigned(unsigned) else 2 ** (bits - 1) - 1
 
@@ -309,7 +309,7 @@ def clip_metrics(
     """
     h = as_histogram(hist)
     amax = _check_amax(amax)
-    qmax = _qmax(num_bits, unsigned)
+    qmax = max_code(num_bits, unsigned)
     pieces = _pieces(h)
     if pieces is None:
         return ClipMetrics(amax, 0.0, 0.0, 0.0, math.nan, amax / qmax)
@@ -345,7 +345,7 @@ def clip_mse_curve(
     """
     h = as_histogram(hist)
     a = _check_amaxes(amaxes)
-    qmax = _qmax(num_bits, unsigned)
+    qmax = max_code(num_bits, unsigned)
     pieces = _pieces(h)
     if pieces is None:
         return np.zeros(a.shape)
@@ -463,7 +463,7 @@ def amax_mse(
     hist: Any,
     num_bits: int = DEFAULT_NUM_BITS,
     unsigned: bool = False,
-    start_bin: int = DEFAULT_START_BIN,
+    start_bin: int = MODELOPT_START_BIN,
     stride: int = 1,
 ) -> float:
     """The clip with the smallest expected quantization error, searched at bin edges.
@@ -494,7 +494,7 @@ def amax_mse(
     are the edges of its ``|x|`` fold (``_abs_cumulative``).
     """
     h = as_histogram(hist)
-    qmax = _qmax(num_bits, unsigned)
+    qmax = max_code(num_bits, unsigned)
     edges, _ = _abs_cumulative(h)
     n = edges.size - 1
     start_bin = _check_int(start_bin, "start_bin", 0, n)

@@ -52,7 +52,11 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_TARGET_BINS",
+    "MODELOPT_START_BIN",
+    "NUM_BITS_CHOICES",
     "POLICY_CHOICES",
+    "TARGET_BINS_MAX",
+    "TARGET_BINS_MIN",
     "VARIANTS",
     "VARIANT_NOTES",
     "Policy",
@@ -60,6 +64,10 @@ __all__ = [
     "levels_for",
     "resolve_policy",
 ]
+
+MODELOPT_START_BIN = 128
+"""ModelOpt's first candidate, bin 128 (``start_bin`` of its entropy and MSE calibrators):
+``Policy.start_bin``, ``calib.amax_mse`` and the reference loop all start there."""
 
 POLICY_CHOICES: dict[str, tuple[str, ...]] = {
     "layout": ("unsigned", "signed"),
@@ -85,7 +93,7 @@ class Policy:
 
     layout: str = "unsigned"
     candidates: str = "kept_bins"
-    start_bin: int = 128
+    start_bin: int = MODELOPT_START_BIN
     stride: int = 1
     zero_spike: str = "keep"
     merge: str = "fractional"
@@ -193,13 +201,25 @@ VARIANTS: dict[str, Policy] = {
 }
 
 
+NUM_BITS_CHOICES = tuple(range(2, 17))
+"""The bit widths the core accepts (:func:`check_num_bits`), and so every page offers."""
+
+TARGET_BINS_MIN, TARGET_BINS_MAX = 2, 2048
+"""The levels a page's target-bins control offers: from a 2-bit quantizer's 2 to 2048, the
+12-bit levels and the default histogram's size. A page keeps its own top only where it needs
+one (Learn's lessons, Layers' typed number for files of more bins); the core accepts any
+1 <= target_bins < bins."""
+
+
 def check_num_bits(num_bits: Any) -> int:
-    """``num_bits`` as an int, or a ValueError naming it: an integer in 2..16."""
+    """``num_bits`` as an int, or a ValueError naming it: an integer in 2..16
+    (:data:`NUM_BITS_CHOICES`)."""
+    lo, hi = NUM_BITS_CHOICES[0], NUM_BITS_CHOICES[-1]
     if isinstance(num_bits, bool) or not isinstance(num_bits, numbers.Integral):
         shown = num_bits.item() if hasattr(num_bits, "item") else num_bits
-        raise ValueError(f"num_bits must be an integer in 2..16, got {shown!r}")
-    if not 2 <= num_bits <= 16:
-        raise ValueError(f"num_bits must be an integer in 2..16, got {int(num_bits)}")
+        raise ValueError(f"num_bits must be an integer in {lo}..{hi}, got {shown!r}")
+    if not lo <= num_bits <= hi:
+        raise ValueError(f"num_bits must be an integer in {lo}..{hi}, got {int(num_bits)}")
     return int(num_bits)
 
 

@@ -9,29 +9,14 @@ reproduces it. The computation is ``calib.explore.explore_view``; this script on
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 import calib.explore
 from calib.app import explore, sources
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
+from calib.numbers import fmt
 
 KEY = "explore"
-
-
-def fmt(value: float, digits: int = 4) -> str:
-    """A number for a metric: 4 significant digits, "undefined" for inf or NaN."""
-    return f"{value:.{digits}g}" if math.isfinite(value) else "undefined"
-
-
-def percent(fraction: float) -> str:
-    """A share as a percentage, 2 significant digits (the metric column is narrow)."""
-    return f"{fmt(100 * fraction, 2)}%" if math.isfinite(fraction) else "undefined"
-
-
-def decibels(db: float) -> str:
-    return f"{db:.1f} dB" if math.isfinite(db) else ("∞ dB" if db > 0 else "undefined")
 
 
 st.set_page_config(page_title="calib: explore a KL calibration", layout="wide")
@@ -83,12 +68,16 @@ with explore.synced_query_params(KEY):
     cols[2].metric("Max |x|", fmt(view.max_abs), help="Where the data end.")
     cols[3].metric("Threshold / max", fmt(view.ratio, 3))
     cols[4].metric(
-        "Clipped mass", "undefined" if m is None else percent(m.clipped_fraction),
+        # 2 significant digits: the metric column is narrow
+        "Clipped mass", fmt(None if m is None else 100 * m.clipped_fraction, 2, unit="%"),
         help="Share of the values beyond the clip.",
     )  # fmt: skip
-    cols[5].metric("KL at minimum", fmt(r.min_kl), help="KL(P‖Q) of the chosen candidate.")
+    cols[5].metric(
+        "KL at minimum", fmt(None if r.dead else r.min_kl),  # a dead layer has no KL
+        help="KL(P‖Q) of the chosen candidate.",
+    )  # fmt: skip
     cols[6].metric(
-        "SQNR", "undefined" if m is None else decibels(m.sqnr_db),
+        "SQNR", fmt(None if m is None else m.sqnr_db, 1, fixed=True, unit=" dB"),
         help=f"Signal to quantization noise of a {c.num_bits}-bit symmetric quantizer "
         "clipped at the threshold (rounding plus clipping error).",
     )  # fmt: skip

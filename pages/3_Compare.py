@@ -15,9 +15,15 @@ from calib.app import sources
 from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
 from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
-from calib.policies import VARIANT_NOTES, VARIANTS
+from calib.numbers import fmt
+from calib.policies import (
+    DEFAULT_TARGET_BINS,
+    TARGET_BINS_MAX,
+    TARGET_BINS_MIN,
+    VARIANT_NOTES,
+    VARIANTS,
+)
 
-TARGET_BINS_MIN, TARGET_BINS_MAX, TARGET_BINS_DEFAULT = 8, 1024, 128
 WORKERS = 2  # threads for the sweeps: two nearly halve the dense ones
 EXPLAINED = [v for v in VARIANTS if v != "seed"]
 
@@ -41,10 +47,6 @@ def size_options(source: sources.Source) -> tuple[tuple[int, ...], int]:
     return sources.hist_bin_choices(source), native
 
 
-def fmt(x: float) -> str:
-    return f"{x:.4g}" if math.isfinite(x) else "undefined"
-
-
 st.set_page_config(page_title="calib: compare", layout="wide")
 st.title("Compare implementations and methods")
 
@@ -64,7 +66,7 @@ with st.sidebar:
     )  # fmt: skip
     levels = st.slider(
         "Target bins (quantized levels)", TARGET_BINS_MIN, TARGET_BINS_MAX,
-        TARGET_BINS_DEFAULT, key="compare_target_bins", disabled=not same,
+        DEFAULT_TARGET_BINS["seed"], key="compare_target_bins", disabled=not same,
     )  # fmt: skip
     log_y = st.checkbox("Log count axis", value=True, key="compare_log_y")
 
@@ -96,7 +98,8 @@ if variant_rows:
     lo = min(r.amax for r in variant_rows)
     hi = max(r.amax for r in variant_rows)
     cols[1].metric("Variants clip between", f"{fmt(lo)} and {fmt(hi)}")
-    cols[2].metric("Largest / smallest", f"{hi / lo:.3g}×" if lo > 0 else "undefined")
+    ratio = hi / lo if lo > 0 else (math.inf if hi > 0 else math.nan)  # all 0: a dead layer
+    cols[2].metric("Largest / smallest", fmt(ratio, 3, unit="×"))
 
 st.plotly_chart(clips_figure(comparison, log_y=log_y), key="compare_clips")
 st.dataframe(

@@ -167,7 +167,7 @@ def explore_controls(source: Source, key: str = "explore") -> Controls:
     num_bits = side.select_slider(
         "Bit width", NUM_BITS_CHOICES, key=f"{key}_num_bits", on_change=_on_num_bits_change,
         args=(key,), help="The quantizer the SQNR and the MSE method assume; a new width "
-        "also resets target bins to the variant's levels for it.",
+        f"also resets target bins to the variant's levels for it (at most {TARGET_BINS_MAX}).",
     )  # fmt: skip
     _default(f"{key}_target_bins", default_target_bins(variant, num_bits))
     t = s[f"{key}_target_bins"]

@@ -27,8 +27,15 @@ from calib import report
 from calib.app import sources
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
-from calib.methods import DEFAULT_PERCENTILE, METHODS
-from calib.policies import VARIANT_NOTES, VARIANTS, levels_for
+from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
+from calib.numbers import fmt
+from calib.policies import (
+    NUM_BITS_CHOICES,
+    TARGET_BINS_MIN,
+    VARIANT_NOTES,
+    VARIANTS,
+    levels_for,
+)
 
 __all__ = [
     "CACHE_TYPES",
@@ -36,6 +43,7 @@ __all__ = [
     "EXPLORE",
     "HELP",
     "HIST_TYPES",
+    "LAYERS_TARGET_BINS_MAX",
     "ORDER",
     "ROW_CACHE_ENTRIES",
     "Layers",
@@ -52,7 +60,6 @@ __all__ = [
     "export_notes",
     "export_stem",
     "exports",
-    "fmt",
     "load_cache",
     "load_upload",
     "row_store",
@@ -66,6 +73,9 @@ __all__ = [
 HIST_TYPES = ["npz", "json", "npy", "csv"]
 CACHE_TYPES = ["cache", "calib", "table", "txt", "json"]
 ROW_CACHE_ENTRIES = 64
+# Layers' target bins are typed, not a slider, and its files may hold more bins than the
+# sliders' TARGET_BINS_MAX (2048; the model's do), so it takes up to 2**14.
+LAYERS_TARGET_BINS_MAX = 2**14
 EXPLORE = "pages/0_Explore.py"
 
 HELP = f"""
@@ -162,11 +172,7 @@ class Settings:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def load_upload(file_id: str, name: str, _data: bytes) -> dict:
     """An uploaded histogram file, keyed by the upload's identity, not by hashing it."""
-    if len(_data) > sources.MAX_UPLOAD_BYTES:
-        raise ValueError(
-            f"the file is {len(_data) / 2**20:.1f} MB; the limit is "
-            f"{sources.MAX_UPLOAD_BYTES // 2**20} MB"
-        )
+    sources.check_upload_size(name, _data)
     return cio.load_histogram_file(io.BytesIO(_data), name)
 
 
@@ -175,12 +181,8 @@ def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes)
     """Histograms collected from an uploaded ONNX model run on uploaded inputs."""
     from calib.collect import collect_histograms
 
-    for what, data in (("model", _model), ("inputs", _inputs)):
-        if len(data) > sources.MAX_UPLOAD_BYTES:
-            raise ValueError(
-                f"the {what} file is {len(data) / 2**20:.1f} MB; the limit is "
-                f"{sources.MAX_UPLOAD_BYTES // 2**20} MB"
-            )
+    for what, data in (("the model file", _model), ("the inputs file", _inputs)):
+        sources.check_upload_size(what, data)
     bar = st.progress(0.0, text="Running the model…")
 
     def progress(p) -> None:
@@ -338,12 +340,14 @@ def choose_settings() -> Settings:
     )
     if entropy:
         sb.caption(VARIANT_NOTES[variant])
-    num_bits = sb.selectbox("Bits", list(range(2, 17)), index=6, key="layers_bits")
+    num_bits = sb.selectbox(
+        "Bits", NUM_BITS_CHOICES, index=NUM_BITS_CHOICES.index(DEFAULT_NUM_BITS), key="layers_bits"
+    )
     auto = levels_for(variant, num_bits)
     target_bins = sb.number_input(
         "Target bins",
-        min_value=2,
-        max_value=16384,
+        min_value=TARGET_BINS_MIN,
+        max_value=LAYERS_TARGET_BINS_MAX,
         value=None,
         step=1,
         key="layers_target_bins",
@@ -396,10 +400,6 @@ def explore_params(layers: Layers, s: Settings, layer: str) -> dict[str, str]:
     )
 
 
-def fmt(x: float, spec: str = ".4g") -> str:
-    return format(x, spec) if math.isfinite(x) else "n/a"
-
-
 # -- the page's sections, top to bottom -------------------------------------------------------
 def summary(
     layers: Layers,
@@ -426,7 +426,7 @@ def summary(
     cols[1].metric("Flagged", sum(1 for r in rows if r.flags))
     cols[2].metric(
         "Lowest SQNR (dB)",
-        fmt(worst.sqnr_db, ".2f") if worst else "n/a",
+        fmt(worst.sqnr_db if worst else None, 2, fixed=True),
         help=worst.layer if worst else None,
     )
     if matches is not None:

@@ -9,7 +9,6 @@ figures, kept with ``st.cache_resource`` and keyed by primitives.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -20,17 +19,18 @@ from calib import learn
 from calib.app.sources import histogram_source, sized_histogram
 from calib.figures import learn as fl
 from calib.histogram import Histogram
-from calib.policies import VARIANT_NOTES, VARIANTS, Policy
+from calib.numbers import fmt
+from calib.policies import MODELOPT_START_BIN, TARGET_BINS_MIN, VARIANT_NOTES, VARIANTS, Policy
 from calib.sweep import PQ, SweepResult
 
 __all__ = [
+    "DIGITS",
     "NUM",
     "OTHER",
     "RAW_VS_NORMALISED_LESSON",
     "Candidate",
     "Sweep",
     "choose_histogram",
-    "fmt",
     "go_to",
     "levels_demo",
     "pick_candidate",
@@ -60,12 +60,9 @@ __all__ = [
 ]
 
 OTHER = "Real model, demo or upload"
-NUM = st.column_config.NumberColumn(format="%.5g")
+DIGITS = 5  # significant digits of the lesson's numbers, in its text and its tables
+NUM = st.column_config.NumberColumn(format=f"%.{DIGITS}g")
 RAW_VS_NORMALISED_LESSON = "Bulk, gap, one outlier"
-
-
-def fmt(x: float, digits: int = 5) -> str:
-    return f"{x:.{digits}g}" if math.isfinite(x) else "inf"
 
 
 def table(columns: dict, **kwargs) -> None:
@@ -156,15 +153,18 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
     variant = c1.selectbox("Variant", list(VARIANTS), key="learn_variant")
     T = None
     result = None
-    if t_max < 2:
-        st.error(f"{label} has {hist.n_bins} bins; the lesson needs at least 3 (2 levels + 1).")
+    if t_max < TARGET_BINS_MIN:
+        st.error(
+            f"{label} has {hist.n_bins} bins; the lesson needs at least {TARGET_BINS_MIN + 1} "
+            f"({TARGET_BINS_MIN} levels + 1)."
+        )
     else:
         # Written back every run: a slider whose range changed is a new widget, and Streamlit
         # would reset it to its minimum; a value set in code survives the change.
         t_now = st.session_state.get("learn_target_bins", learn.LEARN_TARGET_BINS)
         st.session_state["learn_target_bins"] = min(t_now, t_max)
         T = c2.slider(
-            "Target bins (levels)", 2, t_max, key="learn_target_bins",
+            "Target bins (levels)", TARGET_BINS_MIN, t_max, key="learn_target_bins",
             help="Quantized levels. Real int8 tools use 128 (MXNet 255); 8 keeps it readable.",
         )  # fmt: skip
         try:
@@ -278,20 +278,23 @@ def step_clip(c: Candidate) -> None:
             f"into {result.histogram.n_bins}, each count split evenly between x and -x."
         )
     if policy.zero_spike == "copy_next":
-        notes.append(f"ModelOpt first sets bins[0] = bins[1] ({fmt(counts[0])}).")
+        notes.append(f"ModelOpt first sets bins[0] = bins[1] ({fmt(counts[0], DIGITS)}).")
     if policy.normalize == "histogram":
         notes.append("ncnn first divides the histogram by its total, once.")
     if variant == "modelopt":
-        notes.append(f"Candidates start at bin {c.cand_lo} here (ModelOpt's own start is 128).")
+        notes.append(
+            f"Candidates start at bin {c.cand_lo} here (ModelOpt's own start is "
+            f"{MODELOPT_START_BIN})."
+        )
     if c.signed:
         st.write(
             f"Candidate **{cand}** keeps {cand} bins on each side of the zero bin "
             f"{result.histogram.n_bins // 2}: bins {w.a}..{w.b - 1}, "
-            f"[{fmt(pq.edges[0])}, {fmt(pq.edges[-1])}). The {f.clipped_bins_lo} bins left "
-            f"of it hold {fmt(f.tail_lo)}, added to the first kept bin "
-            f"({fmt(f.first_before)} → {fmt(f.first_after)}); the {f.clipped_bins_hi} bins "
-            f"right of it hold {fmt(f.tail_hi)}, added to the last "
-            f"({fmt(f.last_before)} → {fmt(f.last_after)})."
+            f"[{fmt(pq.edges[0], DIGITS)}, {fmt(pq.edges[-1], DIGITS)}). "
+            f"The {f.clipped_bins_lo} bins left of it hold {fmt(f.tail_lo, DIGITS)}, added to "
+            f"the first kept bin ({fmt(f.first_before, DIGITS)} → {fmt(f.first_after, DIGITS)}); "
+            f"the {f.clipped_bins_hi} bins right of it hold {fmt(f.tail_hi, DIGITS)}, added to "
+            f"the last ({fmt(f.last_before, DIGITS)} → {fmt(f.last_after, DIGITS)})."
         )
     elif f.clipped_bins_hi == 0:
         st.write(
@@ -300,18 +303,18 @@ def step_clip(c: Candidate) -> None:
         )
     else:
         st.write(
-            f"Candidate **{cand}** keeps bins 0..{cand - 1}, up to {fmt(pq.edges[-1])}. The "
-            f"{f.clipped_bins_hi} bins past it hold {fmt(f.tail_hi)} "
-            f"({f.clipped_fraction:.2%} of the mass); P adds them to the last kept bin, "
-            f"{fmt(f.last_before)} → {fmt(f.last_after)}. P keeps all the mass: a clipped "
-            "value is stored as the clip."
+            f"Candidate **{cand}** keeps bins 0..{cand - 1}, up to "
+            f"{fmt(pq.edges[-1], DIGITS)}. The {f.clipped_bins_hi} bins past it hold "
+            f"{fmt(f.tail_hi, DIGITS)} ({f.clipped_fraction:.2%} of the mass); P adds them to "
+            f"the last kept bin, {fmt(f.last_before, DIGITS)} → {fmt(f.last_after, DIGITS)}. "
+            "P keeps all the mass: a clipped value is stored as the clip."
         )
     if notes:
         st.caption(" ".join(notes))
     m = st.columns(4)
     m[0].metric("Kept bins", f"{w.size}")
     m[1].metric("Clip (activation units)", fmt(pq.threshold, 4))
-    m[2].metric("Tail folded into P", fmt(f.tail_lo + f.tail_hi))
+    m[2].metric("Tail folded into P", fmt(f.tail_lo + f.tail_hi, DIGITS))
     m[3].metric("Clipped share", f"{f.clipped_fraction:.2%}")
     st.plotly_chart(fl.fold_figure(counts, result.histogram.edges, f), key="learn_fold")
 
@@ -324,9 +327,9 @@ def step_levels(c: Candidate) -> None:
     if mg.kind == "fractional":
         cut = next((s for s in levels.members if " x " in s), None)
         st.write(
-            f"{mg.window_bins} bins / {T} levels = **{fmt(mg.bins_per_level)} bins per "
-            f"level**: level k covers [k·{fmt(mg.bins_per_level)}, "
-            f"(k+1)·{fmt(mg.bins_per_level)}). A bin cut by a boundary is shared by overlap"
+            f"{mg.window_bins} bins / {T} levels = **{fmt(mg.bins_per_level, DIGITS)} bins per "
+            f"level**: level k covers [k·{fmt(mg.bins_per_level, DIGITS)}, "
+            f"(k+1)·{fmt(mg.bins_per_level, DIGITS)}). A bin cut by a boundary is shared by overlap"
             + (f" (level 0 takes {cut})." if cut and levels.members[0] == cut else ".")
         )
     elif mg.kind == "whole":
@@ -369,8 +372,8 @@ def step_quantized(c: Candidate) -> None:
     levels, policy, variant, f, sel = c.levels, c.policy, c.sweep.variant, c.fold, c.sel
     st.header("3. The quantized histogram")
     mass_note = (
-        f"The level masses sum to {fmt(levels.mass.sum())}; the kept bins hold "
-        f"{fmt(f.kept)}. The folded tail is in no level: it exists only in P."
+        f"The level masses sum to {fmt(levels.mass.sum(), DIGITS)}; the kept bins hold "
+        f"{fmt(f.kept, DIGITS)}. The folded tail is in no level: it exists only in P."
     )
     if policy.truncate == "mass":
         mass_note += f" {variant} stores the masses as integers: Q value = trunc(mass) / bins."
@@ -421,7 +424,8 @@ def step_expand(c: Candidate) -> None:
         "bin of the level, zero or not (ncnn 2021+). Smoothing later keeps log(p/q) finite.",
         "fill_all": "Each level's mass is divided by its non-zero bins but written to every "
         "bin of the level, zeros included (ONNX Runtime as shipped), so Q holds "
-        f"{fmt(float(np.sum(pq.q_raw)))} where the levels hold {fmt(levels.mass.sum())}.",
+        f"{fmt(float(np.sum(pq.q_raw)), DIGITS)} where the levels hold "
+        f"{fmt(levels.mass.sum(), DIGITS)}.",
     }[policy.expand]
     st.write(expand_text)
     st.plotly_chart(fl.expand_figure(pq, c.fold.window, levels), key="learn_expand")
@@ -436,7 +440,7 @@ def smoothing_text(side: str, sm: learn.Smoothing) -> str:
         return f"{side} has no zero bin, so it is unchanged."
     return (
         f"{side}'s {sm.zeros} zero bin(s) get eps, and each of its {sm.nonzeros} non-zero "
-        f"bins gives up eps·{sm.zeros}/{sm.nonzeros} = {fmt(sm.taken)}."
+        f"bins gives up eps·{sm.zeros}/{sm.nonzeros} = {fmt(sm.taken, DIGITS)}."
     )
 
 
@@ -464,7 +468,7 @@ def step_terms(c: Candidate) -> None:
         steps.append("Then P and Q are each scaled to sum 1 (scipy.stats.entropy).")
     st.write(" ".join([rule, *steps]))
     m = st.columns(3)
-    m[0].metric("KL at this candidate", fmt(pq.kl))
+    m[0].metric("KL at this candidate", fmt(pq.kl, DIGITS))
     m[1].metric(
         "Bins where q = 0 < p", f"{int(((pq.p > 0) & (pq.q == 0)).sum())}",
         help="Each adds 1 in the seed; each makes the KL infinite elsewhere.",
@@ -487,7 +491,7 @@ def step_sweep(c: Candidate) -> None:
     m = st.columns(3)
     m[0].metric("Best candidate", f"{result.best}")
     m[1].metric("Its clip", fmt(result.amax, 4))
-    m[2].metric("Minimum KL", fmt(result.min_kl))
+    m[2].metric("Minimum KL", fmt(result.min_kl, DIGITS))
     st.plotly_chart(fl.sweep_figure(result, c.cand), key="learn_sweep")
 
 
@@ -640,9 +644,10 @@ def question_raw_vs_normalised() -> None:
     st.write(
         "Scale both P and Q by c and every p·log(p/q) term scales by c, so the curve keeps "
         "its shape. The seed's '+1 where q = 0' does not scale. With raw counts (total "
-        f"{fmt(rv.total)}) a +1 is worth 1/{fmt(rv.total)} of the curve; normalised, it is "
-        "worth as much as the whole shape error. A +1 appears when the clipped tail is folded "
-        "into a bin whose level is empty in the histogram: Q has no mass to put there."
+        f"{fmt(rv.total, DIGITS)}) a +1 is worth 1/{fmt(rv.total, DIGITS)} of the curve; "
+        "normalised, it is worth as much as the whole shape error. A +1 appears when the "
+        "clipped tail is folded into a bin whose level is empty in the histogram: Q has no "
+        "mass to put there."
     )
     m = st.columns(3)
     m[0].metric("Raw counts: best", f"{rv.raw.best}")
@@ -654,7 +659,7 @@ def question_raw_vs_normalised() -> None:
         f"the raw counts choose {rv.raw.best} kept bins"
         + (
             ": the outlier is folded into the last bin, whose level is empty, so it costs +1 "
-            f"instead of {fmt(rv.total)}·(its share)·log(…)."
+            f"instead of {fmt(rv.total, DIGITS)}·(its share)·log(…)."
             if pays
             else "."
         )

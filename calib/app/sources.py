@@ -33,6 +33,7 @@ __all__ = [
     "SAMPLE_BIN_CHOICES",
     "SOURCE_KINDS",
     "Source",
+    "check_upload_size",
     "hist_bin_choices",
     "histogram_source",
     "model_histograms",
@@ -132,17 +133,19 @@ def _upload_id(upload: Any, data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def _check_size(upload: Any, data: bytes) -> None:
+def check_upload_size(what: str, data: bytes) -> None:
+    """ValueError when an upload is larger than :data:`MAX_UPLOAD_BYTES`: every page's
+    check, and its message ("``what`` is 61.3 MB; uploads are limited to 50 MB")."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise ValueError(
-            f"{upload.name} is {len(data) / 2**20:.1f} MB; uploads are limited to "
+            f"{what} is {len(data) / 2**20:.1f} MB; uploads are limited to "
             f"{MAX_UPLOAD_BYTES // 2**20} MB"
         )
 
 
 def _upload_histograms(upload: Any) -> tuple[str, dict[str, Histogram]]:
     data = upload.getvalue()
-    _check_size(upload, data)
+    check_upload_size(upload.name, data)
     upload_id = _upload_id(upload, data)
     return upload_id, _parse_histograms(upload_id, upload.name, data)
 
@@ -156,7 +159,7 @@ def read_upload(upload, kind: str, layer: str | None = None) -> Source:
     """
     if kind == "samples":
         data = upload.getvalue()
-        _check_size(upload, data)
+        check_upload_size(upload.name, data)
         upload_id = _upload_id(upload, data)
         x = _parse_samples(upload_id, upload.name, data)  # refuses NaN, inf and no samples
         key = f"samples:{upload_id}"

@@ -13,7 +13,7 @@ import numpy as np
 from calib.compare._results import SEED
 from calib.histogram import as_histogram
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS, Policy
-from calib.sweep import SweepResult, kl_sweep
+from calib.sweep import SweepResult, kl_sweep, uses_dense_engine
 
 # --------------------------------------------------------------------------------------
 # sweeps, memoised by (policy, levels): variants share many of the mixed policies
@@ -82,8 +82,7 @@ def _undefined_note(result: SweepResult) -> str:
 def _cost(key: SweepKey) -> int:
     """A rough order of a sweep's cost: dense paths, then signed (doubled) histograms."""
     p = key[0]
-    dense = p.smoothing == "mxnet" and (p.merge == "fractional" or p.expand == "uniform")
-    return 2 * dense + (p.layout == "signed")
+    return 2 * uses_dense_engine(p) + (p.layout == "signed")
 
 
 def _check_workers(workers: Any) -> int:

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from calib.policies import MODELOPT_START_BIN
+
 __all__ = [
     "modelopt_loop",
     "mxnet_loop",
@@ -474,7 +476,7 @@ def modelopt_loop(
     num_bits: int = 8,
     unsigned: bool = False,
     stride: int = 1,
-    start_bin: int = 128,
+    start_bin: int = MODELOPT_START_BIN,
     *,
     num_levels: int | None = None,
 ):

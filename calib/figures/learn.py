@@ -31,6 +31,7 @@ from calib.learn import (
     SymmetricDemo,
     Window,
 )
+from calib.numbers import fmt
 from calib.sweep import PQ, SweepResult
 
 __all__ = [
@@ -176,10 +177,9 @@ def terms_figure(pq: PQ, w: Window, plus_one: np.ndarray) -> go.Figure:
                 hovertemplate="bin %{x:.0f}: q = 0, adds 1<extra></extra>",
             )
         )  # fmt: skip
-    for x in j[~finite]:
-        fig.add_annotation(x=float(x), y=0, text="inf", showarrow=True, arrowhead=2, ay=-30)
-    kl = "inf" if not math.isfinite(pq.kl) else f"{pq.kl:.6g}"
-    _layout(fig, f"Each bin's term; they sum to KL = {kl}", "bin", "p log(p / q)")
+    for x, term in zip(j[~finite], t[~finite], strict=True):
+        fig.add_annotation(x=float(x), y=0, text=fmt(term), showarrow=True, arrowhead=2, ay=-30)
+    _layout(fig, f"Each bin's term; they sum to KL = {fmt(pq.kl, 6)}", "bin", "p log(p / q)")
     return fig
 
 

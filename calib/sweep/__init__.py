@@ -20,7 +20,17 @@ Both paths, and the slow loops in ``calib.dev.reference``, are compared in the t
 """
 
 from calib.sweep._api import kl_sweep
-from calib.sweep._prepare import TIE_RTOL, pick_minimum, tie_scale
+from calib.sweep._fast import uses_dense_engine
+from calib.sweep._prepare import TIE_RTOL, pick_minimum, prepared_counts, tie_scale
 from calib.sweep._result import PQ, SweepResult
 
-__all__ = ["PQ", "TIE_RTOL", "SweepResult", "kl_sweep", "pick_minimum", "tie_scale"]
+__all__ = [
+    "PQ",
+    "TIE_RTOL",
+    "SweepResult",
+    "kl_sweep",
+    "pick_minimum",
+    "prepared_counts",
+    "tie_scale",
+    "uses_dense_engine",
+]

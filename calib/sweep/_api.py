@@ -9,7 +9,7 @@ import numpy as np
 from calib.histogram import Histogram, as_histogram
 from calib.policies import Policy, resolve_policy
 from calib.sweep._dense import _kl_dense_rows
-from calib.sweep._fast import _fast_supported, _kl_fast
+from calib.sweep._fast import _kl_fast, uses_dense_engine
 from calib.sweep._prepare import _check_target_bins, _prepare, _to_layout, pick_minimum, tie_scale
 from calib.sweep._result import SweepResult
 
@@ -76,12 +76,13 @@ def kl_sweep(
     if h.is_dead:
         return _dead_result(variant, policy, T, h)
     prep = _prepare(h, T, policy)
-    if engine == "fast" and not _fast_supported(policy):
+    dense = uses_dense_engine(policy)
+    if engine == "fast" and dense:
         raise ValueError(
             "engine='fast' cannot take precision='float32', nor smoothing='mxnet' with a "
             "fractional or uniform merge; use engine='auto' or 'dense'"
         )
-    if engine == "dense" or (engine == "auto" and not _fast_supported(policy)):
+    if engine == "dense" or (engine == "auto" and dense):
         kl = _kl_dense_rows(prep, policy, np.arange(prep.cand.size))
     else:
         kl = _kl_fast(prep, policy)

@@ -12,12 +12,21 @@ from calib.sweep._prepare import _Prep
 from calib.sweep._tables import _FAST_BLOCK_ELEMENTS, _TINY, _prefix, _Sums, _Tables
 
 
-def _fast_supported(policy: Policy) -> bool:
+def uses_dense_engine(policy: Policy) -> bool:
+    """True when ``kl_sweep(engine="auto")`` builds P and Q bin by bin for every candidate
+    under ``policy``, because the prefix-sum engine cannot take it: ONNX Runtime's float32
+    arithmetic (``precision="float32"``, one candidate at a time), and MXNet's smoothing
+    with a fractional merge or a uniform expansion. Such sweeps cost O(N) per candidate,
+    not O(target_bins); anyone who orders or warns by cost asks here.
+
+    (On the prefix-sum path a few candidates may still take the dense one, where the
+    smoothing's series would converge slowly; that does not change the sweep's cost.)
+    """
     if policy.precision == "float32":
-        return False
-    if policy.smoothing != "mxnet":
         return True
-    return policy.merge != "fractional" and policy.expand != "uniform"
+    if policy.smoothing != "mxnet":
+        return False
+    return policy.merge == "fractional" or policy.expand == "uniform"
 
 
 def _kl_fast(prep: _Prep, policy: Policy) -> np.ndarray:

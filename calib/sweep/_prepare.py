@@ -49,13 +49,26 @@ class _Prep:
     thresholds: np.ndarray
 
 
-def _prepare(h: Histogram, T: int, policy: Policy) -> _Prep:
-    n = h.n_bins
+def prepared_counts(h: Histogram, policy: Policy) -> np.ndarray:
+    """The counts a sweep searches: ``h``'s counts (as float64, a new array) after the
+    policies that act once, before any candidate: ModelOpt's ``bins[0] = bins[1]``
+    (``zero_spike="copy_next"``), then ncnn's normalisation of the whole histogram to sum 1
+    (``normalize="histogram"``; a dead histogram stays all zero).
+
+    ``h`` is the histogram as swept (``SweepResult.histogram``: already folded or mirrored
+    to the policy's layout).
+    """
     c = h.counts.astype(np.float64)  # a copy: the caller's counts are never touched
     if policy.zero_spike == "copy_next":
         c[0] = c[1]
     if policy.normalize == "histogram" and c.sum() > 0:
         c = c / c.sum()
+    return c
+
+
+def _prepare(h: Histogram, T: int, policy: Policy) -> _Prep:
+    n = h.n_bins
+    c = prepared_counts(h, policy)
     if policy.candidates == "kept_bins":
         cand = np.arange(T, n)
         a, b = np.zeros_like(cand), cand.copy()
