@@ -127,9 +127,26 @@ def _dense_kl32(block: _Block, policy: Policy) -> np.ndarray:
     return kl
 
 
-def _dense_kl(block: _Block, policy: Policy, keep: bool = False):
-    if policy.precision == "float32" and not keep:
+@dataclasses.dataclass(frozen=True)
+class _Terms:
+    """P and Q as the KL is taken over them (smoothed, normalised), each bin's term, and
+    the KL of each row (inf where undefined)."""
+
+    p: np.ndarray
+    q: np.ndarray
+    terms: np.ndarray
+    kl: np.ndarray
+
+
+def _dense_kl(block: _Block, policy: Policy) -> np.ndarray:
+    """KL of each row of the block, in the variant's own precision."""
+    if policy.precision == "float32":
         return _dense_kl32(block, policy)
+    return _dense_terms(block, policy).kl
+
+
+def _dense_terms(block: _Block, policy: Policy) -> _Terms:
+    """P, Q and the KL terms of each row, in float64 whatever the precision."""
     P, ok_p = _smooth(block.P, block.valid, policy)
     Q, ok_q = _smooth(block.Q, block.valid, policy)
     ok = ok_p & ok_q
@@ -146,9 +163,7 @@ def _dense_kl(block: _Block, policy: Policy, keep: bool = False):
         terms = np.where(good, P * np.log(np.where(good, P, 1.0) / np.where(good, Q, 1.0)), 0.0)
     terms = np.where(pos & ~good, zq, terms)
     kl = np.where(ok, terms.sum(axis=1), np.inf)
-    if keep:
-        return P, Q, terms, kl
-    return kl
+    return _Terms(p=P, q=Q, terms=terms, kl=kl)
 
 
 def _kl_dense_rows(prep: _Prep, policy: Policy, rows: np.ndarray) -> np.ndarray:

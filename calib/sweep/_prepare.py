@@ -84,7 +84,10 @@ def _prepare(h: Histogram, T: int, policy: Policy) -> _Prep:
         thr = e[b]
     else:
         thr = e[b] + 0.5 * (e[b] - e[b - 1])
-    return _Prep(c, T, cand, a, b, H[a], H[-1] - H[b], np.asarray(thr, dtype=np.float64))
+    return _Prep(
+        h=c, T=T, cand=cand, a=a, b=b, tail_lo=H[a], tail_hi=H[-1] - H[b],
+        thresholds=np.asarray(thr, dtype=np.float64),
+    )  # fmt: skip
 
 
 TIE_RTOL = 1e-12
