@@ -85,14 +85,13 @@ def compare(
         except ValueError as exc:
             rows.append(Row(method, "method", *[math.nan] * 5, extra.get(LEVELS), str(exc)))
             continue
-        kl, T, note = math.nan, None, ""
-        if method == "entropy" and not c.dead:
-            kl, T, note = (
-                _finite_or_nan(c.detail.min_kl),
-                c.detail.target_bins,
-                _undefined_note(c.detail),
-            )
-        rows.append(_row(method, "method", h, c.amax, kl, T, num_bits, note))
+        s = c.sweep  # entropy on a live histogram
+        if s is None:
+            rows.append(_row(method, "method", h, c.amax, math.nan, None, num_bits))
+        else:
+            kl = _finite_or_nan(s.min_kl)
+            note = _undefined_note(s)
+            rows.append(_row(method, "method", h, c.amax, kl, s.target_bins, num_bits, note))
     return Comparison(
         h, h.max_abs, tuple(rows), MappingProxyType(sweeps), MappingProxyType(attributions),
         sw.n_sweeps,
