@@ -146,6 +146,17 @@ def test_groups_reject_an_unknown_variant():
         Sweeper(relu_spike(), workers=0)
 
 
+def test_a_sweeper_run_holds_the_sweep_or_the_cores_message():
+    sw = Sweeper(relu_spike())
+    ok = sw.run(VARIANTS["seed"], 128)
+    assert ok.error is None and ok.note == ""
+    assert ok.amax == ok.result.amax == kl_sweep(relu_spike(), 128, "seed").amax
+    refused = sw.run(VARIANTS["seed"], N_BINS)  # as many levels as bins
+    assert refused.result is None and math.isnan(refused.amax)
+    assert "target_bins" in refused.error and refused.note == refused.error
+    assert sw.run(VARIANTS["seed"], 128) is ok and sw.n_sweeps == 2
+
+
 # --------------------------------------------------------------------------------------
 # attribution against direct sweeps
 # --------------------------------------------------------------------------------------
