@@ -100,6 +100,12 @@ def test_each_preset_is_cut_into_the_documented_groups():
     assert change_groups("ncnn", 200, 100)[0].name == "levels"
 
 
+def test_every_choice_is_in_exactly_one_group():
+    fields = [f for g in GROUPS for f in g.fields]
+    assert len(fields) == len(set(fields))
+    assert set(fields) == {f.name for f in dataclasses.fields(Policy)} | {"target_bins"}
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_groups_partition_the_variants_changes(variant):
     groups = change_groups(variant)

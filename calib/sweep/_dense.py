@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from calib.policies import DEFAULT_TARGET_BINS, VARIANTS, Policy
+from calib.policies import Policy
 from calib.sweep._groups import _Groups, _groups, _nonzero_p
 from calib.sweep._prepare import _Prep
 
@@ -179,6 +179,3 @@ def _kl_dense_rows(prep: _Prep, policy: Policy, rows: np.ndarray) -> np.ndarray:
         out[start:stop] = _dense_kl(_dense_block(prep, policy, rows[start:stop]), policy)
         start = stop
     return out
-
-
-assert set(DEFAULT_TARGET_BINS) == set(VARIANTS)
