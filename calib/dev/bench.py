@@ -75,11 +75,11 @@ def _loops(h: Histogram, hs: Histogram, T: int) -> dict[str, Callable[[], float]
     return {
         # the seed as published (T is a power of two here: its group edges never overshoot)
         "seed": lambda: float(e[0] + (reference.seed_as_published(c, T) + 0.5) * (e[1] - e[0])),
-        "ncnn": lambda: reference.ncnn_loop(c, e, T)[3],
+        "ncnn": lambda: reference.ncnn_loop(c, e, T).amax,
         # ModelOpt's levels are 2 ** (num_bits - 1): T = 128 is 8 bits
-        "modelopt": lambda: reference.modelopt_loop(c, e, num_bits=T.bit_length())[3],
-        "mxnet": lambda: reference.mxnet_loop(hs.counts, hs.edges, T)[3],
-        "onnxruntime": lambda: reference.onnxruntime_loop(hs.counts, hs.edges, T)[3],
+        "modelopt": lambda: reference.modelopt_loop(c, e, num_bits=T.bit_length()).amax,
+        "mxnet": lambda: reference.mxnet_loop(hs.counts, hs.edges, T).amax,
+        "onnxruntime": lambda: reference.onnxruntime_loop(hs.counts, hs.edges, T).amax,
     }
 
 
