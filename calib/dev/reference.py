@@ -2,12 +2,12 @@
 
 Nothing here is fast or clever on purpose. ``seed_as_published`` is the seed's own loop
 exactly as the blog post in shared/seed prints it (= ncnn 2019), the benchmark's baseline;
-``seed_loop`` / ``seed_threshold_distribution`` follow it line by line with the project's
-rule for an overshooting group edge, and return every candidate's KL for the tests; the
-``*_loop`` functions follow each implementation's algorithm as its source describes it,
-one candidate and one bin at a time, and answer with a :class:`LoopResult`. They live in
-the package, not in tests/, so that ``python -m calib bench`` can time them against the
-sweep from an installed copy.
+``seed_loop`` follows it line by line with the project's rule for an overshooting group
+edge, and returns every candidate's KL for the tests; the other ``*_loop`` functions follow
+each implementation's algorithm as its source describes it, one candidate and one bin at a
+time. Every loop answers with a :class:`LoopResult`. They live in the package, not in
+tests/, so that ``python -m calib bench`` can time them against the sweep from an installed
+copy.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ __all__ = [
     "seed_as_published",
     "seed_kl",
     "seed_loop",
-    "seed_threshold_distribution",
 ]
 
 
@@ -211,11 +210,6 @@ def _seed_published(distribution, target_bin):
             min_kl_divergence = kl_divergence
             target_threshold = threshold
     return target_threshold
-
-
-def seed_threshold_distribution(distribution, target_bin: int = 128) -> int:
-    """The seed's function as published: the chosen number of kept bins."""
-    return seed_loop(distribution, target_bin).best
 
 
 # --------------------------------------------------------------------------------------
