@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import re
@@ -93,13 +94,24 @@ def _has_external_data(proto: Any) -> bool:
     return any(t.data_location == 1 for t in proto.graph.initializer)  # TensorProto.EXTERNAL
 
 
-def _tensor_types(onnx: Any, proto: Any) -> dict[str, tuple[int, list]]:
-    """name -> (elem_type, dims) for every typed tensor, after shape inference."""
+@dataclasses.dataclass(frozen=True)
+class _TensorType:
+    """A tensor's ONNX element type and dims (an int, a symbolic name or None per axis)."""
+
+    elem_type: int = 0  # TensorProto.UNDEFINED: not known
+    dims: list | None = None  # None: rank unknown
+
+
+_UNKNOWN = _TensorType()
+
+
+def _tensor_types(onnx: Any, proto: Any) -> dict[str, _TensorType]:
+    """name -> its type and dims, for every typed tensor, after shape inference."""
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     except Exception:  # a custom op or a model too odd to infer: use what the model says
         inferred = proto
-    out: dict[str, tuple[int, list]] = {}
+    out: dict[str, _TensorType] = {}
     g = inferred.graph
     for vi in [*g.input, *g.value_info, *g.output]:
         t = vi.type
@@ -111,7 +123,7 @@ def _tensor_types(onnx: Any, proto: Any) -> dict[str, tuple[int, list]]:
                 d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                 for d in t.tensor_type.shape.dim
             ]
-        out[vi.name] = (t.tensor_type.elem_type, dims)
+        out[vi.name] = _TensorType(t.tensor_type.elem_type, dims)
     return out
 
 
@@ -141,7 +153,7 @@ def _dynamic_tensors(proto: Any, fed: set[str]) -> dict[str, str]:
 
 def _select(
     candidates: dict[str, str | None],
-    types: dict[str, tuple[int, list]],
+    types: dict[str, _TensorType],
     all_ops: set[str],
     tensors: Any,
     op_types: Any,
@@ -161,7 +173,7 @@ def _select(
                 f"op_types: {', '.join(map(repr, unknown))} not in the model "
                 f"(its op types: {', '.join(sorted(all_ops))})"
             )
-    floats = [n for n in candidates if types.get(n, (0,))[0] in FLOAT_TYPES]
+    floats = [n for n in candidates if types.get(n, _UNKNOWN).elem_type in FLOAT_TYPES]
     if tensors is None or isinstance(tensors, (str, re.Pattern)):
         chosen = floats
         if tensors is not None:
@@ -184,7 +196,7 @@ def _select(
                 f"tensors: {', '.join(map(repr, unknown[:5]))} not an input or node output "
                 "of the model (or computed from initializers alone)"
             )
-        not_float = [n for n in chosen if types.get(n, (0,))[0] not in FLOAT_TYPES]
+        not_float = [n for n in chosen if types.get(n, _UNKNOWN).elem_type not in FLOAT_TYPES]
         if not_float:
             raise ValueError(
                 f"tensors: {', '.join(map(repr, not_float[:5]))} not float tensors "
@@ -251,7 +263,11 @@ def _np_dtype(onnx: Any, elem_type: int) -> np.dtype:
 
 
 def _check_feed(
-    onnx: Any, proto: Any, arrays: dict[str, np.ndarray], types: dict, batch_size: int | None
+    onnx: Any,
+    proto: Any,
+    arrays: dict[str, np.ndarray],
+    types: dict[str, _TensorType],
+    batch_size: int | None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Inputs cast to the model's types and checked against its shapes; the batch size."""
     graph_inputs = _graph_inputs(proto)
@@ -269,7 +285,8 @@ def _check_feed(
     feed = {}
     for name in names:
         a = arrays[name]
-        elem, dims = types.get(name, (0, None))
+        tt = types.get(name, _UNKNOWN)
+        elem, dims = tt.elem_type, tt.dims
         if elem:
             want = _np_dtype(onnx, elem)
             same_kind = (
@@ -403,7 +420,9 @@ def collect_histograms(
     run_proto.CopyFrom(proto)
     for n in fetch:
         if n not in model_outputs:
-            run_proto.graph.output.append(onnx.helper.make_tensor_value_info(n, types[n][0], None))
+            run_proto.graph.output.append(
+                onnx.helper.make_tensor_value_info(n, types[n].elem_type, None)
+            )
     session = None
     if fetch:
         opts = ort.SessionOptions()
