@@ -318,11 +318,17 @@ def clip_metrics(
     qmax = _qmax(num_bits, unsigned)
     pieces = _pieces(h)
     if pieces is None:
-        return ClipMetrics(amax, 0.0, 0.0, 0.0, math.nan, amax / qmax)
+        return ClipMetrics(
+            amax=amax, clipped_fraction=0.0, mse=0.0, signal_power=0.0, sqnr_db=math.nan,
+            scale=amax / qmax,
+        )  # fmt: skip
     mse = float(_mse(pieces, np.array([amax]), qmax, bool(unsigned))[0])
     power = float(pieces.p @ _second_moment(pieces.lo, pieces.hi))
     clipped = _clipped(pieces, amax, bool(unsigned))
-    return ClipMetrics(amax, clipped, mse, power, _sqnr_db(power, mse), amax / qmax)
+    return ClipMetrics(
+        amax=amax, clipped_fraction=clipped, mse=mse, signal_power=power,
+        sqnr_db=_sqnr_db(power, mse), scale=amax / qmax,
+    )  # fmt: skip
 
 
 def clip_mse_curve(
@@ -363,7 +369,9 @@ def _metrics_at_zero(h: Histogram) -> ClipMetrics:
     pieces = _pieces(h)
     assert pieces is not None
     power = float(pieces.p @ _second_moment(pieces.lo, pieces.hi))
-    return ClipMetrics(0.0, 1.0, power, power, 0.0, 0.0)
+    return ClipMetrics(
+        amax=0.0, clipped_fraction=1.0, mse=power, signal_power=power, sqnr_db=0.0, scale=0.0
+    )
 
 
 # -- calibrators -----------------------------------------------------------------------------
@@ -587,8 +595,13 @@ def calibrate(
     if method in ("max", "percentile") and policies:
         raise ValueError(f"method {method!r} takes no policies, got {sorted(policies)}")
     if h.is_dead:
-        metrics = ClipMetrics(0.0, 0.0, 0.0, 0.0, math.nan, 0.0)
-        return Calibration(method, 0.0, metrics, "dead layer: every count is zero", dead=True)
+        metrics = ClipMetrics(
+            amax=0.0, clipped_fraction=0.0, mse=0.0, signal_power=0.0, sqnr_db=math.nan, scale=0.0
+        )
+        return Calibration(
+            method=method, amax=0.0, metrics=metrics, note="dead layer: every count is zero",
+            dead=True,
+        )  # fmt: skip
     sweep = None
     if method == "max":
         amax = amax_max(h)
@@ -613,4 +626,4 @@ def calibrate(
         metrics = clip_metrics(h, amax, num_bits, unsigned)
     else:
         metrics = _metrics_at_zero(h)
-    return Calibration(method, float(amax), metrics, note, sweep)
+    return Calibration(method=method, amax=float(amax), metrics=metrics, note=note, sweep=sweep)

@@ -70,22 +70,18 @@ def read_calibration_file(data: bytes, name: str) -> CachedThresholds:
         keys = {k: repr(a) for k, a in amax.items()}
         method = ort.method or ""
         return CachedThresholds(
-            "onnxruntime json", name, amax, method, None, method, ort.problems, keys
-        )
+            kind="onnxruntime json", name=name, amax=amax, header=method, version=None,
+            algorithm=method, problems=ort.problems, scale_keys=keys,
+        )  # fmt: skip
     head = data.lstrip()[:4]
     if head == b"TRT-":
         trt = cio.read_trt_cache_full(_named(data, name))
         keys = {k: _f32_hex(s) for k, s in trt.scales.items()}
         return CachedThresholds(
-            "tensorrt",
-            name,
-            dict(trt.amax),
-            trt.header,
-            trt.version,
-            trt.algorithm,
-            trt.problems,
-            keys,
-        )
+            kind="tensorrt", name=name, amax=dict(trt.amax), header=trt.header,
+            version=trt.version, algorithm=trt.algorithm, problems=trt.problems,
+            scale_keys=keys,
+        )  # fmt: skip
     try:
         values = cio.read_ort_calibration_cache(_named(data, name))
     except ValueError as exc:
