@@ -228,9 +228,6 @@ class Comparison:
     def dead(self) -> bool:
         return self.histogram.is_dead
 
-    def row(self, name: str) -> Row:
-        return next(r for r in self.rows if r.name == name)
-
     def table(self) -> list[dict[str, Any]]:
         """One record per row, for a table widget (NaN where a value is undefined)."""
         return [
