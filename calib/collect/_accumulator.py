@@ -50,7 +50,6 @@ class HistogramAccumulator:
         if self.max_bins < self.bins:
             raise ValueError(f"max_bins must be at least bins={self.bins}, got {self.max_bins}")
         self.name = name
-        self.n_values = 0
         self._hist: Histogram | None = None
         self._held_zeros = 0
 
@@ -82,7 +81,6 @@ class HistogramAccumulator:
                 f"tensor {self.name!r} holds {n_bad} non-finite values (NaN or inf) out of "
                 f"{a.size}{at}; calibration needs finite activations (check the model and inputs)"
             )
-        self.n_values += a.size
         if self._hist is None:
             if not a.any():
                 self._held_zeros += a.size
