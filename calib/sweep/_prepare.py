@@ -25,7 +25,7 @@ def _to_layout(h: Histogram, policy: Policy) -> Histogram:
 
 
 def _check_target_bins(target_bins: Any, variant: str, n_bins: int) -> int:
-    T = DEFAULT_TARGET_BINS.get(variant, 128) if target_bins is None else target_bins
+    T = DEFAULT_TARGET_BINS[variant] if target_bins is None else target_bins
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
         raise ValueError(f"target_bins must be an integer, got {target_bins!r}")
     if T < 1:
