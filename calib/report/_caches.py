@@ -128,13 +128,16 @@ class CacheMatch:
 
 def _match(layer: str, ours: float, theirs: float) -> CacheMatch:
     if math.isnan(ours) or math.isnan(theirs):
-        return CacheMatch(layer, ours, theirs, math.nan, True)
-    if ours == 0 and theirs == 0:
-        return CacheMatch(layer, ours, theirs, math.nan, False)
-    ratio = theirs / ours if ours != 0 else math.copysign(math.inf, theirs)
-    ok = math.isfinite(ratio) and ratio > 0
-    disagree = not ok or max(ratio, 1 / ratio) > DISAGREE_RATIO
-    return CacheMatch(layer, ours, theirs, ratio, disagree)
+        ratio, disagree = math.nan, True
+    elif ours == 0 and theirs == 0:
+        ratio, disagree = math.nan, False
+    else:
+        ratio = theirs / ours if ours != 0 else math.copysign(math.inf, theirs)
+        ok = math.isfinite(ratio) and ratio > 0
+        disagree = not ok or max(ratio, 1 / ratio) > DISAGREE_RATIO
+    return CacheMatch(
+        layer=layer, calib_amax=ours, cached_amax=theirs, ratio=ratio, disagree=disagree
+    )
 
 
 def compare_cache(rows: Sequence[LayerRow], cache: CachedThresholds) -> dict[str, CacheMatch]:

@@ -59,7 +59,7 @@ def _dense_block(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Block:
     Q = Q[:, :Lmax]
     if policy.expand == "nonzero":
         Q = np.where(_nonzero_p(prep, rows, j, policy) & valid, Q, 0.0)
-    return _Block(P, Q, valid, g)
+    return _Block(P=P, Q=Q, valid=valid, groups=g)
 
 
 def _row_search(sorted_rows: np.ndarray, col: np.ndarray) -> np.ndarray:

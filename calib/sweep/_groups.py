@@ -126,7 +126,10 @@ def _groups_fractional(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups
     lv = _seed_levels(prep, policy, rows, np.arange(prep.T))
     value = _truncate_value(lv.mass, lv.count, policy)
     edges = np.concatenate([lv.start, lv.end[:, -1:]], axis=1)
-    return _Groups(edges, lv.mass, lv.count, value, lu=lv.lu, rl=lv.rl, ls=lv.ls, rs=lv.rs)
+    return _Groups(
+        edges=edges, mass=lv.mass, count=lv.count, value=value,
+        lu=lv.lu, rl=lv.rl, ls=lv.ls, rs=lv.rs,
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +222,7 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
     else:
         value = _truncate_value(mass, count, policy)
     return _Groups(
-        e_rel.astype(np.float64), mass, count, value, e0=e[:, :-1], e1=e[:, 1:],
-        orphan=orphan, dw=dw, dnz=nz, k_a=k_a, k_b=k_b, orphan_hi=orphan_hi,
+        edges=e_rel.astype(np.float64), mass=mass, count=count, value=value,
+        e0=e[:, :-1], e1=e[:, 1:], orphan=orphan, dw=dw, dnz=nz, k_a=k_a, k_b=k_b,
+        orphan_hi=orphan_hi,
     )  # fmt: skip
