@@ -199,8 +199,9 @@ def build_view(
     if methods is None:
         methods = every_method(hist, num_bits)
     return View(
-        source_key, label, layer, variant, pairs, T, hist.n_bins, int(num_bits),
-        hist, result, metrics, tuple(methods), tuple(variants),
+        source_key=source_key, label=label, layer=layer, variant=variant, overrides=pairs,
+        target_bins=T, hist_bins=hist.n_bins, num_bits=int(num_bits), hist=hist,
+        result=result, metrics=metrics, methods=tuple(methods), variants=tuple(variants),
     )  # fmt: skip
 
 

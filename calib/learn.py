@@ -295,7 +295,10 @@ def merge_summary(result: SweepResult, pq: PQ) -> Merge:
     per = L / T if kind != "whole" else float(L // T)
     remainder = L - T * (L // T) if kind == "whole" else 0
     space = np.linspace(0, L, T + 1) if kind == "linspace" else None
-    return Merge(kind, L, T, per, remainder, result.policy.remainder, space)
+    return Merge(
+        kind=kind, window_bins=L, levels=T, bins_per_level=per, remainder=remainder,
+        remainder_policy=result.policy.remainder, linspace=space,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -476,8 +479,9 @@ def symmetric_demo(demo: str = "GELU", bins: int = 2048) -> SymmetricDemo:
         return int(max(-127, round(lo / (amax / 127))))
 
     return SymmetricDemo(
-        abs_hist, signed_hist, lo, float(x.max()), amax_abs, amax_signed,
-        code(amax_abs), code(amax_signed),
+        abs_hist=abs_hist, signed_hist=signed_hist, x_min=lo, x_max=float(x.max()),
+        amax_abs=amax_abs, amax_signed=amax_signed,
+        lowest_code_abs=code(amax_abs), lowest_code_signed=code(amax_signed),
     )  # fmt: skip
 
 
@@ -519,7 +523,10 @@ def relu_spike(fractions: tuple[float, ...] = RELU_FRACTIONS) -> ReluSpike:
         best.append(s.best)
         fixed.append(kl_sweep(h, target_bins=128, variant="seed", zero_spike="copy_next").amax)
         mo.append(kl_sweep(h, target_bins=128, variant="modelopt").amax)
-    return ReluSpike(tuple(fractions), tuple(seed), tuple(fixed), tuple(mo), tuple(best), 128)
+    return ReluSpike(
+        fractions=tuple(fractions), seed=tuple(seed), seed_fixed=tuple(fixed),
+        modelopt=tuple(mo), seed_best=tuple(best), smallest=128,
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from calib.histogram import Histogram, as_histogram
 from calib.policies import MODELOPT_START_BIN, check_num_bits, levels_for
+
+if TYPE_CHECKING:
+    from calib.sweep import SweepResult
 
 __all__ = [
     "DEFAULT_NUM_BITS",
@@ -90,8 +93,10 @@ class Calibration:
         The chosen clip, activation units (0.0 for a dead histogram).
     metrics : ClipMetrics
         :func:`clip_metrics` at ``amax``.
-    detail : object
-        A one-line explanation (str), or the KL sweep result for ``"entropy"``.
+    note : str
+        A one-line explanation of the clip.
+    sweep : SweepResult or None
+        The KL sweep that chose the clip (``"entropy"`` on a live histogram), else None.
     dead : bool
         True when every count is zero; ``amax`` is then 0.0 whatever the method.
     """
@@ -99,7 +104,8 @@ class Calibration:
     method: str
     amax: float
     metrics: ClipMetrics
-    detail: Any
+    note: str
+    sweep: SweepResult | None = None
     dead: bool = False
 
 
@@ -312,11 +318,17 @@ def clip_metrics(
     qmax = max_code(num_bits, unsigned)
     pieces = _pieces(h)
     if pieces is None:
-        return ClipMetrics(amax, 0.0, 0.0, 0.0, math.nan, amax / qmax)
+        return ClipMetrics(
+            amax=amax, clipped_fraction=0.0, mse=0.0, signal_power=0.0, sqnr_db=math.nan,
+            scale=amax / qmax,
+        )  # fmt: skip
     mse = float(_mse(pieces, np.array([amax]), qmax, bool(unsigned))[0])
     power = float(pieces.p @ _second_moment(pieces.lo, pieces.hi))
     clipped = _clipped(pieces, amax, bool(unsigned))
-    return ClipMetrics(amax, clipped, mse, power, _sqnr_db(power, mse), amax / qmax)
+    return ClipMetrics(
+        amax=amax, clipped_fraction=clipped, mse=mse, signal_power=power,
+        sqnr_db=_sqnr_db(power, mse), scale=amax / qmax,
+    )  # fmt: skip
 
 
 def clip_mse_curve(
@@ -357,7 +369,9 @@ def _metrics_at_zero(h: Histogram) -> ClipMetrics:
     pieces = _pieces(h)
     assert pieces is not None
     power = float(pieces.p @ _second_moment(pieces.lo, pieces.hi))
-    return ClipMetrics(0.0, 1.0, power, power, 0.0, 0.0)
+    return ClipMetrics(
+        amax=0.0, clipped_fraction=1.0, mse=power, signal_power=power, sqnr_db=0.0, scale=0.0
+    )
 
 
 # -- calibrators -----------------------------------------------------------------------------
@@ -516,7 +530,9 @@ def _check_method(method: Any) -> str:
     return str(method)
 
 
-def _entropy(h: Histogram, num_bits: int, unsigned: bool, variant: str, policies: dict) -> Any:
+def _entropy(
+    h: Histogram, num_bits: int, unsigned: bool, variant: str, policies: dict
+) -> SweepResult:
     """Run the KL sweep at the variant's own levels for the quantizer (``levels_for``)."""
     from calib import sweep  # lazy: the sweep engine is its own module
 
@@ -579,26 +595,35 @@ def calibrate(
     if method in ("max", "percentile") and policies:
         raise ValueError(f"method {method!r} takes no policies, got {sorted(policies)}")
     if h.is_dead:
-        metrics = ClipMetrics(0.0, 0.0, 0.0, 0.0, math.nan, 0.0)
-        return Calibration(method, 0.0, metrics, "dead layer: every count is zero", dead=True)
-    detail: Any
+        metrics = ClipMetrics(
+            amax=0.0, clipped_fraction=0.0, mse=0.0, signal_power=0.0, sqnr_db=math.nan, scale=0.0
+        )
+        return Calibration(
+            method=method, amax=0.0, metrics=metrics, note="dead layer: every count is zero",
+            dead=True,
+        )  # fmt: skip
+    sweep = None
     if method == "max":
         amax = amax_max(h)
-        detail = f"max |x| = {amax:.6g}"
+        note = f"max |x| = {amax:.6g}"
     elif method == "percentile":
         amax = amax_percentile(h, percentile)
-        detail = f"{percentile:g}th percentile of |x| (ModelOpt's rule) = {amax:.6g}"
+        note = f"{percentile:g}th percentile of |x| (ModelOpt's rule) = {amax:.6g}"
     elif method == "mse":
         unknown = sorted(set(policies) - {"start_bin", "stride"})
         if unknown:
             raise ValueError(f"method 'mse' takes policies start_bin and stride, got {unknown}")
         amax = amax_mse(h, num_bits, unsigned, **policies)
-        detail = f"minimum expected MSE over bin edges at amax = {amax:.6g}"
+        note = f"minimum expected MSE over bin edges at amax = {amax:.6g}"
     else:
-        detail = _entropy(h, num_bits, unsigned, variant, policies)
-        amax = float(detail.amax)
+        sweep = _entropy(h, num_bits, unsigned, variant, policies)
+        amax = float(sweep.amax)
+        note = (
+            f"smallest KL of the {sweep.variant} sweep at {sweep.target_bins} levels: "
+            f"amax = {amax:.6g}"
+        )
     if amax > 0:
         metrics = clip_metrics(h, amax, num_bits, unsigned)
     else:
         metrics = _metrics_at_zero(h)
-    return Calibration(method, float(amax), metrics, detail)
+    return Calibration(method=method, amax=float(amax), metrics=metrics, note=note, sweep=sweep)

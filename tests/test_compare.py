@@ -30,6 +30,11 @@ from calib.sweep import kl_sweep
 N_BINS = 512  # small enough that a whole comparison takes a fraction of a second
 
 
+def row_of(c, name: str):
+    """The comparison's row of that name."""
+    return next(r for r in c.rows if r.name == name)
+
+
 def half_normal(n: int = N_BINS, top: float = 6.0) -> np.ndarray:
     e = np.linspace(0.0, top, n + 1)
     c = 0.5 * (e[:-1] + e[1:])
@@ -100,6 +105,12 @@ def test_each_preset_is_cut_into_the_documented_groups():
     assert change_groups("ncnn", 200, 100)[0].name == "levels"
 
 
+def test_every_choice_is_in_exactly_one_group():
+    fields = [f for g in GROUPS for f in g.fields]
+    assert len(fields) == len(set(fields))
+    assert set(fields) == {f.name for f in dataclasses.fields(Policy)} | {"target_bins"}
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_groups_partition_the_variants_changes(variant):
     groups = change_groups(variant)
@@ -144,6 +155,17 @@ def test_groups_reject_an_unknown_variant():
         compare(relu_spike(), 100.5)
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         Sweeper(relu_spike(), workers=0)
+
+
+def test_a_sweeper_run_holds_the_sweep_or_the_cores_message():
+    sw = Sweeper(relu_spike())
+    ok = sw.run(VARIANTS["seed"], 128)
+    assert ok.error is None and ok.note == ""
+    assert ok.amax == ok.result.amax == kl_sweep(relu_spike(), 128, "seed").amax
+    refused = sw.run(VARIANTS["seed"], N_BINS)  # as many levels as bins
+    assert refused.result is None and math.isnan(refused.amax)
+    assert "target_bins" in refused.error and refused.note == refused.error
+    assert sw.run(VARIANTS["seed"], 128) is ok and sw.n_sweeps == 2
 
 
 # --------------------------------------------------------------------------------------
@@ -245,7 +267,7 @@ def test_far_outlier_with_empty_levels_is_zero_q_and_smoothing():
     for v in ("ncnn", "mxnet", "onnxruntime"):
         smoothing = next(e for e in c.attributions[v].effects if e.group.name == "smoothing")
         assert smoothing.amax_without > near_max, v
-        assert smoothing.amax_with == c.row("seed").amax, v
+        assert smoothing.amax_with == row_of(c, "seed").amax, v
         zero_q = next(e for e in c.attributions[v].effects if e.group.name == "zero_q")
         assert zero_q.amax_with > near_max, v
 
@@ -274,7 +296,7 @@ def test_a_histogram_too_small_for_any_sweep_gives_notes_not_errors():
     for row in c.rows:
         if row.kind == "variant" or row.name in ("entropy", "mse"):
             assert math.isnan(row.amax) and row.note, row.name
-    assert c.row("max").amax == calibrate(Histogram(counts, e), "max").amax
+    assert row_of(c, "max").amax == calibrate(Histogram(counts, e), "max").amax
     for a in c.attributions.values():
         assert "cannot" in a.summary()
 
@@ -319,7 +341,7 @@ def test_rows_are_the_direct_calls(target_bins):
     assert not c.attributions
     for v in VARIANTS:
         s = kl_sweep(h, levels(v, target_bins), v)
-        row = c.row(v)
+        row = row_of(c, v)
         assert row.kind == "variant" and row.target_bins == levels(v, target_bins)
         assert row.amax == s.amax and c.sweeps[v].amax == s.amax
         assert row.kl == s.min_kl
@@ -329,7 +351,7 @@ def test_rows_are_the_direct_calls(target_bins):
     for method in METHODS:
         extra = {"target_bins": target_bins} if method == "entropy" and target_bins else {}
         cal = calibrate(h, method, **extra)
-        row = c.row(method)
+        row = row_of(c, method)
         assert row.kind == "method" and row.amax == cal.amax
         assert row.sqnr_db == cal.metrics.sqnr_db
         assert math.isnan(row.kl) == (method != "entropy")

@@ -255,7 +255,7 @@ def test_the_seed_pays_plus_one_for_the_outlier_in_the_gap():
     hist = learn.lesson_histogram("Bulk, gap, one outlier")
     result = learn.learn_sweep(hist, "seed", 8)
     # 19: what the seed's own loop, transcribed line by line, answers on these counts
-    assert result.best == seed_loop(np.asarray(hist.counts, dtype=float), 8)[2] == 19
+    assert result.best == seed_loop(np.asarray(hist.counts, dtype=float), 8).best == 19
     pq = result.distributions(19)
     # bins 16-28 are empty: the tail past bin 18 (the lesson's 20 counts in bin 29) folds
     # into bin 18, whose level's own bins (16.6 to 19) hold nothing, so q = 0 there and the
@@ -378,7 +378,7 @@ def test_raw_counts_and_normalised_choose_differently_because_of_plus_one():
     assert r.raw.best != r.normalised.best
     # 19 and 15: the seed's own loop (transcribed line by line) on raw and normalised counts
     c = np.asarray(counts, dtype=float)
-    assert (seed_loop(c, 8)[2], seed_loop(c / c.sum(), 8)[2]) == (19, 15)
+    assert (seed_loop(c, 8).best, seed_loop(c / c.sum(), 8).best) == (19, 15)
     assert (r.raw.best, r.normalised.best) == (19, 15)
     assert r.plus_ones[r.raw.index_of(r.raw.best)] == 1
     assert r.plus_ones[r.normalised.index_of(r.normalised.best)] == 0

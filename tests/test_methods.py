@@ -308,7 +308,7 @@ def test_calibrate_measures_the_clip_it_chose(method):
     assert isinstance(cal, Calibration)
     assert cal.method == method and not cal.dead
     assert cal.metrics == clip_metrics(h, cal.amax)
-    assert isinstance(cal.detail, str)
+    assert isinstance(cal.note, str) and cal.sweep is None
     direct = {"max": amax_max, "percentile": amax_percentile, "mse": amax_mse}[method]
     assert cal.amax == direct(h)
 
@@ -324,6 +324,7 @@ def test_calibrate_passes_percentile_and_mse_policies():
 def test_dead_histogram_answers_zero_for_every_method(method):
     cal = calibrate(np.zeros(2048), method)
     assert cal.dead and cal.amax == 0.0
+    assert cal.sweep is None and "dead" in cal.note
     assert cal.metrics.mse == 0.0 and math.isnan(cal.metrics.sqnr_db)
     assert amax_max(np.zeros(8)) == 0.0
     assert amax_percentile(np.zeros(8)) == 0.0
@@ -335,7 +336,7 @@ def test_entropy_uses_the_kl_sweep():
     cal = calibrate(h, "entropy")
     result = kl_sweep(h, variant="seed")
     assert cal.amax == pytest.approx(result.amax)
-    assert cal.detail.amax == result.amax
+    assert cal.sweep.amax == result.amax
     assert cal.metrics == clip_metrics(h, cal.amax)
 
 

@@ -98,8 +98,8 @@ def test_rows_agree_with_calibrate(method, variant, num_bits, target_bins):
             continue
         assert row.ratio == pytest.approx(cal.amax / h.max_abs, rel=1e-15)
         if method == "entropy":
-            assert row.kl == cal.detail.min_kl
-            assert ("smallest candidate" in row.flags) == (cal.detail.best_index == 0)
+            assert row.kl == cal.sweep.min_kl
+            assert ("smallest candidate" in row.flags) == (cal.sweep.best_index == 0)
         else:
             assert math.isnan(row.kl)
 

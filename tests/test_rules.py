@@ -230,7 +230,7 @@ def test_modelopt_starts_at_one_bin_everywhere():
     assert default(amax_mse) == default(reference.modelopt_loop) == MODELOPT_START_BIN
     h = Histogram.from_counts(np.arange(1.0, 301.0))
     assert kl_sweep(h, variant="modelopt").candidates[0] == MODELOPT_START_BIN
-    assert reference.modelopt_loop(h.counts, h.edges)[0][0] == MODELOPT_START_BIN
+    assert reference.modelopt_loop(h.counts, h.edges).candidates[0] == MODELOPT_START_BIN
     # the lesson's histograms are too small for it, and say so
     assert learn.learn_sweep(np.ones(32), "modelopt", 8).candidates[0] == 8
 

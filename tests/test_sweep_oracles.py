@@ -132,7 +132,7 @@ def kl_scale(counts, variant):
 
 
 def assert_same_sweep(s, cand, kls, best, amax, scale):
-    """``s`` (a SweepResult) against a loop's ``(candidates, kls, best, amax)``."""
+    """``s`` (a SweepResult) against a loop's answer (``LoopResult``'s fields)."""
     atol = ATOL_PER_SCALE * scale
     np.testing.assert_array_equal(s.candidates, cand)
     inf_loop = np.isinf(kls)
@@ -181,7 +181,8 @@ def test_seed_matches_seed_loop(counts, data):
     T = data.draw(st.integers(2, n - 1), label="target_bins")
     width = data.draw(st.sampled_from([1.0, 0.25, 3.0]), label="width")
     edges = unsigned_edges(n, width)
-    cand, kls, best = seed_loop(counts, T)
+    r = seed_loop(counts, T)
+    cand, kls, best = r.candidates, r.kl, r.best
     amax = (best + 0.5) * width
     for s in sweep_engines(Histogram(counts, edges), T, "seed"):
         assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, "seed"))
@@ -198,7 +199,7 @@ def test_the_seed_as_published_picks_what_seed_loop_picks(counts, data):
     empty groups and drops overshooting edges. Where the published one runs (target_bin
     a power of two), they choose the same candidate."""
     T = data.draw(st.sampled_from([t for t in (2, 4, 8, 16, 32, 64) if t < counts.size]))
-    assert seed_as_published(counts, T) == seed_loop(counts, T)[2]
+    assert seed_as_published(counts, T) == seed_loop(counts, T).best
 
 
 @SETTINGS
@@ -207,7 +208,8 @@ def test_ncnn_matches_ncnn_loop(counts, data):
     n = counts.size
     T = data.draw(st.integers(2, n - 1), label="target_bins")
     edges = unsigned_edges(n)
-    cand, kls, best, amax = ncnn_loop(counts, edges, T)
+    r = ncnn_loop(counts, edges, T)
+    cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
     assert np.isfinite(kls).all()  # eps on every bin of P and Q: never undefined
     for s in sweep_engines(Histogram(counts, edges), T, "ncnn"):
         assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, "ncnn"))
@@ -221,7 +223,8 @@ def test_mxnet_matches_mxnet_loop(counts, data):
     n = counts.size
     T = data.draw(st.integers(2, n - 1), label="target_bins")
     edges = signed_edges(n)
-    cand, kls, best, amax = mxnet_loop(counts, edges, T)
+    r = mxnet_loop(counts, edges, T)
+    cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
     h = Histogram(counts, edges)
     for s in sweep_engines(h, T, "mxnet"):
         assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, "mxnet"))
@@ -234,7 +237,8 @@ def test_onnxruntime_matches_onnxruntime_loop(counts, data):
     n = counts.size
     T = data.draw(st.integers(2, n - 1), label="target_bins")
     edges = signed_edges(n)
-    cand, kls, best, amax = onnxruntime_loop(counts, edges, T)
+    r = onnxruntime_loop(counts, edges, T)
+    cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
     h = Histogram(counts, edges)
     for s in sweep_engines(h, T, "onnxruntime"):
         assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, "onnxruntime"))
@@ -251,9 +255,8 @@ def test_modelopt_matches_modelopt_loop(counts, data):
     stride = data.draw(st.integers(1, 4), label="stride")
     edges = unsigned_edges(n)
     before = counts.copy()
-    cand, kls, best, amax = modelopt_loop(
-        counts, edges, stride=stride, start_bin=start_bin, num_levels=T
-    )
+    r = modelopt_loop(counts, edges, stride=stride, start_bin=start_bin, num_levels=T)
+    cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
     np.testing.assert_array_equal(counts, before)  # the loop works on a copy
     h = Histogram(counts, edges)
     policies = {"start_bin": start_bin, "stride": stride}
@@ -271,7 +274,8 @@ def test_modelopt_num_bits_sets_the_levels(counts, data):
     n = counts.size
     assume(T < n)
     edges = unsigned_edges(n)
-    cand, kls, best, amax = modelopt_loop(counts, edges, num_bits, unsigned, 1, 1)
+    r = modelopt_loop(counts, edges, num_bits, unsigned, 1, 1)
+    cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
     s = kl_sweep(Histogram(counts, edges), T, "modelopt", start_bin=1)
     assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, "modelopt"))
 
@@ -337,10 +341,10 @@ def test_threshold_104_target_100_overshoot_does_not_crash(variant, engine):
     s = kl_sweep(counts, 100, variant, engine=engine)
     i = s.index_of(104)
     if variant == "seed":
-        cand, kls, _ = seed_loop(counts, 100)
+        r = seed_loop(counts, 100)
     else:
-        cand, kls, _, _ = ncnn_loop(counts, np.arange(111.0), 100)
-    assert s.kl[i] == pytest.approx(kls[list(cand).index(104)], rel=RTOL)
+        r = ncnn_loop(counts, np.arange(111.0), 100)
+    assert s.kl[i] == pytest.approx(r.kl[list(r.candidates).index(104)], rel=RTOL)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -455,8 +459,9 @@ def test_remainder_mass_is_truncated_twice_as_the_sources_do(variant, loop):
     """
     counts = np.array([0.0, 1.0, 0.6, 0.6, 1.0])
     edges = signed_edges(5)
-    cand, kls, best, amax = loop(counts, edges, 2)
-    _, kls_once, _, _ = loop(counts, edges, 2, truncate_remainder_separately=False)
+    r = loop(counts, edges, 2)
+    cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
+    kls_once = loop(counts, edges, 2, truncate_remainder_separately=False).kl
     assert kls[0] != kls_once[0]  # the input does tell the two rules apart
     s = kl_sweep(Histogram(counts, edges), 2, variant, engine="dense")
     assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, variant))
@@ -484,11 +489,14 @@ def test_normalised_kls_are_not_tied_by_the_size_of_the_counts(
     n = counts.size
     edges = unsigned_edges(n, 1.0) if variant == "modelopt" else signed_edges(n, 1.0)
     if variant == "mxnet":
-        cand, kls, best, amax = mxnet_loop(counts, edges, T)
+        r = mxnet_loop(counts, edges, T)
+        cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
     elif variant == "onnxruntime":
-        cand, kls, best, amax = onnxruntime_loop(counts, edges, T)
+        r = onnxruntime_loop(counts, edges, T)
+        cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
     else:
-        cand, kls, best, amax = modelopt_loop(counts, edges, start_bin=1, num_levels=T)
+        r = modelopt_loop(counts, edges, start_bin=1, num_levels=T)
+        cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
     assert amax == expected_amax
     for s in sweep_engines(Histogram(counts, edges), T, variant, **policies):
         assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, variant))
@@ -501,7 +509,8 @@ def test_modelopt_all_mass_in_bin_0_is_not_a_dead_histogram():
     gives the same. The histogram had counts, so it is not dead."""
     counts = np.array([5, 0, 0])
     edges = unsigned_edges(3, 1.0)
-    cand, kls, best, amax = modelopt_loop(counts, edges, start_bin=1, num_levels=2)
+    r = modelopt_loop(counts, edges, start_bin=1, num_levels=2)
+    cand, kls, best, amax = r.candidates, r.kl, r.best, r.amax
     assert np.isinf(kls).all() and best == 3 and amax == 3.0
     for s in sweep_engines(Histogram(counts, edges), 2, "modelopt", start_bin=1):
         assert s.dead is False
@@ -517,6 +526,7 @@ def test_modelopt_all_mass_in_bin_0_is_not_a_dead_histogram():
 @pytest.mark.parametrize("engine", ["fast", "dense"])
 def test_tiny_group_next_to_a_big_prefix(engine):
     counts = np.array([1.0, 1.2345e-11, 0.01])
-    cand, kls, best = seed_loop(counts, 2)
+    r = seed_loop(counts, 2)
+    cand, kls, best = r.candidates, r.kl, r.best
     s = kl_sweep(counts, 2, "seed", engine=engine)
     assert_same_sweep(s, cand, kls, best, best + 0.5, kl_scale(counts, "seed"))

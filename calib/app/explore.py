@@ -207,8 +207,9 @@ def explore_controls(source: Source, key: str = "explore") -> Controls:
     overrides = policy_overrides(variant, key)
     pairs = tuple((f, overrides[f]) for f in POLICY_FIELDS if f in overrides)
     return Controls(
-        variant, pairs, int(target_bins), int(hist_bins), int(num_bits), bool(log_y),
-        bool(show_variants),
+        variant=variant, overrides=pairs, target_bins=int(target_bins),
+        hist_bins=int(hist_bins), num_bits=int(num_bits), log_y=bool(log_y),
+        show_variants=bool(show_variants),
     )  # fmt: skip
 
 

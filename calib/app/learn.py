@@ -191,7 +191,7 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
 
     if result is None or T is None:
         return None
-    return Sweep(label, hist, variant, T, result, c3)
+    return Sweep(label=label, hist=hist, variant=variant, target_bins=T, result=result, slot=c3)
 
 
 def go_to(candidate: int) -> None:

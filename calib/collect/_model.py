@@ -121,13 +121,24 @@ def _has_external_data(proto: Any) -> bool:
     return any(t.data_location == 1 for t in proto.graph.initializer)  # TensorProto.EXTERNAL
 
 
-def _tensor_types(onnx: Any, proto: Any) -> dict[str, tuple[int, list]]:
-    """name -> (elem_type, dims) for every typed tensor, after shape inference."""
+@dataclasses.dataclass(frozen=True)
+class _TensorType:
+    """A tensor's ONNX element type and dims (an int, a symbolic name or None per axis)."""
+
+    elem_type: int = 0  # TensorProto.UNDEFINED: not known
+    dims: list | None = None  # None: rank unknown
+
+
+_UNKNOWN = _TensorType()
+
+
+def _tensor_types(onnx: Any, proto: Any) -> dict[str, _TensorType]:
+    """name -> its type and dims, for every typed tensor, after shape inference."""
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     except Exception:  # a custom op or a model too odd to infer: use what the model says
         inferred = proto
-    out: dict[str, tuple[int, list]] = {}
+    out: dict[str, _TensorType] = {}
     g = inferred.graph
     for vi in [*g.input, *g.value_info, *g.output]:
         t = vi.type
@@ -139,7 +150,7 @@ def _tensor_types(onnx: Any, proto: Any) -> dict[str, tuple[int, list]]:
                 d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                 for d in t.tensor_type.shape.dim
             ]
-        out[vi.name] = (t.tensor_type.elem_type, dims)
+        out[vi.name] = _TensorType(t.tensor_type.elem_type, dims)
     return out
 
 
@@ -169,7 +180,7 @@ def _dynamic_tensors(proto: Any, fed: set[str]) -> dict[str, str]:
 
 def _select(
     candidates: dict[str, str | None],
-    types: dict[str, tuple[int, list]],
+    types: dict[str, _TensorType],
     all_ops: set[str],
     tensors: Any,
     op_types: Any,
@@ -189,7 +200,7 @@ def _select(
                 f"op_types: {', '.join(map(repr, unknown))} not in the model "
                 f"(its op types: {', '.join(sorted(all_ops))})"
             )
-    floats = [n for n in candidates if types.get(n, (0,))[0] in FLOAT_TYPES]
+    floats = [n for n in candidates if types.get(n, _UNKNOWN).elem_type in FLOAT_TYPES]
     if tensors is None or isinstance(tensors, (str, re.Pattern)):
         chosen = floats
         if tensors is not None:
@@ -212,7 +223,7 @@ def _select(
                 f"tensors: {', '.join(map(repr, unknown[:5]))} not an input or node output "
                 "of the model (or computed from initializers alone)"
             )
-        not_float = [n for n in chosen if types.get(n, (0,))[0] not in FLOAT_TYPES]
+        not_float = [n for n in chosen if types.get(n, _UNKNOWN).elem_type not in FLOAT_TYPES]
         if not_float:
             raise ValueError(
                 f"tensors: {', '.join(map(repr, not_float[:5]))} not float tensors "
@@ -251,7 +262,11 @@ def _np_dtype(onnx: Any, elem_type: int) -> np.dtype:
 
 
 def _cast_batch(
-    onnx: Any, names: list[str], arrays: Mapping[str, Any], types: dict, where: str
+    onnx: Any,
+    names: list[str],
+    arrays: Mapping[str, Any],
+    types: dict[str, _TensorType],
+    where: str,
 ) -> dict[str, np.ndarray]:
     """One batch (or the whole set) cast to the model's input types and checked against its
     shapes; axis 0 is the sample axis."""
@@ -273,7 +288,8 @@ def _cast_batch(
             raise ValueError(f"inputs[{name!r}]{where} is an object array (refused: no pickle)")
         if a.ndim == 0:
             raise ValueError(f"inputs[{name!r}]{where} is a scalar; axis 0 is the sample axis")
-        elem, dims = types.get(name, (0, None))
+        tt = types.get(name, _UNKNOWN)
+        elem, dims = tt.elem_type, tt.dims
         if elem:
             want = _np_dtype(onnx, elem)
             same_kind = (
@@ -310,7 +326,7 @@ def _fixed_batch(proto: Any, types: dict, names: list[str]) -> int | None:
     """The batch size the model's inputs fix on axis 0, if any."""
     fixed = set()
     for name in names:
-        dims = types.get(name, (0, None))[1]
+        dims = types.get(name, _UNKNOWN).dims
         if dims and isinstance(dims[0], int) and dims[0] > 0:
             fixed.add(dims[0])
     if len(fixed) > 1:
@@ -536,7 +552,7 @@ def collect_histograms(
     run_proto.CopyFrom(proto)
     for n in fetch:
         if n not in model_outputs:
-            elem = types.get(n, (FLOAT_ELEM,))[0]  # a re-layout's source: float like its output
+            elem = types.get(n, _UNKNOWN).elem_type or FLOAT_ELEM  # a re-layout's source
             run_proto.graph.output.append(onnx.helper.make_tensor_value_info(n, elem, None))
     session = None
     if fetch:

@@ -48,7 +48,7 @@ from calib.compare._results import (
     PolicyGroup,
     Row,
 )
-from calib.compare._sweeper import Sweeper
+from calib.compare._sweeper import Sweeper, SweepOutcome
 from calib.compare._table import compare, histogram_digest
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "GroupEffect",
     "PolicyGroup",
     "Row",
+    "SweepOutcome",
     "Sweeper",
     "attribute",
     "attribute_all",

@@ -116,20 +116,27 @@ def change_groups(
 # --------------------------------------------------------------------------------------
 # attribution
 # --------------------------------------------------------------------------------------
-def _plan(variant: str, target_bins: int | None, seed_target_bins: int | None):
-    """The seed's and the variant's choices, and the variant's groups."""
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """The seed's and the variant's choices (Policy fields and levels), and the groups."""
+
+    seed: dict[str, Any]
+    mine: dict[str, Any]
+    groups: tuple[ChangeGroup, ...]
+
+    def choices(self) -> list[dict[str, Any]]:
+        """Every policy an attribution sweeps: the two ends, and each group both ways."""
+        out = [self.seed, self.mine]
+        for g in self.groups:
+            out += [_mix(self.seed, self.mine, g.fields), _mix(self.mine, self.seed, g.fields)]
+        return out
+
+
+def _plan(variant: str, target_bins: int | None, seed_target_bins: int | None) -> _Plan:
     groups = change_groups(variant, target_bins, seed_target_bins)  # checks the names
     seed = _choices(VARIANTS[SEED], _levels(SEED, seed_target_bins))
     mine = _choices(VARIANTS[variant], _levels(variant, target_bins))
-    return seed, mine, groups
-
-
-def _planned_choices(seed, mine, groups) -> list[dict[str, Any]]:
-    """Every policy an attribution sweeps: the two ends, and each group both ways."""
-    out = [seed, mine]
-    for g in groups:
-        out += [_mix(seed, mine, g.fields), _mix(mine, seed, g.fields)]
-    return out
+    return _Plan(seed=seed, mine=mine, groups=groups)
 
 
 def attribute(
@@ -187,11 +194,12 @@ def attribute(
     (True, 'zero_spike')
     """
     sw = sweeper if sweeper is not None else Sweeper(hist)
-    seed, mine, groups = _plan(variant, target_bins, seed_target_bins)
-    sw.prefetch(_build(c) for c in _planned_choices(seed, mine, groups))
-    s_val, s_note = sw.measure(*_build(seed))
-    v_val, v_note = sw.measure(*_build(mine))
-    notes = [f"{who}: {note}" for who, note in ((SEED, s_note), (variant, v_note)) if note]
+    plan = _plan(variant, target_bins, seed_target_bins)
+    seed, mine, groups = plan.seed, plan.mine, plan.groups
+    sw.prefetch(_build(c) for c in plan.choices())
+    s_run, v_run = sw.run(*_build(seed)), sw.run(*_build(mine))
+    notes = [f"{who}: {r.note}" for who, r in ((SEED, s_run), (variant, v_run)) if r.note]
+    s_val, v_val = s_run.amax, v_run.amax
     gap = v_val - s_val
 
     effects = []
@@ -199,15 +207,22 @@ def attribute(
         measured, why = [], []
         ways = ((seed, mine, f"seed + {g.name}"), (mine, seed, f"{variant} - {g.name}"))
         for base, other, label in ways:
-            a, note = sw.measure(*_build(_mix(base, other, g.fields)))
-            if note:
-                why.append(f"{label}: {note}")
-            measured.append(a)
+            r = sw.run(*_build(_mix(base, other, g.fields)))
+            if r.note:
+                why.append(f"{label}: {r.note}")
+            measured.append(r.amax)
         a_with, a_without = measured
-        moved_with, moved_back = a_with - s_val, v_val - a_without
         effects.append(
-            GroupEffect(g, gap, a_with, a_without, moved_with, moved_back, "; ".join(why))
-        )  # fmt: skip
+            GroupEffect(
+                group=g,
+                gap=gap,
+                amax_with=a_with,
+                amax_without=a_without,
+                moved_with=a_with - s_val,
+                moved_back=v_val - a_without,
+                note="; ".join(why),
+            )
+        )
     order = sorted(range(len(effects)), key=lambda k: (-effects[k].weight, k))
     if sw.hist.is_dead:
         notes.append("dead layer: every count is zero, every variant answers amax 0")
@@ -216,13 +231,13 @@ def attribute(
     elif gap == 0:
         notes.append("the same amax as the seed: any moves below cancel out")
     return Attribution(
-        variant,
-        mine[LEVELS],
-        seed[LEVELS],
-        s_val,
-        v_val,
-        tuple(effects[k] for k in order),
-        "; ".join(notes),
+        variant=variant,
+        target_bins=mine[LEVELS],
+        seed_target_bins=seed[LEVELS],
+        seed_amax=s_val,
+        amax=v_val,
+        effects=tuple(effects[k] for k in order),
+        note="; ".join(notes),
     )
 
 
@@ -245,7 +260,5 @@ def attribute_all(
     variants = _check_variants(variants)
     sw = sweeper if sweeper is not None else Sweeper(hist, workers)
     explained = [v for v in variants if v != SEED]
-    sw.prefetch(
-        _build(c) for v in explained for c in _planned_choices(*_plan(v, target_bins, target_bins))
-    )
+    sw.prefetch(_build(c) for v in explained for c in _plan(v, target_bins, target_bins).choices())
     return {v: attribute(sw.hist, v, target_bins, target_bins, sweeper=sw) for v in explained}

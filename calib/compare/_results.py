@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from calib.histogram import Histogram
-from calib.policies import Policy
 from calib.sweep import SweepResult
 
 SEED = "seed"
@@ -44,8 +43,6 @@ GROUPS: tuple[PolicyGroup, ...] = (
     PolicyGroup("threshold", ("threshold",), "where in the last kept bin the clip is put"),
     PolicyGroup("precision", ("precision",), "float64, or ONNX Runtime's own float32 arithmetic"),
 )
-_FIELDS = {f.name for f in dataclasses.fields(Policy)} | {LEVELS}
-assert {f for g in GROUPS for f in g.fields} == _FIELDS, "every choice is in one group"
 
 
 # --------------------------------------------------------------------------------------
@@ -230,9 +227,6 @@ class Comparison:
     @property
     def dead(self) -> bool:
         return self.histogram.is_dead
-
-    def row(self, name: str) -> Row:
-        return next(r for r in self.rows if r.name == name)
 
     def table(self) -> list[dict[str, Any]]:
         """One record per row, for a table widget (NaN where a value is undefined)."""

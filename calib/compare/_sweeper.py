@@ -21,10 +21,39 @@ from calib.sweep import SweepResult, kl_sweep, uses_dense_engine
 SweepKey = tuple[Policy, int]
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepOutcome:
+    """One sweep a :class:`Sweeper` ran: its result, or why the core refused it.
+
+    Exactly one of ``result`` and ``error`` is set: ``error`` is the ValueError's message.
+    """
+
+    result: SweepResult | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.result is None) == (self.error is None):
+            raise ValueError("a SweepOutcome holds a result or an error, not both or neither")
+
+    @property
+    def amax(self) -> float:
+        """The sweep's amax; NaN when it was refused."""
+        return math.nan if self.result is None else self.result.amax
+
+    @property
+    def note(self) -> str:
+        """The core's message when refused; a warning when no candidate has a defined KL
+        (the pick is then a fallback); else ""."""
+        if self.result is None:
+            return self.error or ""
+        return _undefined_note(self.result)
+
+
 class Sweeper:
     """Runs ``kl_sweep`` on one histogram, once per distinct (policy, target_bins).
 
-    ``run`` returns the sweep, or the ValueError's message when the core refuses it.
+    ``run`` returns a :class:`SweepOutcome`: the sweep, or the ValueError's message when
+    the core refuses it.
     ``prefetch`` runs many at once, on ``workers`` threads (numpy releases the GIL in
     the long array passes, so two threads nearly halve the slow dense sweeps).
     """
@@ -32,18 +61,20 @@ class Sweeper:
     def __init__(self, hist: Any, workers: int = 1) -> None:
         self.hist = as_histogram(hist)
         self.workers = _check_workers(workers)
-        self._done: dict[SweepKey, SweepResult | str] = {}
+        self._done: dict[SweepKey, SweepOutcome] = {}
 
     @property
     def n_sweeps(self) -> int:
         return len(self._done)
 
-    def _sweep(self, key: SweepKey) -> SweepResult | str:
+    def _sweep(self, key: SweepKey) -> SweepOutcome:
         policy, target_bins = key
         try:
-            return kl_sweep(self.hist, target_bins, SEED, **dataclasses.asdict(policy))
+            return SweepOutcome(
+                result=kl_sweep(self.hist, target_bins, SEED, **dataclasses.asdict(policy))
+            )
         except ValueError as exc:
-            return str(exc)
+            return SweepOutcome(error=str(exc))
 
     def prefetch(self, keys: Iterable[SweepKey]) -> None:
         todo = list(dict.fromkeys(k for k in keys if k not in self._done))
@@ -56,19 +87,11 @@ class Sweeper:
                 results = list(pool.map(self._sweep, todo))
         self._done.update(zip(todo, results, strict=True))
 
-    def run(self, policy: Policy, target_bins: int) -> SweepResult | str:
+    def run(self, policy: Policy, target_bins: int) -> SweepOutcome:
         key = (policy, int(target_bins))
         if key not in self._done:
             self._done[key] = self._sweep(key)
         return self._done[key]
-
-    def measure(self, policy: Policy, target_bins: int) -> tuple[float, str]:
-        """The sweep's amax and a note: NaN and the core's message when it is refused;
-        a warning when no candidate has a defined KL (the pick is then a fallback)."""
-        r = self.run(policy, target_bins)
-        if isinstance(r, str):
-            return math.nan, r
-        return r.amax, _undefined_note(r)
 
 
 def _undefined_note(result: SweepResult) -> str:

@@ -21,10 +21,23 @@ from calib.policies import VARIANTS
 def _row(name, kind, h, amax, kl, target_bins, num_bits, note="") -> Row:
     max_abs = h.max_abs
     ratio = amax / max_abs if max_abs > 0 and math.isfinite(amax) else math.nan
-    if h.is_dead or not math.isfinite(amax) or amax <= 0:
-        return Row(name, kind, amax, ratio, math.nan, kl, math.nan, target_bins, note)
-    m = clip_metrics(h, amax, num_bits)
-    return Row(name, kind, amax, ratio, m.clipped_fraction, kl, m.sqnr_db, target_bins, note)
+    clipped = sqnr_db = math.nan
+    if not h.is_dead and math.isfinite(amax) and amax > 0:
+        m = clip_metrics(h, amax, num_bits)
+        clipped, sqnr_db = m.clipped_fraction, m.sqnr_db
+    return Row(
+        name=name, kind=kind, amax=amax, ratio=ratio, clipped=clipped, kl=kl,
+        sqnr_db=sqnr_db, target_bins=target_bins, note=note,
+    )  # fmt: skip
+
+
+def _refused(name: str, kind: str, target_bins: int | None, why: str) -> Row:
+    """The row of a sweep or method the core refused: NaN values and its message."""
+    nan = math.nan
+    return Row(
+        name=name, kind=kind, amax=nan, ratio=nan, clipped=nan, kl=nan, sqnr_db=nan,
+        target_bins=target_bins, note=why,
+    )  # fmt: skip
 
 
 def compare(
@@ -71,32 +84,36 @@ def compare(
     rows, sweeps = [], {}
     for name in variants:
         T = _levels(name, target_bins)
-        r = sw.run(VARIANTS[name], T)
-        if isinstance(r, str):
-            rows.append(Row(name, "variant", *[math.nan] * 5, T, r))
+        run = sw.run(VARIANTS[name], T)
+        r = run.result
+        if r is None:
+            rows.append(_refused(name, "variant", T, run.note))
             continue
         sweeps[name] = r
         kl = math.nan if r.dead else _finite_or_nan(r.min_kl)
-        rows.append(_row(name, "variant", h, r.amax, kl, T, num_bits, _undefined_note(r)))
+        rows.append(_row(name, "variant", h, r.amax, kl, T, num_bits, run.note))
     for method in methods:
         extra = {} if method != "entropy" or target_bins is None else {LEVELS: target_bins}
         try:
             c = calibrate(h, method, num_bits, **extra)
         except ValueError as exc:
-            rows.append(Row(method, "method", *[math.nan] * 5, extra.get(LEVELS), str(exc)))
+            rows.append(_refused(method, "method", extra.get(LEVELS), str(exc)))
             continue
-        kl, T, note = math.nan, None, ""
-        if method == "entropy" and not c.dead:
-            kl, T, note = (
-                _finite_or_nan(c.detail.min_kl),
-                c.detail.target_bins,
-                _undefined_note(c.detail),
-            )
-        rows.append(_row(method, "method", h, c.amax, kl, T, num_bits, note))
+        s = c.sweep  # entropy on a live histogram
+        if s is None:
+            rows.append(_row(method, "method", h, c.amax, math.nan, None, num_bits))
+        else:
+            kl = _finite_or_nan(s.min_kl)
+            note = _undefined_note(s)
+            rows.append(_row(method, "method", h, c.amax, kl, s.target_bins, num_bits, note))
     return Comparison(
-        h, h.max_abs, tuple(rows), MappingProxyType(sweeps), MappingProxyType(attributions),
-        sw.n_sweeps,
-    )  # fmt: skip
+        histogram=h,
+        max_abs=h.max_abs,
+        rows=tuple(rows),
+        sweeps=MappingProxyType(sweeps),
+        attributions=MappingProxyType(attributions),
+        n_sweeps=sw.n_sweeps,
+    )
 
 
 def _finite_or_nan(x: float) -> float:

@@ -75,11 +75,11 @@ def _loops(h: Histogram, hs: Histogram, T: int) -> dict[str, Callable[[], float]
     return {
         # the seed as published (T is a power of two here: its group edges never overshoot)
         "seed": lambda: float(e[0] + (reference.seed_as_published(c, T) + 0.5) * (e[1] - e[0])),
-        "ncnn": lambda: reference.ncnn_loop(c, e, T)[3],
+        "ncnn": lambda: reference.ncnn_loop(c, e, T).amax,
         # ModelOpt's levels are 2 ** (num_bits - 1): T = 128 is 8 bits
-        "modelopt": lambda: reference.modelopt_loop(c, e, num_bits=T.bit_length())[3],
-        "mxnet": lambda: reference.mxnet_loop(hs.counts, hs.edges, T)[3],
-        "onnxruntime": lambda: reference.onnxruntime_loop(hs.counts, hs.edges, T)[3],
+        "modelopt": lambda: reference.modelopt_loop(c, e, num_bits=T.bit_length()).amax,
+        "mxnet": lambda: reference.mxnet_loop(hs.counts, hs.edges, T).amax,
+        "onnxruntime": lambda: reference.onnxruntime_loop(hs.counts, hs.edges, T).amax,
     }
 
 
@@ -108,15 +108,20 @@ def run_bench(quick: bool = False, out: Callable[[str], None] = print) -> list[B
                 loop_s = time.perf_counter() - t0
                 same = bool(np.isclose(loop_amax, amax, rtol=1e-9, atol=0))
             target, met = _target(variant, n_bins, sweep_s, loop_s, quick)
-            rows.append(BenchRow(f"{variant} {n_bins}/{T}", loop_s, sweep_s, same, target, met))
+            rows.append(BenchRow(
+                name=f"{variant} {n_bins}/{T}", loop_s=loop_s, sweep_s=sweep_s,
+                same_answer=same, target=target, met=met,
+            ))  # fmt: skip
     if not quick:
         hists = activation_histograms(2048, count=100, seed=1)
         t0 = time.perf_counter()
         for x in hists:
             kl_sweep(x)
         total = time.perf_counter() - t0
-        rows.append(BenchRow("seed x100 tensors 2048/128", None, total, None, "< 0.5 s",
-                             total < 0.5))  # fmt: skip
+        rows.append(BenchRow(
+            name="seed x100 tensors 2048/128", loop_s=None, sweep_s=total, same_answer=None,
+            target="< 0.5 s", met=total < 0.5,
+        ))  # fmt: skip
         rows.extend(_onnxruntime_itself(reps))
         rows.extend(_app_rows())
     _print(rows, out)
@@ -194,7 +199,11 @@ def _onnxruntime_itself(reps: int) -> list[BenchRow]:
     sweep_s = _median_time(lambda: kl_sweep(hs, 128, "onnxruntime"), reps)
     amax = kl_sweep(hs, 128, "onnxruntime").amax
     same = bool(np.isclose(float(ort[1]), amax, rtol=1e-6))
-    return [BenchRow("onnxruntime package 2048/128", loop_s, sweep_s, same)]
+    return [
+        BenchRow(
+            name="onnxruntime package 2048/128", loop_s=loop_s, sweep_s=sweep_s, same_answer=same
+        )
+    ]
 
 
 def _app_rows() -> list[BenchRow]:

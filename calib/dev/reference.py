@@ -2,16 +2,18 @@
 
 Nothing here is fast or clever on purpose. ``seed_as_published`` is the seed's own loop
 exactly as the blog post in shared/seed prints it (= ncnn 2019), the benchmark's baseline;
-``seed_loop`` / ``seed_threshold_distribution`` follow it line by line with the project's
-rule for an overshooting group edge, and return every candidate's KL for the tests; the
-``*_loop`` functions follow each implementation's algorithm as its source describes it,
-one candidate and one bin at a time. They live in the package, not in tests/, so that
-``python -m calib bench`` can time them against the sweep from an installed copy.
+``seed_loop`` follows it line by line with the project's rule for an overshooting group
+edge, and returns every candidate's KL for the tests; the other ``*_loop`` functions follow
+each implementation's algorithm as its source describes it, one candidate and one bin at a
+time. Every loop answers with a :class:`LoopResult`. They live in the package, not in
+tests/, so that ``python -m calib bench`` can time them against the sweep from an installed
+copy.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -19,6 +21,7 @@ import numpy as np
 from calib.policies import MODELOPT_START_BIN
 
 __all__ = [
+    "LoopResult",
     "modelopt_loop",
     "mxnet_loop",
     "mxnet_smooth",
@@ -28,8 +31,31 @@ __all__ = [
     "seed_as_published",
     "seed_kl",
     "seed_loop",
-    "seed_threshold_distribution",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopResult:
+    """A loop reference's answer: every candidate's KL and the chosen candidate.
+
+    Attributes
+    ----------
+    candidates : int array
+        Each candidate as the implementation's loop counts it (kept bins, or bins on each
+        side of the zero bin), in the order tried.
+    kl : float array
+        The KL of each candidate (inf where the implementation leaves it undefined).
+    best : int
+        The chosen candidate.
+    amax : float or None
+        The chosen clip in activation units; None for ``seed_loop``, which reads counts
+        only (the seed answers a number of bins).
+    """
+
+    candidates: np.ndarray
+    kl: np.ndarray
+    best: int
+    amax: float | None
 
 
 def seed_kl(p, q) -> float:
@@ -44,13 +70,13 @@ def seed_kl(p, q) -> float:
     return total
 
 
-def seed_loop(distribution, target_bin: int = 128):
+def seed_loop(distribution, target_bin: int = 128) -> LoopResult:
     """The seed's ``threshold_distribution``, returning every candidate's KL.
 
-    Returns ``(thresholds, kls, best)``. One deliberate change: where the float group
-    edge ``end`` lands at or past ``threshold`` (threshold 104, target_bin 100 gives
-    104.00000000000001), the seed indexes past the clipped array; here that right
-    edge is dropped, the project's rule (shared/seed/NOTES.md).
+    The candidates are the thresholds (kept bins); ``amax`` is None. One deliberate
+    change: where the float group edge ``end`` lands at or past ``threshold`` (threshold
+    104, target_bin 100 gives 104.00000000000001), the seed indexes past the clipped array;
+    here that right edge is dropped, the project's rule (shared/seed/NOTES.md).
     """
     distribution = np.asarray(distribution, dtype=np.float64)
     length = len(distribution)
@@ -114,7 +140,7 @@ def seed_loop(distribution, target_bin: int = 128):
         if kl < min_kl:
             min_kl = kl
             best = threshold
-    return np.array(thresholds), np.array(kls), best
+    return LoopResult(candidates=np.array(thresholds), kl=np.array(kls), best=best, amax=None)
 
 
 def seed_as_published(distribution, target_bin: int = 128) -> int:
@@ -186,11 +212,6 @@ def _seed_published(distribution, target_bin):
             min_kl_divergence = kl_divergence
             target_threshold = threshold
     return target_threshold
-
-
-def seed_threshold_distribution(distribution, target_bin: int = 128) -> int:
-    """The seed's function as published: the chosen number of kept bins."""
-    return seed_loop(distribution, target_bin)[2]
 
 
 # --------------------------------------------------------------------------------------
@@ -308,7 +329,7 @@ def _whole_group_masses(sliced: list[float], T: int, separately: bool = True) ->
 # --------------------------------------------------------------------------------------
 # ncnn 2021+
 # --------------------------------------------------------------------------------------
-def ncnn_loop(counts, edges, target_bin: int = 128):
+def ncnn_loop(counts, edges, target_bin: int = 128) -> LoopResult:
     """ncnn's ``QuantNet::quantize_KL`` (tools/quantize/ncnn2table.cpp, 2021+), one bin at a time.
 
     The histogram is normalised once. For every kept-bin count ``i = T .. N-1``:
@@ -318,8 +339,6 @@ def ncnn_loop(counts, edges, target_bin: int = 128):
     (a mean over all its bins, zero or not); Q = eps + each level's value spread by
     overlap; ``KL = sum P log(P/Q)`` over every bin. First minimum;
     ``amax = edges[0] + (i + 0.5) * width``.
-
-    Returns ``(candidates, kls, best_candidate, amax)``.
     """
     hist, e = _as_pair(counts, edges)
     n, T, eps = hist.size, int(target_bin), 1e-4
@@ -366,7 +385,8 @@ def ncnn_loop(counts, edges, target_bin: int = 128):
         if kl < min_kl:
             min_kl, best = kl, i
     width = (e[-1] - e[0]) / n
-    return np.array(candidates), np.array(kls), best, float(e[0] + (best + 0.5) * width)
+    amax = float(e[0] + (best + 0.5) * width)
+    return LoopResult(candidates=np.array(candidates), kl=np.array(kls), best=best, amax=amax)
 
 
 # --------------------------------------------------------------------------------------
@@ -374,7 +394,7 @@ def ncnn_loop(counts, edges, target_bin: int = 128):
 # --------------------------------------------------------------------------------------
 def mxnet_loop(
     counts, edges, num_quantized_bins: int = 255, *, truncate_remainder_separately: bool = True
-):
+) -> LoopResult:
     """MXNet's Python ``_get_optimal_threshold`` (contrib/quantization.py), one bin at a time.
 
     Zero bin ``z = N // 2``; for ``i = T//2 .. N//2`` the window is
@@ -385,8 +405,6 @@ def mxnet_loop(
     (``mxnet_smooth``; inf where that fails) and ``KL = scipy.stats.entropy(p, q)``
     (both normalised), in float64. First minimum; ``amax = edges[window end]``.
     ``truncate_remainder_separately``: see ``_whole_group_masses`` (True is the source).
-
-    Returns ``(candidates, kls, best_candidate, amax)``.
     """
     hist, e = _as_pair(counts, edges)
     n, T = hist.size, int(num_quantized_bins)
@@ -417,7 +435,8 @@ def mxnet_loop(
         kls.append(kl)
         if best is None or kl < min_kl:
             best, best_stop, min_kl = i, stop, kl
-    return np.array(candidates), np.array(kls), best, float(e[best_stop])
+    amax = float(e[best_stop])
+    return LoopResult(candidates=np.array(candidates), kl=np.array(kls), best=best, amax=amax)
 
 
 # --------------------------------------------------------------------------------------
@@ -425,7 +444,7 @@ def mxnet_loop(
 # --------------------------------------------------------------------------------------
 def onnxruntime_loop(
     counts, edges, num_quantized_bins: int = 128, *, truncate_remainder_separately: bool = True
-):
+) -> LoopResult:
     """ONNX Runtime's ``HistogramCollector.get_entropy_threshold``, one bin at a time.
 
     The window and P as MXNet's. Level masses are int64 (truncated) with the remainder's
@@ -436,8 +455,6 @@ def onnxruntime_loop(
     computes it in float32). First minimum; ``amax`` = the upper window edge, not clamped
     to the data's max as ORT does afterwards. ``truncate_remainder_separately``: see
     ``_whole_group_masses`` (True is the source).
-
-    Returns ``(candidates, kls, best_candidate, amax)``.
     """
     hist, e = _as_pair(counts, edges)
     n, T = hist.size, int(num_quantized_bins)
@@ -464,7 +481,8 @@ def onnxruntime_loop(
         kls.append(kl)
         if best is None or kl < min_kl:
             best, best_stop, min_kl = i, stop, kl
-    return np.array(candidates), np.array(kls), best, float(e[best_stop])
+    amax = float(e[best_stop])
+    return LoopResult(candidates=np.array(candidates), kl=np.array(kls), best=best, amax=amax)
 
 
 # --------------------------------------------------------------------------------------
@@ -479,7 +497,7 @@ def modelopt_loop(
     start_bin: int = MODELOPT_START_BIN,
     *,
     num_levels: int | None = None,
-):
+) -> LoopResult:
     """ModelOpt's ``_compute_amax_entropy`` (calib/histogram.py), one bin at a time.
 
     On a copy (the caller's counts are never touched): ``bins[0] = bins[1]``;
@@ -490,8 +508,6 @@ def modelopt_loop(
     non-zero bins; P = bins[:i] with the tail added to the last; ``KL =
     scipy.stats.entropy(P, Q)`` (inf where P > 0 and Q = 0). LAST minimum;
     ``amax = edges[i]``.
-
-    Returns ``(candidates, kls, best_candidate, amax)``.
     """
     bins, e = _as_pair(counts, edges)
     bins[0] = bins[1]
@@ -520,4 +536,6 @@ def modelopt_loop(
         kls.append(kl)
         if best is None or kl <= min_kl:
             best, min_kl = i, kl
-    return np.array(candidates), np.array(kls), best, float(e[best])
+    return LoopResult(
+        candidates=np.array(candidates), kl=np.array(kls), best=best, amax=float(e[best])
+    )

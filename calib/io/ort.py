@@ -79,18 +79,17 @@ def _ort_float(value: Any, key: str, where: str) -> float:
     return x
 
 
-def _ort_hist(entry: dict, where: str) -> tuple[Histogram | None, str | None]:
-    if "hist" not in entry:
-        return None, None
-    edges = entry.get("hist_edges", entry.get("bins"))
-    if edges is None or isinstance(_unwrap(edges, "hist_edges", where), (int, float)):
-        return None, f"{where}: 'hist' without 'hist_edges'; histogram skipped"
-    counts = _number_list(_unwrap(entry["hist"], "hist", where), "hist", where)
-    edges = _number_list(_unwrap(edges, "hist_edges", where), "hist_edges", where)
-    return _histogram(counts, edges, where), None
+@dataclasses.dataclass(frozen=True)
+class _OrtEntry:
+    """One tensor of a ``calibration.json``: its range, and its histogram if it has one."""
+
+    lowest: float
+    highest: float
+    histogram: Histogram | None = None
+    problem: str | None = None  # why the entry's histogram was skipped
 
 
-def _ort_entry(entry: Any, where: str) -> tuple[tuple[float, float], Histogram | None, str | None]:
+def _ort_entry(entry: Any, where: str) -> _OrtEntry:
     if isinstance(entry, list) and len(entry) == 2:
         entry = {"lowest": entry[0], "highest": entry[1]}
     if not isinstance(entry, dict) or entry.get("CLS", "TensorData") != "TensorData":
@@ -104,8 +103,14 @@ def _ort_entry(entry: Any, where: str) -> tuple[tuple[float, float], Histogram |
     hi = _ort_float(entry["highest"], "highest", where)
     if lo > hi:
         raise ValueError(f"{where}: lowest {lo!r} is above highest {hi!r}")
-    hist, problem = _ort_hist(entry, where)
-    return (lo, hi), hist, problem
+    if "hist" not in entry:
+        return _OrtEntry(lo, hi)
+    edges = entry.get("hist_edges", entry.get("bins"))
+    if edges is None or isinstance(_unwrap(edges, "hist_edges", where), (int, float)):
+        return _OrtEntry(lo, hi, problem=f"{where}: 'hist' without 'hist_edges'; histogram skipped")
+    counts = _number_list(_unwrap(entry["hist"], "hist", where), "hist", where)
+    edges = _number_list(_unwrap(edges, "hist_edges", where), "hist_edges", where)
+    return _OrtEntry(lo, hi, histogram=_histogram(counts, edges, where))
 
 
 def _ort_method(raw: Any) -> str | None:
@@ -147,12 +152,13 @@ def read_ort_calibration_json(path_or_text_file: Source) -> OrtCalibration:
     if not isinstance(doc, dict) or not doc:
         raise ValueError(f"{what}: no tensors (expected an object of tensor name -> TensorData)")
     ranges, hists, problems = {}, {}, []
-    for name, entry in doc.items():
-        ranges[name], hist, problem = _ort_entry(entry, f"{what}: tensor {name!r}")
-        if hist is not None:
-            hists[name] = hist
-        if problem:
-            problems.append(problem)
+    for name, raw in doc.items():
+        entry = _ort_entry(raw, f"{what}: tensor {name!r}")
+        ranges[name] = (entry.lowest, entry.highest)
+        if entry.histogram is not None:
+            hists[name] = entry.histogram
+        if entry.problem:
+            problems.append(entry.problem)
     return OrtCalibration(ranges, hists, method, tuple(problems))
 
 

@@ -136,7 +136,10 @@ def read_trt_cache_full(path_or_text_file: Source) -> TrtCache:
     if not scales:
         problems.append("no tensor lines after the header")
     amax = {name: scale * 127.0 for name, scale in scales.items()}
-    return TrtCache(header, version, algorithm, scales, amax, tuple(problems))
+    return TrtCache(
+        header=header, version=version, algorithm=algorithm, scales=scales, amax=amax,
+        problems=tuple(problems),
+    )  # fmt: skip
 
 
 def read_trt_cache(path_or_text_file: Source) -> dict[str, float]:

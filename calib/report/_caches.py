@@ -70,22 +70,18 @@ def read_calibration_file(data: bytes, name: str) -> CachedThresholds:
         keys = {k: repr(a) for k, a in amax.items()}
         method = ort.method or ""
         return CachedThresholds(
-            "onnxruntime json", name, amax, method, None, method, ort.problems, keys
-        )
+            kind="onnxruntime json", name=name, amax=amax, header=method, version=None,
+            algorithm=method, problems=ort.problems, scale_keys=keys,
+        )  # fmt: skip
     head = data.lstrip()[:4]
     if head == b"TRT-":
         trt = cio.read_trt_cache_full(_named(data, name))
         keys = {k: _f32_hex(s) for k, s in trt.scales.items()}
         return CachedThresholds(
-            "tensorrt",
-            name,
-            dict(trt.amax),
-            trt.header,
-            trt.version,
-            trt.algorithm,
-            trt.problems,
-            keys,
-        )
+            kind="tensorrt", name=name, amax=dict(trt.amax), header=trt.header,
+            version=trt.version, algorithm=trt.algorithm, problems=trt.problems,
+            scale_keys=keys,
+        )  # fmt: skip
     try:
         values = cio.read_ort_calibration_cache(_named(data, name))
     except ValueError as exc:
@@ -132,13 +128,16 @@ class CacheMatch:
 
 def _match(layer: str, ours: float, theirs: float) -> CacheMatch:
     if math.isnan(ours) or math.isnan(theirs):
-        return CacheMatch(layer, ours, theirs, math.nan, True)
-    if ours == 0 and theirs == 0:
-        return CacheMatch(layer, ours, theirs, math.nan, False)
-    ratio = theirs / ours if ours != 0 else math.copysign(math.inf, theirs)
-    ok = math.isfinite(ratio) and ratio > 0
-    disagree = not ok or max(ratio, 1 / ratio) > DISAGREE_RATIO
-    return CacheMatch(layer, ours, theirs, ratio, disagree)
+        ratio, disagree = math.nan, True
+    elif ours == 0 and theirs == 0:
+        ratio, disagree = math.nan, False
+    else:
+        ratio = theirs / ours if ours != 0 else math.copysign(math.inf, theirs)
+        ok = math.isfinite(ratio) and ratio > 0
+        disagree = not ok or max(ratio, 1 / ratio) > DISAGREE_RATIO
+    return CacheMatch(
+        layer=layer, calib_amax=ours, cached_amax=theirs, ratio=ratio, disagree=disagree
+    )
 
 
 def compare_cache(rows: Sequence[LayerRow], cache: CachedThresholds) -> dict[str, CacheMatch]:

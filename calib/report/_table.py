@@ -206,7 +206,7 @@ def layer_row(
             flags=("error",),
             error=str(exc),
         )
-    sweep = cal.detail if method == "entropy" else None
+    sweep = cal.sweep
     flags = []
     if cal.dead:
         flags.append("dead")

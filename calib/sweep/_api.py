@@ -91,10 +91,10 @@ def kl_sweep(
 
 def _dead_result(variant: str, policy: Policy, T: int, h: Histogram) -> SweepResult:
     prep = _prepare(h, T, policy)
-    kl = np.full(prep.cand.size, np.inf)
     return SweepResult(
-        variant, policy, T, h, prep.cand, kl, prep.thresholds,
-        int(prep.cand[0]), 0, 0.0, True,
+        variant=variant, policy=policy, target_bins=T, histogram=h, candidates=prep.cand,
+        kl=np.full(prep.cand.size, np.inf), thresholds=prep.thresholds,
+        best=int(prep.cand[0]), best_index=0, amax=0.0, dead=True,
     )  # fmt: skip
 
 
@@ -103,6 +103,7 @@ def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
     eps = policy.eps if policy.smoothing != "none" else 0.0
     i = pick_minimum(kl, policy.ties, tie_scale(prep.h, policy.normalize == "pq", eps))
     return SweepResult(
-        variant, policy, T, h, prep.cand, kl, prep.thresholds,
-        int(prep.cand[i]), i, float(prep.thresholds[i]), False,
+        variant=variant, policy=policy, target_bins=T, histogram=h, candidates=prep.cand,
+        kl=kl, thresholds=prep.thresholds,
+        best=int(prep.cand[i]), best_index=i, amax=float(prep.thresholds[i]), dead=False,
     )  # fmt: skip

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from calib.policies import DEFAULT_TARGET_BINS, VARIANTS, Policy
+from calib.policies import Policy
 from calib.sweep._groups import _Groups, _groups, _nonzero_p
 from calib.sweep._prepare import _Prep
 
@@ -59,7 +59,7 @@ def _dense_block(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Block:
     Q = Q[:, :Lmax]
     if policy.expand == "nonzero":
         Q = np.where(_nonzero_p(prep, rows, j, policy) & valid, Q, 0.0)
-    return _Block(P, Q, valid, g)
+    return _Block(P=P, Q=Q, valid=valid, groups=g)
 
 
 def _row_search(sorted_rows: np.ndarray, col: np.ndarray) -> np.ndarray:
@@ -127,9 +127,26 @@ def _dense_kl32(block: _Block, policy: Policy) -> np.ndarray:
     return kl
 
 
-def _dense_kl(block: _Block, policy: Policy, keep: bool = False):
-    if policy.precision == "float32" and not keep:
+@dataclasses.dataclass(frozen=True)
+class _Terms:
+    """P and Q as the KL is taken over them (smoothed, normalised), each bin's term, and
+    the KL of each row (inf where undefined)."""
+
+    p: np.ndarray
+    q: np.ndarray
+    terms: np.ndarray
+    kl: np.ndarray
+
+
+def _dense_kl(block: _Block, policy: Policy) -> np.ndarray:
+    """KL of each row of the block, in the variant's own precision."""
+    if policy.precision == "float32":
         return _dense_kl32(block, policy)
+    return _dense_terms(block, policy).kl
+
+
+def _dense_terms(block: _Block, policy: Policy) -> _Terms:
+    """P, Q and the KL terms of each row, in float64 whatever the precision."""
     P, ok_p = _smooth(block.P, block.valid, policy)
     Q, ok_q = _smooth(block.Q, block.valid, policy)
     ok = ok_p & ok_q
@@ -146,9 +163,7 @@ def _dense_kl(block: _Block, policy: Policy, keep: bool = False):
         terms = np.where(good, P * np.log(np.where(good, P, 1.0) / np.where(good, Q, 1.0)), 0.0)
     terms = np.where(pos & ~good, zq, terms)
     kl = np.where(ok, terms.sum(axis=1), np.inf)
-    if keep:
-        return P, Q, terms, kl
-    return kl
+    return _Terms(p=P, q=Q, terms=terms, kl=kl)
 
 
 def _kl_dense_rows(prep: _Prep, policy: Policy, rows: np.ndarray) -> np.ndarray:
@@ -164,6 +179,3 @@ def _kl_dense_rows(prep: _Prep, policy: Policy, rows: np.ndarray) -> np.ndarray:
         out[start:stop] = _dense_kl(_dense_block(prep, policy, rows[start:stop]), policy)
         start = stop
     return out
-
-
-assert set(DEFAULT_TARGET_BINS) == set(VARIANTS)

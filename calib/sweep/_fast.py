@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -36,12 +37,12 @@ def _kl_fast(prep: _Prep, policy: Policy) -> np.ndarray:
     step = max(1, _FAST_BLOCK_ELEMENTS // (T + 1))
     blocks = [np.arange(i, min(M, i + step)) for i in range(0, M, step)]
     if policy.smoothing == "mxnet":
-        c = _mxnet_shift(prep, policy, np.arange(M), tab.h, tab.NZ)[0]
+        c = _mxnet_shift(prep, policy, np.arange(M), tab.h, tab.NZ).c
         st = _SmoothTables(prep.h, float(np.max(c, initial=0.0)))
         return np.concatenate([_fast_mxnet(prep, policy, rows, tab, st) for rows in blocks])
     out = _RowSums(M)
     if policy.merge == "fractional":
-        last = _seed_last_level(prep, policy, np.arange(M), tab)
+        last = _seed_last_level(prep, policy, np.arange(M))
         with np.errstate(divide="ignore", invalid="ignore"):  # once: it costs microseconds
             for rows in blocks:
                 _fast_fractional(prep, policy, rows, tab, s, out, last)
@@ -49,17 +50,15 @@ def _kl_fast(prep: _Prep, policy: Policy) -> np.ndarray:
         for rows in blocks:
             _fast_whole(prep, policy, rows, tab, s, out)
     # The edge bins that hold the tails, for all candidates at once.
-    everyone = np.arange(M)
     a, b = prep.a, prep.b
     one = a == b - 1  # a one-bin window holds both tails in that bin
     if policy.merge != "fractional":  # (the seed family's window starts at bin 0)
         tail_a = prep.tail_lo + np.where(one, prep.tail_hi, 0.0)
-        _edge_bin(prep, policy, tab, out, everyone, a, tail_a, out.v_lo, False, s)
-    keep = (out.A.copy(), out.W.copy(), out.Z.copy())
-    _edge_bin(prep, policy, tab, out, everyone, b - 1, prep.tail_hi, out.v_hi, out.orphan_hi, s)
-    out.A, out.W, out.Z = (
-        np.where(one, k, x) for k, x in zip(keep, (out.A, out.W, out.Z), strict=True)
-    )
+        _edge_bin(policy, tab, out, a, tail_a, out.v_lo, False, s)
+    A, W, Z = out.A.copy(), out.W.copy(), out.Z.copy()
+    _edge_bin(policy, tab, out, b - 1, prep.tail_hi, out.v_hi, out.orphan_hi, s)
+    # a one-bin window keeps its sums from before this swap (``one`` above)
+    out.A, out.W, out.Z = np.where(one, A, out.A), np.where(one, W, out.W), np.where(one, Z, out.Z)
     return _finish_sums(prep, policy, out, s)
 
 
@@ -74,7 +73,7 @@ class _RowSums(_Sums):
         self.orphan_hi = np.zeros(m, dtype=bool)  # bin b - 1 is a remainder bin with Q = 0
 
 
-def _edge_bin(prep, policy, tab, sums, rows, j, tail, v, in_orphan, s) -> None:
+def _edge_bin(policy, tab, sums, j, tail, v, in_orphan, s) -> None:
     """Swap bin j's table term (p' = h + s) for its true one (p' = h + tail + s)."""
     hj = tab.h[j]
     if policy.expand == "nonzero":
@@ -106,7 +105,9 @@ def _level_boundaries(first: int, last: int, T: int) -> tuple[np.ndarray, np.nda
     return fi, fr
 
 
-def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, last) -> None:
+def _fast_fractional(
+    prep, policy, rows, tab: _Tables, s: float, out: _RowSums, last: _LastLevel
+) -> None:
     """Seed-family merge. Level k is [B_k, B_(k+1)) with B_k = k * i / T exactly
     (integer part f, fraction fr); a bin cut at B_k is "split": level k-1 owns fr of it.
 
@@ -144,7 +145,7 @@ def _fast_fractional(prep, policy, rows, tab: _Tables, s: float, out: _RowSums, 
         W_f = H_f if plain else tab.W[f]
     # The last level as the seed's floats give it: where its exact mass is 0, a
     # rounding sliver of the bin before can make it a tiny non-zero; keep that.
-    last_mass, last_count = last[0][rows], last[1][rows]
+    last_mass, last_count = last.mass[rows], last.count[rows]
     # With no smoothing and no truncation, an empty level (no non-zero bin, no mass) may
     # take any positive value: none of its bins has p > 0. mass / count is nan there and
     # fmax makes it the smallest normal number, so no log below meets a zero.
@@ -215,11 +216,19 @@ def _level_diff(at_bounds: np.ndarray) -> np.ndarray:
     return d
 
 
-def _seed_last_level(prep, policy, rows, tab: _Tables):
+@dataclasses.dataclass(frozen=True)
+class _LastLevel:
+    """The last level's mass and count per candidate, with the seed's float boundaries."""
+
+    mass: np.ndarray
+    count: np.ndarray
+
+
+def _seed_last_level(prep, policy, rows) -> _LastLevel:
     """The last level's mass and count with the seed's float boundaries (see
     _fast_fractional: only there can a rounding sliver turn a zero into a non-zero)."""
-    *_, mass, count = _seed_levels(prep, policy, rows, np.array([prep.T - 1]))
-    return mass[:, 0], count[:, 0]
+    lv = _seed_levels(prep, policy, rows, np.array([prep.T - 1]))
+    return _LastLevel(mass=lv.mass[:, 0], count=lv.count[:, 0])
 
 
 def _fast_whole(prep, policy, rows, tab: _Tables, s: float, out: _RowSums) -> None:
@@ -270,9 +279,23 @@ class _SmoothTables:
         self.small_h = h[self.small_at]
 
 
-def _mxnet_shift(prep: _Prep, policy: Policy, rows: np.ndarray, h: np.ndarray, NZ) -> tuple:
-    """MXNet smoothing's c = eps * zeros / non-zeros of each candidate's P, and the pieces
-    it is made of: (c, nnz_p, tail_a, tail_b, one, fix_a, fix_b)."""
+@dataclasses.dataclass(frozen=True)
+class _MxnetShift:
+    """MXNet smoothing's shift of each candidate's P, and the pieces it is made of."""
+
+    c: np.ndarray  # eps * zeros / non-zeros: what every non-zero bin of P gives up
+    nnz_p: np.ndarray  # P's non-zero bins
+    tail_a: np.ndarray  # the mass folded into the window's first bin
+    tail_b: np.ndarray  # ... and into its last bin (0 for a one-bin window: it is bin a)
+    one: np.ndarray  # a one-bin window
+    fix_a: np.ndarray  # the first bin is empty in the histogram but not in P
+    fix_b: np.ndarray  # ... the last bin
+
+
+def _mxnet_shift(
+    prep: _Prep, policy: Policy, rows: np.ndarray, h: np.ndarray, NZ: np.ndarray
+) -> _MxnetShift:
+    """MXNet smoothing's c = eps * zeros / non-zeros of each candidate's P."""
     a, b = prep.a[rows], prep.b[rows]
     one = a == b - 1
     tail_a = prep.tail_lo[rows] + np.where(one, prep.tail_hi[rows], 0.0)
@@ -282,7 +305,9 @@ def _mxnet_shift(prep: _Prep, policy: Policy, rows: np.ndarray, h: np.ndarray, N
     fix_b = (h[b - 1] == 0) & (tail_b > 0) & ~one
     nnz_p = NZ[b] - NZ[a] + fix_a + fix_b
     c = policy.eps * ((b - a) - nnz_p) / nnz_p
-    return c, nnz_p, tail_a, tail_b, one, fix_a, fix_b
+    return _MxnetShift(
+        c=c, nnz_p=nnz_p, tail_a=tail_a, tail_b=tail_b, one=one, fix_a=fix_a, fix_b=fix_b
+    )
 
 
 def _shifted_xlogx(x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -311,7 +336,8 @@ def _fast_mxnet(prep: _Prep, policy: Policy, rows: np.ndarray, tab: _Tables, st:
     L = (b - a).astype(np.float64)
     h = tab.h
     last = b - 1
-    c, nnz_p, tail_a, tail_b, one, fix_a, fix_b = _mxnet_shift(prep, policy, rows, h, tab.NZ)
+    sh = _mxnet_shift(prep, policy, rows, h, tab.NZ)
+    c, nnz_p, tail_a, tail_b, one = sh.c, sh.nnz_p, sh.tail_a, sh.tail_b, sh.one
 
     # sum over non-zero P of (p - c) log(p - c): the series over the window's large bins,
     # the small ones one by one, then the two edge bins swapped for their true values
@@ -349,8 +375,8 @@ def _fast_mxnet(prep: _Prep, policy: Policy, rows: np.ndarray, tab: _Tables, st:
     if policy.expand == "fill_all":
         # every bin of the level gets Q; P' is p - c on its non-zero bins, eps elsewhere
         nz_p = g.dnz.copy()
-        nz_p[idx, g.k_a] += fix_a
-        nz_p[idx, g.k_b] += np.where(g.orphan_hi, False, fix_b)
+        nz_p[idx, g.k_a] += sh.fix_a
+        nz_p[idx, g.k_b] += np.where(g.orphan_hi, False, sh.fix_b)
         s_level = dpsum - c[:, None] * nz_p + eps * (width - nz_p)
         q_bins = np.where(v > 0, width, 0.0)
     else:  # Q on the assigned (non-zero) bins only, whose P' is p - c

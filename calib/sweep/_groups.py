@@ -74,11 +74,25 @@ def _truncate_value(mass: np.ndarray, count: np.ndarray, policy: Policy) -> np.n
     return value
 
 
-def _seed_levels(prep: _Prep, policy: Policy, rows: np.ndarray, k: np.ndarray):
+@dataclasses.dataclass(frozen=True)
+class _SeedLevels:
+    """Levels of each candidate with the boundaries exactly as the seed's floats give them,
+    each field (rows, levels): level k is whole bins [lu, rl), plus ls of bin lu - 1 and rs
+    of bin rl."""
+
+    start: np.ndarray  # k * (i / T)
+    end: np.ndarray  # start + i / T
+    lu: np.ndarray  # ceil(start): the first whole bin
+    rl: np.ndarray  # floor(end): one past the last whole bin
+    ls: np.ndarray  # the share of bin lu - 1 the level takes
+    rs: np.ndarray  # the share of bin rl the level takes (0 past the threshold)
+    mass: np.ndarray
+    count: np.ndarray  # the divisor of the mass
+
+
+def _seed_levels(prep: _Prep, policy: Policy, rows: np.ndarray, k: np.ndarray) -> _SeedLevels:
     """Levels ``k`` of each candidate with the boundaries exactly as the seed's floats give
-    them: start = k * (i / T), end = start + i / T. Returns (S, E, lu, rl, ls, rs, mass,
-    count), each (rows, len(k)): level k is whole bins [lu, rl), plus ls of bin lu - 1 and
-    rs of bin rl."""
+    them: start = k * (i / T), end = start + i / T."""
     h = prep.h
     b = prep.b[rows]
     npb = b / prep.T
@@ -105,18 +119,37 @@ def _seed_levels(prep: _Prep, policy: Policy, rows: np.ndarray, k: np.ndarray):
             last = (b - 1)[:, None]
             extra = (h[b - 1] == 0) & (prep.tail_hi[rows] > 0)
             count = count + ((lu <= last) & (last < rl) & extra[:, None])
-    return S, E, lu, rl, ls, rs, mass, count
+    return _SeedLevels(start=S, end=E, lu=lu, rl=rl, ls=ls, rs=rs, mass=mass, count=count)
 
 
 def _groups_fractional(prep: _Prep, policy: Policy, rows: np.ndarray) -> _Groups:
-    S, E, lu, rl, ls, rs, mass, count = _seed_levels(prep, policy, rows, np.arange(prep.T))
-    value = _truncate_value(mass, count, policy)
-    edges = np.concatenate([S, E[:, -1:]], axis=1)
-    return _Groups(edges, mass, count, value, lu=lu, rl=rl, ls=ls, rs=rs)
+    lv = _seed_levels(prep, policy, rows, np.arange(prep.T))
+    value = _truncate_value(lv.mass, lv.count, policy)
+    edges = np.concatenate([lv.start, lv.end[:, -1:]], axis=1)
+    return _Groups(
+        edges=edges, mass=lv.mass, count=lv.count, value=value,
+        lu=lv.lu, rl=lv.rl, ls=lv.ls, rs=lv.rs,
+    )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class _WholeLevels:
+    """Whole-bin level boundaries per candidate, which depend on the window sizes only."""
+
+    edges: np.ndarray  # (M, T+1) boundaries in bins from the window start
+    k_a: np.ndarray  # (M,) the level holding the window's first bin
+    k_b: np.ndarray  # (M,) ... and its last bin
+
+    def take(self, rows: np.ndarray) -> _WholeLevels:
+        """The candidates ``rows`` (ascending): views when they are a run, else copies."""
+        if rows.size == self.k_a.size or rows[-1] - rows[0] + 1 == rows.size:
+            sl = slice(int(rows[0]), int(rows[-1]) + 1)
+            return _WholeLevels(self.edges[sl], self.k_a[sl], self.k_b[sl])
+        return _WholeLevels(self.edges[rows], self.k_a[rows], self.k_b[rows])
 
 
 @functools.lru_cache(maxsize=16)
-def _whole_levels(key: bytes, T: int, merge: str, remainder: str):
+def _whole_levels(key: bytes, T: int, merge: str, remainder: str) -> _WholeLevels:
     """Level boundaries (relative to the window) for window lengths L, and the levels
     holding the window's first and last bins. They depend on the sizes only."""
     L = np.frombuffer(key, dtype=np.intp)
@@ -136,7 +169,7 @@ def _whole_levels(key: bytes, T: int, merge: str, remainder: str):
         k_b = (e_rel[:, 1:] <= (L - 1)[:, None]).sum(axis=1)
     for x in (e_rel, k_a, k_b):
         x.setflags(write=False)
-    return e_rel, k_a, k_b
+    return _WholeLevels(e_rel, k_a, k_b)
 
 
 def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _Groups:
@@ -145,12 +178,8 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
     L = b - a
     R = rows.size
     L_all = (prep.b - prep.a).astype(np.intp)
-    e_rel, k_a, k_b = _whole_levels(L_all.tobytes(), T, policy.merge, policy.remainder)
-    if rows.size == L_all.size or rows[-1] - rows[0] + 1 == rows.size:
-        sl = slice(int(rows[0]), int(rows[-1]) + 1)  # a run of rows: views, no copies
-        e_rel, k_a, k_b = e_rel[sl], k_a[sl], k_b[sl]
-    else:
-        e_rel, k_a, k_b = e_rel[rows], k_a[rows], k_b[rows]
+    lv = _whole_levels(L_all.tobytes(), T, policy.merge, policy.remainder).take(rows)
+    e_rel, k_a, k_b = lv.edges, lv.k_a, lv.k_b
     s = policy.eps if policy.smoothing == "add_eps" else 0.0
     if tab is None:
         tab = _Tables(prep.h, policy, s)
@@ -193,6 +222,7 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
     else:
         value = _truncate_value(mass, count, policy)
     return _Groups(
-        e_rel.astype(np.float64), mass, count, value, e0=e[:, :-1], e1=e[:, 1:],
-        orphan=orphan, dw=dw, dnz=nz, k_a=k_a, k_b=k_b, orphan_hi=orphan_hi,
+        edges=e_rel.astype(np.float64), mass=mass, count=count, value=value,
+        e0=e[:, :-1], e1=e[:, 1:], orphan=orphan, dw=dw, dnz=nz, k_a=k_a, k_b=k_b,
+        orphan_hi=orphan_hi,
     )  # fmt: skip

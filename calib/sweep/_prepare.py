@@ -25,7 +25,7 @@ def _to_layout(h: Histogram, policy: Policy) -> Histogram:
 
 
 def _check_target_bins(target_bins: Any, variant: str, n_bins: int) -> int:
-    T = DEFAULT_TARGET_BINS.get(variant, 128) if target_bins is None else target_bins
+    T = DEFAULT_TARGET_BINS[variant] if target_bins is None else target_bins
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
         raise ValueError(f"target_bins must be an integer, got {target_bins!r}")
     if T < 1:
@@ -97,7 +97,10 @@ def _prepare(h: Histogram, T: int, policy: Policy) -> _Prep:
         thr = e[b]
     else:
         thr = e[b] + 0.5 * (e[b] - e[b - 1])
-    return _Prep(c, T, cand, a, b, H[a], H[-1] - H[b], np.asarray(thr, dtype=np.float64))
+    return _Prep(
+        h=c, T=T, cand=cand, a=a, b=b, tail_lo=H[a], tail_hi=H[-1] - H[b],
+        thresholds=np.asarray(thr, dtype=np.float64),
+    )  # fmt: skip
 
 
 TIE_RTOL = 1e-12

@@ -10,7 +10,7 @@ import numpy as np
 
 from calib.histogram import Histogram
 from calib.policies import Policy
-from calib.sweep._dense import _dense_block, _dense_kl
+from calib.sweep._dense import _dense_block, _dense_terms
 from calib.sweep._prepare import _prepare
 
 
@@ -99,19 +99,19 @@ class SweepResult:
         rows = np.array([i])
         block = _dense_block(prep, self.policy, rows)
         L = int(prep.b[i] - prep.a[i])
-        pp, qq, terms, kl = _dense_kl(block, self.policy, keep=True)
+        t = _dense_terms(block, self.policy)
         h = self.histogram
         g = block.groups
         return PQ(
             candidate=int(c),
             threshold=float(self.thresholds[i]),
-            kl=float(kl[0]),
+            kl=float(t.kl[0]),
             edges=np.array(h.edges[prep.a[i] : prep.b[i] + 1]),
             p_raw=block.P[0, :L].copy(),
             q_raw=block.Q[0, :L].copy(),
-            p=pp[0, :L].copy(),
-            q=qq[0, :L].copy(),
-            terms=terms[0, :L].copy(),
+            p=t.p[0, :L].copy(),
+            q=t.q[0, :L].copy(),
+            terms=t.terms[0, :L].copy(),
             group_edges=g.edges[0].copy(),
             group_mass=g.mass[0].copy(),
             group_value=g.value[0].copy(),

@@ -25,10 +25,11 @@ def _prefix(x: np.ndarray) -> np.ndarray:
 
 
 class _Tables:
-    """Per-bin arrays and their prefix sums, padded with one empty bin at index N.
+    """Per-bin arrays, padded with one empty bin at index N, and prefix sums.
 
-    ``phi``/``w`` are p'log p' and p' = h + s over the bins that receive a level's
-    value ("assigned": the non-zero bins, or every bin for uniform expansions).
+    ``PHI``/``W`` are the prefix sums of p'log p' and p' = h + s over the bins that
+    receive a level's value ("assigned": the non-zero bins, or every bin for uniform
+    expansions).
     """
 
     def __init__(self, h: np.ndarray, policy: Policy, s: float) -> None:
@@ -36,12 +37,10 @@ class _Tables:
         assigned = nz if policy.expand == "nonzero" else np.ones_like(nz)
         self.h = np.append(h, 0.0)
         self.z = np.append(nz, False).astype(np.float64)
-        self.phi = np.append(np.where(assigned, _xlogx(h + s), 0.0), 0.0)
-        self.w = np.append(np.where(assigned, h + s, 0.0), 0.0)
         self.H = _prefix(h)
         self.NZ = _prefix(nz)
-        self.PHI = _prefix(self.phi[:-1])
-        self.W = _prefix(self.w[:-1])
+        self.PHI = _prefix(np.where(assigned, _xlogx(h + s), 0.0))
+        self.W = _prefix(np.where(assigned, h + s, 0.0))
         # for the whole-bin merges: one gather fetches H and NZ (and W) at a set of bins
         self.stacked_hnz = np.stack([self.H, self.NZ])
         self.stacked_hnzw = np.stack([self.H, self.NZ, self.W])
