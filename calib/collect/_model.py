@@ -559,6 +559,9 @@ def collect_histograms(
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.log_severity_level = 3
+        # No arena: the fetched outputs are freed as their OrtValues go, instead of an arena
+        # grown to hold a batch's every activation (measured on MiniLM: 2.9 against 3.8 GB).
+        opts.enable_cpu_mem_arena = False
         try:
             blob = run_proto.SerializeToString()
         except ValueError as exc:  # protobuf's 2 GB limit
@@ -584,18 +587,24 @@ def collect_histograms(
         for where, batch in batches:
             live = [n for n in fetch if accs[n].not_activation is None]
             outs: list = []
+            values: list = []
             if session is not None and live:
+                feed = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+                        for k, a in batch.items()}  # fmt: skip
                 try:
-                    outs = session.run(live, batch)
+                    # OrtValues read in place: session.run would copy every output once more
+                    # (gigabytes a batch on a transformer, and the time to fault them in).
+                    values = session.run_with_ort_values(live, feed)
                 except Exception as exc:
                     raise ValueError(f"onnxruntime failed on {where}: {exc}") from None
+                outs = [v.numpy() for v in values]
             work = [(accs[n], out) for n, out in zip(live, outs, strict=True)]
             work += [(accs[n], batch[n]) for n in counted if n in batch]
             # the largest first, so the threads finish together
             work.sort(key=lambda job: -np.size(job[1]))
             for f in [pool.submit(acc.add, a, where) for acc, a in work]:
                 f.result()
-            del outs, work
+            del outs, work, values  # the OrtValues outlive the arrays that view them
             n_batches += 1
             done += next(iter(batch.values())).shape[0] if batch else 0
             report()
