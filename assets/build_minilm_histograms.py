@@ -59,8 +59,9 @@ BINS = 2048
 OUT = ROOT / "assets" / "minilm_histograms.npz"
 
 
-def sentences_from_pydoc(n: int) -> list[str]:
-    """``n`` English sentences from the Python documentation topics, evenly spaced."""
+def pydoc_sentences() -> list[str]:
+    """Every English prose sentence of 8 to 60 words in the Python documentation topics, in
+    topic order (``sentences_from_pydoc`` picks from these)."""
     from pydoc_data.topics import topics
 
     found: list[str] = []
@@ -87,6 +88,12 @@ def sentences_from_pydoc(n: int) -> list[str]:
                 ):
                     seen.add(s)
                     found.append(s)
+    return found
+
+
+def sentences_from_pydoc(n: int) -> list[str]:
+    """``n`` English sentences from the Python documentation topics, evenly spaced."""
+    found = pydoc_sentences()
     if len(found) < n:
         raise SystemExit(f"only {len(found)} sentences in pydoc_data.topics, asked for {n}")
     pick = np.linspace(0, len(found) - 1, n).round().astype(int)
