@@ -188,3 +188,12 @@ def test_a_failing_case_is_reported_not_raised(model_dir, tmp_path):
 def test_main_refuses_a_folder_without_the_model(tmp_path, capsys):
     assert bc.main([str(tmp_path)]) == 2
     assert "model.onnx" in capsys.readouterr().err
+
+
+def test_the_command_line_runs_it(model_dir, capsys):
+    from calib.cli import main
+
+    code = main(["bench", "collect", str(model_dir), "--batches", "1", "--cases", "plain,calib"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("calib") for line in out.splitlines())
