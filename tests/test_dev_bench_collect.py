@@ -145,6 +145,18 @@ def test_cases_in_process(model_dir, tmp_path):
     assert x["threshold"] == max(abs(x["lowest"]), abs(x["highest"]))
 
 
+def test_calib_signed_builds_orts_layout(model_dir, tmp_path):
+    got = bc.run_case("calib", model_dir, tmp_path, num_bins=256, calib_signed=True)
+    assert got["tensors"] == len(EXPECTED)
+    from calib import load_histograms
+
+    x = load_histograms(tmp_path / bc.CALIB_FILE)["x"]
+    assert x.is_signed and x.n_bins > 256  # grown on both sides, as ORT grows
+    with np.load(model_dir / bc.INPUTS_FILE) as z:
+        first = float(np.abs(z["x"][:32]).max())
+    assert x.bin_width == pytest.approx(2 * first / 256, rel=1e-5)
+
+
 def test_run_case_refuses_an_unknown_case(model_dir, tmp_path):
     with pytest.raises(ValueError, match="case must be one of"):
         bc.run_case("tensorrt", model_dir, tmp_path)
