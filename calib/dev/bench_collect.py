@@ -9,10 +9,10 @@ fresh Python process of its own, so that its peak RSS (``VmHWM``) is its own:
     runs it), outputs discarded: the floor every collector pays.
 ``calib``
     :func:`calib.collect.collect_histograms` with its default tensor set, then
-    :func:`calib.save_histograms` to a file the parent reads back. Its defaults (``|x|``,
-    2048 bins) unless ``calib_signed``: then ``x`` on ``[-m, m]`` in ``NB`` bins, the
-    histogram ORT builds (same layout, same edges), so that the agreement compares the
-    sweep with ORT's search on the same data rather than two layouts.
+    :func:`calib.save_histograms` to a file the parent reads back. Its default layout, ``x``
+    on ``[-m, m]`` in ``2 * bins`` bins, with ``bins = NB / 2``: the grid ORT builds (same
+    edges, same growth), so that the agreement compares the sweep with ORT's search on the
+    same data.
 ``ort``
     ONNX Runtime's own route: ``create_calibrator(..., CalibrationMethod.Entropy,
     extra_options={"num_bins": NB, "num_quantized_bins": 128, "symmetric": True})``,
@@ -29,12 +29,12 @@ Each case's wall time runs from the model load to its last step (imports and rea
 inputs come before). Then the parent prints the table (wall, ratio to ``plain``, peak RSS,
 tensors) and the agreement: for every tensor both routes calibrate, ``kl_sweep(hist, 128,
 "onnxruntime")`` on calib's histogram against ORT's threshold ``max(|lowest|, |highest|)``,
-counted in ORT's bin widths (:func:`agreement`). On all-MiniLM-L6-v2 (204 tensors) calib's
-default ``|x|`` histogram puts 40 in ORT's bin and 60 within one: mirrored ``|x|`` is not
-ORT's signed histogram of an asymmetric tensor. With ``--calib-signed`` (ORT's layout and
-edges) 188 are in the same bin and 198 within one; the rest come from float32 KL noise on a
-flat curve (``precision="float32"`` on ORT's own histogram gives ORT's answer) or from a few
-thousand counts that ORT's float32 ``np.histogram`` puts in the neighbouring bin.
+counted in ORT's bin widths (:func:`agreement`). Where they differ by more than a bin the
+cause measured on all-MiniLM-L6-v2 was float32 KL noise on a flat curve
+(``precision="float32"`` on ORT's own histogram gives ORT's answer) or a few thousand
+counts that ORT's float32 ``np.histogram`` puts in the neighbouring bin; an ``|x|``
+histogram mirrored (calib's old default) is not ORT's signed histogram of an asymmetric
+tensor, and agreed on 60 of 204 tensors only.
 
 numpy and the standard library at import; onnx and onnxruntime are imported by the cases.
 """
@@ -196,15 +196,15 @@ def _case_calib(
     batch_size: int,
     work: Path,
     num_bins: int,
-    calib_signed: bool,
     **_: Any,
 ) -> dict:
     from calib.collect import collect_histograms
     from calib.io import save_histograms
 
-    layout = {"signed": True, "bins": num_bins} if calib_signed else {}
+    # calib's default layout: x on [-m, m] in 2 * bins bins, ORT's own grid when bins is
+    # half of ORT's num_bins (the default 2048 against 4096)
     t0 = time.perf_counter()
-    hists = collect_histograms(model, inputs, batch_size=batch_size, **layout)
+    hists = collect_histograms(model, inputs, batch_size=batch_size, bins=num_bins // 2)
     t1 = time.perf_counter()
     save_histograms(work / CALIB_FILE, hists)
     t2 = time.perf_counter()
@@ -348,7 +348,6 @@ def run_case(
     batches: int | None = None,
     num_bins: int = DEFAULT_ORT_BINS,
     target_bins: int = DEFAULT_TARGET_BINS,
-    calib_signed: bool = False,
 ) -> dict:
     """Run one case in this process; its timings, tensor count and this process's peak RSS.
 
@@ -369,7 +368,6 @@ def run_case(
             work,
             num_bins=num_bins,
             target_bins=target_bins,
-            calib_signed=calib_signed,
         )
     out.update(case=case, samples=n, batches=-(-n // batch_size), peak_rss_mb=_peak_rss_mb())
     return out
@@ -398,7 +396,6 @@ class BenchCollect:
     batch_size: int
     num_bins: int
     target_bins: int
-    calib_signed: bool = False
 
     def result(self, case: str) -> CaseResult | None:
         return next((r for r in self.results if r.case == case), None)
@@ -410,8 +407,6 @@ def _child(case: str, model_dir: Path, work: Path, opts: dict, python: str) -> C
     cmd += ["--num-bins", str(opts["num_bins"]), "--target-bins", str(opts["target_bins"])]
     if opts["batches"] is not None:
         cmd += ["--batches", str(opts["batches"])]
-    if opts["calib_signed"]:
-        cmd += ["--calib-signed"]
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the calib package
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -432,7 +427,6 @@ def run(
     batches: int | None = None,
     num_bins: int = DEFAULT_ORT_BINS,
     target_bins: int = DEFAULT_TARGET_BINS,
-    calib_signed: bool = False,
     python: str = sys.executable,
     progress: Callable[[str], Any] | None = None,
 ) -> BenchCollect:
@@ -452,7 +446,6 @@ def run(
         batches=batches,
         num_bins=num_bins,
         target_bins=target_bins,
-        calib_signed=calib_signed,
     )
     with tempfile.TemporaryDirectory(prefix="calib-bench-collect-") as tmp:
         work = Path(tmp)
@@ -483,7 +476,6 @@ def run(
         batch_size=batch_size,
         num_bins=num_bins,
         target_bins=target_bins,
-        calib_signed=calib_signed,
     )
 
 
@@ -504,9 +496,8 @@ def print_report(b: BenchCollect, out: Callable[[str], Any] = print, worst: int 
     base = plain.wall_s if plain is not None and plain.error is None else None
     out(
         f"{b.samples} samples in batches of {b.batch_size}; ORT entropy with {b.num_bins} "
-        f"bins, {b.target_bins} quantized bins; calib "
-        + (f"signed x in {b.num_bins} bins" if b.calib_signed else "|x| in its default bins")
-        + "; each case in a fresh process"
+        f"bins, {b.target_bins} quantized bins; calib x on [-m, m] in {b.num_bins} bins "
+        "(its default layout); each case in a fresh process"
     )
     out(f"{'case':<7} {'wall s':>8} {'x plain':>8} {'peak RSS MB':>12} {'tensors':>8}")
     for r in b.results:
@@ -567,11 +558,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=None, help="only the first N batches")
     p.add_argument("--num-bins", type=int, default=DEFAULT_ORT_BINS, help="ORT's num_bins (signed)")
     p.add_argument("--target-bins", type=int, default=DEFAULT_TARGET_BINS)
-    p.add_argument(
-        "--calib-signed",
-        action="store_true",
-        help="calib collects x on [-m, m] in --num-bins bins (ORT's layout), not |x|",
-    )
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated, of " + str(CASES))
     p.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -581,7 +567,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         batches=ns.batches,
         num_bins=ns.num_bins,
         target_bins=ns.target_bins,
-        calib_signed=ns.calib_signed,
     )
     if ns.child:
         result = run_case(ns.child, ns.model_dir, ns.work, **kw)
