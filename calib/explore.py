@@ -43,6 +43,7 @@ from calib.sweep import SweepResult, kl_sweep
 __all__ = [
     "DEFAULT_LAYER",
     "EXPLORE_QUERY_KEYS",
+    "LAYER_KEYS",
     "MODEL_NAME",
     "NUM_BITS_CHOICES",
     "POLICY_FIELDS",
@@ -73,7 +74,10 @@ SOURCE_KINDS = {
     "demo": "Built-in demo",
     "histogram": "Upload a histogram",
     "samples": "Upload raw samples",
+    "layers": "From the Layers page",  # what Layers handed over in this session
 }
+# the session key of each kind's layer picker (its query parameter is ``layer``)
+LAYER_KEYS = {"model": "model_layer", "histogram": "upload_layer", "layers": "layers_layer"}
 POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
 EXPLORE_QUERY_KEYS = (
     "src", "layer", "demo", "variant", "target_bins", "hist_bins", "num_bits", "log_y",
@@ -344,8 +348,8 @@ def parse_explore_query(
                 out[f"{key}_model_layer"] = params["layer"]
             else:
                 ignore("layer", f"a layer of {MODEL_NAME}")
-        elif kind == "histogram":
-            out[f"{key}_upload_layer"] = params["layer"]  # checked once the file is there
+        elif kind in LAYER_KEYS:  # checked once the file is there
+            out[f"{key}_{LAYER_KEYS[kind]}"] = params["layer"]
     if "demo" in params:
         if params["demo"] in DEMOS:
             out[f"{key}_demo"] = params["demo"]

@@ -13,13 +13,17 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from calib import io as cio
 from calib.app import sources
+from calib.histogram import Histogram
 from calib.policies import DEFAULT_TARGET_BINS
 from calib.sweep import kl_sweep
 
@@ -241,6 +245,86 @@ def test_every_page_opens_without_an_error(page, server, shots, path):
     _assert_no_exception(page)
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     _screenshot(page, shots / f"screenshot_{path.lower()}.png")
+
+
+def _sidebar_controls(page) -> dict[str, object]:
+    """The Explore sidebar's sliders (their shown value) and checkboxes (checked or not)."""
+    out: dict[str, object] = {}
+    side = page.locator('[data-testid="stSidebar"]')
+    for s in side.locator('[data-testid="stSlider"]').all():
+        value = s.get_by_test_id("stSliderThumbValue").all_inner_texts()
+        out[s.locator("label").first.inner_text()] = " ".join(value)
+    for c in side.locator('[data-testid="stCheckbox"]').all():
+        out[c.inner_text()] = c.locator("input").is_checked()
+    return out
+
+
+def _upload(page, path: Path) -> None:
+    page.locator('[data-testid="stSidebar"] input[type=file]').set_input_files(str(path))
+    _settled(page)
+
+
+def test_an_upload_keeps_the_settings(page, server, tmp_path):
+    """Issue 10, problem 1: switching to an upload used to leave the sidebar's controls
+    undrawn for one run; the browser then showed (and sent back) their minimums: bit
+    width 2, target bins 2, log axis off, start_bin=1, eps=1e-12."""
+    from playwright.sync_api import expect
+
+    rng = np.random.default_rng(0)
+    one = tmp_path / "one.npy"
+    np.save(one, np.histogram(np.abs(rng.standard_normal(50_000)), bins=2048)[0])
+    two = tmp_path / "two.npz"
+    cio.save_histograms(
+        two,
+        {
+            "a": Histogram.from_samples(rng.standard_normal(20_000), 512),
+            "b": Histogram.from_samples(rng.laplace(size=20_000), 300),
+        },
+    )
+    page.goto(server)
+    expect(_metric(page, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
+    _settled(page)
+    expected = {"Bit width": "8", "Target bins (quantized levels)": "128", "Log count axis": True}
+
+    def check(url_has: dict[str, str], drawn: bool = True) -> None:
+        if drawn:
+            shown = _sidebar_controls(page)
+            assert {k: shown.get(k) for k in expected} == expected
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(page.url).query))
+        assert {k: query.get(k) for k in url_has} == url_has
+        assert "start_bin" not in query and "eps" not in query
+
+    settings = {"num_bits": "8", "target_bins": "128", "log_y": "true"}
+    for path in (one, two):
+        page.goto(server)
+        _settled(page)
+        side = page.locator('[data-testid="stSidebar"]')
+        side.locator("label").filter(has_text="Upload a histogram").click()
+        page.wait_for_url(re.compile(r"src=histogram"))
+        _settled(page)
+        check(settings, drawn=False)  # (drawn now: the previous view stays meanwhile)
+        _upload(page, path)
+        caption = page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]')
+        expect(caption.filter(has_text=path.name).first).to_be_visible()
+        _settled(page)
+        check(settings)
+        if path == two:  # another layer of the uploaded file
+            page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
+                has_text="Layer"
+            ).click()
+            page.get_by_role("option", name="b", exact=True).click()
+            page.wait_for_url(re.compile(r"layer=b"))
+            _settled(page)
+            check(settings)
+        # the next interaction keeps them too
+        box = page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').filter(
+            has_text="other variants"
+        )
+        box.locator("label").click()
+        expect(box.locator("input")).to_be_checked()
+        _settled(page)
+        check(settings)
+        _assert_no_exception(page)
 
 
 def test_missing_chromium_skips_unless_required(monkeypatch, tmp_path):

@@ -33,6 +33,7 @@ from calib.demos import DEMOS
 from calib.explore import (
     DEFAULT_LAYER,
     EXPLORE_QUERY_KEYS,
+    LAYER_KEYS,
     NUM_BITS_CHOICES,
     POLICY_FIELDS,
     POLICY_HELP,
@@ -338,8 +339,8 @@ def _state_query(key: str) -> dict[str, str]:
     q: dict[str, str] = {"src": kind}
     if kind == "model":
         q["layer"] = str(s.get(f"{key}_model_layer", DEFAULT_LAYER))
-    if kind == "histogram" and s.get(f"{key}_upload_layer"):
-        q["layer"] = str(s[f"{key}_upload_layer"])
+    elif kind in LAYER_KEYS and s.get(f"{key}_{LAYER_KEYS[kind]}"):
+        q["layer"] = str(s[f"{key}_{LAYER_KEYS[kind]}"])
     if kind == "demo":
         q["demo"] = str(s.get(f"{key}_demo", next(iter(DEMOS))))
     variant = s.get(f"{key}_variant", "seed")
