@@ -60,6 +60,7 @@ __all__ = [
     "export_notes",
     "export_stem",
     "exports",
+    "histograms_npz",
     "load_cache",
     "load_upload",
     "row_store",
@@ -284,7 +285,7 @@ def choose_layers() -> Layers:
         else:
             try:
                 hists = load_upload(upload.file_id, upload.name, upload.getvalue())
-                layers = Layers(f"upload:{upload.file_id}", upload.name, "histogram", hists)
+                layers = Layers(f"upload:{upload.file_id}", upload.name, "layers", hists)
             except ValueError as exc:
                 st.error(
                     f"Could not read {upload.name}: {exc}. Expected the project's "
@@ -292,6 +293,8 @@ def choose_layers() -> Layers:
                 )
                 layers = last
     st.session_state["layers_last_good"] = layers
+    if layers.src == "layers":  # Explore, Compare and Learn open it from the session
+        sources.share_histograms(layers.key, layers.label, layers.hists)
     return layers
 
 
@@ -317,7 +320,7 @@ def choose_onnx(last: Layers) -> Layers:
         st.error(f"Could not collect from {model.name}: {exc}; still showing {last.label}.")
         return last
     label = f"{model.name} on {inputs.name}, {len(hists)} tensors"
-    return Layers(f"onnx:{model.file_id}:{inputs.file_id}", label, "histogram", hists)
+    return Layers(f"onnx:{model.file_id}:{inputs.file_id}", label, "layers", hists)
 
 
 def choose_settings() -> Settings:
@@ -459,8 +462,30 @@ def show_table(recs: Sequence[Mapping[str, Any]]) -> str | None:
 
 
 def explore_note(layers: Layers) -> None:
-    if layers.src != "model":
-        st.caption("Explore opens an uploaded file's tensor once the same file is uploaded there.")
+    """Where a selected row opens, and the collected histograms as a file."""
+    if layers.src == "model":
+        return
+    st.caption(
+        'A selected row opens in Explore with these histograms (source "From the Layers '
+        'page"; Compare and Learn offer it too). They live in this browser session only.'
+    )
+    if layers.key.startswith("onnx:"):
+        st.download_button(
+            "Collected histograms (.npz)", histograms_npz(layers.key, layers.label, layers.hists),
+            file_name=f"{export_stem(layers)}_histograms.npz", mime="application/zip",
+            on_click="ignore", key="layers_dl_histograms",
+            help="The project's multi-layer format (calib.load_histograms reads it; so do "
+            "every page's uploads and python -m calib).",
+        )  # fmt: skip
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def histograms_npz(key: str, label: str, _hists: Mapping) -> bytes:
+    """A file's histograms in the project's .npz format (``calib.io.save_histograms``),
+    once per file (``key``)."""
+    buf = io.BytesIO()
+    cio.save_histograms(buf, _hists, meta={"source": label})
+    return buf.getvalue()
 
 
 def sqnr_chart(rows: Sequence[report.LayerRow]) -> None:
