@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,7 @@ __all__ = [
     "every_variant",
     "explore_query",
     "kl_curve_csv",
+    "max_target_bins",
     "parse_explore_query",
     "policy_error",
     "threshold_json",
@@ -91,6 +92,22 @@ def default_target_bins(variant: str, num_bits: int = DEFAULT_NUM_BITS) -> int:
 
 
 POLICY_INTS = ("start_bin", "stride")
+
+
+def max_target_bins(n_bins: int, signed: bool, layout: str) -> int:
+    """The most levels a histogram of ``n_bins`` takes in a variant's ``layout``: the sweep
+    needs ``target_bins`` below the bins it sweeps, and a histogram of |x| swept signed is
+    mirrored to ``2 * n_bins`` bins, a signed one swept as |x| folded to ``n_bins // 2``.
+
+    >>> max_target_bins(64, False, "unsigned"), max_target_bins(64, False, "signed")
+    (63, 127)
+    """
+    n = int(n_bins)
+    if layout == "signed" and not signed:
+        n *= 2
+    elif layout == "unsigned" and signed:
+        n //= 2
+    return max(n - 1, 1)
 
 
 def _policy_help() -> dict[str, str]:
@@ -124,11 +141,17 @@ def policy_error(variant: str, overrides: Mapping[str, Any]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class OtherClip:
-    """Another calibrator's threshold on the same histogram."""
+    """Another calibrator's threshold on the same histogram.
+
+    A calibrator that cannot run on this histogram (MSE's first candidate, bin 128, on a
+    64-bin histogram; a variant whose levels the histogram cannot hold) has ``amax`` nan
+    and says why in ``note``: its line is left out, not the whole view.
+    """
 
     name: str  # "max", "percentile", "mse", or a variant's name
     amax: float
-    metrics: ClipMetrics | None  # None where amax is 0 (a dead histogram)
+    metrics: ClipMetrics | None  # None where amax is 0 (a dead histogram) or nan
+    note: str = ""  # why it is left out ("" when it is not)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,13 +189,23 @@ class View:
         return self.result.amax / m if m > 0 else math.nan
 
     def others(self) -> dict[str, float]:
-        """Label -> amax of the other methods and variants, for the histogram's lines."""
-        return {c.name: c.amax for c in (*self.methods, *self.variants)}
+        """Label -> amax of the other methods and variants, for the histogram's lines
+        (those left out are not in it)."""
+        return {c.name: c.amax for c in (*self.methods, *self.variants) if not c.note}
+
+    def left_out(self) -> list[str]:
+        """One line per calibrator that could not run here: "mse: <why>"."""
+        return [f"{c.name}: {c.note}" for c in (*self.methods, *self.variants) if c.note]
 
 
-def _other(h: Histogram, name: str, amax: float, num_bits: int) -> OtherClip:
-    m = clip_metrics(h, amax, num_bits) if amax > 0 else None
-    return OtherClip(name, float(amax), m)
+def _other(h: Histogram, name: str, amax: Callable[[], float], num_bits: int) -> OtherClip:
+    """``amax()``'s clip and its metrics; a ValueError leaves it out with the reason."""
+    try:
+        value = float(amax())
+    except ValueError as exc:
+        return OtherClip(name, math.nan, None, note=str(exc))
+    m = clip_metrics(h, value, num_bits) if value > 0 else None
+    return OtherClip(name, value, m)
 
 
 def build_view(
@@ -212,22 +245,19 @@ def build_view(
 def every_method(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
     """The max, percentile and MSE thresholds of ``h``."""
     return (
-        _other(h, "max", amax_max(h), num_bits),
-        _other(h, "percentile", amax_percentile(h, DEFAULT_PERCENTILE), num_bits),
-        _other(h, "mse", amax_mse(h, num_bits), num_bits),
+        _other(h, "max", lambda: amax_max(h), num_bits),
+        _other(h, "percentile", lambda: amax_percentile(h, DEFAULT_PERCENTILE), num_bits),
+        _other(h, "mse", lambda: amax_mse(h, num_bits), num_bits),
     )
 
 
 def every_variant(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
-    """Every variant's threshold at its own levels for ``num_bits``."""
-    out = []
-    for v in VARIANTS:
-        try:
-            r = kl_sweep(h, target_bins=default_target_bins(v, num_bits), variant=v)
-        except ValueError:
-            continue  # too few bins for that variant's levels: leave its line out
-        out.append(_other(h, v, r.amax, num_bits))
-    return tuple(out)
+    """Every variant's threshold at its own levels for ``num_bits`` (a variant whose levels
+    this histogram cannot hold is left out, with the reason)."""
+    return tuple(
+        _other(h, v, lambda v=v: kl_sweep(h, default_target_bins(v, num_bits), v).amax, num_bits)
+        for v in VARIANTS
+    )
 
 
 def kl_curve_csv(result: SweepResult) -> str:

@@ -138,7 +138,7 @@ with explore.synced_query_params(KEY):
         key=f"{KEY}_pq_picked",
     )
     rows = [("entropy: " + c.variant, r.amax, m)]
-    rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants)]
+    rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants) if not o.note]
     right.markdown(f"**Every threshold on this histogram** ({c.num_bits}-bit quantizer)")
     right.dataframe(
         [
@@ -157,3 +157,5 @@ with explore.synced_query_params(KEY):
         "max: the largest |x|; percentile: ModelOpt's 99.99th; mse: the clip with the "
         "smallest expected quantization error. They are the faint lines on the histogram."
     )
+    for line in view.left_out():
+        right.caption(f"Left out (cannot run on this histogram): {line}.")

@@ -277,13 +277,48 @@ def test_an_impossible_combination_is_an_error_not_a_traceback():
     assert not at.error and len(at.metric) == 7
 
 
-def test_too_many_levels_for_the_histogram_is_an_error():
+@pytest.mark.parametrize("bins", [16, 32, 64])
+def test_histograms_under_128_bins_open_with_target_bins_that_fit(bins):
+    """Issue 10, problem 3: 16/32/64 bins replaced the whole view with "start_bin must be
+    in 0..N, got 128" (the MSE line's first candidate); now that line is left out with a
+    note, and target bins follow the histogram's size."""
     at = run_app()
-    at.select_slider(key="explore_hist_bins").set_value(256).run()
-    at.slider(key="explore_target_bins").set_value(300).run()
-    assert not at.exception
-    assert len(at.error) == 1 and "target_bins" in at.error[0].value
-    assert not at.metric
+    at.select_slider(key="explore_hist_bins").set_value(bins).run()
+    assert not at.exception and not at.error
+    assert at.slider(key="explore_target_bins").value == bins - 1
+    h = model_hist().rebin(bins)
+    r = kl_sweep(h, target_bins=bins - 1)
+    assert_clip_at(at, r.amax, r.min_kl)
+    assert "mse" not in shapes(at) and "max" in shapes(at)
+    notes = [c.value for c in at.caption if c.value.startswith("Left out")]
+    assert len(notes) == 1 and "mse" in notes[0] and "start_bin" in notes[0]
+    assert any("follow the histogram" in c.value for c in at.caption)
+    assert at.query_params["target_bins"] == str(bins - 1)
+    # a larger histogram brings back the levels asked for
+    at.select_slider(key="explore_hist_bins").set_value(1024).run()
+    assert at.slider(key="explore_target_bins").value == 128
+    assert "mse" in shapes(at)
+
+
+def test_a_100_bin_upload_opens():
+    counts = np.r_[np.arange(100, 0, -1), 0].astype(np.int64)[:100]
+    at = upload(run_app(), "histogram", "h100.npy", npy(counts))
+    assert not at.exception and not at.error
+    assert at.slider(key="explore_target_bins").value == 99
+    r = kl_sweep(Histogram.from_counts(counts), target_bins=99)
+    assert_clip_at(at, r.amax, r.min_kl)
+
+
+def test_target_bins_can_be_typed():
+    """Issue 10, problem 11: 2..2048 on a 210-pixel slider; 127 cannot be set by mouse."""
+    at = run_app()
+    at.number_input(key="explore_target_bins_typed").set_value(127).run()
+    assert not at.exception and not at.error
+    assert at.slider(key="explore_target_bins").value == 127
+    r = kl_sweep(model_hist(), target_bins=127)
+    assert metrics(at)["Threshold (bins)"] == str(r.best)
+    at.slider(key="explore_target_bins").set_value(100).run()
+    assert at.number_input(key="explore_target_bins_typed").value == 100
 
 
 # --------------------------------------------------------------------------------------
