@@ -185,3 +185,20 @@ def test_a_dead_demo_warns_and_the_rest_of_the_page_stays():
     m = metrics(at)
     assert "Kept bins" not in m
     assert m["Seed's answer (kept bins)"] == "2047"
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_largest_target_bins_leave_the_page_whole(variant):
+    """Issue 10, problem 4: at 31 levels on a 32-bin lesson the seed and ncnn have one
+    candidate; the candidate slider (min == max) raised StreamlitInvalidMinMaxError and
+    everything below it disappeared."""
+    at = run_page()
+    at.selectbox(key="learn_variant").set_value(variant).run()
+    t_max = at.slider(key="learn_target_bins").max
+    at.slider(key="learn_target_bins").set_value(t_max)
+    rerun(at)
+    assert any(h.value.startswith("6. The whole sweep") for h in at.header)
+    assert any(h.value == "What learners ask" for h in at.header)
+    hist = learn.lesson_histogram(next(iter(learn.LESSONS)))
+    r = learn.learn_sweep(hist, variant, t_max)
+    assert metrics(at)["Best candidate"] == str(r.best)

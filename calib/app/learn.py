@@ -163,10 +163,15 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
         # would reset it to its minimum; a value set in code survives the change.
         t_now = st.session_state.get("learn_target_bins", learn.LEARN_TARGET_BINS)
         st.session_state["learn_target_bins"] = min(t_now, t_max)
-        T = c2.slider(
-            "Target bins (levels)", TARGET_BINS_MIN, t_max, key="learn_target_bins",
-            help="Quantized levels. Real int8 tools use 128 (MXNet 255); 8 keeps it readable.",
-        )  # fmt: skip
+        if t_max == TARGET_BINS_MIN:  # a slider needs min < max
+            T = t_max
+            c2.markdown(f"**{T} levels**, the most these {hist.n_bins} bins take.")
+        else:
+            T = c2.slider(
+                "Target bins (levels)", TARGET_BINS_MIN, t_max, key="learn_target_bins",
+                help="Quantized levels. Real int8 tools use 128 (MXNet 255); 8 keeps it "
+                "readable.",
+            )  # fmt: skip
         try:
             result = learn.learn_sweep(hist, variant, T)
         except ValueError as exc:
@@ -239,11 +244,18 @@ def pick_candidate(sweep: Sweep) -> Candidate:
     st.session_state["learn_candidate"] = c_now  # written back, as target bins
     signed = result.policy.layout == "signed"
     c3 = sweep.slot
-    cand = c3.slider(
-        "Candidate", cand_lo, cand_hi, key="learn_candidate",
-        help=("bins kept on each side of the zero bin" if signed else "bins kept from 0")
-        + f"; the variant tries {cand_lo}..{cand_hi}.",
-    )  # fmt: skip
+    if cand_lo == cand_hi:  # a slider needs min < max: one candidate is simply shown
+        cand = cand_lo
+        c3.markdown(
+            f"**Candidate {cand}**, the only one: with {T} levels the variant keeps at least "
+            f"{T} bins, and the histogram has no more."
+        )
+    else:
+        cand = c3.slider(
+            "Candidate", cand_lo, cand_hi, key="learn_candidate",
+            help=("bins kept on each side of the zero bin" if signed else "bins kept from 0")
+            + f"; the variant tries {cand_lo}..{cand_hi}.",
+        )  # fmt: skip
     c3.button(f"Go to the minimum ({result.best})", on_click=go_to, args=(result.best,),
               key="learn_go_best")  # fmt: skip
     pq = result.distributions(cand)
