@@ -54,8 +54,10 @@ source = sources.histogram_source("compare")
 with st.sidebar:
     st.header("Settings")
     options, default = size_options(source)
-    if st.session_state.get("compare_hist_bins") not in options:
-        st.session_state["compare_hist_bins"] = default  # a new source starts at its own
+    # a new source starts at its own size; written back on every run, since new options
+    # make a new widget that the browser would draw at its first option otherwise
+    hist_bins_now = st.session_state.get("compare_hist_bins")
+    st.session_state["compare_hist_bins"] = hist_bins_now if hist_bins_now in options else default
     hist_bins = st.select_slider(
         "Histogram size (bins)", options=options, key="compare_hist_bins",
         help="Raw samples are histogrammed again; a histogram is merged down.",

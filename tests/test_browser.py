@@ -327,6 +327,57 @@ def test_an_upload_keeps_the_settings(page, server, tmp_path):
         _assert_no_exception(page)
 
 
+_IN_STEP = """() => {
+    const bin = (t) => (/\\(bin (\\d+)/.exec(t ?? "") ?? [])[1];
+    const slider = [...document.querySelectorAll('[data-testid="stSlider"]')]
+        .find(s => s.innerText.includes("Inspect a candidate"));
+    const shown = bin(slider?.querySelector('[data-testid="stSliderThumbValue"]')?.innerText);
+    const title = [...document.querySelectorAll(".js-plotly-plot")]
+        .map(d => d.layout?.title?.text ?? "").find(t => t.includes("Picked"));
+    const running = document.querySelector('[data-testid="stStatusWidget"]');
+    return !running && shown && shown === bin(title) ? shown : null;
+}"""
+STEP_TIMEOUT_MS = 15_000
+
+
+def _in_step(page) -> str:
+    """The candidate bin once the slider and the "Picked: P and Q" chart show the same one
+    (a TimeoutError when they do not within STEP_TIMEOUT_MS)."""
+    return page.wait_for_function(_IN_STEP, timeout=STEP_TIMEOUT_MS).json_value()
+
+
+def test_the_picked_chart_follows_the_candidate_slider_after_a_variant_change(page, server):
+    """Issue 10, problem 5: after a variant change the candidate slider showed the new
+    sweep's first candidate while the picked P/Q chart showed the one kept from before;
+    the two then ran out of step."""
+    from playwright.sync_api import expect
+
+    page.goto(server)
+    expect(_metric(page, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
+    _in_step(page)
+    picker = page.locator('[data-testid="stSlider"]').filter(has_text="Inspect a candidate")
+    for variant in ("mxnet", "modelopt"):
+        page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
+            has_text="Variant"
+        ).click()
+        page.get_by_role("option", name=variant, exact=True).click()
+        page.wait_for_url(re.compile(f"variant={variant}"))
+        page.wait_for_timeout(1000)  # whatever the browser does after the rerun
+        before = _in_step(page)
+        thumb = picker.get_by_role("slider")
+        thumb.focus()
+        for _ in range(2):
+            thumb.press("ArrowLeft")
+            page.wait_for_function(
+                f"() => ({_IN_STEP})() !== null && ({_IN_STEP})() !== {before!r}",
+                timeout=STEP_TIMEOUT_MS,
+            )
+            now = _in_step(page)
+            assert int(now) == int(before) - 1, variant
+            before = now
+    _assert_no_exception(page)
+
+
 def test_missing_chromium_skips_unless_required(monkeypatch, tmp_path):
     monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
     monkeypatch.delenv("CALIB_REQUIRE_BROWSER", raising=False)

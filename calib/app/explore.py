@@ -364,8 +364,10 @@ def pick_candidate(result: SweepResult, key: str = "explore") -> int:
         s.pop(click_key, None)
     options = [int(c) for c in result.candidates]
     ck = f"{key}_candidate"
-    if s.get(ck) not in set(options):
-        s[ck] = options[-1]
+    # Written back on every run, kept or not: a new sweep's options make the slider a new
+    # widget, which the browser would otherwise draw at its first option while the page
+    # computed with the value kept here (the two then ran out of step).
+    s[ck] = s[ck] if s.get(ck) in set(options) else options[-1]
     thresholds = dict(zip(options, result.thresholds.tolist(), strict=True))
     return int(
         st.select_slider(

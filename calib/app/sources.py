@@ -265,8 +265,11 @@ def _choose(key: str, kind: str) -> Source | None:
 
 
 def _layer_picker(layer_key: str, layers: list[str], default: str | None = None) -> str:
-    if st.session_state.get(layer_key) not in layers:
-        st.session_state[layer_key] = default if default in layers else layers[0]
+    s = st.session_state
+    # written back on every run: another file's layers make a new widget, which the
+    # browser would draw at its first option whatever the page kept
+    keep = s.get(layer_key) in layers
+    s[layer_key] = s[layer_key] if keep else (default if default in layers else layers[0])
     return st.sidebar.selectbox("Layer", layers, key=layer_key)
 
 
