@@ -35,6 +35,7 @@ layer = ul.show_table(recs)
 if layer is not None:
     # st.switch_page resolves the page's path against the entry point, app.py
     st.switch_page(ul.EXPLORE, query_params=ul.explore_params(layers, settings, layer))
+ul.flag_notes(rows)
 ul.explore_note(layers)
 
 ul.sqnr_chart(rows)

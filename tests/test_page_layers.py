@@ -81,6 +81,20 @@ def test_default_view_lists_the_real_model_worst_first():
     assert sum(len(t["customdata"]) for t in fig["data"]) == 72
 
 
+def test_every_flag_shown_is_explained_and_unflagged_rows_say_so():
+    """Issue 10, problem 6: the flags missed the worst tensors and were not explained."""
+    at = run_page()
+    df = table(at).set_index("layer")
+    assert df.loc["encoder.layer.4.output.dense:output", "flags"] == "low SQNR"  # 2.1 dB
+    assert (df["flags"] == report.NO_FLAG).any() and not (df["flags"] == "").any()
+    shown = {f for text in df["flags"] for f in text.split(", ") if f != report.NO_FLAG}
+    notes = " ".join(m.value for m in at.markdown)
+    for flag in shown:
+        assert f"**{flag}**" in notes and report.FLAG_HELP[flag] in notes
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in fig["data"]] == ["no flag", "flagged"]
+
+
 def test_variant_and_method_change_the_amaxes():
     at = run_page()
     seed = table(at).set_index("layer")["amax"]

@@ -60,6 +60,7 @@ __all__ = [
     "export_notes",
     "export_stem",
     "exports",
+    "flag_notes",
     "histograms_npz",
     "load_cache",
     "load_upload",
@@ -79,6 +80,7 @@ ROW_CACHE_ENTRIES = 64
 LAYERS_TARGET_BINS_MAX = 2**14
 EXPLORE = "pages/0_Explore.py"
 
+_FLAG_LINES = "\n".join(f"- **{flag}**: {text}" for flag, text in report.FLAG_HELP.items())
 HELP = f"""
 **Worst first** means the lowest SQNR first: the error the chosen clip causes, rounding
 and clipping together, relative to the tensor's own signal power, in dB. It ranks tensors
@@ -86,19 +88,8 @@ of any scale, and any method, on one axis, and it is what INT8 loses on that ten
 Dead tensors and tensors the method refused come before all: they need a look before
 anything is exported. Click a column header to sort by it instead.
 
-**Flags** (they explain a row, they do not rank it):
-- **dead**: every count is zero; no amax and no scale (the exports leave it out).
-- **zero spike**: the bin(s) touching zero hold at least {report.ZERO_SPIKE_SHARE:.0%} of the
-  mass and are at least {report.ZERO_SPIKE_STEP:g}x as dense as the bins beside them (a
-  ReLU's zeros, not merely a peaked body). It drags the seed's KL towards small clips.
-- **outliers**: max / p99.99 of |x| is at least {report.OUTLIER_RATIO:g} (column
-  *max/p99.99*). A normal body gives about 1.5 and a Laplace body about 2 even at a
-  hundred million samples; 4 means a few values far beyond the rest, as transformer FFN
-  outputs have.
-- **smallest candidate**: entropy only; the KL sweep chose its first candidate, the floor
-  of its search rather than a minimum.
-- **zero amax**: a live tensor whose method answered 0 (everything would be clipped).
-- **error**: the method refused the tensor (the message is in the flags column).
+**Flags** (they explain a row, they do not rank it; a row with none says "{report.NO_FLAG}"):
+{_FLAG_LINES}
 
 **A calibration cache** (TensorRT, or ONNX Runtime's calibration.json / .cache) loaded in
 the sidebar adds each tensor's cached amax and *cached/calib*; a ratio beyond
@@ -459,6 +450,14 @@ def show_table(recs: Sequence[Mapping[str, Any]]) -> str | None:
     if picked:
         return str(table["layer"].iloc[picked[0]])
     return None
+
+
+def flag_notes(rows: Sequence[report.LayerRow]) -> None:
+    """One sentence for each flag the table shows, with how many rows carry it."""
+    counts = {f: sum(f in r.flags for r in rows) for f in report.FLAGS}
+    lines = [f"- **{flag}** ({n}): {report.FLAG_HELP[flag]}" for flag, n in counts.items() if n]
+    if lines:
+        st.markdown("\n".join(lines))
 
 
 def explore_note(layers: Layers) -> None:
