@@ -27,7 +27,9 @@ from calib.methods import (
     amax_mse,
     amax_percentile,
     clip_metrics,
+    max_code,
 )
+from calib.numbers import fmt
 from calib.policies import (
     NUM_BITS_CHOICES,
     POLICY_CHOICES,
@@ -38,7 +40,7 @@ from calib.policies import (
     levels_for,
     resolve_policy,
 )
-from calib.sweep import SweepResult, kl_sweep
+from calib.sweep import PQ, SweepResult, kl_sweep
 
 __all__ = [
     "DEFAULT_LAYER",
@@ -54,11 +56,13 @@ __all__ = [
     "TARGET_BINS_MIN",
     "OtherClip",
     "View",
+    "Why",
     "build_view",
     "candidate_from_selection",
     "default_target_bins",
     "every_method",
     "every_variant",
+    "explain",
     "explore_query",
     "kl_curve_csv",
     "max_target_bins",
@@ -177,6 +181,8 @@ class View:
     metrics: ClipMetrics | None
     methods: tuple[OtherClip, ...]
     variants: tuple[OtherClip, ...]
+    chosen: PQ | None = None  # P and Q at the chosen candidate (None when dead)
+    why: Why = dataclasses.field(default_factory=lambda: Why())
 
     @property
     def max_abs(self) -> float:
@@ -233,13 +239,127 @@ def build_view(
     T = default_target_bins(variant, num_bits) if target_bins is None else int(target_bins)
     result = kl_sweep(hist, target_bins=T, variant=variant, **dict(pairs))
     metrics = None if result.dead else clip_metrics(hist, result.amax, num_bits)
+    chosen = None if result.dead else result.distributions()
     if methods is None:
         methods = every_method(hist, num_bits)
     return View(
         source_key=source_key, label=label, layer=layer, variant=variant, overrides=pairs,
         target_bins=T, hist_bins=hist.n_bins, num_bits=int(num_bits), hist=hist,
         result=result, metrics=metrics, methods=tuple(methods), variants=tuple(variants),
+        chosen=chosen, why=explain(hist, result, chosen, metrics, num_bits),
     )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Why:
+    """Sentences that explain a view's numbers to someone meeting them for the first time
+    (each "" where there is nothing to say).
+
+    ``floor``: the sweep chose its first candidate, and why that one. ``penalty``: how much
+    of the KL at the minimum is the seed's "+1 where Q = 0 < P". ``error``: where the
+    SQNR's error comes from (clipping or rounding). ``undefined``: how many candidates
+    have an infinite KL, and why. ``coincide``: P and Q at the chosen candidate are equal
+    but in a few bins, so the chart draws one over the other.
+    """
+
+    floor: str = ""
+    penalty: str = ""
+    error: str = ""
+    undefined: str = ""
+    coincide: str = ""
+
+
+def _count(total: float) -> str:
+    """A total count as people write it: 5,757,312 (or 4 digits when not whole)."""
+    return f"{total:,.0f}" if float(total).is_integer() else fmt(total)
+
+
+CLIP_ONLY_BITS = 16
+"""A quantizer this fine rounds so little that its error is the clipping error alone."""
+
+
+def explain(
+    hist: Histogram,
+    result: SweepResult,
+    chosen: PQ | None,
+    metrics: ClipMetrics | None,
+    num_bits: int = DEFAULT_NUM_BITS,
+) -> Why:
+    """The sentences of :class:`Why` for one sweep of ``hist`` (``chosen`` is its P and Q
+    at the chosen candidate, ``metrics`` its clip's metrics)."""
+    if result.dead or chosen is None:
+        return Why()
+    r, policy, T = result, result.policy, result.target_bins
+    p_has, q_zero = chosen.p > 0, chosen.q == 0
+    n_plus = int((p_has & q_zero).sum()) if policy.zero_q == "one" else 0
+    floor = penalty = error = undefined = coincide = ""
+    if r.best_index == 0 and r.candidates.size > 1:
+        floor = (
+            f"The sweep chose its first candidate (bin {r.best}, clip {fmt(r.amax)}): the "
+            "floor of its search, not a minimum of the curve; no smaller clip is tried."
+        )
+        if policy.candidates == "kept_bins" and r.best == T and policy.merge == "fractional":
+            raw = policy.normalize == "none"
+            floor += (
+                f" There {T} kept bins make {T} levels, one bin each, so Q copies P wherever "
+                "the histogram has counts and the KL is the last bin's term alone, where the "
+                "clipped tail is folded in. Every wider candidate merges bins into levels, and "
+                + (
+                    f"its shape error, counted in raw counts ({_count(hist.total)} values), "
+                    if raw
+                    else "its shape error "
+                )
+                + f"costs more: the next candidate's KL is {fmt(float(r.kl[1]))}."
+            )
+    if n_plus:
+        shape = r.min_kl - n_plus
+        shape_text = "about 0" if abs(shape) < 1e-6 * max(1.0, r.min_kl) else fmt(shape)
+        bins = f"{n_plus} bin of P holds" if n_plus == 1 else f"{n_plus} bins of P hold"
+        penalty = (
+            f"Of the KL at the minimum ({fmt(r.min_kl)}), {n_plus} is the seed's \"+1 where "
+            f'Q = 0" rule: {bins} the folded tail where the histogram is empty, and Q, '
+            "spread over the histogram's non-zero bins only, is 0 there. The shape mismatch "
+            f"itself is {shape_text}."
+        )
+    if metrics is not None and metrics.mse > 0:
+        clip_only = clip_metrics(hist, r.amax, CLIP_ONLY_BITS).mse
+        share = min(max(clip_only / metrics.mse, 0.0), 1.0)
+        sqnr = fmt(metrics.sqnr_db, 1, fixed=True, unit=" dB")
+        if share >= 0.5:
+            error = (
+                f"SQNR {sqnr}: clipping causes {share:.0%} of the error. The "
+                f"{fmt(100 * metrics.clipped_fraction, 2, unit='%')} of the values beyond the "
+                f"clip reach {fmt(hist.max_abs)} ({fmt(hist.max_abs / r.amax, 2)}x the clip), "
+                "and each is stored as the clip."
+            )
+        else:
+            step = f"in steps of amax / {max_code(num_bits)} = {fmt(metrics.scale)}"
+            error = (
+                f"SQNR {sqnr}: nothing is clipped, so all of the error is rounding, {step}."
+                if metrics.clipped_fraction == 0
+                else f"SQNR {sqnr}: rounding causes {1 - share:.0%} of the error, {step}; "
+                f"clipping the rest ({fmt(100 * metrics.clipped_fraction, 2, unit='%')} of "
+                "the values lie beyond the clip)."
+            )
+    n_inf = int((~np.isfinite(r.kl)).sum())
+    if n_inf:
+        undefined = (
+            f"{n_inf:,} of {r.kl.size:,} candidates have an infinite KL (gaps in the curve): "
+            f"Q is 0 in a bin where P is not, which {r.variant} scores as infinite. Most often "
+            "it is the last kept bin, where the tail is folded into a bin the histogram "
+            "leaves empty."
+        )
+    p_norm = chosen.p / max(chosen.p.sum(), 1e-300)
+    q_norm = chosen.q / max(chosen.q.sum(), 1e-300)
+    # a thousandth is below what the chart can show
+    differ = int((~np.isclose(p_norm, q_norm, rtol=1e-3, atol=1e-12)).sum())
+    if differ <= 2:
+        coincide = (
+            "P and Q are equal here "
+            + (f"but in {differ} bin{'s' if differ > 1 else ''}" if differ else "in every bin")
+            + ": Q (orange, dashed) is drawn over P (blue, filled)."
+        )
+    return Why(floor=floor, penalty=penalty, error=error, undefined=undefined, coincide=coincide)
 
 
 def every_method(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:

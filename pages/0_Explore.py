@@ -74,13 +74,19 @@ with explore.synced_query_params(KEY):
     )  # fmt: skip
     cols[5].metric(
         "KL at minimum", fmt(None if r.dead else r.min_kl),  # a dead layer has no KL
-        help="KL(P‖Q) of the chosen candidate.",
+        help="KL(P‖Q) of the chosen candidate, in the variant's own definition (the "
+        "seed: raw counts, plus 1 for each bin where Q = 0 < P).",
     )  # fmt: skip
     cols[6].metric(
         "SQNR", fmt(None if m is None else m.sqnr_db, 1, fixed=True, unit=" dB"),
         help=f"Signal to quantization noise of a {c.num_bits}-bit symmetric quantizer "
         "clipped at the threshold (rounding plus clipping error).",
     )  # fmt: skip
+
+    why = view.why
+    lines = [t for t in (why.floor, why.penalty, why.error) if t]
+    if lines:
+        st.markdown("\n".join(f"- {t}" for t in lines))
 
     if not r.dead:
         d1, d2, _ = st.columns([1, 1, 5])
@@ -118,14 +124,18 @@ with explore.synced_query_params(KEY):
         on_select="rerun",
         selection_mode="points",
     )
+    if why.undefined:
+        left.caption(why.undefined)
     right.plotly_chart(
         pq_figure(
-            r.distributions(),
+            view.chosen,
             log_y=c.log_y,
             title=f"Chosen: P and Q at {r.amax:.4g} (bin {r.best}, KL {r.min_kl:.4g})",
         ),
         key=f"{KEY}_pq_chosen",
     )
+    if why.coincide:
+        right.caption(why.coincide)
 
     left, right = st.columns(2)
     pq = r.distributions(picked)

@@ -141,6 +141,32 @@ def test_default_view_is_the_real_model_layer():
     }  # fmt: skip
 
 
+def test_the_default_view_says_why_its_numbers_are_what_they_are():
+    """Issue 10, problem 7: nothing said why the default layer clips at its smallest
+    candidate, why its SQNR is 0.7 dB, or that "KL at minimum: 1" is the seed's +1."""
+    at = run_app()
+    r = kl_sweep(model_hist())
+    assert r.best_index == 0 and r.min_kl == pytest.approx(1.0, abs=1e-6)
+    text = " ".join(m.value for m in at.markdown)
+    assert "chose its first candidate (bin 128" in text and "one bin each" in text
+    assert '"+1 where Q = 0"' in text and "Of the KL at the minimum (1), 1 is" in text
+    assert "SQNR 0.7 dB: clipping causes 100% of the error" in text
+    # P is filled, Q dashed over it, and the caption says they coincide
+    chosen = chart(at, "pq_chosen")["data"]
+    assert chosen[0]["name"] == "P" and chosen[0]["fill"] == "tozeroy"
+    assert chosen[1]["name"] == "Q" and chosen[1]["line"]["dash"] == "dash"
+    assert any("P and Q are equal here but in 1 bin" in c.value for c in at.caption)
+
+
+def test_infinite_kl_candidates_are_counted():
+    at = run_app(variant="modelopt")
+    r = kl_sweep(model_hist(), variant="modelopt")
+    n_inf = int(np.isinf(r.kl).sum())
+    assert n_inf > 0.9 * r.kl.size  # 1,875 of 1,924
+    notes = [c.value for c in at.caption if "infinite KL" in c.value]
+    assert notes and notes[0].startswith(f"{n_inf:,} of {r.kl.size:,} candidates")
+
+
 def test_target_bins_changes_the_answer_and_the_plots():
     at = run_app()
     before_kl = decode(trace(at, "KL")["y"])

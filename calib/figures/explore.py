@@ -193,11 +193,17 @@ def kl_curve_figure(result: SweepResult, *, picked: int | None = None) -> go.Fig
 def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Figure:
     """P (clipped reference) and Q (quantized, expanded back) of one candidate.
 
-    Both are scaled to sum 1 for display, whatever normalisation the variant uses.
+    Both are scaled to sum 1 for display, whatever normalisation the variant uses. P is a
+    filled outline and Q a dashed line drawn over it, so that both show where they agree.
     ``title`` replaces the default "P and Q at threshold ... (KL ...)".
     """
     traces = []
-    for name, values, color in (("P", pq.p, KEPT_COLOR), ("Q", pq.q, Q_COLOR)):
+    # P filled below, Q a dashed line over it: where they are equal both stay visible
+    styles = {
+        "P": {"line": {"color": KEPT_COLOR, "width": 1}, "fill": "tozeroy"},
+        "Q": {"line": {"color": Q_COLOR, "width": 2, "dash": "dash"}},
+    }
+    for name, values in (("P", pq.p), ("Q", pq.q)):
         v = np.asarray(values, dtype=np.float64)
         total = v.sum()
         x, y = step_outline(pq.edges, v / total if total > 0 else v)
@@ -207,8 +213,8 @@ def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Fi
                 y=y,
                 name=name,
                 mode="lines",
-                line={"color": color, "width": 1.5},
                 hovertemplate=f"{name}: %{{y:.3g}} at %{{x:.4g}}<extra></extra>",
+                **styles[name],
             )
         )
     if title is None:
