@@ -121,7 +121,7 @@ def histogram_figure(
             shapes.append(_vline(-amax, "clip -", *clip))
         notes.append(_label(amax, 1, f"clip {amax:.4g}", CLIP_COLOR))
     layout = base_layout(
-        "Histogram and the chosen clip", "activation", "count", log_y=log_y, decades=True,
+        "Histogram and the chosen clip", "activation", "count", log_y=log_y,
         showlegend=False, shapes=shapes, annotations=notes,
     )  # fmt: skip
     return go.Figure(data=[trace], layout=layout)
@@ -219,5 +219,5 @@ def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Fi
         )
     if title is None:
         title = f"P and Q at threshold {pq.threshold:.4g} (KL {pq.kl:.4g})"
-    layout = base_layout(title, "activation", "probability", log_y=log_y, decades=True)
+    layout = base_layout(title, "activation", "probability", log_y=log_y)
     return go.Figure(data=traces, layout=layout)
