@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from calib.app.navigation import ensure_navigation
+
+ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
+
 import calib.explore
 from calib.app import explore, sources
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure

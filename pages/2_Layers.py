@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from calib.app.navigation import ensure_navigation
+
+ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
+
 from calib import report
 from calib.app import layers as ul
 

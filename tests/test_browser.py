@@ -7,6 +7,7 @@ CALIB_REQUIRE_BROWSER=1 (as in CI), when it fails instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -84,9 +85,15 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     """A `streamlit run app.py` on a free local port; always stopped afterwards."""
+    with _streamlit(tmp_path_factory.mktemp("streamlit") / "server.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _streamlit(log: Path) -> Iterator[str]:
+    """A fresh `streamlit run app.py` server (its URL), stopped on the way out."""
     _require_browser()
     port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless", "true",
@@ -376,6 +383,39 @@ def test_the_picked_chart_follows_the_candidate_slider_after_a_variant_change(pa
             assert int(now) == int(before) - 1, variant
             before = now
     _assert_no_exception(page)
+
+
+def _nav_links(page) -> list[str]:
+    return [t.strip() for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
+
+
+def test_a_fresh_server_lists_only_the_four_pages(tmp_path):
+    """Issue 10, problem 10: on a fresh server, a first visit to /Layers (and a row opened
+    from there in Explore) listed an extra page "app" above Explore: Streamlit ran the
+    page in its legacy pages/ folder mode until some session had run app.py."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    with _streamlit(tmp_path / "server.log") as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            pg.goto(f"{url}/Layers")
+            expect(pg.locator(PAGES["Layers"]).first).to_be_visible()
+            _settled(pg)
+            assert _nav_links(pg) == ["Explore", "Learn", "Layers", "Compare"]
+            # a row opens Explore, with the same four pages
+            grid = pg.locator(PAGES["Layers"]).first
+            box = grid.bounding_box()
+            pg.mouse.click(box["x"] + 15, box["y"] + 35 * 2 + 18)  # the second row's box
+            expect(_metric(pg, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
+            _settled(pg)
+            assert "layer=" in pg.url
+            assert _nav_links(pg) == ["Explore", "Learn", "Layers", "Compare"]
+            _assert_no_exception(pg)
+        finally:
+            browser.close()
 
 
 def test_missing_chromium_skips_unless_required(monkeypatch, tmp_path):
