@@ -86,6 +86,7 @@ LAYER_KEYS = {"model": "model_layer", "histogram": "upload_layer", "layers": "la
 POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
 EXPLORE_QUERY_KEYS = (
     "src", "layer", "demo", "variant", "target_bins", "hist_bins", "num_bits", "log_y",
+    "show_variants", "candidate",
 )  # fmt: skip
 
 
@@ -468,8 +469,8 @@ def parse_explore_query(
     ----------
     params : mapping
         The query string (``src``, ``layer``, ``demo``, ``variant``, ``target_bins``,
-        ``hist_bins``, ``num_bits``, ``log_y`` and any field of ``calib.Policy``);
-        other keys are ignored.
+        ``hist_bins``, ``num_bits``, ``log_y``, ``show_variants``, ``candidate`` (the
+        picked one) and any field of ``calib.Policy``); other keys are ignored.
     current : mapping
         The session state now (a missing parameter keeps its current value).
     model_layers : list of str
@@ -534,12 +535,19 @@ def parse_explore_query(
             out[f"{key}_hist_bins"] = v  # snapped to the sizes on offer by the slider
         else:
             ignore("hist_bins", "an integer of at least 2")
-    if "log_y" in params:
-        text = params["log_y"].lower()
-        if text in ("true", "1", "false", "0"):
-            out[f"{key}_log_y"] = text in ("true", "1")
+    for name in ("log_y", "show_variants"):
+        if name in params:
+            text = params[name].lower()
+            if text in ("true", "1", "false", "0"):
+                out[f"{key}_{name}"] = text in ("true", "1")
+            else:
+                ignore(name, "true or false")
+    if "candidate" in params:
+        v = _as_int(params["candidate"])
+        if v is not None and v >= 0:
+            out[f"{key}_candidate"] = v  # one of the sweep's, or the widest is shown
         else:
-            ignore("log_y", "true or false")
+            ignore("candidate", "a candidate of the sweep (a non-negative integer)")
     for f in POLICY_FIELDS:
         if f in params:
             try:

@@ -117,13 +117,14 @@ with explore.synced_query_params(KEY):
     kl_slot = left.empty()
     with left:
         picked = explore.pick_candidate(r, KEY)
+        span = explore.zoom_candidates(r, KEY)
     i_picked = r.index_of(picked)
     hist_slot.plotly_chart(
         histogram_figure(h, r, log_y=c.log_y, others=view.others(), picked=r.thresholds[i_picked]),
         key=f"{KEY}_histogram",
     )
     kl_slot.plotly_chart(
-        kl_curve_figure(r, picked=picked),
+        kl_curve_figure(r, picked=picked, span=span),
         key=f"{KEY}_kl_curve",
         on_select="rerun",
         selection_mode="points",

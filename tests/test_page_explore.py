@@ -138,6 +138,7 @@ def test_default_view_is_the_real_model_layer():
     assert at.query_params == {
         "src": "model", "layer": LAYER, "variant": "seed", "target_bins": "128",
         "hist_bins": str(h.n_bins), "num_bits": "8", "log_y": "true",
+        "candidate": str(r.candidates[-1]),
     }  # fmt: skip
 
 
@@ -333,6 +334,34 @@ def test_a_100_bin_upload_opens():
     assert at.slider(key="explore_target_bins").value == 99
     r = kl_sweep(Histogram.from_counts(counts), target_bins=99)
     assert_clip_at(at, r.amax, r.min_kl)
+
+
+def test_a_sweep_of_one_candidate_opens():
+    counts = np.r_[np.arange(129, 0, -1)].astype(np.int64)  # 129 bins, 128 levels: bin 128 only
+    at = upload(run_app(), "histogram", "h129.npy", npy(counts))
+    assert not at.exception and not at.error
+    assert metrics(at)["Threshold (bins)"] == "128"
+
+
+def test_the_kl_curve_zooms_to_a_range_of_candidates():
+    """Issue 10, problem 11: a click resolved about 8 candidates a pixel; the curve now
+    shows the range of candidates the zoom slider asks for."""
+    at = run_app()
+    r = kl_sweep(model_hist())
+    assert decode(trace(at, "KL")["customdata"]).size == r.candidates.size
+    at.select_slider(key="explore_kl_zoom").set_value((300, 400)).run()
+    assert not at.exception and not at.error
+    shown = decode(trace(at, "KL")["customdata"])
+    assert shown[0] == 300 and shown[-1] == 400 and shown.size == 101
+    assert "(101 of" in chart(at, "kl_curve")["layout"]["title"]["text"]
+    # a click inside the range picks the exact candidate there
+    x = float(r.thresholds[r.index_of(350)])
+    click_kl_curve(at, x)
+    assert at.select_slider(key="explore_candidate").value == 350
+    # a sweep with other candidates shows all of them again
+    at.selectbox(key="explore_variant").set_value("mxnet").run()
+    every = kl_sweep(model_hist(), variant="mxnet").candidates
+    assert decode(trace(at, "KL")["customdata"]).size == every.size
 
 
 def test_target_bins_can_be_typed():
@@ -548,6 +577,25 @@ def test_query_params_set_before_the_run_are_honoured():
     r = kl_sweep(model_hist(layer).rebin(1024), target_bins=200, variant="mxnet", truncate="none")
     assert_clip_at(at, r.amax, r.min_kl)
     assert at.query_params["layer"] == layer and at.query_params["truncate"] == "none"
+
+
+def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
+    """Issue 10, problem 11: the URL left out the picked candidate and "show other
+    variants"."""
+    at = run_app()
+    at.select_slider(key="explore_candidate").set_value(500).run()
+    at.checkbox(key="explore_show_variants").check().run()
+    q = dict(at.query_params)
+    assert q["candidate"] == "500" and q["show_variants"] == "true"
+    again = run_app(**q)
+    assert again.select_slider(key="explore_candidate").value == 500
+    assert again.checkbox(key="explore_show_variants").value is True
+    assert "(bin 500," in chart(again, "pq_picked")["layout"]["title"]["text"]
+    # a candidate the sweep does not have falls back to the widest one
+    other = run_app(candidate="5")
+    assert (
+        other.select_slider(key="explore_candidate").value == kl_sweep(model_hist()).candidates[-1]
+    )
 
 
 def test_the_layers_page_link_opens_that_layer():

@@ -63,6 +63,7 @@ __all__ = [
     "pick_candidate",
     "policy_overrides",
     "synced_query_params",
+    "zoom_candidates",
 ]
 
 
@@ -379,6 +380,34 @@ def pick_candidate(result: SweepResult, key: str = "explore") -> int:
     )
 
 
+def zoom_candidates(result: SweepResult, key: str = "explore") -> tuple[int, int]:
+    """The candidates the KL curve shows, (first, last): a range slider under it, all of
+    them at first. A 2,000-candidate curve is about 8 candidates a pixel wide; a narrower
+    range makes each one clickable."""
+    s = st.session_state
+    options = [int(c) for c in result.candidates]
+    if len(options) < 2:
+        return options[0], options[-1]
+    zk, seen = f"{key}_kl_zoom", f"{key}_kl_zoom_of"
+    # Other candidates make a new widget, which the browser draws at its default (all of
+    # them): the kept range goes too, so that the page computes what the browser shows.
+    # (A range slider takes its range from value=, so the state is never set here.)
+    of = (options[0], options[-1], len(options))
+    if s.get(seen) != of:
+        s.pop(zk, None)
+        s[seen] = of
+    thresholds = dict(zip(options, result.thresholds.tolist(), strict=True))
+    lo, hi = st.select_slider(
+        "Zoom: the candidates the KL curve shows",
+        options,
+        value=(options[0], options[-1]),
+        key=zk,
+        format_func=lambda c: f"{thresholds[c]:.4g} (bin {c})",
+        help="Narrow it to click one candidate of a long curve.",
+    )
+    return int(lo), int(hi)
+
+
 # --------------------------------------------------------------------------------------
 # Explore: the view's state in the query string
 # --------------------------------------------------------------------------------------
@@ -403,6 +432,10 @@ def _state_query(key: str) -> dict[str, str]:
         q["hist_bins"] = str(s[f"{key}_hist_bins"])
     q["num_bits"] = str(num_bits)
     q["log_y"] = "true" if s.get(f"{key}_log_y", True) else "false"
+    if s.get(f"{key}_show_variants"):
+        q["show_variants"] = "true"
+    if s.get(f"{key}_candidate") is not None:  # the picked one, once the slider has one
+        q["candidate"] = str(s[f"{key}_candidate"])
     preset = VARIANTS[variant]
     for f in POLICY_FIELDS:
         v = s.get(f"{key}_policy_{f}", getattr(preset, f))
