@@ -385,6 +385,29 @@ def test_the_picked_chart_follows_the_candidate_slider_after_a_variant_change(pa
     _assert_no_exception(page)
 
 
+def test_a_refused_file_replaces_the_previous_files_error(page, server, tmp_path):
+    """Issue 10, problem 11: after a bad file, a file of another type was refused by the
+    browser without a word to the page, which went on showing the bad file's error."""
+    from playwright.sync_api import expect
+
+    bad, wrong = tmp_path / "bad.npz", tmp_path / "wrong.txt"
+    bad.write_bytes(b"PK\x03\x04 not a zip")
+    wrong.write_text("hello")
+    page.goto(server)
+    expect(_metric(page, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
+    _settled(page)
+    page.locator('[data-testid="stSidebar"] label').filter(has_text="Upload a histogram").click()
+    page.wait_for_url(re.compile(r"src=histogram"))
+    _settled(page)
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    _upload(page, bad)
+    expect(errors.first).to_contain_text("bad.npz")
+    _upload(page, wrong)
+    expect(errors.first).to_contain_text("wrong.txt")
+    assert errors.count() == 1 and "bad.npz" not in errors.first.inner_text()
+    _assert_no_exception(page)
+
+
 def _nav_links(page) -> list[str]:
     return [t.strip() for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
 

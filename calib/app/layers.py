@@ -265,10 +265,10 @@ def choose_layers() -> Layers:
     if kind == "upload":
         upload = st.sidebar.file_uploader(
             "Histogram file",
-            type=HIST_TYPES,
             key="layers_file",
             help="The project's multi-layer .npz (python -m calib collect writes it), a "
-            '{"layers": ...} .json, or one histogram as .npy / .csv.',
+            '{"layers": ...} .json, or one histogram as .npy / .csv '
+            f"({', '.join('.' + t for t in HIST_TYPES)}).",
         )
         if upload is None:
             st.info(f"Upload a histogram file in the sidebar; showing {last.label} meanwhile.")
@@ -291,10 +291,10 @@ def choose_layers() -> Layers:
 
 def choose_onnx(last: Layers) -> Layers:
     """Histograms of every float tensor of an uploaded ONNX model, run on uploaded inputs."""
-    model = st.sidebar.file_uploader("ONNX model", type=["onnx"], key="layers_onnx_model")
+    # no type= filters (see calib.app.sources): the readers name what is wrong with a file
+    model = st.sidebar.file_uploader("ONNX model", key="layers_onnx_model", help="An .onnx file.")
     inputs = st.sidebar.file_uploader(
         "Calibration inputs",
-        type=["npz"],
         key="layers_onnx_inputs",
         help="An .npz with one array per model input, named after it; axis 0 is the sample.",
     )
@@ -369,9 +369,9 @@ def choose_cache() -> report.CachedThresholds | None:
     """An optional calibration cache; a bad one shows st.error and keeps the last good."""
     upload = st.sidebar.file_uploader(
         "Calibration cache to compare (optional)",
-        type=CACHE_TYPES,
         key="layers_cache_file",
-        help="A TensorRT calibration cache, or ONNX Runtime's calibration.json / .cache.",
+        help="A TensorRT calibration cache, or ONNX Runtime's calibration.json / .cache "
+        f"({', '.join('.' + t for t in CACHE_TYPES)}).",
     )
     if upload is None:
         st.session_state.pop("layers_last_cache", None)

@@ -246,7 +246,12 @@ def _choose(key: str, kind: str) -> Source | None:
     if kind == "layers":
         return _layers_source(key)
     types = SAMPLE_TYPES if kind == "samples" else HISTOGRAM_TYPES
-    upload = st.sidebar.file_uploader(SOURCE_KINDS[kind], type=types, key=f"{key}_{kind}_file")
+    # No type= filter: the browser would refuse another file without a word to the page,
+    # which would go on showing the previous file's error; the readers name the problem.
+    upload = st.sidebar.file_uploader(
+        SOURCE_KINDS[kind], key=f"{key}_{kind}_file",
+        help="Accepted: " + ", ".join(f".{t}" for t in types) + ".",
+    )  # fmt: skip
     if upload is None:
         return None
     try:
