@@ -524,6 +524,8 @@ def evaluate(
     target_sqnr_db = _check_target(target_sqnr_db)
     max_float = _check_max_float(max_float)
     proto, label = load_model(model)
+    if isinstance(model, (str, os.PathLike)):
+        label = os.path.basename(os.fspath(model))
     selection = select_tensors(proto, op_types, tensors)
     names = selection.names
 
