@@ -101,6 +101,7 @@ from calib.evaluate._evaluate import (
     evaluate,
     hold_out,
     parse_method,
+    read_report,
 )
 from calib.evaluate._graph import (
     DEFAULT_OP_TYPES,
@@ -149,6 +150,7 @@ __all__ = [
     "parse_method",
     "quantize_weight",
     "rank",
+    "read_report",
     "select_tensors",
     "spearman",
     "switched_model",

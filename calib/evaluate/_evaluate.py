@@ -686,28 +686,29 @@ def _keep_float(
     """Greedy: at each step the tensor whose return to float raises the output SQNR most
     (ties: graph order), until ``target`` is met or ``max_float`` tensors are in float.
 
-    The first step's candidates are every quantized tensor, with the all-but-this runs
-    already made; each later step tries the ``shortlist`` best of the step before (all with
-    None). Returns the steps, whether the target was met, and the runs made.
+    The first step tries every quantized tensor, with the all-but-this runs already made.
+    Each later step tries the ``shortlist`` candidates (all with None) whose last measured
+    SQNR is highest (measured at the step before, or earlier for those not tried since).
+    Returns the steps, whether the target was met, and the runs made.
     """
     if start.sqnr_db >= target:
         return [], True, 0
     kept: list[int] = []
     steps: list[KeepFloatStep] = []
-    tried = list(live)  # the candidates of this step, and their results
-    results = list(first)
+    last = {i: r.sqnr_db for i, r in zip(live, first, strict=True)}  # latest SQNR measured
+    tried, results = list(live), list(first)
     runs = 0
     while True:
-        order = sorted(range(len(tried)), key=lambda c: (-_finite(results[c].sqnr_db), c))
-        best = order[0]
+        best = min(range(len(tried)), key=lambda c: (-_finite(results[c].sqnr_db), tried[c]))
         kept.append(tried[best])
         steps.append(KeepFloatStep(names[tried[best]], results[best]))
+        del last[tried[best]]
         if results[best].sqnr_db >= target:
             return steps, True, runs
-        rest = [tried[c] for c in order[1:]]
-        if len(kept) >= max_float or not rest:
+        if len(kept) >= max_float or not last:
             return steps, False, runs
-        tried = sorted(rest[:shortlist] if shortlist else rest)
+        ranked = sorted(last, key=lambda i: (-_finite(last[i]), i))
+        tried = sorted(ranked[:shortlist] if shortlist else ranked)
         off = set(kept)
         todo = [
             Run(k, tuple(j not in off and j != c for j in range(len(names))), weights)
@@ -715,3 +716,56 @@ def _keep_float(
         ]
         results = runner.run(todo, tick)
         runs += len(todo)
+        last.update({i: r.sqnr_db for i, r in zip(tried, results, strict=True)})
+
+
+REPORT_KEYS = ("outputs", "quantized", "evaluation", "methods", "sensitivity", "keep_float")
+"""Keys every report (:meth:`Evaluation.to_dict`) has."""
+
+_NUMBER_KEYS = {
+    "output_sqnr_db", "cosine", "max_abs_error", "sqnr_db", "only_this_sqnr_db",
+    "all_but_this_sqnr_db", "hist_sqnr_db", "kl", "amax", "clipped", "only_this_cosine",
+    "all_but_this_cosine", "target_sqnr_db", "all_quantized_sqnr_db",
+}  # fmt: skip
+
+
+def _number(x: Any) -> float:
+    """A report's number back to a float: None -> nan, ``"inf"`` / ``"-inf"`` -> inf."""
+    if x is None:
+        return math.nan
+    if isinstance(x, str) and x in ("inf", "-inf"):
+        return math.inf if x == "inf" else -math.inf
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"report: {x!r} is not a number")
+    return float(x)
+
+
+def _numbers(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _numbers(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v, key) for v in value]
+    return _number(value) if key in _NUMBER_KEYS else value
+
+
+def read_report(source: Any) -> dict[str, Any]:
+    """A report as :meth:`Evaluation.to_dict` wrote it (a dict, or its JSON text or bytes),
+    with every number a float again (null -> nan, ``"inf"`` -> inf), checked for the keys
+    every report has. ValueError says what is wrong."""
+    import json
+
+    if isinstance(source, (str, bytes, bytearray)):
+        try:
+            source = json.loads(source)
+        except ValueError as exc:
+            raise ValueError(f"report: not JSON ({exc})") from None
+    if not isinstance(source, Mapping):
+        raise ValueError(f"report: expected a JSON object, got {type(source).__name__}")
+    missing = [k for k in REPORT_KEYS if k not in source]
+    if missing:
+        raise ValueError(f"report: no {', '.join(map(repr, missing))} (not an evaluate report)")
+    doc = _numbers(dict(source))
+    doc["rank_correlation"] = {
+        k: _number(v) for k, v in (source.get("rank_correlation") or {}).items()
+    }
+    return doc
