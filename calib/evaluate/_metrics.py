@@ -70,8 +70,9 @@ class ErrorAccumulator:
         if y.shape != y_q.shape:
             raise ValueError(f"output {self.output!r}: shapes {y.shape} and {y_q.shape} differ")
         d = y - y_q
-        self.signal += float(np.vdot(y, y))
-        self.noise += float(np.vdot(d, d))
+        # einsum, not vdot: numpy's BLAS dot starts threads that a busy machine stalls
+        self.signal += float(np.einsum("i,i->", y.ravel(), y.ravel()))
+        self.noise += float(np.einsum("i,i->", d.ravel(), d.ravel()))
         if d.size:
             self.max_abs = max(self.max_abs, float(np.abs(d).max()))
         a = y.reshape(y.shape[0], -1) if y.ndim else y.reshape(1, 1)
@@ -137,5 +138,5 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     ra, rb = rank(a[keep]), rank(b[keep])
     ra -= ra.mean()
     rb -= rb.mean()
-    den = math.sqrt(float(ra @ ra) * float(rb @ rb))
-    return float(ra @ rb) / den if den > 0 else math.nan
+    den = math.sqrt(float(np.sum(ra * ra)) * float(np.sum(rb * rb)))
+    return float(np.sum(ra * rb)) / den if den > 0 else math.nan
