@@ -18,7 +18,7 @@ def test_measure_times_plain_inference_and_the_table():
     r = measure(blocks=2, samples=8, workers=(1,), out=lines.append)
     assert r.tensors == 4 and r.runs == 1 + 2 * 4  # the all-quantized run, then the table
     assert r.plain_s > 0 and r.by_workers[1] > 0 and r.speedup is None
-    assert lines[0].startswith("plain: 5 inferences of 8 samples")
+    assert lines[0].startswith("plain (") and "5 inferences of 8 samples" in lines[0]
 
 
 def test_main_prints_the_ratio_and_the_speed_up(capsys):
