@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from calib import io as cio
 from calib import report
+from calib.convergence import DEFAULT_TOL
 from calib.histogram import DEFAULT_BINS
 from calib.methods import DEFAULT_NUM_BITS, METHODS
 from calib.numbers import fmt
@@ -58,6 +60,33 @@ def _render(rows: list[dict], fmt: str) -> str:
     return "\n".join(lines)
 
 
+def _converge(ns: argparse.Namespace) -> int:
+    from calib import convergence
+
+    try:
+        traces = cio.load_convergence(ns.file)
+        if not traces:
+            raise ValueError(
+                f"{ns.file} holds no traces: collect with --convergence to record them"
+            )
+        rows = convergence.settling_table(traces, ns.tol)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if ns.format == "json":
+        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        return 0
+    print(f"samples until each method's amax stays within {ns.tol:.0%} of its final value")
+    head = f"{'method':<22} {'tensors':>8} {'95% settled':>12} {'all settled':>12} {'of':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        n95 = "never" if r.samples_95 is None else str(r.samples_95)
+        nall = "never" if r.samples_all is None else str(r.samples_all)
+        print(f"{r.method:<22} {r.tensors:>8} {n95:>12} {nall:>12} {r.total_samples:>8}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m calib", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command")
@@ -74,7 +103,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="also write an ONNX Runtime calibration.json (lowest, highest) = (-amax, amax)",
     )
-    b = sub.add_parser("bench", help="time the loop references against the sweep")
+    v = sub.add_parser(
+        "converge", help="samples until the thresholds settled (collect --convergence)"
+    )
+    v.add_argument("file", help="histogram .npz written by collect --convergence")
+    v.add_argument("--tol", type=float, default=DEFAULT_TOL, help="relative, to the final amax")
+    v.add_argument("--format", choices=("table", "json"), default="table")
+    b = sub.add_parser(
+        "bench",
+        help="time the loop references against the sweep; 'bench evaluate' times a 200-tensor "
+        "sensitivity table against plain inference; 'bench collect DIR' times the "
+        "collector on a real model against plain inference and ONNX Runtime's",
+    )
     b.add_argument("--quick", action="store_true", help="small sizes, one repeat (smoke test)")
     c = sub.add_parser("collect", help="histogram an ONNX model's tensors (needs onnxruntime)")
     c.add_argument("model", help="the .onnx model")
@@ -92,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--abs", action="store_true", help="store |x| only (default: x on [-m, m], which folds)"
+    )
+    c.add_argument(
+        "--convergence",
+        action="store_true",
+        help="record every tensor's amax after each batch (python -m calib converge reads it)",
     )
     c.add_argument("--tensors", metavar="REGEX", help="only tensors whose name matches")
     c.add_argument("--op-types", metavar="OPS", help="only outputs of these ops: MatMul,Gemm")
@@ -221,6 +266,7 @@ def _collect(ns: argparse.Namespace) -> int:
             signed=not ns.abs,
             batch_size=ns.batch_size,
             progress=None if ns.quiet else _progress_printer(),
+            convergence=ns.convergence,
         )
         meta = collect.collect_meta(
             ns.model,
@@ -234,7 +280,7 @@ def _collect(ns: argparse.Namespace) -> int:
             aliases=found.aliases,
             not_activations=found.not_activations,
         )
-        cio.save_histograms(ns.out, found.histograms, meta=meta)
+        cio.save_histograms(ns.out, found.histograms, meta=meta, traces=found.traces)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing written", file=sys.stderr)
         return 130
@@ -252,7 +298,16 @@ def _collect(ns: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in ("thresholds", "bench", "collect", "evaluate", "-h", "--help"):
+    if args[:2] == ["bench", "collect"]:  # the collector on a real model: its own options
+        from calib.dev import bench_collect
+
+        return bench_collect.main(args[2:])
+    if args[:2] == ["bench", "evaluate"]:  # the sensitivity table against plain inference
+        from calib.dev import bench_evaluate
+
+        return bench_evaluate.main(args[2:])
+    commands = ("thresholds", "bench", "collect", "converge", "evaluate", "-h", "--help")
+    if args and args[0] not in commands:
         args.insert(0, "thresholds")
     ns = _parser().parse_args(args)
     if ns.command == "bench":
@@ -262,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if all(r.met is not False for r in rows) else 1
     if ns.command == "collect":
         return _collect(ns)
+    if ns.command == "converge":
+        return _converge(ns)
     if ns.command == "evaluate":
         return _evaluate(ns)
     if ns.command != "thresholds":

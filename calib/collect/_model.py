@@ -7,7 +7,7 @@ import datetime
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from calib.collect._accumulator import HistogramAccumulator
+from calib.convergence import Trace, amax_row, check_methods
 from calib.histogram import DEFAULT_BINS, Histogram, _check_bins
 from calib.io.inputs import check_arrays
 from calib.io.inputs import load_inputs as read_inputs
@@ -421,6 +422,8 @@ class Collection(Mapping):
         that tensor's, counted once.
     n_samples, n_batches : int
         Samples and runs of the model.
+    traces : dict of str to Trace
+        With ``convergence``: each tensor's thresholds after each batch; else empty.
     """
 
     histograms: dict[str, Histogram]
@@ -428,6 +431,7 @@ class Collection(Mapping):
     aliases: dict[str, str]
     n_samples: int
     n_batches: int
+    traces: dict[str, Trace] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Histogram:
         return self.histograms[name]
@@ -464,6 +468,7 @@ def collect_histograms(
     max_bins: int | None = None,
     progress: Callable[[Progress], Any] | None = None,
     workers: int | None = None,
+    convergence: bool | Sequence[str] = False,
 ) -> Collection:
     """Histogram a model's float tensors over calibration inputs, with ONNX Runtime on the CPU.
 
@@ -503,6 +508,11 @@ def collect_histograms(
     workers : int, optional
         Threads that histogram one batch's tensors (numpy releases the GIL in most of the
         work). Default: the CPU count, at most 4.
+    convergence : bool or sequence of str
+        Record, after each batch, every tensor's amax on the histogram so far for
+        :data:`CONVERGENCE_METHODS` (True) or the methods named (``"max"``,
+        ``"percentile"``, ``"entropy:<variant>"``): ``Collection.traces``. It costs one
+        sweep per tensor, batch and entropy method (a few ms each), so it is off by default.
 
     Returns
     -------
@@ -573,6 +583,8 @@ def collect_histograms(
 
     accs = {n: HistogramAccumulator(bins, signed, max_bins, name=n) for n in counted}
     workers = _check_workers(workers)
+    methods = check_methods(convergence)
+    trace_rows: dict[str, list[tuple[int, tuple[float, ...]]]] = {}
     done = n_batches = 0
     n_runs = None if total is None else _n_batches(inputs, total, batch_size, types, proto)
     t0 = time.perf_counter()
@@ -607,6 +619,11 @@ def collect_histograms(
             del outs, work, values  # the OrtValues outlive the arrays that view them
             n_batches += 1
             done += next(iter(batch.values())).shape[0] if batch else 0
+            if methods:
+                traced = [(n, acc) for n, acc in accs.items() if acc.not_activation is None]
+                rows = pool.map(lambda job: amax_row(job[1].signed_histogram, methods), traced)
+                for (n, _), row in zip(traced, rows, strict=True):
+                    trace_rows.setdefault(n, []).append((done, row))
             report()
     hists = {}
     not_act = {}
@@ -616,7 +633,24 @@ def collect_histograms(
             not_act[n] = acc.not_activation
         elif acc.histogram is not None:
             hists[n] = acc.histogram
-    return Collection(hists, not_act, aliases, done, n_batches)
+    traces = {}
+    for n in hists:
+        rows = trace_rows.get(aliases.get(n, n), [])
+        seen = {k: r for k, r in rows}  # a tensor starts being traced at its first batch
+        samples, amax = _trace_table(seen, trace_rows, methods)
+        traces[n] = Trace(samples, dict(zip(methods, amax, strict=True)))
+    return Collection(hists, not_act, aliases, done, n_batches, traces if methods else {})
+
+
+def _trace_table(seen: dict, trace_rows: dict, methods: tuple[str, ...]):
+    """Samples after every batch, and each method's amax then (0 before the tensor's first)."""
+    every = sorted({k for rows in trace_rows.values() for k, _ in rows})
+    samples = np.array(every, dtype=np.int64)
+    amax = np.zeros((len(methods), samples.size))
+    for j, k in enumerate(every):
+        if k in seen:
+            amax[:, j] = seen[k]
+    return samples, amax
 
 
 def _n_batches(inputs: Any, total: int, batch_size: Any, types: dict, proto: Any) -> int:
