@@ -118,7 +118,9 @@ def _streamlit(log: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def chromium():
+    """One Playwright and one Chromium for the module: Playwright's sync API runs one event
+    loop per thread, so a second sync_playwright() while this one lives would fail."""
     from playwright.sync_api import expect, sync_playwright
 
     # expect() waits 5 s by default; a first, cold run of a page on a busy machine is slower
@@ -126,12 +128,18 @@ def page(server):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            pg = browser.new_page(viewport={"width": 1440, "height": 1000})
-            pg.set_default_timeout(UI_TIMEOUT_MS)
-            pg.goto(server)
-            yield pg
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, chromium):
+    pg = chromium.new_page(viewport={"width": 1440, "height": 1000})
+    pg.set_default_timeout(UI_TIMEOUT_MS)
+    pg.goto(server)
+    yield pg
+    pg.close()
 
 
 def _metric(page, label: str):
@@ -234,7 +242,8 @@ def test_the_sidebar_lists_the_pages_by_name(page, server):
     page.goto(server)
     links = page.locator('[data-testid="stSidebarNav"] a')
     expect(links.first).to_be_visible()
-    assert [t.strip() for t in links.all_inner_texts()] == ["Explore", "Learn", "Layers", "Compare"]
+    names = [t.strip() for t in links.all_inner_texts()]
+    assert names == ["Explore", "Learn", "Layers", "Compare", "Effect on the model"]
     links.filter(has_text="Layers").click()
     expect(page.locator(PAGES["Layers"]).first).to_be_visible()
     assert page.url.rstrip("/").endswith("/Layers")
@@ -412,33 +421,34 @@ def _nav_links(page) -> list[str]:
     return [t.strip() for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
 
 
-def test_a_fresh_server_lists_only_the_four_pages(tmp_path):
+FIVE_PAGES = ["Explore", "Learn", "Layers", "Compare", "Effect on the model"]
+
+
+def test_a_fresh_server_lists_only_the_five_pages(tmp_path, chromium):
     """Issue 10, problem 10: on a fresh server, a first visit to /Layers (and a row opened
     from there in Explore) listed an extra page "app" above Explore: Streamlit ran the
     page in its legacy pages/ folder mode until some session had run app.py."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    with _streamlit(tmp_path / "server.log") as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with _streamlit(tmp_path / "server.log") as url:
+        pg = chromium.new_page(viewport={"width": 1440, "height": 1000})
         try:
-            pg = browser.new_page(viewport={"width": 1440, "height": 1000})
             pg.set_default_timeout(UI_TIMEOUT_MS)
             pg.goto(f"{url}/Layers")
             expect(pg.locator(PAGES["Layers"]).first).to_be_visible()
             _settled(pg)
-            assert _nav_links(pg) == ["Explore", "Learn", "Layers", "Compare"]
-            # a row opens Explore, with the same four pages
+            assert _nav_links(pg) == FIVE_PAGES
+            # a row opens Explore, with the same five pages
             grid = pg.locator(PAGES["Layers"]).first
             box = grid.bounding_box()
             pg.mouse.click(box["x"] + 15, box["y"] + 35 * 2 + 18)  # the second row's box
             expect(_metric(pg, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
             _settled(pg)
             assert "layer=" in pg.url
-            assert _nav_links(pg) == ["Explore", "Learn", "Layers", "Compare"]
+            assert _nav_links(pg) == FIVE_PAGES
             _assert_no_exception(pg)
         finally:
-            browser.close()
+            pg.close()
 
 
 def test_missing_chromium_skips_unless_required(monkeypatch, tmp_path):
