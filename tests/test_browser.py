@@ -265,14 +265,19 @@ def test_every_page_opens_without_an_error(page, server, shots, path):
 
 def _sidebar_controls(page) -> dict[str, object]:
     """The Explore sidebar's sliders (their shown value) and checkboxes (checked or not)."""
-    out: dict[str, object] = {}
+    # One read of the DOM each, so that a rerun redrawing the sidebar between two reads
+    # cannot leave a locator pointing at a slider that is gone.
     side = page.locator('[data-testid="stSidebar"]')
-    for s in side.locator('[data-testid="stSlider"]').all():
-        value = s.get_by_test_id("stSliderThumbValue").all_inner_texts()
-        out[s.locator("label").first.inner_text()] = " ".join(value)
-    for c in side.locator('[data-testid="stCheckbox"]').all():
-        out[c.inner_text()] = c.locator("input").is_checked()
-    return out
+    sliders = side.locator('[data-testid="stSlider"]').evaluate_all(
+        """els => els.map(e => [
+            (e.querySelector("label") || {innerText: ""}).innerText,
+            Array.from(e.querySelectorAll('[data-testid="stSliderThumbValue"]'))
+                .map(t => t.innerText).join(" ")])"""
+    )
+    checks = side.locator('[data-testid="stCheckbox"]').evaluate_all(
+        "els => els.map(e => [e.innerText, e.querySelector('input').checked])"
+    )
+    return {label: value for label, value in [*sliders, *checks]}
 
 
 def _upload(page, path: Path) -> None:
