@@ -155,7 +155,7 @@ def _request(key: str) -> None:
 def choose_report() -> Shown:
     """The report to show, and whose: the shipped one, or an upload's once evaluated."""
     shipped = shipped_report()
-    label = f"all-MiniLM-L6-v2 (shipped: {shipped['evaluation']['data']})"
+    label = "all-MiniLM-L6-v2 (shipped results)"
     src = st.sidebar.radio(
         "Results",
         ["shipped", "upload"],
@@ -260,6 +260,8 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
             for r in rows
         ]
     )
+    if table["KL"].isna().all():  # not an entropy calibration: no KL to show
+        table = table.drop(columns="KL")
     event = st.dataframe(
         table,
         key="effect_sensitivity",
