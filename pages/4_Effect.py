@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from calib.app.navigation import ensure_navigation
+
+ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
+
 from calib.app import effect
 
 st.set_page_config(page_title="calib: effect on the model", layout="wide")
@@ -23,23 +27,24 @@ st.write(
 with st.expander("How to read this page"):
     st.markdown(effect.HELP)
 
-doc, label = effect.choose_report()
-effect.summary(doc, label)
+shown = effect.choose_report()
+doc = shown.doc
+effect.summary(doc, shown.label)
 effect.methods_section(doc)
 
 layer = effect.sensitivity_table(doc)
 if layer is not None:
-    params = effect.explore_params(doc, layer)
+    params = effect.explore_params(shown, layer)
     if params is not None:
         # st.switch_page resolves the page's path against the entry point, app.py
         st.switch_page(effect.EXPLORE, query_params=params)
     st.caption(
-        f"Explore has no histogram of {layer}: it opens the shipped model's Linear-layer "
-        "inputs only."
+        f"Explore has no histogram of {layer}: the shipped histograms hold the model's "
+        "Linear-layer inputs only."
     )
 else:
     st.caption("Select a row to open that tensor's histogram in Explore.")
 
 effect.keep_float_section(doc)
 effect.proxy_section(doc)
-effect.report_download(doc, raw=label.startswith("all-MiniLM"))
+effect.report_download(doc, raw=shown.hists is None)

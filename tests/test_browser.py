@@ -38,7 +38,9 @@ PAGES = {  # url path -> what must render there
     "Learn": ".js-plotly-plot .main-svg",
     "Layers": '[data-testid="stDataFrame"]',
     "Compare": ".js-plotly-plot .main-svg",
+    "Effect": ".js-plotly-plot .main-svg",
 }
+NAV = ["Explore", "Learn", "Layers", "Compare", "Effect on the model"]  # app.py's page titles
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -242,8 +244,7 @@ def test_the_sidebar_lists_the_pages_by_name(page, server):
     page.goto(server)
     links = page.locator('[data-testid="stSidebarNav"] a')
     expect(links.first).to_be_visible()
-    names = [t.strip() for t in links.all_inner_texts()]
-    assert names == ["Explore", "Learn", "Layers", "Compare", "Effect on the model"]
+    assert [t.strip() for t in links.all_inner_texts()] == NAV
     links.filter(has_text="Layers").click()
     expect(page.locator(PAGES["Layers"]).first).to_be_visible()
     assert page.url.rstrip("/").endswith("/Layers")
@@ -426,10 +427,7 @@ def _nav_links(page) -> list[str]:
     return [t.strip() for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
 
 
-FIVE_PAGES = ["Explore", "Learn", "Layers", "Compare", "Effect on the model"]
-
-
-def test_a_fresh_server_lists_only_the_five_pages(tmp_path, chromium):
+def test_a_fresh_server_lists_only_the_apps_pages(tmp_path, chromium):
     """Issue 10, problem 10: on a fresh server, a first visit to /Layers (and a row opened
     from there in Explore) listed an extra page "app" above Explore: Streamlit ran the
     page in its legacy pages/ folder mode until some session had run app.py."""
@@ -442,15 +440,15 @@ def test_a_fresh_server_lists_only_the_five_pages(tmp_path, chromium):
             pg.goto(f"{url}/Layers")
             expect(pg.locator(PAGES["Layers"]).first).to_be_visible()
             _settled(pg)
-            assert _nav_links(pg) == FIVE_PAGES
-            # a row opens Explore, with the same five pages
+            assert _nav_links(pg) == NAV
+            # a row opens Explore, with the same pages
             grid = pg.locator(PAGES["Layers"]).first
             box = grid.bounding_box()
             pg.mouse.click(box["x"] + 15, box["y"] + 35 * 2 + 18)  # the second row's box
             expect(_metric(pg, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
             _settled(pg)
             assert "layer=" in pg.url
-            assert _nav_links(pg) == FIVE_PAGES
+            assert _nav_links(pg) == NAV
             _assert_no_exception(pg)
         finally:
             pg.close()

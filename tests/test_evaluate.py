@@ -514,3 +514,32 @@ def test_a_method_that_refuses_tensors_leaves_them_in_float_and_is_not_best():
     assert seed.quantized == 0 and seed.sqnr_db == math.inf  # nothing quantized
     assert "entropy:seed refused it: " in seed.left_float["a"]
     assert ev.calibration == "max" and mx.quantized == 5
+
+
+def test_later_keep_float_steps_try_the_shortlist_of_every_candidate_left():
+    rng = np.random.default_rng(13)
+    x = quarters(rng, (6, 4, 8))
+    amax = {n: dyadic_amax(1) for n in ["X", "r", "t", "a", "h"]}
+    ev = evaluate(attention_model(), {"X": x}, amax={"a": amax}, workers=1,
+                  target_sqnr_db=math.inf, max_float=4, shortlist=2)  # fmt: skip
+    assert len(ev.keep_float) == 4 and ev.reached is False
+    assert ev.runs == 1 + 10 + 2 + 2 + 2  # the shortlist does not shrink step after step
+    assert len({k.layer for k in ev.keep_float}) == 4
+
+
+def test_a_report_reads_back_with_its_infinities_and_gaps():
+    from calib.evaluate import read_report
+
+    x = quarters(np.random.default_rng(14), (4, 4, 8))
+    exact = {"X": dyadic_amax(3)}  # X is a multiple of 1/4: quantized without error
+    ev = evaluate(attention_model(), {"X": x}, amax={"a": exact}, workers=1, max_float=0)
+    text = json.dumps(ev.to_dict(), allow_nan=False)
+    assert '"inf"' in text and "null" in text  # only-this SQNR of X, and KL
+    doc = read_report(text)
+    [row] = doc["sensitivity"]
+    assert row["only_this_sqnr_db"] == math.inf and math.isnan(row["kl"])
+    assert doc["methods"][0]["output_sqnr_db"] == math.inf
+    with pytest.raises(ValueError, match="not an evaluate report"):
+        read_report('{"outputs": []}')
+    with pytest.raises(ValueError, match="not JSON"):
+        read_report("{")

@@ -131,6 +131,26 @@ def test_an_uploaded_model_runs_when_asked():
     assert sorted(frame(at, "effect_sensitivity")["layer"]) == ["X", "a", "h", "r", "t"]
 
 
+def test_an_uploaded_tensor_opens_in_explore_with_its_histogram():
+    x = quarters(np.random.default_rng(0), (20, 4, 8))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page(PAGE).run()
+    at.radio(key="effect_src").set_value("upload").run()
+    at.file_uploader(key="effect_model").set_value(("att.onnx", attention_model(), "x"))
+    at.file_uploader(key="effect_inputs").set_value(("x.npz", _npz(X=x), "x"))
+    at.run()
+    at.button(key="effect_run").click().run()
+    assert not at.exception and not at.error
+    table = frame(at, "effect_sensitivity")
+    row = int(np.flatnonzero(table["layer"] == "a")[0])
+    at.session_state["effect_sensitivity"] = {"selection": {"rows": [row], "columns": []}}
+    at.run()
+    assert not at.exception, at.exception
+    assert not any(t.value == "Effect on the model" for t in at.title)
+    assert at.radio(key="explore_kind").value == "layers"
+    assert at.selectbox(key="explore_layers_layer").value == "a"
+
+
 def test_a_bad_upload_shows_an_error_and_the_shipped_results():
     at = run_page()
     at.radio(key="effect_src").set_value("upload").run()

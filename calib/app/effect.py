@@ -8,6 +8,7 @@ results on all-MiniLM-L6-v2 (``assets/minilm_effect.json``) or an uploaded model
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -23,6 +24,7 @@ from calib.app import sources
 from calib.app.layers import EXPLORE
 from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
+from calib.histogram import Histogram
 from calib.numbers import fmt
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "EXPLORE",
     "HELP",
     "SHIPPED_PATH",
+    "Shown",
     "choose_report",
     "explore_params",
     "keep_float_section",
@@ -89,12 +92,24 @@ def shipped_report() -> dict[str, Any]:
     return evaluate.read_report(SHIPPED_PATH.read_bytes())
 
 
+@dataclasses.dataclass(frozen=True)
+class Shown:
+    """The report on screen, whose it is, and (for an upload) the histograms it was
+    calibrated from, which Explore opens through the session."""
+
+    doc: dict[str, Any]
+    label: str
+    key: str = ""  # the upload's cache key; "" for the shipped results
+    hists: Mapping[str, Histogram] | None = None
+
+
 @st.cache_resource(show_spinner=False, max_entries=2)
 def run_upload(
     key: str, _model: bytes, _inputs: bytes, _eval: bytes | None, target: float, weights: bool
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Histogram]]:
     """An uploaded model evaluated on its uploaded inputs (a held-out share of the
-    calibration inputs when no evaluation inputs are given), under a progress bar."""
+    calibration inputs when no evaluation inputs are given), under a progress bar: the
+    report and the histograms."""
     from calib import collect
 
     for what, data in (("the model file", _model), ("the inputs file", _inputs),
@@ -130,13 +145,17 @@ def run_upload(
         )  # fmt: skip
     finally:
         bar.empty()
-    return evaluate.read_report(ev.to_dict())
+    return evaluate.read_report(ev.to_dict()), dict(hists)
 
 
-def choose_report() -> tuple[dict[str, Any], str]:
+def _request(key: str) -> None:
+    st.session_state["effect_requested"] = key
+
+
+def choose_report() -> Shown:
     """The report to show, and whose: the shipped one, or an upload's once evaluated."""
     shipped = shipped_report()
-    label = f"all-MiniLM-L6-v2 (shipped: {shipped['evaluation']['data']})"
+    label = "all-MiniLM-L6-v2 (shipped results)"
     src = st.sidebar.radio(
         "Results",
         ["shipped", "upload"],
@@ -144,7 +163,7 @@ def choose_report() -> tuple[dict[str, Any], str]:
         key="effect_src",
     )
     if src == "shipped":
-        return shipped, label
+        return Shown(shipped, label)
     sb = st.sidebar
     model = sb.file_uploader("ONNX model", type=["onnx"], key="effect_model")
     inputs = sb.file_uploader(
@@ -167,24 +186,25 @@ def choose_report() -> tuple[dict[str, Any], str]:
             "histograms are collected, every method runs, and each tensor's sensitivity is "
             f"measured (two runs per tensor). Showing {label} meanwhile."
         )
-        return shipped, label
-    go = sb.button("Evaluate", key="effect_run", type="primary")
+        return Shown(shipped, label)
     key = "|".join(
         [model.file_id, inputs.file_id, held.file_id if held else "", str(target), str(weights)]
     )
-    if not go and st.session_state.get("effect_last") != key:
+    # a callback, not the button's return value: the request survives a rerun
+    sb.button("Evaluate", key="effect_run", type="primary", on_click=_request, args=(key,))
+    if st.session_state.get("effect_requested") != key:
         st.info(f"Press Evaluate in the sidebar to run {model.name}. Showing {label} meanwhile.")
-        return shipped, label
+        return Shown(shipped, label)
     try:
         held_data = held.getvalue() if held else None
-        doc = run_upload(
+        doc, hists = run_upload(
             key, model.getvalue(), inputs.getvalue(), held_data, float(target), bool(weights)
         )
     except (ValueError, ImportError) as exc:
+        st.session_state.pop("effect_requested", None)  # not retried on every rerun
         st.error(f"Could not evaluate {model.name}: {exc}. Showing {label}.")
-        return shipped, label
-    st.session_state["effect_last"] = key
-    return doc, f"{model.name} on {inputs.name}"
+        return Shown(shipped, label)
+    return Shown(doc, f"{model.name} on {inputs.name}", f"effect:{key}", hists)
 
 
 def summary(doc: Mapping[str, Any], label: str) -> None:
@@ -240,6 +260,8 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
             for r in rows
         ]
     )
+    if table["KL"].isna().all():  # not an entropy calibration: no KL to show
+        table = table.drop(columns="KL")
     event = st.dataframe(
         table,
         key="effect_sensitivity",
@@ -253,18 +275,24 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
     return str(table["layer"].iloc[picked[0]]) if picked else None
 
 
-def explore_params(doc: Mapping[str, Any], layer: str) -> dict[str, str] | None:
-    """Explore's query string for a tensor of the shipped results (its Linear layer's
-    input in the shipped histograms); None when Explore has no histogram of it."""
+def explore_params(shown: Shown, layer: str) -> dict[str, str] | None:
+    """Explore's query string for a tensor: for an upload, its histogram handed over in the
+    session (as Layers hands its own); for the shipped results, its Linear layer's input
+    in the shipped histograms. None when Explore has no histogram of it."""
+    doc = shown.doc
+    method, _, variant = str(doc.get("calibration", "")).partition(":")
+    common = {
+        "variant": variant if method == "entropy" else None,
+        "num_bits": doc["quantized"]["num_bits"],
+    }
+    if shown.hists is not None:
+        if layer not in shown.hists:
+            return None
+        sources.share_histograms(shown.key, shown.label, shown.hists)
+        return explore_query("layers", layer=layer, **common)
     row = next((r for r in doc["sensitivity"] if r["layer"] == layer), None)
     name = row.get("explore") if row else None
-    if not name:
-        return None
-    method, _, variant = str(doc.get("calibration", "")).partition(":")
-    return explore_query(
-        "model", layer=name, variant=variant if method == "entropy" else None,
-        num_bits=doc["quantized"]["num_bits"],
-    )  # fmt: skip
+    return explore_query("model", layer=name, **common) if name else None
 
 
 def keep_float_section(doc: Mapping[str, Any]) -> None:
