@@ -1,0 +1,268 @@
+"""calib.figures.grid (small multiples) and calib.figures.convergence on their own: the
+panels, lines and traces read back as plotly JSON and held to the core's numbers
+(calib.report's rows, calib.convergence's settling)."""
+
+from __future__ import annotations
+
+import base64
+import doctest
+import functools
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from calib import convergence, report
+from calib import io as cio
+from calib.app.sources import ASSET_PATH
+from calib.figures import convergence as fconv
+from calib.figures import grid as fgrid
+from calib.figures.convergence import amax_figure, log_ticks, settled_share_figure
+from calib.figures.grid import (
+    FLAG_COLORS,
+    GRID_BARS,
+    common_prefix,
+    decimate,
+    grid_figure,
+    layer_from_selection,
+    panel_color,
+)
+from calib.histogram import Histogram
+from calib.io import Trace
+
+
+@functools.cache
+def model() -> dict[str, Histogram]:
+    return cio.load_histograms(ASSET_PATH)
+
+
+@functools.cache
+def model_rows() -> tuple[report.LayerRow, ...]:
+    return tuple(report.worst_first(report.layer_table(model())))
+
+
+@functools.cache
+def model_traces() -> dict[str, Trace]:
+    return cio.load_convergence(ASSET_PATH)
+
+
+def decode(v) -> np.ndarray:
+    """A plotly JSON array: a list, or numpy's bytes in base64 (plotly 6)."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def spec(fig) -> dict:
+    return json.loads(fig.to_json())
+
+
+def lines_by_panel(s: dict) -> dict[tuple[str, str], float]:
+    """(xref, name) -> x of every vertical line."""
+    out = {}
+    for sh in s["layout"].get("shapes", []):
+        assert sh["x0"] == sh["x1"]
+        out[sh["xref"], sh["name"]] = sh["x0"]
+    return out
+
+
+def axis(k: int) -> str:
+    return "" if k == 1 else str(k)
+
+
+def test_the_docstring_examples_run():
+    for module in (fgrid, fconv):
+        result = doctest.testmod(module)
+        assert result.attempted and not result.failed
+
+
+# -- decimate ---------------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 3000),
+    bars=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+    signed=st.booleans(),
+)
+def test_decimate_sums_runs_of_whole_bins(n, bars, seed, signed):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 50, n) * (rng.random(n) < 0.7)
+    lo = -3.0 if signed else 0.0
+    h = Histogram(counts, np.linspace(lo, 3.0, n + 1))
+    edges, summed = decimate(h, bars)
+    assert summed.size == edges.size - 1 <= max(bars, 1)
+    assert summed.sum() == counts.sum()
+    assert edges[0] == h.edges[0] and edges[-1] == h.edges[-1]
+    assert np.isin(edges, h.edges).all() and np.all(np.diff(edges) > 0)
+    # each bar is the sum of the bins between its edges, exactly
+    idx = np.searchsorted(h.edges, edges)
+    want = [counts[a:b].sum() for a, b in itertools.pairwise(idx)]
+    np.testing.assert_array_equal(summed, want)
+
+
+def test_decimate_leaves_small_histograms_alone_and_refuses_bad_bars():
+    h = Histogram(np.arange(100), np.arange(101.0))
+    edges, counts = decimate(h)
+    np.testing.assert_array_equal(edges, h.edges)
+    np.testing.assert_array_equal(counts, h.counts)
+    for bad in (0, -1, 2.5, True, "128"):
+        with pytest.raises(ValueError, match="bars must be a positive int"):
+            decimate(h, bad)
+
+
+# -- grid_figure ------------------------------------------------------------------------------
+def test_the_grid_draws_each_row_in_order_with_its_clip_and_max():
+    rows, hists = model_rows()[:24], model()
+    s = spec(grid_figure(rows, hists))
+    assert [t["name"] for t in s["data"]] == [r.layer for r in rows]
+    lines = lines_by_panel(s)
+    for i, (row, tr) in enumerate(zip(rows, s["data"], strict=True)):
+        k = axis(i + 1)
+        assert tr["type"] == "bar" and tr["xaxis"] == f"x{k}" and tr["yaxis"] == f"y{k}"
+        y = np.nan_to_num(decode(tr["y"]).astype(float))
+        assert y.size <= GRID_BARS
+        assert y.sum() == pytest.approx(hists[row.layer].total)
+        assert lines[f"x{k}", "clip"] == row.amax
+        assert lines[f"x{k}", "max"] == row.max
+        assert s["layout"][f"yaxis{k}"]["type"] == "log"
+        assert s["layout"][f"xaxis{k}"]["range"] == [hists[row.layer].edges[0], row_hi(row)]
+        assert tr["marker"]["color"] == panel_color(row)
+    # the worst tensors of MiniLM are the FFN outputs with the [CLS] outlier, coloured so
+    assert "outliers" in rows[0].flags
+    assert s["data"][0]["marker"]["color"] == FLAG_COLORS["outliers"]
+    assert any(not r.flags for r in rows)
+    # six panels to a row, four rows, the titles without the shared "encoder.layer."
+    assert s["layout"]["xaxis"]["domain"][0] == 0 and s["layout"]["xaxis6"]["domain"][1] == 1
+    assert s["layout"]["xaxis7"]["domain"] == s["layout"]["xaxis"]["domain"]
+    titles = [a["text"] for a in s["layout"]["annotations"]]
+    assert titles[0] == rows[0].layer.removeprefix("encoder.layer.")
+    assert "names after encoder.layer." in titles[-1]
+
+
+def row_hi(row: report.LayerRow) -> float:
+    return float(model()[row.layer].edges[-1])
+
+
+def test_signed_dead_and_failed_panels():
+    rng = np.random.default_rng(3)
+    hists = {
+        "signed": Histogram.from_samples(rng.laplace(size=20_000), 1024, signed=True),
+        "dead": Histogram(np.zeros(300), np.linspace(0, 1, 301)),
+        "small": Histogram.from_samples(rng.normal(size=1000), 64),  # fewer bins than 128
+    }
+    rows = report.layer_table(hists, variant="mxnet")
+    by = {r.layer: r for r in rows}
+    assert by["small"].error and by["dead"].dead
+    s = spec(grid_figure(rows, hists, columns=2))
+    lines = lines_by_panel(s)
+    signed = by["signed"]
+    assert lines["x", "clip"] == signed.amax and lines["x", "clip -"] == -signed.amax
+    assert lines["x", "max"] == signed.max and lines["x", "max -"] == -signed.max
+    assert not any(ref == "x2" for ref, _ in lines)  # dead: no lines
+    assert lines["x3", "max"] == by["small"].max and ("x3", "clip") not in lines  # failed
+    colors = [t["marker"]["color"] for t in s["data"]]
+    assert colors == [panel_color(signed), FLAG_COLORS["dead"], FLAG_COLORS["error"]]
+    assert s["layout"]["xaxis3"]["domain"] == s["layout"]["xaxis"]["domain"]  # two columns
+    with pytest.raises(ValueError, match="columns"):
+        grid_figure(rows, hists, columns=0)
+
+
+def test_a_page_of_8001_bin_histograms_stays_small():
+    """Decimation keeps a page's figure small whatever the histograms' size."""
+    rng = np.random.default_rng(0)
+    hists = {
+        f"block{i // 8}/t{i}": Histogram.from_samples(rng.laplace(size=2000), 8001)
+        for i in range(24)
+    }
+    rows = report.layer_table(hists, method="max")
+    s = spec(grid_figure(rows, hists))
+    assert all(decode(t["y"]).size <= GRID_BARS for t in s["data"])
+    assert len(json.dumps(s)) < 200_000
+
+
+def test_layer_from_selection_maps_curve_numbers_to_the_page():
+    names = ["a", "b", "c"]
+    assert layer_from_selection({"selection": {"points": [{"curve_number": 2}]}}, names) == "c"
+    assert layer_from_selection({"points": [{"curve_number": 0}]}, names) == "a"
+    assert layer_from_selection([{"curve_number": 1, "x": 3.0}], names) == "b"
+    for nothing in (None, {}, {"selection": {"points": []}}, [{"curve_number": 3}], [{"x": 1}]):
+        assert layer_from_selection(nothing, names) is None
+    assert layer_from_selection([{"curve_number": True}], names) is None
+
+
+@pytest.mark.parametrize(
+    ("names", "prefix"),
+    [
+        (["encoder.layer.0.output", "encoder.layer.10.key"], "encoder.layer."),
+        (["conv1/relu", "conv2/relu"], ""),
+        (["a/b", "a/b/c"], "a/"),
+        (["x"], ""),
+        (["block/", "block/x"], ""),  # "block/" would leave nothing of the first
+        ([], ""),
+    ],
+)
+def test_common_prefix_stops_at_a_separator(names, prefix):
+    assert common_prefix(names) == prefix
+
+
+# -- convergence figures ----------------------------------------------------------------------
+def test_the_amax_figure_draws_every_method_batch_by_batch():
+    traces = model_traces()
+    name = "encoder.layer.0.output.dense:output"
+    t = traces[name]
+    tol = convergence.DEFAULT_TOL
+    at = {m: convergence.settled_at(t, m, tol) for m in t.amax}
+    s = spec(amax_figure(name, t, at, tol=tol))
+    lines = {tr["name"]: tr for tr in s["data"]}
+    assert set(convergence.CONVERGENCE_METHODS) <= set(lines)
+    for m, amax in t.amax.items():
+        np.testing.assert_array_equal(decode(lines[m]["x"]), t.samples)
+        np.testing.assert_array_equal(decode(lines[m]["y"]), amax)
+        mark = lines[f"{m} settled"]
+        assert mark["x"] == [int(t.samples[at[m]])] and mark["y"] == [amax[at[m]]]
+    assert s["layout"]["yaxis"]["type"] == "log"
+    assert name in s["layout"]["title"]["text"]
+
+
+def test_the_amax_figure_leaves_zeros_and_nans_as_gaps():
+    t = Trace(
+        np.array([8, 16, 24]),
+        {"max": np.array([0.0, 2.0, 2.0]), "entropy:seed": np.array([np.nan, 1.0, 1.5])},
+    )
+    s = spec(amax_figure("t", t, {"max": 1, "entropy:seed": None}, tol=0.01))
+    lines = {tr["name"]: tr for tr in s["data"]}
+    assert "entropy:seed settled" not in lines
+    y = decode(lines["max"]["y"]).astype(float)
+    assert math.isnan(y[0]) and y[1] == 2.0
+    assert math.isnan(decode(lines["entropy:seed"]["y"]).astype(float)[0])
+
+
+def test_the_share_figure_is_calib_convergence():
+    traces = model_traces()
+    tol = convergence.DEFAULT_TOL
+    table = convergence.settling_table(traces, tol)
+    shares = {r.method: convergence.settled_share(traces, r.method, tol) for r in table}
+    s = spec(settled_share_figure(shares, table, tol=tol))
+    lines = {tr["name"]: tr for tr in s["data"]}
+    assert list(lines) == list(convergence.CONVERGENCE_METHODS)
+    for m, (samples, share) in shares.items():
+        np.testing.assert_array_equal(decode(lines[m]["x"]), samples)
+        np.testing.assert_allclose(decode(lines[m]["y"]), 100 * share)
+    # MiniLM on 512 sentences: the entropy thresholds settle only with the last batch
+    seed = decode(lines["entropy:seed"]["y"])
+    assert seed[-1] == 100 and seed[-2] < 95
+    row = next(r for r in table if r.method == "percentile")
+    assert (
+        f"95% at {row.samples_95}, all at {row.samples_all}" in lines["percentile"]["hovertemplate"]
+    )
+    assert next(sh for sh in s["layout"]["shapes"] if sh["name"] == "95%")["y0"] == 95
+
+
+def test_log_ticks():
+    assert log_ticks(np.array([12.0, 12.5])) == []  # too narrow: plotly's own ticks
+    assert log_ticks(np.array([np.nan, 0.0, -1.0])) == []
+    assert log_ticks(np.array([0.3, 0.0, 3.0])) == [0.5, 1.0, 2.0]
