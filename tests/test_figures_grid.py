@@ -25,6 +25,7 @@ from calib.figures.convergence import amax_figure, log_ticks, settled_share_figu
 from calib.figures.grid import (
     FLAG_COLORS,
     GRID_BARS,
+    PANEL_WIDTH,
     common_prefix,
     decimate,
     grid_figure,
@@ -115,36 +116,62 @@ def test_decimate_leaves_small_histograms_alone_and_refuses_bad_bars():
 
 
 # -- grid_figure ------------------------------------------------------------------------------
+def traces_by_name(s: dict) -> dict[str, dict]:
+    return {t["name"]: t for t in s["data"]}
+
+
+def segments(trace: dict) -> list[tuple[float, float]]:
+    """(x in panel units, value in activation units) of each vertical segment."""
+    x, real = trace["x"], trace["customdata"]
+    out = []
+    for i in range(0, len(x), 3):
+        assert x[i] == x[i + 1] and x[i + 2] is None and real[i] == real[i + 1]
+        out.append((x[i], real[i]))
+    return out
+
+
+def at(x0: float, hist: Histogram, value: float) -> float:
+    """Where ``value`` sits on a panel whose left edge is ``x0``."""
+    lo, hi = hist.edges[0], hist.edges[-1]
+    return x0 + (value - lo) * PANEL_WIDTH / (hi - lo)
+
+
 def test_the_grid_draws_each_row_in_order_with_its_clip_and_max():
     rows, hists = model_rows()[:24], model()
     s = spec(grid_figure(rows, hists))
-    assert [t["name"] for t in s["data"]] == [r.layer for r in rows]
-    lines = lines_by_panel(s)
-    for i, (row, tr) in enumerate(zip(rows, s["data"], strict=True)):
-        k = axis(i + 1)
-        assert tr["type"] == "bar" and tr["xaxis"] == f"x{k}" and tr["yaxis"] == f"y{k}"
-        y = np.nan_to_num(decode(tr["y"]).astype(float))
-        assert y.size <= GRID_BARS
-        assert y.sum() == pytest.approx(hists[row.layer].total)
-        assert lines[f"x{k}", "clip"] == row.amax
-        assert lines[f"x{k}", "max"] == row.max
-        assert s["layout"][f"yaxis{k}"]["type"] == "log"
-        assert s["layout"][f"xaxis{k}"]["range"] == [hists[row.layer].edges[0], row_hi(row)]
-        assert tr["marker"]["color"] == panel_color(row)
+    data = s["data"]
+    assert data[0]["name"] == "panels" and len(decode(data[0]["x"])) == 24
+    assert [t["name"] for t in data[1:25]] == [r.layer for r in rows]
+    assert [t["name"] for t in data[25:]] == ["clip", "max", "labels"]
+    clip, mx = segments(data[25]), segments(data[26])
+    assert len(clip) == len(mx) == 24  # every MiniLM histogram is |x|: one line each
+    for i, (row, tr) in enumerate(zip(rows, data[1:25], strict=True)):
+        hist = hists[row.layer]
+        x0 = i % 6
+        assert tr["type"] == "bar" and tr["marker"]["color"] == panel_color(row)
+        counts = decode(tr["customdata"]).reshape(-1, 2)[:, 1]
+        assert counts.size <= GRID_BARS and counts.sum() == pytest.approx(hist.total)
+        x = decode(tr["x"])
+        assert x0 < x.min() and x.max() < x0 + PANEL_WIDTH
+        y = decode(tr["y"]).astype(float)
+        assert np.isnan(y[counts == 0]).all() and (y[counts > 0] > 0).all()
+        assert np.nanargmax(y) == np.argmax(counts)  # the tallest bar is the largest count
+        assert clip[i] == (pytest.approx(at(x0, hist, row.amax)), row.amax)
+        assert mx[i] == (pytest.approx(at(x0, hist, row.max)), row.max)
     # the worst tensors of MiniLM are the FFN outputs with the [CLS] outlier, coloured so
     assert "outliers" in rows[0].flags
-    assert s["data"][0]["marker"]["color"] == FLAG_COLORS["outliers"]
+    assert data[1]["marker"]["color"] == FLAG_COLORS["outliers"]
     assert any(not r.flags for r in rows)
-    # six panels to a row, four rows, the titles without the shared "encoder.layer."
-    assert s["layout"]["xaxis"]["domain"][0] == 0 and s["layout"]["xaxis6"]["domain"][1] == 1
-    assert s["layout"]["xaxis7"]["domain"] == s["layout"]["xaxis"]["domain"]
-    titles = [a["text"] for a in s["layout"]["annotations"]]
-    assert titles[0] == rows[0].layer.removeprefix("encoder.layer.")
-    assert "names after encoder.layer." in titles[-1]
-
-
-def row_hi(row: report.LayerRow) -> float:
-    return float(model()[row.layer].edges[-1])
+    # titles without the shared "encoder.layer.", then each panel's range
+    labels = traces_by_name(s)["labels"]["text"]
+    for label, row in zip(labels[0::3], rows, strict=True):
+        name = row.layer.removeprefix("encoder.layer.")
+        assert label == name or (label[0] == "…" and name.endswith(label[1:]))
+    assert labels[0] == "0.output.dense:output"
+    assert labels[1] == "0" and labels[2] == f"{hists[rows[0].layer].edges[-1]:.3g}"
+    assert "names after encoder.layer." in s["layout"]["annotations"][0]["text"]
+    # four rows of six, the first at the top
+    assert decode(data[0]["base"])[0] > decode(data[0]["base"])[6] > decode(data[0]["base"])[23]
 
 
 def test_signed_dead_and_failed_panels():
@@ -158,17 +185,36 @@ def test_signed_dead_and_failed_panels():
     by = {r.layer: r for r in rows}
     assert by["small"].error and by["dead"].dead
     s = spec(grid_figure(rows, hists, columns=2))
-    lines = lines_by_panel(s)
+    t = traces_by_name(s)
     signed = by["signed"]
-    assert lines["x", "clip"] == signed.amax and lines["x", "clip -"] == -signed.amax
-    assert lines["x", "max"] == signed.max and lines["x", "max -"] == -signed.max
-    assert not any(ref == "x2" for ref, _ in lines)  # dead: no lines
-    assert lines["x3", "max"] == by["small"].max and ("x3", "clip") not in lines  # failed
-    colors = [t["marker"]["color"] for t in s["data"]]
+    h = hists["signed"]
+    # the signed panel has both lines at both signs; dead: none; failed: its max, no clip
+    assert [v for _, v in segments(t["clip"])] == [signed.amax, -signed.amax]
+    assert [v for _, v in segments(t["max"])] == [signed.max, -signed.max, by["small"].max]
+    assert segments(t["clip"])[1][0] == pytest.approx(at(0, h, -signed.amax))
+    assert segments(t["max"])[2][0] == pytest.approx(at(0, hists["small"], by["small"].max))
+    assert np.isnan(decode(t["dead"]["y"]).astype(float)).all()
+    colors = [t[r.layer]["marker"]["color"] for r in rows]
     assert colors == [panel_color(signed), FLAG_COLORS["dead"], FLAG_COLORS["error"]]
-    assert s["layout"]["xaxis3"]["domain"] == s["layout"]["xaxis"]["domain"]  # two columns
+    hover = s["data"][0]["hovertext"]
+    assert "error:" in hover[2] and "dead" in hover[1]
+    assert "x near" in t["signed"]["hovertemplate"] and "|x| near" in t["dead"]["hovertemplate"]
+    x = decode(s["data"][0]["x"])
+    assert x[2] == x[0] != x[1]  # two columns: the third panel starts the second row
     with pytest.raises(ValueError, match="columns"):
         grid_figure(rows, hists, columns=0)
+
+
+def test_log_heights_from_just_below_the_smallest_count():
+    rows = report.layer_table({"h": Histogram(np.array([0, 1, 10, 100]), np.arange(5.0))})
+    hists = {"h": Histogram(np.array([0, 1, 10, 100]), np.arange(5.0))}
+    y = decode(spec(grid_figure(rows, hists))["data"][1]["y"]).astype(float)
+    assert np.isnan(y[0]) and 0 < y[1] < y[2] < y[3]
+    assert (y[3] - y[2]) == pytest.approx(y[2] - y[1])  # equal steps per decade
+    # normalised counts (all below 1) look the same
+    hists = {"h": Histogram(np.array([0, 1, 10, 100]) / 111, np.arange(5.0))}
+    y2 = decode(spec(grid_figure(rows, hists))["data"][1]["y"]).astype(float)
+    np.testing.assert_allclose(y2[1:], y[1:])
 
 
 def test_a_page_of_8001_bin_histograms_stays_small():
@@ -180,18 +226,32 @@ def test_a_page_of_8001_bin_histograms_stays_small():
     }
     rows = report.layer_table(hists, method="max")
     s = spec(grid_figure(rows, hists))
-    assert all(decode(t["y"]).size <= GRID_BARS for t in s["data"])
-    assert len(json.dumps(s)) < 200_000
+    assert all(decode(t["y"]).size <= GRID_BARS for t in s["data"][1:25])
+    assert len(json.dumps(s)) < 300_000
 
 
-def test_layer_from_selection_maps_curve_numbers_to_the_page():
+def test_layer_from_selection_maps_clicks_to_the_page():
     names = ["a", "b", "c"]
-    assert layer_from_selection({"selection": {"points": [{"curve_number": 2}]}}, names) == "c"
-    assert layer_from_selection({"points": [{"curve_number": 0}]}, names) == "a"
-    assert layer_from_selection([{"curve_number": 1, "x": 3.0}], names) == "b"
-    for nothing in (None, {}, {"selection": {"points": []}}, [{"curve_number": 3}], [{"x": 1}]):
+    # a bar of panel i's histogram is trace i + 1
+    assert layer_from_selection({"selection": {"points": [{"curve_number": 3}]}}, names) == "c"
+    assert layer_from_selection({"points": [{"curve_number": 1, "point_index": 7}]}, names) == "a"
+    # a panel's background is point i of trace 0
+    assert layer_from_selection([{"curve_number": 0, "point_index": 1}], names) == "b"
+    assert layer_from_selection([{"curve_number": 0, "point_number": 2}], names) == "c"
+    for nothing in (
+        None,
+        {},
+        {"selection": {"points": []}},
+        [{"curve_number": 4}],  # the clip line, the max line, the labels
+        [{"curve_number": 0}],
+        [{"curve_number": 0, "point_index": 3}],
+        [{"x": 1}],
+        ["a"],
+        [{"curve_number": True}],
+    ):
         assert layer_from_selection(nothing, names) is None
-    assert layer_from_selection([{"curve_number": True}], names) is None
+    # the first point that maps wins
+    assert layer_from_selection([{"curve_number": 9}, {"curve_number": 2}], names) == "b"
 
 
 @pytest.mark.parametrize(
@@ -201,6 +261,8 @@ def test_layer_from_selection_maps_curve_numbers_to_the_page():
         (["conv1/relu", "conv2/relu"], ""),
         (["a/b", "a/b/c"], "a/"),
         (["x"], ""),
+        (["a/b"], ""),
+        (["a/b", "a/b"], ""),
         (["block/", "block/x"], ""),  # "block/" would leave nothing of the first
         ([], ""),
     ],
