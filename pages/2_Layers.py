@@ -11,6 +11,8 @@ from __future__ import annotations
 import streamlit as st
 
 from calib import report
+from calib.app import convergence as uc
+from calib.app import grid as ug
 from calib.app import layers as ul
 
 st.set_page_config(page_title="calib: layers", layout="wide")
@@ -38,6 +40,8 @@ if layer is not None:
 ul.explore_note(layers)
 
 ul.sqnr_chart(rows)
+ug.small_multiples(layers, settings, ordered)  # a click on a panel opens Explore too
+uc.show_convergence(layers, ordered)
 
 if cache is not None:
     ul.cache_findings(cache, matches, layers, settings)
