@@ -26,6 +26,7 @@ from calib.figures.grid import (
     FLAG_COLORS,
     GRID_BARS,
     PANEL_WIDTH,
+    bar_heights,
     common_prefix,
     decimate,
     grid_figure,
@@ -148,19 +149,22 @@ def test_the_grid_draws_each_row_in_order_with_its_clip_and_max():
     for i, (row, tr) in enumerate(zip(rows, data[1:25], strict=True)):
         hist = hists[row.layer]
         x0 = i % 6
-        assert tr["type"] == "bar" and tr["marker"]["color"] == panel_color(row)
-        counts = decode(tr["customdata"]).reshape(-1, 2)[:, 1]
-        assert counts.size <= GRID_BARS and counts.sum() == pytest.approx(hist.total)
-        x = decode(tr["x"])
-        assert x0 < x.min() and x.max() < x0 + PANEL_WIDTH
-        y = decode(tr["y"]).astype(float)
-        assert np.isnan(y[counts == 0]).all() and (y[counts > 0] > 0).all()
-        assert np.nanargmax(y) == np.argmax(counts)  # the tallest bar is the largest count
+        assert tr["type"] == "scatter" and tr["fill"] == "toself"
+        assert tr["fillcolor"] == panel_color(row) and tr["hoverinfo"] == "skip"
+        x, y = decode(tr["x"]), decode(tr["y"]).astype(float)
+        edges, counts = decimate(hist)
+        base = decode(data[0]["base"])[i]
+        # closed along the floor; each step a flat top from one summed bin's edge to the next
+        assert x[0] == x[1] == pytest.approx(x0) and y[0] == y[-1] == base
+        assert x[-1] == pytest.approx(x0 + PANEL_WIDTH)
+        np.testing.assert_allclose(x[1:-1:2], at(x0, hist, edges[:-1]))
+        np.testing.assert_allclose(y[1:-1:2], base + bar_heights(counts))
+        assert np.argmax(y) == 1 + 2 * np.argmax(counts)  # the highest step, the most counts
         assert clip[i] == (pytest.approx(at(x0, hist, row.amax)), row.amax)
         assert mx[i] == (pytest.approx(at(x0, hist, row.max)), row.max)
     # the worst tensors of MiniLM are the FFN outputs with the [CLS] outlier, coloured so
     assert "outliers" in rows[0].flags
-    assert data[1]["marker"]["color"] == FLAG_COLORS["outliers"]
+    assert data[1]["fillcolor"] == FLAG_COLORS["outliers"]
     assert any(not r.flags for r in rows)
     # titles without the shared "encoder.layer.", then each panel's range
     labels = traces_by_name(s)["labels"]["text"]
@@ -193,28 +197,26 @@ def test_signed_dead_and_failed_panels():
     assert [v for _, v in segments(t["max"])] == [signed.max, -signed.max, by["small"].max]
     assert segments(t["clip"])[1][0] == pytest.approx(at(0, h, -signed.amax))
     assert segments(t["max"])[2][0] == pytest.approx(at(0, hists["small"], by["small"].max))
-    assert np.isnan(decode(t["dead"]["y"]).astype(float)).all()
-    colors = [t[r.layer]["marker"]["color"] for r in rows]
+    dead_y = decode(t["dead"]["y"]).astype(float)
+    assert (dead_y == dead_y[0]).all()  # flat on the floor
+    colors = [t[r.layer]["fillcolor"] for r in rows]
     assert colors == [panel_color(signed), FLAG_COLORS["dead"], FLAG_COLORS["error"]]
     hover = s["data"][0]["hovertext"]
     assert "error:" in hover[2] and "dead" in hover[1]
-    assert "x near" in t["signed"]["hovertemplate"] and "|x| near" in t["dead"]["hovertemplate"]
+    assert f"clip {signed.amax:.4g}, max {signed.max:.4g}" in hover[0]
     x = decode(s["data"][0]["x"])
     assert x[2] == x[0] != x[1]  # two columns: the third panel starts the second row
     with pytest.raises(ValueError, match="columns"):
         grid_figure(rows, hists, columns=0)
 
 
-def test_log_heights_from_just_below_the_smallest_count():
-    rows = report.layer_table({"h": Histogram(np.array([0, 1, 10, 100]), np.arange(5.0))})
-    hists = {"h": Histogram(np.array([0, 1, 10, 100]), np.arange(5.0))}
-    y = decode(spec(grid_figure(rows, hists))["data"][1]["y"]).astype(float)
-    assert np.isnan(y[0]) and 0 < y[1] < y[2] < y[3]
+def test_heights_are_log_counts_from_just_below_the_smallest():
+    y = bar_heights(np.array([0.0, 1, 10, 100]))
+    assert y[0] == 0 and 0 < y[1] < y[2] < y[3]
     assert (y[3] - y[2]) == pytest.approx(y[2] - y[1])  # equal steps per decade
-    # normalised counts (all below 1) look the same
-    hists = {"h": Histogram(np.array([0, 1, 10, 100]) / 111, np.arange(5.0))}
-    y2 = decode(spec(grid_figure(rows, hists))["data"][1]["y"]).astype(float)
-    np.testing.assert_allclose(y2[1:], y[1:])
+    np.testing.assert_allclose(bar_heights(np.array([0, 1, 10, 100]) / 111), y)  # normalised
+    assert (bar_heights(np.zeros(4)) == 0).all()
+    assert bar_heights(np.array([5.0, 5.0])).tolist() == [y[3], y[3]]  # one count: full height
 
 
 def test_a_page_of_8001_bin_histograms_stays_small():
@@ -226,32 +228,36 @@ def test_a_page_of_8001_bin_histograms_stays_small():
     }
     rows = report.layer_table(hists, method="max")
     s = spec(grid_figure(rows, hists))
-    assert all(decode(t["y"]).size <= GRID_BARS for t in s["data"][1:25])
+    assert all(decode(t["y"]).size <= 2 * GRID_BARS + 2 for t in s["data"][1:25])
     assert len(json.dumps(s)) < 300_000
 
 
 def test_layer_from_selection_maps_clicks_to_the_page():
     names = ["a", "b", "c"]
-    # a bar of panel i's histogram is trace i + 1
-    assert layer_from_selection({"selection": {"points": [{"curve_number": 3}]}}, names) == "c"
-    assert layer_from_selection({"points": [{"curve_number": 1, "point_index": 7}]}, names) == "a"
-    # a panel's background is point i of trace 0
-    assert layer_from_selection([{"curve_number": 0, "point_index": 1}], names) == "b"
-    assert layer_from_selection([{"curve_number": 0, "point_number": 2}], names) == "c"
+    # a panel's background is point i of trace 0, the one trace that answers the mouse
+    assert (
+        layer_from_selection(
+            {"selection": {"points": [{"curve_number": 0, "point_index": 2}]}}, names
+        )
+        == "c"
+    )
+    assert layer_from_selection({"points": [{"curve_number": 0, "point_index": 0}]}, names) == "a"
+    assert layer_from_selection([{"curve_number": 0, "point_number": 1}], names) == "b"
     for nothing in (
         None,
         {},
         {"selection": {"points": []}},
-        [{"curve_number": 4}],  # the clip line, the max line, the labels
+        [{"curve_number": 1, "point_index": 0}],  # an outline, a line or the labels
         [{"curve_number": 0}],
         [{"curve_number": 0, "point_index": 3}],
+        [{"curve_number": 0, "point_index": True}],
         [{"x": 1}],
         ["a"],
-        [{"curve_number": True}],
     ):
         assert layer_from_selection(nothing, names) is None
     # the first point that maps wins
-    assert layer_from_selection([{"curve_number": 9}, {"curve_number": 2}], names) == "b"
+    points = [{"curve_number": 2, "point_index": 0}, {"curve_number": 0, "point_index": 1}]
+    assert layer_from_selection(points, names) == "b"
 
 
 @pytest.mark.parametrize(

@@ -2,23 +2,25 @@
 
 One figure, one pair of hidden axes: each panel is a box in data units (column ``c`` spans
 ``c .. c + 0.9``, row ``r`` from the top one unit of height), its histogram drawn inside on
-its own scale. Measured in Chromium (``tests/test_browser.py``), this draws a page about
-twice as fast as one figure with an axis pair per panel, and that in turn beats one chart
-per tensor, since plotly's cost grows with axes and shapes, not with bars. Each panel holds
-at most :data:`GRID_BARS` bars, runs of bins summed for drawing only (:func:`decimate`), so
-2048 or 8001 bins cost what 128 do. Bar heights are log counts, each panel to its own
-range (its smallest count to its largest).
+its own scale as one filled step outline. Plotly's cost grows with axes, shapes and bars
+(one SVG path per bar), not with the points of a path; measured in Chromium, this draws a
+page several times faster than one figure with an axis pair and 128 bars per panel, which
+in turn beats one chart per tensor (``tests/test_browser.py`` times a page; the README has
+the numbers). Each panel holds at most :data:`GRID_BARS` steps, runs of bins summed for
+drawing only (:func:`decimate`), so 2048 or 8001 bins cost what 128 do. Heights are log
+counts, each panel to its own range (just below its smallest count to its largest).
 
 What the page and the tests read back, for ``n`` panels in the order given (the Layers
-table's, worst first): trace 0, ``"panels"``, is one pale bar per panel covering it
-(point ``i`` is panel ``i``: a click anywhere in a panel lands on it); trace ``i + 1`` is
-panel ``i``'s histogram, named after its layer, ``customdata`` each bar's ``(x, count)``;
-then the traces ``"clip"`` (red) and ``"max"`` (grey, dotted), vertical segments separated
-by ``None`` whose ``customdata`` is the value in activation units (``-amax`` too on a
-signed histogram), and ``"labels"``, the titles and each panel's range. A panel's colour
-is its first flag's (:data:`FLAG_COLORS`), clean panels blue; its title is the layer's name
-less the start every name on the page shares (:func:`common_prefix`), which the colour key
-above the grid names. :func:`layer_from_selection` maps a click back to its layer.
+table's, worst first): trace 0, ``"panels"``, is one pale bar per panel covering it (point
+``i`` is panel ``i``; it alone answers the mouse, so a click anywhere in a panel lands on
+it, and its hover names the tensor, its flags, clip and max); trace ``i + 1`` is panel
+``i``'s outline, named after its layer; then the traces ``"clip"`` (red) and ``"max"``
+(grey, dotted), vertical segments separated by ``None`` whose ``customdata`` is the value
+in activation units (``-amax`` too on a signed histogram), and ``"labels"``, each panel's
+title and range. A panel's colour is its first flag's (:data:`FLAG_COLORS`), clean panels
+blue; its title is the layer's name less the start every name on the page shares
+(:func:`common_prefix`), which the colour key above the grid names.
+:func:`layer_from_selection` maps a click back to its layer.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from calib.figures.base import CLIP_COLOR, KEPT_COLOR, OTHER_COLOR
+from calib.figures.base import CLIP_COLOR, KEPT_COLOR, OTHER_COLOR, step_outline
 from calib.histogram import Histogram
 from calib.report import LayerRow
 
@@ -40,6 +42,7 @@ __all__ = [
     "GRID_COLUMNS",
     "GRID_ROW_HEIGHT",
     "PANEL_WIDTH",
+    "bar_heights",
     "common_prefix",
     "decimate",
     "grid_figure",
@@ -48,7 +51,7 @@ __all__ = [
 ]
 
 GRID_BARS = 128
-"""At most this many bars per panel: a panel is about 150 to 200 pixels wide."""
+"""At most this many steps (summed bins) per panel: a panel is 150 to 200 pixels wide."""
 GRID_COLUMNS = 6
 GRID_ROW_HEIGHT = 150
 """Pixels per row of panels, the title above and the range below included."""
@@ -123,17 +126,21 @@ def _short(name: str) -> str:
     return name if len(name) <= _NAME_CHARS else "…" + name[-(_NAME_CHARS - 1) :]
 
 
-def _log_heights(counts: np.ndarray) -> np.ndarray:
-    """Bar heights in panel units: log counts from just below the smallest to the largest;
-    NaN (no bar) where a count is 0."""
+def bar_heights(counts: np.ndarray) -> np.ndarray:
+    """Heights in panel units (0 to the panel's height): log counts from just below the
+    smallest non-zero count to the largest; 0 where a count is 0.
+
+    >>> bar_heights(np.array([0.0, 1.0, 10.0])).round(3).tolist()
+    [0.0, 0.172, 0.747]
+    """
     pos = counts > 0
     if not pos.any():
-        return np.full(counts.shape, np.nan)
+        return np.zeros(counts.shape)
     lo = math.log10(float(counts[pos].min())) - _FLOOR
     span = math.log10(float(counts[pos].max())) - lo
     with np.errstate(divide="ignore"):
         logs = np.log10(np.where(pos, counts, 1.0))
-    return np.where(pos, _HEIGHT * (logs - lo) / span, np.nan)
+    return np.where(pos, _HEIGHT * (logs - lo) / span, 0.0)
 
 
 def _key(colors: Sequence[str], prefix: str) -> str:
@@ -171,7 +178,7 @@ def grid_figure(
     columns : int
         Panels per row of the grid.
     bars : int
-        At most this many bars per panel (:func:`decimate`).
+        At most this many steps per panel (:func:`decimate`).
     title : str, optional
         A title above the colour key.
     """
@@ -186,13 +193,10 @@ def grid_figure(
         "x": [x0 + PANEL_WIDTH / 2 for x0, _ in boxes], "y": [_HEIGHT] * len(rows),
         "base": [y0 for _, y0 in boxes], "width": PANEL_WIDTH,
         "marker": {"color": PANEL_BACKGROUND, "line": {"width": 0}},
-        "hovertext": [
-            r.layer + (f"<br>{_about(r)}" if _about(r) else "") + "<br>click: open in Explore"
-            for r in rows
-        ],
+        "hovertext": [_hover(r) for r in rows],
         "hovertemplate": "%{hovertext}<extra></extra>",
     }  # fmt: skip
-    # plain dicts, validated once by the Figure: a go.Bar each would be validated twice
+    # plain dicts, validated once by the Figure: a go.Scatter each would be validated twice
     traces: list[dict] = [panels]
     lines: dict[str, tuple[list, list, list]] = {"clip": ([], [], []), "max": ([], [], [])}
     labels: tuple[list, list, list, list, list, list] = ([], [], [], [], [], [])
@@ -201,15 +205,14 @@ def grid_figure(
         edges, counts = decimate(hist, bars)
         lo, hi = float(hist.edges[0]), float(hist.edges[-1])
         scale = PANEL_WIDTH / (hi - lo)
-        mid = 0.5 * (edges[:-1] + edges[1:])
+        # the outline's steps, closed along the panel's floor: one filled path
+        x, y = step_outline(x0 + (edges - lo) * scale, y0 + bar_heights(counts))
         traces.append(
             {
-                "type": "bar", "name": row.layer,
-                "x": x0 + (mid - lo) * scale, "y": _log_heights(counts), "base": y0,
-                "width": np.diff(edges) * scale, "customdata": np.column_stack([mid, counts]),
-                "marker": {"color": color, "line": {"width": 0}},
-                "hovertemplate": "%{fullData.name}<br>" + ("x" if hist.is_signed else "|x|")
-                + " near %{customdata[0]:.4g}: %{customdata[1]:.4g}<extra></extra>",
+                "type": "scatter", "name": row.layer, "mode": "lines", "fill": "toself",
+                "x": np.concatenate([[x[0]], x, [x[-1]]]),
+                "y": np.concatenate([[y0], y, [y0]]),
+                "line": {"width": 0}, "fillcolor": color, "hoverinfo": "skip",
             }
         )  # fmt: skip
         for name, value in (("max", row.max), ("clip", row.amax)):
@@ -269,8 +272,11 @@ def grid_figure(
     return go.Figure(data=traces, layout=layout)
 
 
-def _about(row: LayerRow) -> str:
-    return f"error: {row.error}" if row.error else ", ".join(row.flags)
+def _hover(row: LayerRow) -> str:
+    """A panel's hover text: the tensor, its flags, clip and max, what a click does."""
+    about = f"error: {row.error}" if row.error else ", ".join(row.flags)
+    lines = [row.layer, about, f"clip {row.amax:.4g}, max {row.max:.4g}", "click: open in Explore"]
+    return "<br>".join(line for line in lines if line)
 
 
 def layer_from_selection(selection: Any, layers: Sequence[str]) -> str | None:
@@ -278,8 +284,7 @@ def layer_from_selection(selection: Any, layers: Sequence[str]) -> str | None:
 
     ``selection`` is what ``st.plotly_chart(on_select="rerun")`` returns (or its
     ``["selection"]`` part, or the ``points`` list); ``layers`` are the page's layers in
-    panel order. A point of trace 0 (a panel's background) is panel ``point_index``; a
-    point of trace ``i + 1`` (a bar of panel ``i``'s histogram) is panel ``i``.
+    panel order. Only trace 0 answers the mouse: its point ``i`` is panel ``i``.
     """
     points = selection
     if isinstance(points, Mapping):
@@ -287,16 +292,9 @@ def layer_from_selection(selection: Any, layers: Sequence[str]) -> str | None:
     if isinstance(points, Mapping):
         points = points.get("points", [])
     for p in points or []:
-        if not isinstance(p, Mapping):
+        if not isinstance(p, Mapping) or p.get("curve_number") != 0:
             continue
-        curve, index = p.get("curve_number"), p.get("point_index", p.get("point_number"))
-        panel = curve - 1 if _is_int(curve) else None
-        if curve == 0:
-            panel = index if _is_int(index) else None
-        if panel is not None and 0 <= panel < len(layers):
-            return layers[panel]
+        i = p.get("point_index", p.get("point_number"))
+        if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(layers):
+            return layers[i]
     return None
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
