@@ -39,8 +39,9 @@ if layer is not None:
     st.switch_page(ul.EXPLORE, query_params=ul.explore_params(layers, settings, layer))
 ul.explore_note(layers)
 
-ul.sqnr_chart(rows)
 ug.small_multiples(layers, settings, ordered)  # a click on a panel opens Explore too
+
+ul.sqnr_chart(rows)
 uc.show_convergence(layers, ordered)
 
 if cache is not None:
