@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from calib import convergence
@@ -222,3 +223,23 @@ def test_convergence_of_an_uploaded_file_and_of_one_without_traces():
     assert "--convergence" in HOW_TO
     assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith("layers_conv_share")]
     assert panels(at)  # the grid is there all the same
+
+
+def test_histograms_collected_on_the_page_have_a_grid_and_say_how_to_get_traces():
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from test_page_layers import _relu_model
+
+    buf = io.BytesIO()
+    np.savez(buf, X=np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32))
+    at = run_page()
+    at.radio(key="layers_src").set_value("onnx").run()
+    at.file_uploader(key="layers_onnx_model").set_value(("tiny.onnx", _relu_model(), "x"))
+    at.file_uploader(key="layers_onnx_inputs").set_value(("x.npz", buf.getvalue(), "x"))
+    at.run()
+    assert not at.exception and not at.error
+    assert sorted(panels(at)) == ["X", "Y", "h"]
+    assert panels(at) == table_layers(at)
+    notes = [i.value for i in at.info]
+    assert any(n.startswith("Histograms collected here hold no convergence traces") for n in notes)
+    assert any("--convergence" in n for n in notes)

@@ -114,7 +114,10 @@ def show_convergence(layers: Layers, ordered: Sequence[report.LayerRow]) -> None
     st.subheader("Was the calibration set big enough?")
     traces = file_traces(layers)
     if not traces:
-        st.info(HOW_TO)
+        if layers.key.startswith("onnx:"):  # collected on this page, without traces
+            st.info(HOW_TO.replace("This file holds", "Histograms collected here hold", 1))
+        else:
+            st.info(HOW_TO)
         return
     tol = convergence.DEFAULT_TOL
     done = settled(layers.key, tol, traces)
