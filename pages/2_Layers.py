@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from calib.app.navigation import ensure_navigation
+
+ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
+
 from calib import report
 from calib.app import convergence as uc
 from calib.app import grid as ug
@@ -37,6 +41,7 @@ layer = ul.show_table(recs)
 if layer is not None:
     # st.switch_page resolves the page's path against the entry point, app.py
     st.switch_page(ul.EXPLORE, query_params=ul.explore_params(layers, settings, layer))
+ul.flag_notes(rows)
 ul.explore_note(layers)
 
 ug.small_multiples(layers, settings, ordered)  # a click on a panel opens Explore too

@@ -21,6 +21,7 @@ from calib import io as cio
 from calib.app.sources import ASSET_PATH
 from calib.figures import convergence as fconv
 from calib.figures import grid as fgrid
+from calib.figures.base import CLIP_COLOR, KEPT_COLOR
 from calib.figures.convergence import amax_figure, log_ticks, settled_share_figure
 from calib.figures.grid import (
     FLAG_COLORS,
@@ -32,6 +33,7 @@ from calib.figures.grid import (
     grid_figure,
     layer_from_selection,
     panel_color,
+    panel_color_of,
 )
 from calib.histogram import Histogram
 from calib.io import Trace
@@ -176,6 +178,14 @@ def test_the_grid_draws_each_row_in_order_with_its_clip_and_max():
     assert "names after encoder.layer." in s["layout"]["annotations"][0]["text"]
     # four rows of six, the first at the top
     assert decode(data[0]["base"])[0] > decode(data[0]["base"])[6] > decode(data[0]["base"])[23]
+
+
+def test_every_flag_has_its_own_colour_and_none_is_the_clips():
+    assert set(FLAG_COLORS) == {*report.FLAGS, report.NO_FLAG}
+    assert len(set(FLAG_COLORS.values())) == len(FLAG_COLORS)
+    assert CLIP_COLOR not in FLAG_COLORS.values()
+    assert FLAG_COLORS[report.NO_FLAG] == KEPT_COLOR  # as the SQNR chart's rows without one
+    assert panel_color_of("a flag added later") not in FLAG_COLORS.values()
 
 
 def test_signed_dead_and_failed_panels():

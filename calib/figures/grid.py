@@ -32,9 +32,15 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from calib.figures.base import CLIP_COLOR, KEPT_COLOR, OTHER_COLOR, step_outline
+from calib.figures.base import (
+    CLIP_COLOR,
+    FALLBACK_COLOR,
+    KEPT_COLOR,
+    OTHER_COLOR,
+    step_outline,
+)
 from calib.histogram import Histogram
-from calib.report import LayerRow
+from calib.report import NO_FLAG, LayerRow
 
 __all__ = [
     "FLAG_COLORS",
@@ -48,6 +54,7 @@ __all__ = [
     "grid_figure",
     "layer_from_selection",
     "panel_color",
+    "panel_color_of",
 ]
 
 GRID_BARS = 128
@@ -65,21 +72,31 @@ _FLOOR = 0.3  # decades below the smallest count where bars start: it still show
 _NAME_CHARS = 30  # a longer title keeps its end: "…0.attention.output.dense:input"
 PANEL_BACKGROUND = "rgba(0, 0, 0, 0.035)"
 
-# A panel is coloured by its first flag (calib.report.FLAGS order); not red, which is the clip.
+# A panel is coloured by its first flag (calib.report.FLAGS order), a row without one blue
+# like the SQNR chart's; never red, which is the clip. A test holds it to report.FLAGS.
 FLAG_COLORS = {
-    "clean": KEPT_COLOR,
+    NO_FLAG: KEPT_COLOR,
     "dead": "#7f7f7f",
     "zero spike": "#9467bd",
     "outliers": "#ff7f0e",
+    "clipped": "#e377c2",
+    "low SQNR": "#17becf",
+    "sparse": "#98df8a",
     "smallest candidate": "#bcbd22",
     "zero amax": "#8c564b",
     "error": "#000000",
 }
 
 
+def panel_color_of(flag: str) -> str:
+    """The colour of a panel whose first flag is ``flag`` (:data:`NO_FLAG` for none)."""
+    return FLAG_COLORS.get(flag, FALLBACK_COLOR)
+
+
 def panel_color(row: LayerRow) -> str:
-    """The colour of a row's panel: its first flag's, or clean blue."""
-    return FLAG_COLORS.get(row.flags[0] if row.flags else "clean", FLAG_COLORS["clean"])
+    """The colour of a row's panel: its first flag's, blue without one (an unknown flag:
+    dark grey, never the colour of a clean row)."""
+    return panel_color_of(row.flags[0] if row.flags else NO_FLAG)
 
 
 def decimate(hist: Histogram, bars: int = GRID_BARS) -> tuple[np.ndarray, np.ndarray]:
@@ -143,11 +160,12 @@ def bar_heights(counts: np.ndarray) -> np.ndarray:
     return np.where(pos, _HEIGHT * (logs - lo) / span, 0.0)
 
 
-def _key(colors: Sequence[str], prefix: str) -> str:
-    """The colour key above the grid: the colours on this page, the two lines, and the
+def _key(rows: Sequence[LayerRow], prefix: str) -> str:
+    """The colour key above the grid: the first flags on this page, the two lines, and the
     start of every name left out of the titles."""
-    seen = [c for c in FLAG_COLORS if FLAG_COLORS[c] in set(colors)]
-    parts = [f"<span style='color:{FLAG_COLORS[c]}'>■ {c}</span>" for c in seen]
+    firsts = {r.flags[0] if r.flags else NO_FLAG for r in rows}
+    seen = [f for f in FLAG_COLORS if f in firsts] + sorted(firsts - set(FLAG_COLORS))
+    parts = [f"<span style='color:{panel_color_of(f)}'>■ {f}</span>" for f in seen]
     parts += [
         f"<span style='color:{CLIP_COLOR}'>│ clip</span>",
         f"<span style='color:{OTHER_COLOR}'>┆ max</span>",
@@ -253,7 +271,7 @@ def grid_figure(
     )  # fmt: skip
     top = _KEY_PX + (30 if title else 0)
     key = {
-        "text": _key(colors, prefix), "x": 0, "y": 1, "xref": "paper", "yref": "paper",
+        "text": _key(rows, prefix), "x": 0, "y": 1, "xref": "paper", "yref": "paper",
         "xanchor": "left", "yanchor": "bottom", "showarrow": False, "font": {"size": 11},
     }  # fmt: skip
     layout = {
@@ -274,8 +292,8 @@ def grid_figure(
 
 def _hover(row: LayerRow) -> str:
     """A panel's hover text: the tensor, its flags, clip and max, what a click does."""
-    about = f"error: {row.error}" if row.error else ", ".join(row.flags)
-    lines = [row.layer, about, f"clip {row.amax:.4g}, max {row.max:.4g}", "click: open in Explore"]
+    lines = [row.layer, row.flag_text, f"clip {row.amax:.4g}, max {row.max:.4g}"]
+    lines.append("click: open in Explore")
     return "<br>".join(line for line in lines if line)
 
 
