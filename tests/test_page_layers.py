@@ -36,6 +36,11 @@ def table(at: AppTest):
     return frames[0].value
 
 
+def sqnr_chart(at: AppTest) -> dict:
+    [chart] = [c for c in at.get("plotly_chart") if c.proto.id.endswith("layers_sqnr")]
+    return json.loads(chart.proto.spec)
+
+
 def model_rows(**settings) -> dict[str, report.LayerRow]:
     return {r.layer: r for r in report.layer_table(sources.model_histograms(), **settings)}
 
@@ -77,7 +82,7 @@ def test_default_view_lists_the_real_model_worst_first():
     assert "outliers" in df["flags"].iloc[0]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Tensors"] == "72"
-    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    fig = sqnr_chart(at)
     assert sum(len(t["customdata"]) for t in fig["data"]) == 72
 
 
@@ -91,7 +96,7 @@ def test_every_flag_shown_is_explained_and_unflagged_rows_say_so():
     notes = " ".join(m.value for m in at.markdown)
     for flag in shown:
         assert f"**{flag}**" in notes and report.FLAG_HELP[flag] in notes
-    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    fig = sqnr_chart(at)
     assert [t["name"] for t in fig["data"]] == ["no flag", "flagged"]
 
 
