@@ -45,7 +45,4 @@ ul.seed_example_section()
 # ---- what learners ask ---------------------------------------------------------------
 st.divider()
 st.header("What learners ask")
-ul.question_levels()
-ul.question_symmetric()
-ul.question_relu()
-ul.question_raw_vs_normalised()
+ul.questions()  # one tab each; only the open one is drawn

@@ -57,8 +57,27 @@ def test_histogram_figure_clip_tail_others_and_picked():
     labels = {a["text"] for a in s["layout"]["annotations"]}
     assert {"max", "percentile", f"clip {r.amax:.4g}"} <= labels
     assert s["layout"]["yaxis"]["type"] == "log"
-    x = decode(s["data"][0]["x"])
-    assert x.size == 2 * h.n_bins and x[0] == h.edges[0] and x[-1] == h.edges[-1]
+    # 2051 bins are drawn as at most MAX_DRAWN_BINS, each the largest of the bins it joins
+    x, y = decode(s["data"][0]["x"]), decode(s["data"][0]["y"])
+    assert x.size == 2 * 1026 and x[0] == h.edges[0] and x[-1] == h.edges[-1]
+    assert y.max() == h.counts.max() and y[-1] == h.counts[-1]  # 2051 = 1025 x 2 + 1
+
+
+def test_drawing_at_most_a_bin_a_pixel_keeps_every_spike():
+    """A 4,000-point outline costs the browser time and shows nothing more: it is drawn as
+    the envelope of at most MAX_DRAWN_BINS bins, the numbers elsewhere stay exact."""
+    from calib.figures.base import MAX_DRAWN_BINS, envelope
+
+    rng = np.random.default_rng(2)
+    counts = rng.poisson(5, 8001).astype(float)
+    counts[4321] = 1e6  # one spike
+    edges = np.linspace(-1, 1, 8002)
+    e, y = envelope(edges, counts)
+    assert y.size <= MAX_DRAWN_BINS and e.size == y.size + 1
+    assert e[0] == edges[0] and e[-1] == edges[-1] and np.all(np.diff(e) > 0)
+    assert y.max() == 1e6 and np.isin(e, edges).all()
+    same = envelope(edges[:101], counts[:100])
+    np.testing.assert_array_equal(same[1], counts[:100])  # small ones are drawn as they are
 
 
 def test_histogram_figure_signed_and_dead():
@@ -82,8 +101,11 @@ def test_kl_curve_figure_marks_minimum_and_picked():
     picked = int(r.candidates[-1])
     s = spec(kl_curve_figure(r, picked=picked))
     traces = {t["name"]: t for t in s["data"]}
-    assert "markers" in traces["KL"]["mode"]  # plotly selects markers, not lines
     np.testing.assert_array_equal(decode(traces["KL"]["customdata"]), r.candidates)
+    # plotly selects markers, not lines: at most MAX_MARKERS of them, the minimum among them
+    dots = decode(traces["candidates"]["customdata"])
+    assert traces["candidates"]["mode"] == "markers" and 250 <= dots.size <= 301
+    assert dots[0] == r.candidates[0] and dots[-1] == r.candidates[-1] and r.best in dots
     assert traces["minimum"]["x"] == [r.amax] and traces["minimum"]["y"] == [r.min_kl]
     assert traces["picked"]["x"] == [r.thresholds[-1]]
     assert traces["picked"]["customdata"] == [picked]

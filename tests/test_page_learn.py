@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from calib import learn
+from calib.app import learn as ul
 from calib.policies import VARIANTS
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Learn.py")
@@ -138,20 +139,30 @@ def test_seed_example_shows_2047():  # the seed's published answer for its ramp
     assert any("2047" in h.value for h in at.header)
 
 
+def open_question(at: AppTest, title: str) -> AppTest:
+    """Open one of the "What learners ask" tabs (only the open one is drawn)."""
+    at.session_state["learn_question"] = title
+    return rerun(at)
+
+
 def test_learner_questions_show_what_they_claim():
     at = run_page()
+    assert [t.label for t in at.tabs] == list(ul.QUESTIONS)
+    codes = frame(at, "distinct |code|")  # the first tab is open
+    assert list(codes["distinct |code|"]) == [128, 256]
+    assert "Raw counts: best" not in metrics(at)  # the other tabs are not drawn
+    open_question(at, "Raw counts or normalised?")
     m = metrics(at)
     # the seed's own loop answers 19 and 15 too (test_learn)
     assert m["Raw counts: best"] == "19" and m["Normalised: best"] == "15"
-    codes = frame(at, "distinct |code|")
-    assert list(codes["distinct |code|"]) == [128, 256]
+    raw_norm = frame(at, "+1 bins")
+    assert raw_norm["+1 bins"].sum() > 0
+    open_question(at, "Why does a ReLU drag the seed down?")
     relu = frame(at, "zeros")
     clip = relu["seed clip"].to_numpy()
     assert np.all(np.diff(clip) <= 0) and clip[-1] < clip[0]
     # one candidate on the same edges at every zero fraction: the same threshold, exactly
     assert len(set(relu["seed + bins[0] = bins[1]"])) == 1
-    raw_norm = frame(at, "+1 bins")
-    assert raw_norm["+1 bins"].sum() > 0
 
 
 def test_lessons_and_real_sources_keep_the_chosen_levels():
@@ -222,12 +233,18 @@ def test_the_lesson_explains_the_half_bin_the_key_rows_and_the_mirror():
     note = " ".join(c.value for c in at.caption)
     assert "split evenly" not in note and "copied to x and to -x" in note
     assert "4031 → 8062" in note  # the lesson's 4,031 counts, each twice
-    # every log axis: one tick per decade
-    for fig in figures(at):
-        for name, axis in fig["layout"].items():
-            if name.startswith(("xaxis", "yaxis")) and axis.get("type") == "log":
-                assert axis.get("dtick") == 1, (fig["layout"]["title"], name)
+    # every log axis: one tick per decade (the symmetric and raw-counts charts have them)
+    logs = 0
+    for title in ul.QUESTIONS:
+        open_question(at, title)
+        for fig in figures(at):
+            for name, axis in fig["layout"].items():
+                if name.startswith(("xaxis", "yaxis")) and axis.get("type") == "log":
+                    assert axis.get("dtick") == 1, (fig["layout"]["title"], name)
+                    logs += 1
+    assert logs >= 2
     # the ReLU chart: the two lines that agree are drawn so that both show
+    open_question(at, "Why does a ReLU drag the seed down?")
     relu = figure_with_trace(at, "ModelOpt")
     band = trace(relu, "seed with bins[0] = bins[1]")
     dotted = trace(relu, "ModelOpt")

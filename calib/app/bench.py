@@ -1,4 +1,5 @@
-"""The app's speed targets, measured for ``python -m calib bench``.
+"""The app's speed targets, measured for ``python -m calib bench``: the pages' server time
+under AppTest, and a reader's waits in Chromium (``calib.app.browser``) when it is there.
 
 Kept apart from calib/dev/bench.py because it runs the pages (Streamlit's AppTest): the
 numerical benchmark must not need Streamlit. ``python -m calib.app.bench`` prints the rows
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,8 +70,41 @@ def layers_visit_ms() -> tuple[float, float]:
     return times[0], times[1]
 
 
+def browser_rows() -> list[dict]:
+    """What a reader waits for in Chromium (``calib.app.browser.latencies``: medians) on a
+    server started for it; no rows without /usr/bin/chromium or Playwright."""
+    from calib.app import browser
+
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return []
+    if not browser.CHROMIUM.exists():
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        with browser.streamlit_server(Path(tmp) / "server.log") as url:
+            got = browser.latencies(url)
+    row = {"loop_s": None, "same_answer": None}
+    first = f"< {browser.FIRST_LOAD_MS / 1e3:g} s"
+    out = [
+        {**row, "name": f"browser: {page} first load", "sweep_s": ms / 1e3, "target": first,
+         "met": ms < browser.FIRST_LOAD_MS}
+        for page, ms in got["first load"].items()
+    ]  # fmt: skip
+    key, click = got["key press"], got["KL click"]
+    out += [
+        {**row, "name": "browser: key press to chart", "sweep_s": key / 1e3,
+         "target": f"< {browser.KEY_REDRAW_MS:g} ms", "met": key < browser.KEY_REDRAW_MS},
+        {**row, "name": "browser: KL click to chart", "sweep_s": click / 1e3,
+         "target": f"< {browser.KL_CLICK_MS:g} ms", "met": click < browser.KL_CLICK_MS},
+        {**row, "name": "browser: Layers row to URL", "sweep_s": got["Layers row"] / 1e3},
+    ]  # fmt: skip
+    return out
+
+
 def rows() -> list[dict]:
-    """The app's rows of the bench table: server time of the pages under AppTest."""
+    """The app's rows of the bench table: server time of the pages under AppTest, then
+    the browser's latencies (when Chromium is there)."""
     logging.getLogger("streamlit").setLevel(logging.ERROR)  # bare-mode chatter
     slider, _ = explore_slider_ms()
     table = layers_table_ms(50)
@@ -82,6 +117,7 @@ def rows() -> list[dict]:
          "target": "< 1 s", "met": table < 1e3},
         {**row, "name": "app: Layers first visit", "sweep_s": first / 1e3},
         {**row, "name": "app: Layers repeat visit", "sweep_s": again / 1e3},
+        *browser_rows(),
     ]  # fmt: skip
 
 

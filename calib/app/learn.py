@@ -27,6 +27,7 @@ __all__ = [
     "DIGITS",
     "NUM",
     "OTHER",
+    "QUESTIONS",
     "RAW_VS_NORMALISED_LESSON",
     "Candidate",
     "Sweep",
@@ -40,6 +41,7 @@ __all__ = [
     "question_raw_vs_normalised",
     "question_relu",
     "question_symmetric",
+    "questions",
     "raw_vs_normalised",
     "raw_vs_normalised_figure",
     "relu_figure",
@@ -726,3 +728,21 @@ def question_raw_vs_normalised() -> None:
         },
         key="learn_raw_norm_table",
     )
+
+
+QUESTIONS = {
+    "Why 128 levels?": question_levels,
+    "What does symmetric mean?": question_symmetric,
+    "Why does a ReLU drag the seed down?": question_relu,
+    "Raw counts or normalised?": question_raw_vs_normalised,
+}
+
+
+def questions() -> None:
+    """What learners ask, one tab each. Only the open tab is computed and drawn: the
+    page's first load draws three charts and three tables fewer."""
+    tabs = st.tabs(list(QUESTIONS), key="learn_question", on_change="rerun")
+    for tab, section in zip(tabs, QUESTIONS.values(), strict=True):
+        if tab.open:
+            with tab:
+                section()

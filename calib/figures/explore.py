@@ -24,10 +24,12 @@ import plotly.graph_objects as go
 from calib.figures.base import (
     CLIP_COLOR,
     KEPT_COLOR,
+    MAX_DRAWN_BINS,
     OTHER_COLOR,
     PICKED_COLOR,
     Q_COLOR,
     base_layout,
+    spread_indices,
     step_outline,
 )
 from calib.histogram import Histogram
@@ -168,10 +170,12 @@ def kl_curve_figure(
     """KL(P || Q) of every candidate against its threshold, the chosen one marked.
 
     Undefined (infinite) KL values are left as gaps. The y axis is logarithmic when every
-    defined value is positive, since the curve spans orders of magnitude. Every candidate
-    is a small marker (plotly selects markers, not lines, so a click can pick one); its
-    candidate number rides along as ``customdata``. ``picked``, a candidate, is marked
-    with a green circle (the trace named ``"picked"``).
+    defined value is positive, since the curve spans orders of magnitude. The curve (the
+    trace named ``"KL"``) is drawn through every candidate; up to ``MAX_MARKERS`` of them,
+    evenly spread, are small markers (the trace ``"candidates"``: plotly selects markers,
+    not lines, so a click picks one; each is an SVG element the browser draws, so there are
+    no more than that); the candidate number rides along as ``customdata``. ``picked``, a
+    candidate, is marked with a green circle (the trace named ``"picked"``).
 
     ``span``, a (first, last) pair of candidates, draws only those: a 2,000-candidate
     curve is about 8 candidates a pixel wide, too many to pick one by clicking. (Streamlit
@@ -185,18 +189,22 @@ def kl_curve_figure(
     if span is not None:
         lo, hi = result.index_of(span[0]), result.index_of(span[1]) + 1
     shown = slice(lo, hi)
+    hover = "threshold %{x:.4g} (bin %{customdata})<br>KL %{y:.4g}<extra></extra>"
+    # the curve at every candidate; markers (what a click selects: one SVG element each,
+    # the browser's slowest part) at no more than MAX_MARKERS of them
+    dots = lo + spread_indices(hi - lo, keep=(result.best_index - lo,))
     traces = [
         go.Scatter(
-            x=result.thresholds[shown],
-            y=y[shown],
-            customdata=result.candidates[shown],
-            name="KL",
-            mode="lines+markers",
-            line={"color": KEPT_COLOR, "width": 1.5},
-            marker={"color": KEPT_COLOR, "size": 3},
-            hovertemplate="threshold %{x:.4g} (bin %{customdata})<br>KL %{y:.4g}<extra></extra>",
-        )
-    ]
+            x=result.thresholds[shown], y=y[shown], customdata=result.candidates[shown],
+            name="KL", mode="lines", line={"color": KEPT_COLOR, "width": 1.5},
+            hoverinfo="skip",  # hover and clicks go to the markers: a click selects one
+        ),
+        go.Scatter(
+            x=result.thresholds[dots], y=y[dots], customdata=result.candidates[dots],
+            name="candidates", mode="markers", marker={"color": KEPT_COLOR, "size": 4},
+            hovertemplate=hover, showlegend=False,
+        ),
+    ]  # fmt: skip
     if not result.dead and lo <= result.best_index < hi:
         traces.append(
             go.Scatter(
@@ -252,7 +260,8 @@ def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Fi
     for name, values in (("P", pq.p), ("Q", pq.q)):
         v = np.asarray(values, dtype=np.float64)
         total = v.sum()
-        x, y = step_outline(pq.edges, v / total if total > 0 else v)
+        # half a page wide: half the bins a full-width figure draws
+        x, y = step_outline(pq.edges, v / total if total > 0 else v, MAX_DRAWN_BINS // 2)
         traces.append(
             go.Scatter(
                 x=x,
