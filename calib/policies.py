@@ -21,11 +21,12 @@ merge              "fractional": group k is [k i/T, (k+1) i/T), bins cut by a bo
                    group ``digitize(j, linspace(0, i, T+1)) - 1`` (ModelOpt)
 remainder          "whole" merge only. "last_group": remainder bins belong to the last
                    group (MXNet); "orphan": their mass goes to the last group but their
-                   Q stays 0 (ONNX Runtime as shipped)
+                   Q stays 0 (ONNX Runtime as shipped); needs normalize "pq"
 expand             "nonzero": a group's mass spread over its non-zero P bins;
                    "uniform": the group mean over all its bins (ncnn 2021+);
                    "fill_all": divided by the non-zero count but written to every bin
-                   of the group, zero or not (ONNX Runtime as shipped)
+                   of the group, zero or not (ONNX Runtime as shipped); needs normalize
+                   "pq" (Q would outweigh P and an unnormalised KL go negative)
 nonzero_from       "p": non-zero judged on P (outliers folded in); "hist": on the
                    histogram before folding (ModelOpt)
 truncate           "none"; "mass": group mass cast to an integer (MXNet's int32);
@@ -132,6 +133,21 @@ class Policy:
             raise ValueError("expand='fill_all' needs merge='whole' or 'linspace'")
         if self.remainder == "orphan" and self.merge != "whole":
             raise ValueError("remainder='orphan' needs merge='whole'")
+        # Both give Q more mass than P on the bins where both are positive (a level's value
+        # written onto its empty bins; the orphans' mass moved into the last level), and an
+        # unnormalised sum p log(p / q) then goes negative: no longer a divergence to rank by.
+        if self.expand == "fill_all" and self.normalize != "pq":
+            raise ValueError(
+                "expand='fill_all' needs normalize='pq': it writes each level's value onto "
+                "the level's empty bins too, so Q outweighs P and an unnormalised KL can go "
+                "negative"
+            )
+        if self.remainder == "orphan" and self.merge == "whole" and self.normalize != "pq":
+            raise ValueError(
+                "remainder='orphan' needs normalize='pq': the orphaned bins' mass joins the "
+                "last level while their Q stays 0, so Q outweighs P on the other bins and an "
+                "unnormalised KL can go negative"
+            )
         if self.precision == "float32" and (
             self.smoothing != "mxnet" or self.normalize != "pq" or self.zero_q != "inf"
         ):

@@ -92,7 +92,7 @@ def test_each_preset_is_cut_into_the_documented_groups():
             "threshold",
         ],
         "onnxruntime": [
-            "window + merge + expand", "truncate", "smoothing", "zero_q", "normalize",
+            "window + merge + expand + normalize", "truncate", "smoothing", "zero_q",
             "threshold",
         ],
         "modelopt": [

@@ -39,7 +39,23 @@ def histograms(draw, min_bins=12, max_bins=160):
     return c.astype(float)
 
 
+def _valid(variant, over) -> bool:
+    try:
+        dataclasses.replace(VARIANTS[variant], **over)
+    except ValueError:
+        return False
+    return True
+
+
 def _compare(counts, T, variant, **over):
+    """Prefix sums against dense P and Q; a policy the prefix sums cannot take exactly must
+    be swept densely by engine="auto" (``uses_dense_engine``)."""
+    if calib.sweep.uses_dense_engine(calib.policies.resolve_policy(variant, over)):
+        auto = kl_sweep(counts, T, variant, **over)
+        np.testing.assert_array_equal(
+            auto.kl, kl_sweep(counts, T, variant, engine="dense", **over).kl
+        )
+        return
     fast = kl_sweep(counts, T, variant, engine="fast", **over)
     dense = kl_sweep(counts, T, variant, engine="dense", **over)
     assert fast.dead == dense.dead
@@ -114,8 +130,60 @@ def test_fast_engine_matches_dense_on_signed_policy_mixes(
         remainder=remainder, expand=expand, truncate=truncate, smoothing=smoothing,
         normalize=normalize, nonzero_from=data.draw(st.sampled_from(["p", "hist"])),
     )  # fmt: skip
+    assume(_valid(variant, over))
     # raw counts of at least 1 keep MXNet's smoothing inside its series
     _compare(np.ceil(counts), T, variant, **over)
+
+
+@st.composite
+def ui_overrides(draw):
+    """A variant and any overrides the Explore policy panel can set: every field of
+    ``Policy`` from its choices, start_bin and stride from 1, eps from the panel's range."""
+    variant = draw(st.sampled_from(list(VARIANTS)))
+    over = {}
+    for name, choices in POLICY_CHOICES.items():
+        if draw(st.booleans()):
+            over[name] = draw(st.sampled_from(choices))
+    if draw(st.booleans()):
+        over["stride"] = draw(st.integers(1, 4))
+    if draw(st.booleans()):
+        over["eps"] = draw(st.sampled_from([1e-12, 1e-6, 1e-4, 1e-2, 0.5]))
+    return variant, over
+
+
+@settings(max_examples=400, deadline=None)
+@given(counts=histograms(max_bins=90), choice=ui_overrides(), data=st.data())
+def test_every_combination_the_ui_offers_is_refused_or_matches_the_dense_engine(
+    counts, choice, data
+):
+    """Issue 9: seed and ncnn with ModelOpt's candidates or MXNet's truncation once gave
+    negative KLs and clips the dense engine did not. Every combination the Explore panel can
+    produce is now one of: refused by ``Policy`` with its reason; swept densely
+    (``uses_dense_engine``, and ``engine="fast"`` refuses it); or swept by prefix sums that
+    match the dense engine. Normalised histograms (sums of 1) are among the inputs."""
+    variant, over = choice
+    if data.draw(st.booleans()):
+        counts = counts / max(counts.sum(), 1e-300)
+    over["start_bin"] = data.draw(st.integers(1, len(counts)))
+    T = data.draw(st.integers(2, len(counts) - 1))
+    if not _valid(variant, over):
+        with pytest.raises(ValueError, match=r"needs|does not fit|must be"):
+            kl_sweep(counts, T, variant, **over)
+        return
+    try:
+        dense = kl_sweep(counts, T, variant, engine="dense", **over)
+    except ValueError as exc:  # too few bins for these levels or this start: said so
+        assert "target_bins" in str(exc) or "start_bin" in str(exc) or "candidates" in str(exc)
+        return
+    finite = dense.kl[np.isfinite(dense.kl)]
+    assert (finite >= -1e-9 * max(1.0, np.abs(finite).max(initial=0.0))).all()
+    if calib.sweep.uses_dense_engine(dense.policy):
+        with pytest.raises(ValueError, match="engine='fast' cannot take"):
+            kl_sweep(counts, T, variant, engine="fast", **over)
+        auto = kl_sweep(counts, T, variant, **over)
+        np.testing.assert_array_equal(auto.kl, dense.kl)
+        return
+    _compare(counts, T, variant, **over)
 
 
 def test_result_fields_and_distributions_agree():
@@ -197,7 +265,10 @@ def test_no_function_modifies_its_input():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(target_bins=0), "target_bins must be at least 1, got 0"),
+        (dict(target_bins=0), "target_bins must be at least 2 .*, got 0"),
+        (dict(target_bins=1), "target_bins must be at least 2 .*, got 1"),
+        (dict(variant="onnxruntime", normalize="none"), "fill_all' needs normalize='pq'"),
+        (dict(variant="mxnet", remainder="orphan", normalize="none"), "orphan' needs normalize"),
         (dict(target_bins=600), r"less than the number of bins \(600\), got 600"),
         (dict(target_bins=12.5), "target_bins must be an integer, got 12.5"),
         (dict(variant="tensorrt"), "variant must be one of .* got 'tensorrt'"),

@@ -387,8 +387,8 @@ COUNTS = np.arange(1.0, 51.0)
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"target_bins": 0}, "target_bins must be at least 1"),
-        ({"target_bins": -3}, "target_bins must be at least 1"),
+        ({"target_bins": 0}, "target_bins must be at least 2"),
+        ({"target_bins": -3}, "target_bins must be at least 2"),
         ({"target_bins": 50}, "target_bins must be less than the number of bins"),
         ({"target_bins": 51}, "target_bins must be less than the number of bins"),
         ({"target_bins": 8.0}, "target_bins must be an integer"),

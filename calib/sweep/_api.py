@@ -35,7 +35,8 @@ def kl_sweep(
         The histogram; a bare counts array means unit-width bins from 0.
     target_bins : int, optional
         Quantized levels T (128 for the seed, ncnn, ONNX Runtime and ModelOpt;
-        255 for MXNet). Must be at least 1 and less than the number of bins.
+        255 for MXNet). At least 2 (``TARGET_BINS_MIN``) and less than the number of
+        bins.
     variant : str
         One of ``calib.VARIANTS``: "seed", "ncnn", "mxnet", "onnxruntime", "modelopt".
     engine : {"auto", "fast", "dense"}
@@ -79,8 +80,9 @@ def kl_sweep(
     dense = uses_dense_engine(policy)
     if engine == "fast" and dense:
         raise ValueError(
-            "engine='fast' cannot take precision='float32', nor smoothing='mxnet' with a "
-            "fractional or uniform merge; use engine='auto' or 'dense'"
+            "engine='fast' cannot take precision='float32', smoothing='mxnet' with a "
+            "fractional merge or a uniform expansion, nor truncation or orphaned remainder "
+            "bins without smoothing='mxnet' (uses_dense_engine); use engine='auto' or 'dense'"
         )
     if engine == "dense" or (engine == "auto" and dense):
         kl = _kl_dense_rows(prep, policy, np.arange(prep.cand.size))

@@ -15,10 +15,13 @@ from calib.sweep._tables import _FAST_BLOCK_ELEMENTS, _TINY, _prefix, _Sums, _Ta
 
 def uses_dense_engine(policy: Policy) -> bool:
     """True when ``kl_sweep(engine="auto")`` builds P and Q bin by bin for every candidate
-    under ``policy``, because the prefix-sum engine cannot take it: ONNX Runtime's float32
-    arithmetic (``precision="float32"``, one candidate at a time), and MXNet's smoothing
-    with a fractional merge or a uniform expansion. Such sweeps cost O(N) per candidate,
-    not O(target_bins); anyone who orders or warns by cost asks here.
+    under ``policy``, because the prefix-sum engine cannot take it exactly: ONNX Runtime's
+    float32 arithmetic (``precision="float32"``, one candidate at a time); MXNet's
+    smoothing with a fractional merge or a uniform expansion; and, with any other
+    smoothing, integer truncation (``truncate`` other than "none") or ONNX Runtime's
+    orphaned remainder bins (``remainder="orphan"``), which the prefix sums handle only
+    on the path MXNet's smoothing takes (the presets' own). Such sweeps cost O(N) per
+    candidate, not O(target_bins); anyone who orders or warns by cost asks here.
 
     (On the prefix-sum path a few candidates may still take the dense one, where the
     smoothing's series would converge slowly; that does not change the sweep's cost.)
@@ -26,7 +29,8 @@ def uses_dense_engine(policy: Policy) -> bool:
     if policy.precision == "float32":
         return True
     if policy.smoothing != "mxnet":
-        return False
+        orphan = policy.merge == "whole" and policy.remainder == "orphan"
+        return policy.truncate != "none" or orphan
     return policy.merge == "fractional" or policy.expand == "uniform"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from calib.histogram import Histogram
-from calib.policies import DEFAULT_TARGET_BINS, Policy
+from calib.policies import DEFAULT_TARGET_BINS, TARGET_BINS_MIN, Policy
 
 
 # --------------------------------------------------------------------------------------
@@ -28,8 +28,13 @@ def _check_target_bins(target_bins: Any, variant: str, n_bins: int) -> int:
     T = DEFAULT_TARGET_BINS[variant] if target_bins is None else target_bins
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
         raise ValueError(f"target_bins must be an integer, got {target_bins!r}")
-    if T < 1:
-        raise ValueError(f"target_bins must be at least 1, got {T}")
+    if T < TARGET_BINS_MIN:
+        # one level is no quantizer (2 bits give 2), and the seed family's merge would have
+        # one level that is both its first and its last, which the sweep does not model
+        raise ValueError(
+            f"target_bins must be at least {TARGET_BINS_MIN} (the levels of a 2-bit "
+            f"quantizer), got {T}"
+        )
     if T >= n_bins:
         raise ValueError(f"target_bins must be less than the number of bins ({n_bins}), got {T}")
     return int(T)
