@@ -88,10 +88,13 @@ layer_names = st.text(max_size=12).filter(lambda s: not s.endswith("\0"))
 @st.composite
 def histograms(draw: st.DrawFn) -> Histogram:
     n = draw(st.integers(2, 40))
+    # within calib.limits: an int64 total, a float total up to MAX_MAGNITUDE, non-zero
+    # float counts from MIN_MAGNITUDE
     if draw(st.booleans()):
-        counts = draw(st.lists(st.integers(0, 2**62), min_size=n, max_size=n))
+        counts = draw(st.lists(st.integers(0, 2**56), min_size=n, max_size=n))
     else:
-        counts = draw(st.lists(st.floats(0, 1e300), min_size=n, max_size=n))
+        count = st.one_of(st.just(0.0), st.floats(1e-99, 1e98))
+        counts = draw(st.lists(count, min_size=n, max_size=n))
     start = draw(st.floats(-1e6, 1e6))
     widths = draw(st.lists(st.floats(1e-3, 1e3), min_size=n, max_size=n))
     return Histogram(counts, start + np.concatenate([[0.0], np.cumsum(widths)]))

@@ -533,7 +533,7 @@ def collect_histograms(
     proto, label = _load_model(onnx, model)
     if isinstance(inputs, (str, os.PathLike)) or callable(getattr(inputs, "read", None)):
         inputs = read_inputs(inputs)
-    bins = _check_bins(bins)
+    bins = _check_bins(bins, "bins", per_bin=2)  # kept signed: 2 * bins bins
     types = _tensor_types(onnx, proto)
     batches, total = _batches(onnx, proto, inputs, types, batch_size)
 
