@@ -68,8 +68,8 @@ def _check_counts(counts: Any, name: str = "counts") -> np.ndarray:
 
 def _check_count_range(c: np.ndarray, name: str) -> None:
     """Counts whose total a sum can hold and whose logarithms stay finite: an int64 total
-    within int64 (numpy would wrap it around), a total of at most MAX_MAGNITUDE, non-zero
-    counts of at least MIN_MAGNITUDE (``calib.limits``)."""
+    within int64 (numpy would wrap it around), a float total of 0 or from MIN_MAGNITUDE to
+    MAX_MAGNITUDE (``calib.limits``)."""
     if np.issubdtype(c.dtype, np.integer):
         big = float(c.max(initial=0)) * c.size >= 2.0**62  # else the int64 sum cannot wrap
         if big and sum(int(x) for x in c) > np.iinfo(np.int64).max:
@@ -84,12 +84,11 @@ def _check_count_range(c: np.ndarray, name: str) -> None:
             limits.exceeds(f"{name} total", total * limits.MAX_MAGNITUDE, "MAX_MAGNITUDE")
             + "; scale them down"
         )
-    tiny = (c > 0) & (c < limits.MIN_MAGNITUDE)
-    if tiny.any():
-        i = int(np.flatnonzero(tiny)[0])
+    total = float(c.sum())  # cannot overflow now
+    if 0 < total < limits.MIN_MAGNITUDE:
         raise ValueError(
-            f"{name} must be 0 or at least MIN_MAGNITUDE = {limits.MIN_MAGNITUDE:g}, got "
-            f"{float(c[i])!r} at bin {i}; scale them up"
+            f"{name} total {total!r}, less than MIN_MAGNITUDE = {limits.MIN_MAGNITUDE:g} "
+            "(and not 0, a dead layer); scale them up"
         )
 
 

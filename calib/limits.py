@@ -34,6 +34,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_LAYERS",
     "MAX_MAGNITUDE",
+    "MAX_NAME_CHARS",
     "MAX_SEARCH_CELLS",
     "MAX_TEXT_BYTES",
     "MAX_UNPACKED_BYTES",
@@ -67,6 +68,10 @@ TensorRT caches; and the most tensors one collection may histogram. An ``.npz`` 
 most ``2 * MAX_LAYERS + 4`` arrays, counted from the zip directory's end record before the
 directory itself is parsed."""
 
+MAX_NAME_CHARS = 1024
+"""The longest tensor name a file may hold, in characters (ONNX names run to a couple of
+hundred at most). Read from an ``.npz``'s header before its names are unpacked."""
+
 MAX_CSV_CELLS = 2**20
 """The most cells (rows times columns) a CSV may hold, so at most 1,048,576 rows: a
 histogram of ``MAX_BINS`` bins in three columns fits three times over, and raw samples
@@ -93,9 +98,9 @@ magnitude: the sweep and the metrics take squares, cubes and ``x log x`` of them
 must stay finite in float64 (1e100 cubed is 1e300)."""
 
 MIN_MAGNITUDE = 1e-100
-"""Every non-zero count, and every bin's width, is at least this: their cubes and
-products stay normal floats (a count of 1e-310 is subnormal and would make the seed's
-unnormalised KL vanish)."""
+"""A live histogram's counts total at least this, and every bin is at least this wide:
+their cubes and products stay normal floats (counts of 1e-310, subnormal, would make the
+seed's unnormalised KL vanish). Single tiny counts in a tail are harmless and kept."""
 
 MAX_SEARCH_CELLS = 2**26
 """The most cells one calibration search may evaluate: a KL sweep's candidates times its
