@@ -206,12 +206,18 @@ def build_view(
 
 
 def every_method(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
-    """The max, percentile and MSE thresholds of ``h``."""
-    return (
+    """The max, percentile and MSE thresholds of ``h``. The MSE search is left out where the
+    core refuses it (past ``calib.limits.MAX_SEARCH_CELLS``: 16 bits over tens of thousands
+    of bins), as :func:`every_variant` leaves out a variant that cannot take the histogram."""
+    out = [
         _other(h, "max", amax_max(h), num_bits),
         _other(h, "percentile", amax_percentile(h, DEFAULT_PERCENTILE), num_bits),
-        _other(h, "mse", amax_mse(h, num_bits), num_bits),
-    )
+    ]
+    try:
+        out.append(_other(h, "mse", amax_mse(h, num_bits), num_bits))
+    except ValueError:
+        pass
+    return tuple(out)
 
 
 def every_variant(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:

@@ -308,3 +308,38 @@ def test_tie_rule_takes_first_or_last_within_rounding():
     assert pick_minimum(kl, "last", 1.0) == 3
     assert pick_minimum(np.array([np.inf, np.inf]), "last", 1.0) == 1
     assert pick_minimum(np.array([2.0, 1.0, 1.0 + 1e-6]), "last", 1.0) == 1
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_large_sweeps_build_their_level_tables_block_by_block(variant, monkeypatch):
+    """Issue 9: the level tables of every candidate were cached whole, 16 bytes a cell (a
+    gigabyte at MAX_SEARCH_CELLS); past a small size they are now made block by block, with
+    the same answer."""
+    from calib.sweep import _fast, _groups
+
+    h = Histogram.from_samples(np.random.default_rng(7).laplace(size=20_000), bins=700)
+    want = kl_sweep(h, 16, variant)
+    monkeypatch.setattr(_fast, "_CACHED_BOUNDARIES", 0)
+    monkeypatch.setattr(_groups, "_CACHED_LEVELS", 0)
+    got = kl_sweep(h, 16, variant)
+    np.testing.assert_array_equal(got.kl, want.kl)
+    assert got.best == want.best
+
+
+@pytest.mark.parametrize(
+    ("variant", "policies", "unit"),
+    [
+        ("seed", {}, "at 32 target bins"),
+        ("mxnet", {}, "at 32 target bins"),
+        ("onnxruntime", {"precision": "float32"}, "bin-by-bin"),
+        ("seed", {"truncate": "mass"}, "bin-by-bin"),
+    ],
+)
+def test_a_sweep_past_max_search_cells_is_refused_before_it_runs(
+    variant, policies, unit, monkeypatch
+):
+    h = Histogram.from_samples(np.random.default_rng(8).standard_normal(20_000), bins=600)
+    kl_sweep(h, 32, variant, **policies)
+    monkeypatch.setattr(calib.limits, "MAX_SEARCH_CELLS", 5_000)
+    with pytest.raises(ValueError, match=rf"{unit}.* needs [\d,]+ cells, more than MAX_SEARCH"):
+        kl_sweep(h, 32, variant, **policies)

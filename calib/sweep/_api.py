@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from calib import limits
 from calib.histogram import Histogram, as_histogram
 from calib.policies import Policy, resolve_policy
 from calib.sweep._dense import _kl_dense_rows
-from calib.sweep._fast import _kl_fast, uses_dense_engine
+from calib.sweep._fast import _kl_fast, sweep_cells, uses_dense_engine
 from calib.sweep._prepare import _check_target_bins, _prepare, _to_layout, pick_minimum, tie_scale
 from calib.sweep._result import SweepResult
 
@@ -52,6 +53,10 @@ def kl_sweep(
 
     Notes
     -----
+    A sweep costs ``candidates * target_bins`` cells on the prefix sums (the window's bins,
+    summed over candidates, on the dense engine); one past ``calib.limits.MAX_SEARCH_CELLS``
+    is refused with what to lower.
+
     For each candidate, P is the kept bins with the outliers added to the edge bin(s);
     the kept bins (without the outliers) are merged into T levels and expanded back
     to Q; ``KL = sum p log(p / q)`` over ``p > 0``, with the variant's rule where
@@ -84,7 +89,21 @@ def kl_sweep(
             "fractional merge or a uniform expansion, nor truncation or orphaned remainder "
             "bins without smoothing='mxnet' (uses_dense_engine); use engine='auto' or 'dense'"
         )
-    if engine == "dense" or (engine == "auto" and dense):
+    dense = engine == "dense" or (engine == "auto" and dense)
+    cells = sweep_cells(prep, policy, dense)
+    if cells > limits.MAX_SEARCH_CELLS:
+        what = (
+            f"the bin-by-bin sweep of {prep.cand.size:,} candidates over {h.n_bins:,} bins "
+            "(their windows' bins, summed) needs"
+            if dense
+            else f"the sweep of {prep.cand.size:,} candidates at {T} target bins over "
+            f"{h.n_bins:,} bins needs"
+        )
+        raise ValueError(
+            limits.exceeds(what, cells, "MAX_SEARCH_CELLS", " cells")
+            + "; lower target_bins or rebin the histogram to fewer bins (Histogram.rebin)"
+        )
+    if dense:
         kl = _kl_dense_rows(prep, policy, np.arange(prep.cand.size))
     else:
         kl = _kl_fast(prep, policy)
