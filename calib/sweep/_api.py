@@ -121,6 +121,8 @@ def _dead_result(variant: str, policy: Policy, T: int, h: Histogram) -> SweepRes
 
 def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
     kl = np.where(np.isnan(kl), np.inf, kl)
+    if not np.isfinite(kl).any() and policy.truncate != "none":
+        _refuse_truncated_fractions(policy, h)
     eps = policy.eps if policy.smoothing != "none" else 0.0
     i = pick_minimum(kl, policy.ties, tie_scale(prep.h, policy.normalize == "pq", eps))
     return SweepResult(
@@ -128,3 +130,27 @@ def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
         kl=kl, thresholds=prep.thresholds,
         best=int(prep.cand[i]), best_index=i, amax=float(prep.thresholds[i]), dead=False,
     )  # fmt: skip
+
+
+def _refuse_truncated_fractions(policy: Policy, h: Histogram) -> None:
+    """Refuse a sweep whose integer truncation left no candidate a finite KL because the
+    counts are fractions: a normalised histogram (counts that sum to 1) under MXNet's or
+    ONNX Runtime's truncation, which cuts every level's mass to 0.
+
+    Both tools would answer their first candidate (``argmin`` of all-inf), the search's
+    floor rather than a minimum (69% of the mass clipped on a normal layer), and say
+    nothing. They never see such counts (they count samples themselves), so no answer of
+    theirs exists to reproduce; a warning would still hand a number to a calibration cache;
+    scaling the counts would invent a sample count, on which truncation and the smoothing's
+    absolute eps both depend. So the sweep refuses and says what to do. (Other sweeps with
+    no finite KL, such as ModelOpt's on a histogram its ``bins[0] = bins[1]`` empties, keep
+    the variant's own answer: that is what the tool does on its own counts.)
+    """
+    if np.array_equal(h.counts, np.floor(h.counts)):
+        return
+    raise ValueError(
+        f"no candidate has a finite KL, so no clip can be chosen: truncate={policy.truncate!r} "
+        f"cuts each level's mass to a whole number, and these counts are fractions (they "
+        f"total {h.total:.6g}: a normalised histogram?), so every level is cut to 0. Give "
+        "raw counts, or set truncate='none'"
+    )
