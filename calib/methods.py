@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calib import _mse
+from calib import _mse, limits
 from calib.histogram import Histogram, as_histogram
 from calib.policies import MODELOPT_START_BIN, check_num_bits, levels_for
 
@@ -134,11 +134,17 @@ def max_code(num_bits: Any, unsigned: Any = False) -> int:
 
 
 def _check_amax(amax: Any) -> float:
+    """A clip: a real number in (0, MAX_MAGNITUDE] (``calib.limits``)."""
+    shown = f"amax must be a finite positive number up to {limits.MAX_MAGNITUDE:g}"
     if isinstance(amax, bool) or not isinstance(amax, (int, float, np.integer, np.floating)):
-        raise ValueError(f"amax must be a finite positive number, got {_show(amax)}")
-    if not (math.isfinite(amax) and amax > 0):
-        raise ValueError(f"amax must be a finite positive number, got {_show(amax)}")
-    return float(amax)
+        raise ValueError(f"{shown}, got {_show(amax)}")
+    try:
+        value = float(amax)
+    except OverflowError:  # a Python int past float64's range
+        raise ValueError(f"{shown}, got an integer of {len(str(abs(amax)))} digits") from None
+    if not (math.isfinite(value) and 0 < value <= limits.MAX_MAGNITUDE):
+        raise ValueError(f"{shown}, got {_show(amax)}")
+    return value
 
 
 def _check_amaxes(amaxes: Any) -> np.ndarray:
@@ -146,11 +152,12 @@ def _check_amaxes(amaxes: Any) -> np.ndarray:
     if a.dtype == object or a.dtype == bool or not np.issubdtype(a.dtype, np.number):
         raise ValueError(f"amaxes must be a numeric array, got dtype {a.dtype}")
     a = a.astype(np.float64)
-    bad = ~(np.isfinite(a) & (a > 0))
+    bad = ~(np.isfinite(a) & (a > 0) & (a <= limits.MAX_MAGNITUDE))
     if bad.any():
         i = int(np.flatnonzero(bad.ravel())[0])
         raise ValueError(
-            f"amaxes must be finite and positive, got {_show(a.ravel()[i])} at index {i}"
+            f"amaxes must be finite and positive, up to MAX_MAGNITUDE = "
+            f"{limits.MAX_MAGNITUDE:g}, got {_show(a.ravel()[i])} at index {i}"
         )
     return a
 
@@ -534,7 +541,7 @@ def amax_mse(
 
 # -- one entry point -------------------------------------------------------------------------
 def _check_method(method: Any) -> str:
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {_show(method)}")
     return str(method)
 

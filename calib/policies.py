@@ -51,6 +51,8 @@ import dataclasses
 import numbers
 from typing import Any
 
+from calib import limits
+
 __all__ = [
     "DEFAULT_TARGET_BINS",
     "MODELOPT_START_BIN",
@@ -62,6 +64,7 @@ __all__ = [
     "VARIANT_NOTES",
     "Policy",
     "check_num_bits",
+    "check_variant",
     "levels_for",
     "resolve_policy",
 ]
@@ -119,6 +122,8 @@ class Policy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value > limits.MAX_BINS:  # more than any histogram's bins: no candidate
+                raise ValueError(limits.exceeds(f"{name} is", value, "MAX_BINS"))
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
             raise ValueError(f"eps must be a number in (0, 1), got {self.eps!r}")
         signed = self.layout == "signed"
@@ -227,6 +232,15 @@ one (Learn's lessons, Layers' typed number for files of more bins); the core acc
 1 <= target_bins < bins."""
 
 
+def check_variant(variant: Any, name: str = "variant") -> str:
+    """``variant`` if it names a preset of :data:`VARIANTS`, or a ValueError naming it (any
+    value: a list is refused as surely as a misspelt name)."""
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        shown = repr(variant) if len(repr(variant)) <= 60 else repr(variant)[:57] + "..."
+        raise ValueError(f"{name} must be one of {tuple(VARIANTS)}, got {shown}")
+    return variant
+
+
 def check_num_bits(num_bits: Any) -> int:
     """``num_bits`` as an int, or a ValueError naming it: an integer in 2..16
     (:data:`NUM_BITS_CHOICES`)."""
@@ -251,8 +265,7 @@ def levels_for(variant: str, num_bits: int = 8, unsigned: bool = False) -> int:
     >>> levels_for("seed"), levels_for("mxnet"), levels_for("mxnet", 4), levels_for("seed", 4)
     (128, 255, 15, 8)
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    check_variant(variant)
     num_bits = check_num_bits(num_bits)
     if variant == "mxnet":
         return 2**num_bits - 1
@@ -277,8 +290,7 @@ VARIANT_NOTES: dict[str, str] = {
 
 def resolve_policy(variant: str, overrides: dict[str, Any]) -> Policy:
     """The variant's preset with ``overrides`` applied; ValueError names what is unknown."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    check_variant(variant)
     fields = {f.name for f in dataclasses.fields(Policy)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

@@ -149,7 +149,7 @@ def test_groups_reject_an_unknown_variant():
         change_groups("tensorrt")
     with pytest.raises(ValueError, match="variant must be one of"):
         attribute(relu_spike(), "tensorrt")
-    with pytest.raises(ValueError, match="variants must be among"):
+    with pytest.raises(ValueError, match="variants must be one of"):
         compare(relu_spike(), variants=["seed", "tvm"])
     with pytest.raises(ValueError, match="target_bins must be an integer or None"):
         compare(relu_spike(), 100.5)

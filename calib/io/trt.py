@@ -65,6 +65,8 @@ class TrtCache:
 
 
 def _parse_trt_header(line: str, what: str) -> tuple[int | None, str]:
+    if not isinstance(line, str):
+        raise ValueError(f"{what} must be a str such as {TRT_DEFAULT_HEADER!r}, got {line!r:.60}")
     m = _TRT_HEADER.fullmatch(line)
     if m is None:
         raise ValueError(
