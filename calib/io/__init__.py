@@ -90,7 +90,7 @@ where a ``TensorData`` is ``{"lowest": x, "highest": x, ["hist": x, "hist_edges"
 (older ones ``max(|lowest|, |highest|)``).
 """
 
-from calib.io._safe import Source
+from calib.io._safe import Source, write_text
 from calib.io.histograms import (
     NPZ_FORMAT,
     NPZ_VERSION,
@@ -139,5 +139,6 @@ __all__ = [
     "save_histograms",
     "write_ort_calibration_cache",
     "write_ort_calibration_json",
+    "write_text",
     "write_trt_cache",
 ]

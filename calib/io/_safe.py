@@ -154,6 +154,14 @@ def _write_text(dest: Any, text: str) -> None:
     _write_bytes(dest, text.encode("utf-8"))
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text to ``path`` whole or not at all: a temporary file beside it, then a
+    rename, so an interrupted write leaves the old file (or none), never half of one."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a path, got {type(path).__name__}")
+    _write_text(path, text)
+
+
 def _real(value: Any, what: str) -> float:
     """A real number as float; bools, strings and None are refused."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
