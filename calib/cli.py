@@ -9,12 +9,14 @@ Examples
     python -m calib histograms.npz --method percentile --format csv
     python -m calib bench
     python -m calib collect model.onnx --inputs data.npz --out histograms.npz
+    python -m calib evaluate model.onnx --inputs data.npz --histograms histograms.npz
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 
 from calib import io as cio
 from calib import report
+from calib.convergence import DEFAULT_TOL
 from calib.histogram import DEFAULT_BINS
 from calib.methods import DEFAULT_NUM_BITS, METHODS
 from calib.numbers import fmt
@@ -82,6 +85,33 @@ def _render(rows: list[dict], fmt: str) -> str:
     return "\n".join(lines)
 
 
+def _converge(ns: argparse.Namespace) -> int:
+    from calib import convergence
+
+    try:
+        traces = cio.load_convergence(ns.file)
+        if not traces:
+            raise ValueError(
+                f"{ns.file} holds no traces: collect with --convergence to record them"
+            )
+        rows = convergence.settling_table(traces, ns.tol)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if ns.format == "json":
+        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        return 0
+    print(f"samples until each method's amax stays within {ns.tol:.0%} of its final value")
+    head = f"{'method':<22} {'tensors':>8} {'95% settled':>12} {'all settled':>12} {'of':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        n95 = "never" if r.samples_95 is None else str(r.samples_95)
+        nall = "never" if r.samples_all is None else str(r.samples_all)
+        print(f"{r.method:<22} {r.tensors:>8} {n95:>12} {nall:>12} {r.total_samples:>8}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m calib", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command")
@@ -98,7 +128,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="also write an ONNX Runtime calibration.json (lowest, highest) = (-amax, amax)",
     )
-    b = sub.add_parser("bench", help="time the loop references against the sweep")
+    v = sub.add_parser(
+        "converge", help="samples until the thresholds settled (collect --convergence)"
+    )
+    v.add_argument("file", help="histogram .npz written by collect --convergence")
+    v.add_argument("--tol", type=float, default=DEFAULT_TOL, help="relative, to the final amax")
+    v.add_argument("--format", choices=("table", "json"), default="table")
+    b = sub.add_parser(
+        "bench",
+        help="time the loop references against the sweep; 'bench evaluate' times a 200-tensor "
+        "sensitivity table against plain inference; 'bench collect DIR' times the "
+        "collector on a real model against plain inference and ONNX Runtime's",
+    )
     b.add_argument("--quick", action="store_true", help="small sizes, one repeat (smoke test)")
     c = sub.add_parser("collect", help="histogram an ONNX model's tensors (needs onnxruntime)")
     c.add_argument("model", help="the .onnx model")
@@ -117,11 +158,87 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--abs", action="store_true", help="store |x| only (default: x on [-m, m], which folds)"
     )
+    c.add_argument(
+        "--convergence",
+        action="store_true",
+        help="record every tensor's amax after each batch (python -m calib converge reads it)",
+    )
     c.add_argument("--tensors", metavar="REGEX", help="only tensors whose name matches")
     c.add_argument("--op-types", metavar="OPS", help="only outputs of these ops: MatMul,Gemm")
     c.add_argument("--batch-size", type=int, default=None, help="samples per run")
     c.add_argument("--quiet", action="store_true", help="no progress output")
+    _evaluate_parser(sub)
     return p
+
+
+def _evaluate_parser(sub) -> None:
+    from calib.evaluate import DEFAULT_MAX_FLOAT, DEFAULT_METHODS, DEFAULT_TARGET_SQNR_DB
+
+    e = sub.add_parser(
+        "evaluate",
+        help="what each calibration, and each tensor, does to a model's outputs",
+        description=(
+            "Fake-quantize a model's activations (QuantizeLinear -> DequantizeLinear) and "
+            "compare its outputs with the float model's: the methods side by side, each "
+            "tensor's sensitivity, what to keep in float. Needs onnxruntime."
+        ),
+    )
+    e.add_argument("model", help="the float .onnx model")
+    e.add_argument(
+        "--inputs",
+        help=".npz calibration inputs: histograms are collected from them unless "
+        "--histograms is given; without --eval-inputs their last 20%% is held out for "
+        "evaluation (and not collected from)",
+    )
+    e.add_argument("--histograms", metavar="H.npz", help="the tensors' histograms (no collection)")
+    e.add_argument("--eval-inputs", metavar="E.npz", help=".npz evaluation inputs")
+    e.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help="comma-separated: max, percentile, mse, entropy:<variant> (default: all)",
+    )
+    e.add_argument(
+        "--cache",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a TensorRT cache or ONNX Runtime calibration table: one more row (repeatable)",
+    )
+    e.add_argument(
+        "--sensitivity-of",
+        default="best",
+        metavar="NAME",
+        help="the calibration whose per-tensor sensitivity is measured (default: best)",
+    )
+    e.add_argument("--op-types", metavar="OPS", help="quantize the inputs of these ops "
+                   "(default MatMul,Gemm,Conv)")  # fmt: skip
+    e.add_argument("--tensors", metavar="REGEX", help="only tensors whose name matches")
+    e.add_argument("--num-bits", type=int, default=DEFAULT_NUM_BITS, help="2..8")
+    e.add_argument(
+        "--weights", action="store_true", help="also quantize weights (per channel, max)"
+    )
+    e.add_argument(
+        "--target-sqnr",
+        type=float,
+        default=DEFAULT_TARGET_SQNR_DB,
+        metavar="DB",
+        help=f"keep-in-float target, output SQNR in dB ({DEFAULT_TARGET_SQNR_DB:g})",
+    )
+    e.add_argument(
+        "--max-float",
+        type=int,
+        default=DEFAULT_MAX_FLOAT,
+        metavar="N",
+        help=f"most tensors the keep-in-float search returns to float ({DEFAULT_MAX_FLOAT})",
+    )
+    e.add_argument("--no-sensitivity", action="store_true", help="only the methods table")
+    where = e.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="local processes")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler's address")
+    e.add_argument("--batch-size", type=int, default=None, help="samples per run")
+    e.add_argument("--format", choices=("table", "json"), default="table")
+    e.add_argument("--out", metavar="FILE.json", help="also write the JSON report here")
+    e.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _progress_printer(stream=None):
@@ -188,6 +305,7 @@ def _collect(ns: argparse.Namespace) -> int:
             signed=not ns.abs,
             batch_size=ns.batch_size,
             progress=None if ns.quiet else _progress_printer(),
+            convergence=ns.convergence,
         )
         meta = collect.collect_meta(
             ns.model,
@@ -201,7 +319,7 @@ def _collect(ns: argparse.Namespace) -> int:
             aliases=found.aliases,
             not_activations=found.not_activations,
         )
-        cio.save_histograms(ns.out, found.histograms, meta=meta)
+        cio.save_histograms(ns.out, found.histograms, meta=meta, traces=found.traces)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing written", file=sys.stderr)
         return 130
@@ -228,7 +346,16 @@ def _note_skipped(path: str, skipped: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in ("thresholds", "bench", "collect", "-h", "--help"):
+    if args[:2] == ["bench", "collect"]:  # the collector on a real model: its own options
+        from calib.dev import bench_collect
+
+        return bench_collect.main(args[2:])
+    if args[:2] == ["bench", "evaluate"]:  # the sensitivity table against plain inference
+        from calib.dev import bench_evaluate
+
+        return bench_evaluate.main(args[2:])
+    commands = ("thresholds", "bench", "collect", "converge", "evaluate", "-h", "--help")
+    if args and args[0] not in commands:
         args.insert(0, "thresholds")
     ns = _parser().parse_args(args)
     if ns.command == "bench":
@@ -238,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if all(r.met is not False for r in rows) else 1
     if ns.command == "collect":
         return _collect(ns)
+    if ns.command == "converge":
+        return _converge(ns)
+    if ns.command == "evaluate":
+        return _evaluate(ns)
     if ns.command != "thresholds":
         _parser().print_help()
         return 2
@@ -266,4 +397,155 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     print(_render(rows, ns.format))
+    return 0
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+def _text_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def evaluation_text(ev, top: int = 15) -> str:
+    """The report of :func:`calib.evaluate.evaluate` as the command line prints it."""
+    db = " dB"
+    out = [
+        f"model: {ev.model}; outputs: {', '.join(ev.outputs)}",
+        f"quantized: {ev.selection.describe()}; int{ev.num_bits} symmetric; weights "
+        + ("int8 per channel (max)" if ev.weights else "float"),
+        f"evaluation: {ev.data}",
+        "",
+        "Methods: every tensor quantized (output SQNR and mean cosine, worst output)",
+    ]
+    rows = [
+        [m.name, fmt(m.sqnr_db, 2, fixed=True, unit=db), fmt(m.cosine, 5, fixed=True),
+         f"{m.quantized}/{len(ev.selection.names)}",
+         "<- its sensitivity below" if m.name == ev.calibration else ""]
+        for m in ev.methods
+    ]  # fmt: skip
+    out.append(_text_table(["method", "SQNR", "cosine", "quantized", ""], rows))
+    if ev.sensitivity:
+        out += [
+            "",
+            f"Sensitivity of {ev.calibration} (output SQNR; most harmful first; "
+            f"{min(top, len(ev.sensitivity))} of {len(ev.sensitivity)})",
+        ]
+        rows = [
+            [s.layer, fmt(s.only_this.sqnr_db, 2, fixed=True, unit=db),
+             fmt(s.all_but_this.sqnr_db, 2, fixed=True, unit=db),
+             fmt(s.hist_sqnr_db, 2, fixed=True, unit=db), fmt(s.kl, 3), ", ".join(s.flags)]
+            for s in ev.sensitivity[:top]
+        ]  # fmt: skip
+        cols = ["tensor", "only this", "all but this", "histogram SQNR", "KL", "flags"]
+        out.append(_text_table(cols, rows))
+    if ev.reached is not None:
+        start = fmt(ev.all_quantized.sqnr_db, 2, fixed=True, unit=db)
+        out += ["", f"Keep in float (target {fmt(ev.target_sqnr_db, 4, unit=db)}; all "
+                f"quantized: {start})"]  # fmt: skip
+        if ev.keep_float:
+            rows = [[str(i + 1), k.layer, fmt(k.result.sqnr_db, 2, fixed=True, unit=db)]
+                    for i, k in enumerate(ev.keep_float)]  # fmt: skip
+            out.append(_text_table(["step", "back to float", "output SQNR"], rows))
+        out.append(
+            "target met" if ev.reached else f"target not met after {len(ev.keep_float)} tensors"
+        )
+    if ev.rank_correlation:
+        rho = {k: fmt(v, 2, fixed=True) for k, v in ev.rank_correlation.items()}
+        out += [
+            "",
+            f"Does the histogram predict it? Spearman's rho against the only-this output SQNR "
+            f"over {len(ev.sensitivity)} tensors: histogram SQNR {rho['hist_sqnr_db']}, "
+            f"KL {rho['kl']}, clipped mass {rho['clipped']}",
+        ]
+    out += ["", f"{ev.runs} runs on {ev.backend} in {fmt(ev.seconds['total'], 3)} s"]
+    return "\n".join(out)
+
+
+def _evaluate_progress(stream=None):
+    stream = sys.stderr if stream is None else stream
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    state = {"shown": -1.0}
+
+    def progress(p) -> None:
+        line = f"evaluate: {p.stage}: run {p.done}/{p.total}, {p.elapsed_s:.0f} s"
+        last = p.done >= p.total
+        if tty:
+            print(f"\r{line}\x1b[K", end="\n" if last else "", file=stream, flush=True)
+        elif last or p.elapsed_s - state["shown"] >= 10:
+            print(line, file=stream, flush=True)
+            state["shown"] = p.elapsed_s
+
+    return progress
+
+
+def _evaluate(ns: argparse.Namespace) -> int:
+    from calib import collect, evaluate
+
+    inputs = {f"{name} file": getattr(ns, name) for name in
+              ("model", "inputs", "histograms", "eval_inputs")}  # fmt: skip
+    inputs |= {f"cache {i + 1}": path for i, path in enumerate(ns.cache)}
+    why = _overwrites({"--out": ns.out}, {k: v for k, v in inputs.items() if v})
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    if not ns.eval_inputs and not ns.inputs:
+        print("error: give --eval-inputs, or --inputs to hold a share out", file=sys.stderr)
+        return 2
+    if not ns.histograms and not ns.inputs and not ns.cache:
+        print("error: give --histograms, --inputs to collect them from, or --cache",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    progress = None if ns.quiet else _evaluate_progress()
+    try:
+        held = None
+        if ns.eval_inputs:
+            eval_inputs, data = ns.eval_inputs, os.path.basename(ns.eval_inputs)
+        else:
+            held = evaluate.hold_out(ns.inputs)
+            eval_inputs, data = (
+                held.evaluation,
+                f"{os.path.basename(ns.inputs)}: {held.description}",
+            )
+        histograms = ns.histograms
+        if histograms is None and ns.inputs:
+            proto, _ = evaluate.load_model(ns.model)
+            names = evaluate.select_tensors(proto, ns.op_types, ns.tensors).names
+            source = held.calibration if held is not None else ns.inputs
+            histograms = collect.collect_histograms(
+                proto, source, tensors=list(names), batch_size=ns.batch_size,
+                progress=None if ns.quiet else _progress_printer(),
+            ).histograms  # fmt: skip
+        ev = evaluate.evaluate(
+            ns.model,
+            eval_inputs,
+            histograms=histograms,
+            methods=ns.methods.split(",") if histograms is not None else (),
+            caches=ns.cache,
+            sensitivity_of=ns.sensitivity_of,
+            op_types=ns.op_types,
+            tensors=ns.tensors,
+            num_bits=ns.num_bits,
+            weights=ns.weights,
+            sensitivity=not ns.no_sensitivity,
+            target_sqnr_db=ns.target_sqnr,
+            max_float=ns.max_float,
+            batch_size=ns.batch_size,
+            workers=ns.workers,
+            scheduler=ns.scheduler,
+            progress=progress,
+            data=data,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    doc = json.dumps(ev.to_dict(), indent=2, allow_nan=False)
+    if ns.out:
+        cio.write_text(ns.out, doc + "\n")  # whole or not at all
+    print(doc if ns.format == "json" else evaluation_text(ev))
     return 0

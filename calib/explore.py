@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,9 @@ from calib.methods import (
     amax_mse,
     amax_percentile,
     clip_metrics,
+    max_code,
 )
+from calib.numbers import fmt
 from calib.policies import (
     NUM_BITS_CHOICES,
     POLICY_CHOICES,
@@ -38,11 +40,12 @@ from calib.policies import (
     levels_for,
     resolve_policy,
 )
-from calib.sweep import SweepResult, kl_sweep
+from calib.sweep import PQ, SweepResult, kl_sweep
 
 __all__ = [
     "DEFAULT_LAYER",
     "EXPLORE_QUERY_KEYS",
+    "LAYER_KEYS",
     "MODEL_NAME",
     "NUM_BITS_CHOICES",
     "POLICY_FIELDS",
@@ -53,13 +56,16 @@ __all__ = [
     "TARGET_BINS_MIN",
     "OtherClip",
     "View",
+    "Why",
     "build_view",
     "candidate_from_selection",
     "default_target_bins",
     "every_method",
     "every_variant",
+    "explain",
     "explore_query",
     "kl_curve_csv",
+    "max_target_bins",
     "parse_explore_query",
     "policy_error",
     "threshold_json",
@@ -73,10 +79,14 @@ SOURCE_KINDS = {
     "demo": "Built-in demo",
     "histogram": "Upload a histogram",
     "samples": "Upload raw samples",
+    "layers": "From the Layers page",  # what Layers handed over in this session
 }
+# the session key of each kind's layer picker (its query parameter is ``layer``)
+LAYER_KEYS = {"model": "model_layer", "histogram": "upload_layer", "layers": "layers_layer"}
 POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
 EXPLORE_QUERY_KEYS = (
     "src", "layer", "demo", "variant", "target_bins", "hist_bins", "num_bits", "log_y",
+    "show_variants", "candidate",
 )  # fmt: skip
 
 
@@ -87,6 +97,22 @@ def default_target_bins(variant: str, num_bits: int = DEFAULT_NUM_BITS) -> int:
 
 
 POLICY_INTS = ("start_bin", "stride")
+
+
+def max_target_bins(n_bins: int, signed: bool, layout: str) -> int:
+    """The most levels a histogram of ``n_bins`` takes in a variant's ``layout``: the sweep
+    needs ``target_bins`` below the bins it sweeps, and a histogram of |x| swept signed is
+    mirrored to ``2 * n_bins`` bins, a signed one swept as |x| folded to ``n_bins // 2``.
+
+    >>> max_target_bins(64, False, "unsigned"), max_target_bins(64, False, "signed")
+    (63, 127)
+    """
+    n = int(n_bins)
+    if layout == "signed" and not signed:
+        n *= 2
+    elif layout == "unsigned" and signed:
+        n //= 2
+    return max(n - 1, 1)
 
 
 def _policy_help() -> dict[str, str]:
@@ -120,11 +146,17 @@ def policy_error(variant: str, overrides: Mapping[str, Any]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class OtherClip:
-    """Another calibrator's threshold on the same histogram."""
+    """Another calibrator's threshold on the same histogram.
+
+    A calibrator that cannot run on this histogram (MSE's first candidate, bin 128, on a
+    64-bin histogram; a variant whose levels the histogram cannot hold) has ``amax`` nan
+    and says why in ``note``: its line is left out, not the whole view.
+    """
 
     name: str  # "max", "percentile", "mse", or a variant's name
     amax: float
-    metrics: ClipMetrics | None  # None where amax is 0 (a dead histogram)
+    metrics: ClipMetrics | None  # None where amax is 0 (a dead histogram) or nan
+    note: str = ""  # why it is left out ("" when it is not)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +182,8 @@ class View:
     metrics: ClipMetrics | None
     methods: tuple[OtherClip, ...]
     variants: tuple[OtherClip, ...]
+    chosen: PQ | None = None  # P and Q at the chosen candidate (None when dead)
+    why: Why = dataclasses.field(default_factory=lambda: Why())
 
     @property
     def max_abs(self) -> float:
@@ -162,13 +196,23 @@ class View:
         return self.result.amax / m if m > 0 else math.nan
 
     def others(self) -> dict[str, float]:
-        """Label -> amax of the other methods and variants, for the histogram's lines."""
-        return {c.name: c.amax for c in (*self.methods, *self.variants)}
+        """Label -> amax of the other methods and variants, for the histogram's lines
+        (those left out are not in it)."""
+        return {c.name: c.amax for c in (*self.methods, *self.variants) if not c.note}
+
+    def left_out(self) -> list[str]:
+        """One line per calibrator that could not run here: "mse: <why>"."""
+        return [f"{c.name}: {c.note}" for c in (*self.methods, *self.variants) if c.note]
 
 
-def _other(h: Histogram, name: str, amax: float, num_bits: int) -> OtherClip:
-    m = clip_metrics(h, amax, num_bits) if amax > 0 else None
-    return OtherClip(name, float(amax), m)
+def _other(h: Histogram, name: str, amax: Callable[[], float], num_bits: int) -> OtherClip:
+    """``amax()``'s clip and its metrics; a ValueError leaves it out with the reason."""
+    try:
+        value = float(amax())
+    except ValueError as exc:
+        return OtherClip(name, math.nan, None, note=str(exc))
+    m = clip_metrics(h, value, num_bits) if value > 0 else None
+    return OtherClip(name, value, m)
 
 
 def build_view(
@@ -196,40 +240,146 @@ def build_view(
     T = default_target_bins(variant, num_bits) if target_bins is None else int(target_bins)
     result = kl_sweep(hist, target_bins=T, variant=variant, **dict(pairs))
     metrics = None if result.dead else clip_metrics(hist, result.amax, num_bits)
+    chosen = None if result.dead else result.distributions()
     if methods is None:
         methods = every_method(hist, num_bits)
     return View(
         source_key=source_key, label=label, layer=layer, variant=variant, overrides=pairs,
         target_bins=T, hist_bins=hist.n_bins, num_bits=int(num_bits), hist=hist,
         result=result, metrics=metrics, methods=tuple(methods), variants=tuple(variants),
+        chosen=chosen, why=explain(hist, result, chosen, metrics, num_bits),
     )  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True)
+class Why:
+    """Sentences that explain a view's numbers to someone meeting them for the first time
+    (each "" where there is nothing to say).
+
+    ``floor``: the sweep chose its first candidate, and why that one. ``penalty``: how much
+    of the KL at the minimum is the seed's "+1 where Q = 0 < P". ``error``: where the
+    SQNR's error comes from (clipping or rounding). ``undefined``: how many candidates
+    have an infinite KL, and why. ``coincide``: P and Q at the chosen candidate are equal
+    but in a few bins, so the chart draws one over the other.
+    """
+
+    floor: str = ""
+    penalty: str = ""
+    error: str = ""
+    undefined: str = ""
+    coincide: str = ""
+
+
+def _count(total: float) -> str:
+    """A total count as people write it: 5,757,312 (or 4 digits when not whole)."""
+    return f"{total:,.0f}" if float(total).is_integer() else fmt(total)
+
+
+CLIP_ONLY_BITS = 16
+"""A quantizer this fine rounds so little that its error is the clipping error alone."""
+
+
+def explain(
+    hist: Histogram,
+    result: SweepResult,
+    chosen: PQ | None,
+    metrics: ClipMetrics | None,
+    num_bits: int = DEFAULT_NUM_BITS,
+) -> Why:
+    """The sentences of :class:`Why` for one sweep of ``hist`` (``chosen`` is its P and Q
+    at the chosen candidate, ``metrics`` its clip's metrics)."""
+    if result.dead or chosen is None:
+        return Why()
+    r, policy, T = result, result.policy, result.target_bins
+    p_has, q_zero = chosen.p > 0, chosen.q == 0
+    n_plus = int((p_has & q_zero).sum()) if policy.zero_q == "one" else 0
+    floor = penalty = error = undefined = coincide = ""
+    if r.best_index == 0 and r.candidates.size > 1:
+        floor = (
+            f"The sweep chose its first candidate (bin {r.best}, clip {fmt(r.amax)}): the "
+            "floor of its search, not a minimum of the curve; no smaller clip is tried."
+        )
+        if policy.candidates == "kept_bins" and r.best == T and policy.merge == "fractional":
+            raw = policy.normalize == "none"
+            floor += (
+                f" There {T} kept bins make {T} levels, one bin each, so Q copies P wherever "
+                "the histogram has counts and the KL is the last bin's term alone, where the "
+                "clipped tail is folded in. Every wider candidate merges bins into levels, and "
+                + (
+                    f"its shape error, counted in raw counts ({_count(hist.total)} values), "
+                    if raw
+                    else "its shape error "
+                )
+                + f"costs more: the next candidate's KL is {fmt(float(r.kl[1]))}."
+            )
+    if n_plus:
+        shape = r.min_kl - n_plus
+        shape_text = "about 0" if abs(shape) < 1e-6 * max(1.0, r.min_kl) else fmt(shape)
+        bins = f"{n_plus} bin of P holds" if n_plus == 1 else f"{n_plus} bins of P hold"
+        penalty = (
+            f"Of the KL at the minimum ({fmt(r.min_kl)}), {n_plus} is the seed's \"+1 where "
+            f'Q = 0" rule: {bins} the folded tail where the histogram is empty, and Q, '
+            "spread over the histogram's non-zero bins only, is 0 there. The shape mismatch "
+            f"itself is {shape_text}."
+        )
+    if metrics is not None and metrics.mse > 0:
+        clip_only = clip_metrics(hist, r.amax, CLIP_ONLY_BITS).mse
+        share = min(max(clip_only / metrics.mse, 0.0), 1.0)
+        sqnr = fmt(metrics.sqnr_db, 1, fixed=True, unit=" dB")
+        if share >= 0.5:
+            error = (
+                f"SQNR {sqnr}: clipping causes {share:.0%} of the error. The "
+                f"{fmt(100 * metrics.clipped_fraction, 2, unit='%')} of the values beyond the "
+                f"clip reach {fmt(hist.max_abs)} ({fmt(hist.max_abs / r.amax, 2)}x the clip), "
+                "and each is stored as the clip."
+            )
+        else:
+            step = f"in steps of amax / {max_code(num_bits)} = {fmt(metrics.scale)}"
+            error = (
+                f"SQNR {sqnr}: nothing is clipped, so all of the error is rounding, {step}."
+                if metrics.clipped_fraction == 0
+                else f"SQNR {sqnr}: rounding causes {1 - share:.0%} of the error, {step}; "
+                f"clipping the rest ({fmt(100 * metrics.clipped_fraction, 2, unit='%')} of "
+                "the values lie beyond the clip)."
+            )
+    n_inf = int((~np.isfinite(r.kl)).sum())
+    if n_inf:
+        undefined = (
+            f"{n_inf:,} of {r.kl.size:,} candidates have an infinite KL (gaps in the curve): "
+            f"Q is 0 in a bin where P is not, which {r.variant} scores as infinite. Most often "
+            "it is the last kept bin, where the tail is folded into a bin the histogram "
+            "leaves empty."
+        )
+    p_norm = chosen.p / max(chosen.p.sum(), 1e-300)
+    q_norm = chosen.q / max(chosen.q.sum(), 1e-300)
+    # a thousandth is below what the chart can show
+    differ = int((~np.isclose(p_norm, q_norm, rtol=1e-3, atol=1e-12)).sum())
+    if differ <= 2:
+        coincide = (
+            "P and Q are equal here "
+            + (f"but in {differ} bin{'s' if differ > 1 else ''}" if differ else "in every bin")
+            + ": Q (orange, dashed) is drawn over P (blue, filled)."
+        )
+    return Why(floor=floor, penalty=penalty, error=error, undefined=undefined, coincide=coincide)
+
+
 def every_method(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
-    """The max, percentile and MSE thresholds of ``h``. The MSE search is left out where the
-    core refuses it (past ``calib.limits.MAX_SEARCH_CELLS``: 16 bits over tens of thousands
-    of bins), as :func:`every_variant` leaves out a variant that cannot take the histogram."""
-    out = [
-        _other(h, "max", amax_max(h), num_bits),
-        _other(h, "percentile", amax_percentile(h, DEFAULT_PERCENTILE), num_bits),
-    ]
-    try:
-        out.append(_other(h, "mse", amax_mse(h, num_bits), num_bits))
-    except ValueError:
-        pass
-    return tuple(out)
+    """The max, percentile and MSE thresholds of ``h`` (one the core refuses, such as an
+    MSE search past ``calib.limits.MAX_SEARCH_CELLS``, keeps its reason as a note)."""
+    return (
+        _other(h, "max", lambda: amax_max(h), num_bits),
+        _other(h, "percentile", lambda: amax_percentile(h, DEFAULT_PERCENTILE), num_bits),
+        _other(h, "mse", lambda: amax_mse(h, num_bits), num_bits),
+    )
 
 
 def every_variant(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
-    """Every variant's threshold at its own levels for ``num_bits``."""
-    out = []
-    for v in VARIANTS:
-        try:
-            r = kl_sweep(h, target_bins=default_target_bins(v, num_bits), variant=v)
-        except ValueError:
-            continue  # too few bins for that variant's levels: leave its line out
-        out.append(_other(h, v, r.amax, num_bits))
-    return tuple(out)
+    """Every variant's threshold at its own levels for ``num_bits`` (a variant whose levels
+    this histogram cannot hold is left out, with the reason)."""
+    return tuple(
+        _other(h, v, lambda v=v: kl_sweep(h, default_target_bins(v, num_bits), v).amax, num_bits)
+        for v in VARIANTS
+    )
 
 
 def kl_curve_csv(result: SweepResult) -> str:
@@ -320,8 +470,8 @@ def parse_explore_query(
     ----------
     params : mapping
         The query string (``src``, ``layer``, ``demo``, ``variant``, ``target_bins``,
-        ``hist_bins``, ``num_bits``, ``log_y`` and any field of ``calib.Policy``);
-        other keys are ignored.
+        ``hist_bins``, ``num_bits``, ``log_y``, ``show_variants``, ``candidate`` (the
+        picked one) and any field of ``calib.Policy``); other keys are ignored.
     current : mapping
         The session state now (a missing parameter keeps its current value).
     model_layers : list of str
@@ -350,8 +500,8 @@ def parse_explore_query(
                 out[f"{key}_model_layer"] = params["layer"]
             else:
                 ignore("layer", f"a layer of {MODEL_NAME}")
-        elif kind == "histogram":
-            out[f"{key}_upload_layer"] = params["layer"]  # checked once the file is there
+        elif kind in LAYER_KEYS:  # checked once the file is there
+            out[f"{key}_{LAYER_KEYS[kind]}"] = params["layer"]
     if "demo" in params:
         if params["demo"] in DEMOS:
             out[f"{key}_demo"] = params["demo"]
@@ -386,12 +536,19 @@ def parse_explore_query(
             out[f"{key}_hist_bins"] = v  # snapped to the sizes on offer by the slider
         else:
             ignore("hist_bins", "an integer of at least 2")
-    if "log_y" in params:
-        text = params["log_y"].lower()
-        if text in ("true", "1", "false", "0"):
-            out[f"{key}_log_y"] = text in ("true", "1")
+    for name in ("log_y", "show_variants"):
+        if name in params:
+            text = params[name].lower()
+            if text in ("true", "1", "false", "0"):
+                out[f"{key}_{name}"] = text in ("true", "1")
+            else:
+                ignore(name, "true or false")
+    if "candidate" in params:
+        v = _as_int(params["candidate"])
+        if v is not None and v >= 0:
+            out[f"{key}_candidate"] = v  # one of the sweep's, or the widest is shown
         else:
-            ignore("log_y", "true or false")
+            ignore("candidate", "a candidate of the sweep (a non-negative integer)")
     for f in POLICY_FIELDS:
         if f in params:
             try:

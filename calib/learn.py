@@ -31,6 +31,7 @@ __all__ = [
     "LEARN_TARGET_BINS",
     "LEARN_TARGET_BINS_MAX",
     "LESSONS",
+    "NO_TERM",
     "Fold",
     "Lesson",
     "LevelTable",
@@ -329,6 +330,10 @@ BIN_COLUMNS = (
 )  # fmt: skip
 
 
+NO_TERM = "p = 0: no term"
+"""The note of a bin where P is 0 (the commonest, so the page does not call it out)."""
+
+
 def bin_table(result: SweepResult, pq: PQ) -> dict[str, list]:
     """One row per bin of the candidate's window: from histogram count to KL term.
 
@@ -360,7 +365,7 @@ def bin_table(result: SweepResult, pq: PQ) -> dict[str, list]:
         if pq.p[j] > 0 and pq.q[j] == 0:
             notes.append("q = 0: adds 1" if policy.zero_q == "one" else "q = 0: KL is inf")
         elif pq.p[j] == 0:
-            notes.append("p = 0: no term")
+            notes.append(NO_TERM)
         for key, value in (
             ("bin", w.a + j), ("from", float(e[j])), ("to", float(e[j + 1])),
             ("count", float(c[j])), ("P", float(pq.p_raw[j])), ("levels", ", ".join(levels)),

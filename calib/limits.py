@@ -65,8 +65,8 @@ of 200 million one-byte entries is refused before it takes 1.6 GB."""
 MAX_LAYERS = 4096
 """The most tensors (layers) one file may hold: histogram files, ONNX Runtime tables,
 TensorRT caches; and the most tensors one collection may histogram. An ``.npz`` may hold at
-most ``2 * MAX_LAYERS + 4`` arrays, counted from the zip directory's end record before the
-directory itself is parsed."""
+most ``3 * MAX_LAYERS + 6`` arrays (counts, edges and a convergence trace a layer, and six
+more), counted by walking the zip directory before ``zipfile`` parses it."""
 
 MAX_NAME_CHARS = 1024
 """The longest tensor name a file may hold, in characters (ONNX names run to a couple of

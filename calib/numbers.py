@@ -15,11 +15,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["INF_TEXT", "NAN_TEXT", "NEG_INF_TEXT", "fmt"]
+__all__ = ["INF_TEXT", "NAN_TEXT", "NEG_INF_TEXT", "NOT_APPLICABLE", "fmt"]
 
 INF_TEXT = "inf"
 NEG_INF_TEXT = "-inf"
 NAN_TEXT = "n/a"
+NOT_APPLICABLE = "—"
+"""A cell for a quantity the row does not have (a max calibration's levels or KL), where a
+table would otherwise show a raw "None"."""
 
 
 def fmt(x: Any, digits: int = 4, *, fixed: bool = False, unit: str = "") -> str:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from calib.app.navigation import ensure_navigation
+
+ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
+
 import calib.explore
 from calib.app import explore, sources
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
@@ -74,13 +78,19 @@ with explore.synced_query_params(KEY):
     )  # fmt: skip
     cols[5].metric(
         "KL at minimum", fmt(None if r.dead else r.min_kl),  # a dead layer has no KL
-        help="KL(P‖Q) of the chosen candidate.",
+        help="KL(P‖Q) of the chosen candidate, in the variant's own definition (the "
+        "seed: raw counts, plus 1 for each bin where Q = 0 < P).",
     )  # fmt: skip
     cols[6].metric(
         "SQNR", fmt(None if m is None else m.sqnr_db, 1, fixed=True, unit=" dB"),
         help=f"Signal to quantization noise of a {c.num_bits}-bit symmetric quantizer "
         "clipped at the threshold (rounding plus clipping error).",
     )  # fmt: skip
+
+    why = view.why
+    lines = [t for t in (why.floor, why.penalty, why.error) if t]
+    if lines:
+        st.markdown("\n".join(f"- {t}" for t in lines))
 
     if not r.dead:
         d1, d2, _ = st.columns([1, 1, 5])
@@ -107,25 +117,30 @@ with explore.synced_query_params(KEY):
     kl_slot = left.empty()
     with left:
         picked = explore.pick_candidate(r, KEY)
+        span = explore.zoom_candidates(r, KEY)
     i_picked = r.index_of(picked)
     hist_slot.plotly_chart(
         histogram_figure(h, r, log_y=c.log_y, others=view.others(), picked=r.thresholds[i_picked]),
         key=f"{KEY}_histogram",
     )
     kl_slot.plotly_chart(
-        kl_curve_figure(r, picked=picked),
+        kl_curve_figure(r, picked=picked, span=span),
         key=f"{KEY}_kl_curve",
         on_select="rerun",
         selection_mode="points",
     )
+    if why.undefined:
+        left.caption(why.undefined)
     right.plotly_chart(
         pq_figure(
-            r.distributions(),
+            view.chosen,
             log_y=c.log_y,
             title=f"Chosen: P and Q at {r.amax:.4g} (bin {r.best}, KL {r.min_kl:.4g})",
         ),
         key=f"{KEY}_pq_chosen",
     )
+    if why.coincide:
+        right.caption(why.coincide)
 
     left, right = st.columns(2)
     pq = r.distributions(picked)
@@ -138,7 +153,7 @@ with explore.synced_query_params(KEY):
         key=f"{KEY}_pq_picked",
     )
     rows = [("entropy: " + c.variant, r.amax, m)]
-    rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants)]
+    rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants) if not o.note]
     right.markdown(f"**Every threshold on this histogram** ({c.num_bits}-bit quantizer)")
     right.dataframe(
         [
@@ -157,3 +172,5 @@ with explore.synced_query_params(KEY):
         "max: the largest |x|; percentile: ModelOpt's 99.99th; mse: the clip with the "
         "smallest expected quantization error. They are the faint lines on the histogram."
     )
+    for line in view.left_out():
+        right.caption(f"Left out (cannot run on this histogram): {line}.")

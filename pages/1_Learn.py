@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from calib.app.navigation import ensure_navigation
+
+ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
+
 from calib.app import learn as ul
 
 st.set_page_config(page_title="calib: learn the KL calibrator", layout="wide")

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from calib.app.navigation import ensure_navigation
+
+ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
+
 from calib import report
 from calib.app import layers as ul
 
@@ -35,6 +39,7 @@ layer = ul.show_table(recs)
 if layer is not None:
     # st.switch_page resolves the page's path against the entry point, app.py
     st.switch_page(ul.EXPLORE, query_params=ul.explore_params(layers, settings, layer))
+ul.flag_notes(rows)
 ul.explore_note(layers)
 
 ul.sqnr_chart(rows)

@@ -11,6 +11,10 @@ import math
 
 import streamlit as st
 
+from calib.app.navigation import ensure_navigation
+
+ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
+
 from calib.app import sources
 from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
 from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
@@ -54,8 +58,10 @@ source = sources.histogram_source("compare")
 with st.sidebar:
     st.header("Settings")
     options, default = size_options(source)
-    if st.session_state.get("compare_hist_bins") not in options:
-        st.session_state["compare_hist_bins"] = default  # a new source starts at its own
+    # a new source starts at its own size; written back on every run, since new options
+    # make a new widget that the browser would draw at its first option otherwise
+    hist_bins_now = st.session_state.get("compare_hist_bins")
+    st.session_state["compare_hist_bins"] = hist_bins_now if hist_bins_now in options else default
     hist_bins = st.select_slider(
         "Histogram size (bins)", options=options, key="compare_hist_bins",
         help="Raw samples are histogrammed again; a histogram is merged down.",
@@ -91,38 +97,43 @@ if comparison.dead:
         "method answers amax 0."
     )
 
-variant_rows = [r for r in comparison.rows if r.kind == "variant" and math.isfinite(r.amax)]
+spread = comparison.spread()
 cols = st.columns(3)
 cols[0].metric("Max |x|", fmt(comparison.max_abs), help="Where the data end.")
-if variant_rows:
-    lo = min(r.amax for r in variant_rows)
-    hi = max(r.amax for r in variant_rows)
-    cols[1].metric("Variants clip between", f"{fmt(lo)} and {fmt(hi)}")
-    ratio = hi / lo if lo > 0 else (math.inf if hi > 0 else math.nan)  # all 0: a dead layer
-    cols[2].metric("Largest / smallest", fmt(ratio, 3, unit="×"))
+cols[1].metric(
+    "Variants clip at" if len(spread.ran) == 1 else "Variants clip between", spread.headline(),
+    help="The KL variants that ran on this histogram, each at its own levels.",
+)  # fmt: skip
+if len(spread.ran) > 1:
+    ratio = spread.hi / spread.lo if spread.lo > 0 else (math.inf if spread.hi > 0 else math.nan)
+    cols[2].metric("Largest / smallest", fmt(ratio, 3, unit="×"))  # all 0: a dead layer
+if spread.failed:
+    st.warning(
+        f"{len(spread.failed)} of {len(spread.failed) + len(spread.ran)} variants cannot run "
+        f"on this histogram ({', '.join(spread.failed)}): the table's notes say why."
+    )
 
 st.plotly_chart(clips_figure(comparison, log_y=log_y), key="compare_clips")
+text = st.column_config.TextColumn
 st.dataframe(
-    comparison.table(),
+    comparison.display_table(),
     key="compare_table",
     hide_index=True,
     column_config={
-        "amax": st.column_config.NumberColumn(format="%.6g", help="The clip, activation units."),
-        "amax / max": st.column_config.NumberColumn(format="%.3g"),
-        "clipped mass": st.column_config.NumberColumn(
-            format="%.3g", help="Share of the values beyond amax."
-        ),
-        "KL (own)": st.column_config.NumberColumn(
-            format="%.4g",
+        "target bins": text(help="The levels each KL sweep merges into; — for a method "
+                            "without levels."),
+        "amax": text(help="The clip, activation units."),
+        "clipped %": text(help="Share of the values beyond amax, in %."),
+        "KL (own)": text(
             help="The variant's minimum KL in its own definition (raw counts for the seed, "
             "a normalised histogram for ncnn, normalised P and Q for the others): compare "
-            "within a row, not across rows. Empty where no KL is defined.",
+            "within a row, not across rows. — for a method without a KL; n/a where no "
+            "candidate has a finite one.",
         ),
-        "SQNR dB": st.column_config.NumberColumn(
-            format="%.2f", help="Signal to quantization noise of an int8 symmetric quantizer."
-        ),
+        "SQNR dB": text(help="Signal to quantization noise of an int8 symmetric quantizer."),
+        "note": text(width="large"),
     },
-)
+)  # fmt: skip
 st.plotly_chart(kl_curves_figure(comparison.sweeps), key="compare_kl_curves")
 
 st.header("Why do ncnn, MXNet, ONNX Runtime and ModelOpt disagree?")
@@ -140,7 +151,8 @@ st.write(
 )
 # Only the open tab is computed (a variant's attribution is 10 to 18 sweeps, MXNet's and
 # ONNX Runtime's with two slow dense ones); each is cached, so switching back is instant.
-tabs = st.tabs(EXPLAINED, key="compare_why_tab", on_change="rerun")
+# it opens on the variant furthest from the seed (ncnn, first, often has nothing to explain)
+tabs = st.tabs(EXPLAINED, key="compare_why_tab", on_change="rerun", default=comparison.widest_gap())
 for tab, variant in zip(tabs, EXPLAINED, strict=True):
     if not tab.open:
         continue
@@ -150,17 +162,23 @@ for tab, variant in zip(tabs, EXPLAINED, strict=True):
             attribution = cached_attribution(digest, target_bins, variant, hist)
         st.markdown(attribution.summary())
         if attribution.effects and not comparison.dead:
-            share = st.column_config.NumberColumn(format="percent")
-            amax = st.column_config.NumberColumn(format="%.6g")
             st.dataframe(
-                attribution.table(),
+                attribution.display_table(),
                 key=f"compare_why_{variant}",
                 hide_index=True,
                 column_config={
-                    "seed + group: amax": amax,
-                    "variant − group: amax": amax,
-                    "seed + group: share of gap": share,
-                    "variant − group: share of gap": share,
+                    "changes (seed → variant)": st.column_config.TextColumn(width="medium"),
+                    "share of gap": st.column_config.TextColumn(
+                        help="How much of the gap the group covers applied alone to the seed."
+                    ),
+                    "share back": st.column_config.TextColumn(
+                        help="How much of the gap closes when only this group is taken out "
+                        "of the variant."
+                    ),
+                    "note": st.column_config.TextColumn(
+                        width="medium", help="What the group decides, or why a "
+                        "measurement is missing."
+                    ),
                 },
-            )
+            )  # fmt: skip
             st.plotly_chart(attribution_figure(attribution), key=f"compare_why_fig_{variant}")

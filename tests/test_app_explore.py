@@ -280,3 +280,24 @@ def test_explore_query_opens_that_layer():
     assert calib.explore.explore_query("demo", demo="GELU", log_y=False, target_bins=64) == {
         "src": "demo", "demo": "GELU", "log_y": "false", "target_bins": "64",
     }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# what the view says about its numbers (calib.explore.explain)
+# --------------------------------------------------------------------------------------
+def test_explain_says_where_the_error_comes_from():
+    rng = np.random.default_rng(3)
+    h = Histogram.from_samples(np.abs(rng.standard_normal(100_000)))
+    view = calib.explore.build_view(h, "seed")
+    m = view.metrics
+    clip_only = clip_metrics(h, view.result.amax, 16).mse
+    assert clip_only < 0.5 * m.mse  # a half-normal's clip costs less than its rounding
+    assert view.why.error.startswith(f"SQNR {m.sqnr_db:.1f} dB: rounding causes")
+    assert not view.why.floor and not view.why.undefined  # a minimum inside the search
+    # no clip at all (a clip at the max): all of the error is rounding
+    assert (
+        "nothing is clipped"
+        in calib.explore.explain(h, view.result, view.chosen, clip_metrics(h, h.max_abs, 8)).error
+    )
+    dead = Histogram(np.zeros(8), np.arange(9.0))
+    assert calib.explore.build_view(dead, "seed", target_bins=4).why == calib.explore.Why()

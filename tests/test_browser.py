@@ -7,19 +7,24 @@ CALIB_REQUIRE_BROWSER=1 (as in CI), when it fails instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from calib import io as cio
 from calib.app import sources
+from calib.histogram import Histogram
 from calib.policies import DEFAULT_TARGET_BINS
 from calib.sweep import kl_sweep
 
@@ -80,9 +85,15 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     """A `streamlit run app.py` on a free local port; always stopped afterwards."""
+    with _streamlit(tmp_path_factory.mktemp("streamlit") / "server.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _streamlit(log: Path) -> Iterator[str]:
+    """A fresh `streamlit run app.py` server (its URL), stopped on the way out."""
     _require_browser()
     port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless", "true",
@@ -241,6 +252,193 @@ def test_every_page_opens_without_an_error(page, server, shots, path):
     _assert_no_exception(page)
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     _screenshot(page, shots / f"screenshot_{path.lower()}.png")
+
+
+def _sidebar_controls(page) -> dict[str, object]:
+    """The Explore sidebar's sliders (their shown value) and checkboxes (checked or not)."""
+    out: dict[str, object] = {}
+    side = page.locator('[data-testid="stSidebar"]')
+    for s in side.locator('[data-testid="stSlider"]').all():
+        value = s.get_by_test_id("stSliderThumbValue").all_inner_texts()
+        out[s.locator("label").first.inner_text()] = " ".join(value)
+    for c in side.locator('[data-testid="stCheckbox"]').all():
+        out[c.inner_text()] = c.locator("input").is_checked()
+    return out
+
+
+def _upload(page, path: Path) -> None:
+    page.locator('[data-testid="stSidebar"] input[type=file]').set_input_files(str(path))
+    _settled(page)
+
+
+def test_an_upload_keeps_the_settings(page, server, tmp_path):
+    """Issue 10, problem 1: switching to an upload used to leave the sidebar's controls
+    undrawn for one run; the browser then showed (and sent back) their minimums: bit
+    width 2, target bins 2, log axis off, start_bin=1, eps=1e-12."""
+    from playwright.sync_api import expect
+
+    rng = np.random.default_rng(0)
+    one = tmp_path / "one.npy"
+    np.save(one, np.histogram(np.abs(rng.standard_normal(50_000)), bins=2048)[0])
+    two = tmp_path / "two.npz"
+    cio.save_histograms(
+        two,
+        {
+            "a": Histogram.from_samples(rng.standard_normal(20_000), 512),
+            "b": Histogram.from_samples(rng.laplace(size=20_000), 300),
+        },
+    )
+    page.goto(server)
+    expect(_metric(page, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
+    _settled(page)
+    expected = {"Bit width": "8", "Target bins (quantized levels)": "128", "Log count axis": True}
+
+    def check(url_has: dict[str, str], drawn: bool = True) -> None:
+        if drawn:
+            shown = _sidebar_controls(page)
+            assert {k: shown.get(k) for k in expected} == expected
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(page.url).query))
+        assert {k: query.get(k) for k in url_has} == url_has
+        assert "start_bin" not in query and "eps" not in query
+
+    settings = {"num_bits": "8", "target_bins": "128", "log_y": "true"}
+    for path in (one, two):
+        page.goto(server)
+        _settled(page)
+        side = page.locator('[data-testid="stSidebar"]')
+        side.locator("label").filter(has_text="Upload a histogram").click()
+        page.wait_for_url(re.compile(r"src=histogram"))
+        _settled(page)
+        check(settings, drawn=False)  # (drawn now: the previous view stays meanwhile)
+        _upload(page, path)
+        caption = page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]')
+        expect(caption.filter(has_text=path.name).first).to_be_visible()
+        _settled(page)
+        check(settings)
+        if path == two:  # another layer of the uploaded file
+            page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
+                has_text="Layer"
+            ).click()
+            page.get_by_role("option", name="b", exact=True).click()
+            page.wait_for_url(re.compile(r"layer=b"))
+            _settled(page)
+            check(settings)
+        # the next interaction keeps them too
+        box = page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').filter(
+            has_text="other variants"
+        )
+        box.locator("label").click()
+        expect(box.locator("input")).to_be_checked()
+        _settled(page)
+        check(settings)
+        _assert_no_exception(page)
+
+
+_IN_STEP = """() => {
+    const bin = (t) => (/\\(bin (\\d+)/.exec(t ?? "") ?? [])[1];
+    const slider = [...document.querySelectorAll('[data-testid="stSlider"]')]
+        .find(s => s.innerText.includes("Inspect a candidate"));
+    const shown = bin(slider?.querySelector('[data-testid="stSliderThumbValue"]')?.innerText);
+    const title = [...document.querySelectorAll(".js-plotly-plot")]
+        .map(d => d.layout?.title?.text ?? "").find(t => t.includes("Picked"));
+    const running = document.querySelector('[data-testid="stStatusWidget"]');
+    return !running && shown && shown === bin(title) ? shown : null;
+}"""
+STEP_TIMEOUT_MS = 15_000
+
+
+def _in_step(page) -> str:
+    """The candidate bin once the slider and the "Picked: P and Q" chart show the same one
+    (a TimeoutError when they do not within STEP_TIMEOUT_MS)."""
+    return page.wait_for_function(_IN_STEP, timeout=STEP_TIMEOUT_MS).json_value()
+
+
+def test_the_picked_chart_follows_the_candidate_slider_after_a_variant_change(page, server):
+    """Issue 10, problem 5: after a variant change the candidate slider showed the new
+    sweep's first candidate while the picked P/Q chart showed the one kept from before;
+    the two then ran out of step."""
+    from playwright.sync_api import expect
+
+    page.goto(server)
+    expect(_metric(page, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
+    _in_step(page)
+    picker = page.locator('[data-testid="stSlider"]').filter(has_text="Inspect a candidate")
+    for variant in ("mxnet", "modelopt"):
+        page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
+            has_text="Variant"
+        ).click()
+        page.get_by_role("option", name=variant, exact=True).click()
+        page.wait_for_url(re.compile(f"variant={variant}"))
+        page.wait_for_timeout(1000)  # whatever the browser does after the rerun
+        before = _in_step(page)
+        thumb = picker.get_by_role("slider")
+        thumb.focus()
+        for _ in range(2):
+            thumb.press("ArrowLeft")
+            page.wait_for_function(
+                f"() => ({_IN_STEP})() !== null && ({_IN_STEP})() !== {before!r}",
+                timeout=STEP_TIMEOUT_MS,
+            )
+            now = _in_step(page)
+            assert int(now) == int(before) - 1, variant
+            before = now
+    _assert_no_exception(page)
+
+
+def test_a_refused_file_replaces_the_previous_files_error(page, server, tmp_path):
+    """Issue 10, problem 11: after a bad file, a file of another type was refused by the
+    browser without a word to the page, which went on showing the bad file's error."""
+    from playwright.sync_api import expect
+
+    bad, wrong = tmp_path / "bad.npz", tmp_path / "wrong.txt"
+    bad.write_bytes(b"PK\x03\x04 not a zip")
+    wrong.write_text("hello")
+    page.goto(server)
+    expect(_metric(page, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
+    _settled(page)
+    page.locator('[data-testid="stSidebar"] label').filter(has_text="Upload a histogram").click()
+    page.wait_for_url(re.compile(r"src=histogram"))
+    _settled(page)
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    _upload(page, bad)
+    expect(errors.first).to_contain_text("bad.npz")
+    _upload(page, wrong)
+    expect(errors.first).to_contain_text("wrong.txt")
+    assert errors.count() == 1 and "bad.npz" not in errors.first.inner_text()
+    _assert_no_exception(page)
+
+
+def _nav_links(page) -> list[str]:
+    return [t.strip() for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
+
+
+def test_a_fresh_server_lists_only_the_four_pages(tmp_path):
+    """Issue 10, problem 10: on a fresh server, a first visit to /Layers (and a row opened
+    from there in Explore) listed an extra page "app" above Explore: Streamlit ran the
+    page in its legacy pages/ folder mode until some session had run app.py."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    with _streamlit(tmp_path / "server.log") as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            pg.goto(f"{url}/Layers")
+            expect(pg.locator(PAGES["Layers"]).first).to_be_visible()
+            _settled(pg)
+            assert _nav_links(pg) == ["Explore", "Learn", "Layers", "Compare"]
+            # a row opens Explore, with the same four pages
+            grid = pg.locator(PAGES["Layers"]).first
+            box = grid.bounding_box()
+            pg.mouse.click(box["x"] + 15, box["y"] + 35 * 2 + 18)  # the second row's box
+            expect(_metric(pg, "Threshold (bins)")).to_have_text(re.compile(r"^\d+$"))
+            _settled(pg)
+            assert "layer=" in pg.url
+            assert _nav_links(pg) == ["Explore", "Learn", "Layers", "Compare"]
+            _assert_no_exception(pg)
+        finally:
+            browser.close()
 
 
 def test_missing_chromium_skips_unless_required(monkeypatch, tmp_path):

@@ -156,3 +156,30 @@ def test_attribution_figure_bars_are_the_moves():
     assert back.x == tuple(e.moved_back for e in a.effects)[::-1]
     gap = next(s for s in fig.layout.shapes if s.name == "gap")
     assert math.isfinite(a.gap) and gap.x0 == a.gap
+
+
+def test_line_labels_on_the_histogram_do_not_overlap():
+    """Issue 10, problem 11: the labels of close lines (max and mse at 195.8 and 193.2,
+    every variant) were drawn over one another."""
+    from calib.explore import every_method, every_variant
+    from calib.figures.explore import CHAR_WIDTH
+
+    h = model_layer()
+    r = kl_sweep(h)
+    others = {o.name: o.amax for o in (*every_method(h, 8), *every_variant(h, 8))}
+    others.pop("seed")
+    fig = histogram_figure(h, r, log_y=True, others=others, picked=float(r.thresholds[-1]))
+    notes = fig.to_dict()["layout"]["annotations"]
+    assert {n["text"] for n in notes} == {f"clip {r.amax:.4g}", "picked", *others}
+    span = float(h.edges[-1] - h.edges[0])
+    boxes = []
+    for n in notes:
+        x, w = (n["x"] - h.edges[0]) / span, (len(n["text"]) + 1) * CHAR_WIDTH
+        x0 = x - w if n["xanchor"] == "right" else x
+        boxes.append((n["y"], x0, x0 + w, n["text"]))
+        assert -1e-9 <= x0 and x0 + w <= 1 + 1e-9, n["text"]  # inside the plot
+    for i, (y, a, b, t) in enumerate(boxes):
+        for y2, a2, b2, t2 in boxes[i + 1 :]:
+            assert y != y2 or b <= a2 or a >= b2, (t, t2)
+    clip = next(n for n in notes if n["text"].startswith("clip"))
+    assert clip["y"] == 1  # the clip's label keeps the top row

@@ -138,7 +138,34 @@ def test_default_view_is_the_real_model_layer():
     assert at.query_params == {
         "src": "model", "layer": LAYER, "variant": "seed", "target_bins": "128",
         "hist_bins": str(h.n_bins), "num_bits": "8", "log_y": "true",
+        "candidate": str(r.candidates[-1]),
     }  # fmt: skip
+
+
+def test_the_default_view_says_why_its_numbers_are_what_they_are():
+    """Issue 10, problem 7: nothing said why the default layer clips at its smallest
+    candidate, why its SQNR is 0.7 dB, or that "KL at minimum: 1" is the seed's +1."""
+    at = run_app()
+    r = kl_sweep(model_hist())
+    assert r.best_index == 0 and r.min_kl == pytest.approx(1.0, abs=1e-6)
+    text = " ".join(m.value for m in at.markdown)
+    assert "chose its first candidate (bin 128" in text and "one bin each" in text
+    assert '"+1 where Q = 0"' in text and "Of the KL at the minimum (1), 1 is" in text
+    assert "SQNR 0.7 dB: clipping causes 100% of the error" in text
+    # P is filled, Q dashed over it, and the caption says they coincide
+    chosen = chart(at, "pq_chosen")["data"]
+    assert chosen[0]["name"] == "P" and chosen[0]["fill"] == "tozeroy"
+    assert chosen[1]["name"] == "Q" and chosen[1]["line"]["dash"] == "dash"
+    assert any("P and Q are equal here but in 1 bin" in c.value for c in at.caption)
+
+
+def test_infinite_kl_candidates_are_counted():
+    at = run_app(variant="modelopt")
+    r = kl_sweep(model_hist(), variant="modelopt")
+    n_inf = int(np.isinf(r.kl).sum())
+    assert n_inf > 0.9 * r.kl.size  # 1,875 of 1,924
+    notes = [c.value for c in at.caption if "infinite KL" in c.value]
+    assert notes and notes[0].startswith(f"{n_inf:,} of {r.kl.size:,} candidates")
 
 
 def test_target_bins_changes_the_answer_and_the_plots():
@@ -277,13 +304,76 @@ def test_an_impossible_combination_is_an_error_not_a_traceback():
     assert not at.error and len(at.metric) == 7
 
 
-def test_too_many_levels_for_the_histogram_is_an_error():
+@pytest.mark.parametrize("bins", [16, 32, 64])
+def test_histograms_under_128_bins_open_with_target_bins_that_fit(bins):
+    """Issue 10, problem 3: 16/32/64 bins replaced the whole view with "start_bin must be
+    in 0..N, got 128" (the MSE line's first candidate); now that line is left out with a
+    note, and target bins follow the histogram's size."""
     at = run_app()
-    at.select_slider(key="explore_hist_bins").set_value(256).run()
-    at.slider(key="explore_target_bins").set_value(300).run()
-    assert not at.exception
-    assert len(at.error) == 1 and "target_bins" in at.error[0].value
-    assert not at.metric
+    at.select_slider(key="explore_hist_bins").set_value(bins).run()
+    assert not at.exception and not at.error
+    assert at.slider(key="explore_target_bins").value == bins - 1
+    h = model_hist().rebin(bins)
+    r = kl_sweep(h, target_bins=bins - 1)
+    assert_clip_at(at, r.amax, r.min_kl)
+    assert "mse" not in shapes(at) and "max" in shapes(at)
+    notes = [c.value for c in at.caption if c.value.startswith("Left out")]
+    assert len(notes) == 1 and "mse" in notes[0] and "start_bin" in notes[0]
+    assert any("follow the histogram" in c.value for c in at.caption)
+    assert at.query_params["target_bins"] == str(bins - 1)
+    # a larger histogram brings back the levels asked for
+    at.select_slider(key="explore_hist_bins").set_value(1024).run()
+    assert at.slider(key="explore_target_bins").value == 128
+    assert "mse" in shapes(at)
+
+
+def test_a_100_bin_upload_opens():
+    counts = np.r_[np.arange(100, 0, -1), 0].astype(np.int64)[:100]
+    at = upload(run_app(), "histogram", "h100.npy", npy(counts))
+    assert not at.exception and not at.error
+    assert at.slider(key="explore_target_bins").value == 99
+    r = kl_sweep(Histogram.from_counts(counts), target_bins=99)
+    assert_clip_at(at, r.amax, r.min_kl)
+
+
+def test_a_sweep_of_one_candidate_opens():
+    counts = np.r_[np.arange(129, 0, -1)].astype(np.int64)  # 129 bins, 128 levels: bin 128 only
+    at = upload(run_app(), "histogram", "h129.npy", npy(counts))
+    assert not at.exception and not at.error
+    assert metrics(at)["Threshold (bins)"] == "128"
+
+
+def test_the_kl_curve_zooms_to_a_range_of_candidates():
+    """Issue 10, problem 11: a click resolved about 8 candidates a pixel; the curve now
+    shows the range of candidates the zoom slider asks for."""
+    at = run_app()
+    r = kl_sweep(model_hist())
+    assert decode(trace(at, "KL")["customdata"]).size == r.candidates.size
+    at.select_slider(key="explore_kl_zoom").set_value((300, 400)).run()
+    assert not at.exception and not at.error
+    shown = decode(trace(at, "KL")["customdata"])
+    assert shown[0] == 300 and shown[-1] == 400 and shown.size == 101
+    assert "(101 of" in chart(at, "kl_curve")["layout"]["title"]["text"]
+    # a click inside the range picks the exact candidate there
+    x = float(r.thresholds[r.index_of(350)])
+    click_kl_curve(at, x)
+    assert at.select_slider(key="explore_candidate").value == 350
+    # a sweep with other candidates shows all of them again
+    at.selectbox(key="explore_variant").set_value("mxnet").run()
+    every = kl_sweep(model_hist(), variant="mxnet").candidates
+    assert decode(trace(at, "KL")["customdata"]).size == every.size
+
+
+def test_target_bins_can_be_typed():
+    """Issue 10, problem 11: 2..2048 on a 210-pixel slider; 127 cannot be set by mouse."""
+    at = run_app()
+    at.number_input(key="explore_target_bins_typed").set_value(127).run()
+    assert not at.exception and not at.error
+    assert at.slider(key="explore_target_bins").value == 127
+    r = kl_sweep(model_hist(), target_bins=127)
+    assert metrics(at)["Threshold (bins)"] == str(r.best)
+    at.slider(key="explore_target_bins").set_value(100).run()
+    assert at.number_input(key="explore_target_bins_typed").value == 100
 
 
 # --------------------------------------------------------------------------------------
@@ -487,6 +577,25 @@ def test_query_params_set_before_the_run_are_honoured():
     r = kl_sweep(model_hist(layer).rebin(1024), target_bins=200, variant="mxnet", truncate="none")
     assert_clip_at(at, r.amax, r.min_kl)
     assert at.query_params["layer"] == layer and at.query_params["truncate"] == "none"
+
+
+def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
+    """Issue 10, problem 11: the URL left out the picked candidate and "show other
+    variants"."""
+    at = run_app()
+    at.select_slider(key="explore_candidate").set_value(500).run()
+    at.checkbox(key="explore_show_variants").check().run()
+    q = dict(at.query_params)
+    assert q["candidate"] == "500" and q["show_variants"] == "true"
+    again = run_app(**q)
+    assert again.select_slider(key="explore_candidate").value == 500
+    assert again.checkbox(key="explore_show_variants").value is True
+    assert "(bin 500," in chart(again, "pq_picked")["layout"]["title"]["text"]
+    # a candidate the sweep does not have falls back to the widest one
+    other = run_app(candidate="5")
+    assert (
+        other.select_slider(key="explore_candidate").value == kl_sweep(model_hist()).candidates[-1]
+    )
 
 
 def test_the_layers_page_link_opens_that_layer():

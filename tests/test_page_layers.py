@@ -81,6 +81,20 @@ def test_default_view_lists_the_real_model_worst_first():
     assert sum(len(t["customdata"]) for t in fig["data"]) == 72
 
 
+def test_every_flag_shown_is_explained_and_unflagged_rows_say_so():
+    """Issue 10, problem 6: the flags missed the worst tensors and were not explained."""
+    at = run_page()
+    df = table(at).set_index("layer")
+    assert df.loc["encoder.layer.4.output.dense:output", "flags"] == "low SQNR"  # 2.1 dB
+    assert (df["flags"] == report.NO_FLAG).any() and not (df["flags"] == "").any()
+    shown = {f for text in df["flags"] for f in text.split(", ") if f != report.NO_FLAG}
+    notes = " ".join(m.value for m in at.markdown)
+    for flag in shown:
+        assert f"**{flag}**" in notes and report.FLAG_HELP[flag] in notes
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in fig["data"]] == ["no flag", "flagged"]
+
+
 def test_variant_and_method_change_the_amaxes():
     at = run_page()
     seed = table(at).set_index("layer")["amax"]
@@ -269,3 +283,36 @@ def test_collect_from_an_uploaded_onnx_model():
     at.file_uploader(key="layers_onnx_model").set_value(("bad.onnx", b"not onnx", "x")).run()
     assert at.error and "Could not collect from bad.onnx" in at.error[0].value
     assert sorted(table(at)["layer"]) == ["X", "Y", "h"]  # the last good file stays
+
+
+def test_a_collected_tensor_opens_in_explore_and_downloads(downloads):
+    """Issue 10, problem 2: a row of histograms collected from an ONNX model used to open
+    an empty Explore asking for "the same file", which the user never had."""
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, X=x)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page(PAGE).run()
+    at.radio(key="layers_src").set_value("onnx").run()
+    at.file_uploader(key="layers_onnx_model").set_value(("tiny.onnx", _relu_model(), "x"))
+    at.file_uploader(key="layers_onnx_inputs").set_value(("x.npz", buf.getvalue(), "x"))
+    at.run()
+    assert not at.exception and not at.error
+    # the collected histograms as the project's .npz
+    button = next(b for b in at.get("download_button") if b.proto.id.endswith("histograms"))
+    saved = downloads[Path(button.proto.url).stem]
+    back = cio.load_histograms(io.BytesIO(saved))
+    assert sorted(back) == ["X", "Y", "h"]
+    df = table(at)
+    row = int(np.flatnonzero(df["layer"] == "h")[0])
+    at.session_state["layers_table"] = {"selection": {"rows": [row], "columns": []}}
+    at.run()
+    assert not at.exception, at.exception
+    assert not any(t.value == "Layers" for t in at.title), "still on the Layers page"
+    assert not at.info, [i.value for i in at.info]  # no "Upload a file"
+    assert at.radio(key="explore_kind").value == "layers"
+    assert at.selectbox(key="explore_layers_layer").value == "h"
+    assert "tiny.onnx" in at.caption[0].value and ": h" in at.caption[0].value
+    r = calib.kl_sweep(back["h"])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Threshold (bins)"] == str(r.best)

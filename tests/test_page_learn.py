@@ -185,3 +185,51 @@ def test_a_dead_demo_warns_and_the_rest_of_the_page_stays():
     m = metrics(at)
     assert "Kept bins" not in m
     assert m["Seed's answer (kept bins)"] == "2047"
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_largest_target_bins_leave_the_page_whole(variant):
+    """Issue 10, problem 4: at 31 levels on a 32-bin lesson the seed and ncnn have one
+    candidate; the candidate slider (min == max) raised StreamlitInvalidMinMaxError and
+    everything below it disappeared."""
+    at = run_page()
+    at.selectbox(key="learn_variant").set_value(variant).run()
+    t_max = at.slider(key="learn_target_bins").max
+    at.slider(key="learn_target_bins").set_value(t_max)
+    rerun(at)
+    assert any(h.value.startswith("6. The whole sweep") for h in at.header)
+    assert any(h.value == "What learners ask" for h in at.header)
+    hist = learn.lesson_histogram(next(iter(learn.LESSONS)))
+    r = learn.learn_sweep(hist, variant, t_max)
+    assert metrics(at)["Best candidate"] == str(r.best)
+
+
+def test_the_lesson_explains_the_half_bin_the_key_rows_and_the_mirror():
+    """Issue 10, problem 8: the key row (the folded tail, q = 0) was only seen by scrolling
+    inside the tables; the clip 19.5 for bins 0..18 was never explained; the signed
+    variants' mirror was said to split counts evenly when it copies them; log axes
+    labelled minor ticks "2" and "5"; in the ReLU chart one line hid another."""
+    at = run_page()
+    text = " ".join(m.value for m in at.markdown)
+    assert "keeps bins 0..18" in text
+    assert "The clip is **19.5**, not 19" in text and "half a bin (0.5)" in text
+    captions = [c.value for c in at.caption]
+    key = "Rows to look for: bin 18: tail 20 folded in; q = 0: adds 1."
+    assert captions.count(key) == 2  # above the step 4 and the step 5 tables
+    # the signed variants copy each count to x and -x
+    at.selectbox(key="learn_variant").set_value("mxnet")
+    rerun(at)
+    note = " ".join(c.value for c in at.caption)
+    assert "split evenly" not in note and "copied to x and to -x" in note
+    assert "4031 → 8062" in note  # the lesson's 4,031 counts, each twice
+    # every log axis: one tick per decade
+    for fig in figures(at):
+        for name, axis in fig["layout"].items():
+            if name.startswith(("xaxis", "yaxis")) and axis.get("type") == "log":
+                assert axis.get("dtick") == 1, (fig["layout"]["title"], name)
+    # the ReLU chart: the two lines that agree are drawn so that both show
+    relu = figure_with_trace(at, "ModelOpt")
+    band = trace(relu, "seed with bins[0] = bins[1]")
+    dotted = trace(relu, "ModelOpt")
+    assert band["line"]["width"] > 3 * dotted["line"]["width"]
+    assert dotted["line"]["dash"] == "dot" and dotted["marker"]["symbol"] == "x"

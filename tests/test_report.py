@@ -188,6 +188,49 @@ def test_error_rows_keep_the_rest_of_the_table():
         report.layer_table(LAYERS, "kl")
 
 
+def saturated_tanh(n: int = 200_000, seed: int = RNG_SEED) -> Histogram:
+    """tanh(100 x): nearly every value at +-1, which the seed clips away."""
+    return Histogram.from_samples(np.tanh(100 * np.random.default_rng(seed).standard_normal(n)))
+
+
+def test_most_values_clipped_and_low_sqnr_are_flagged():
+    """Issue 10, problem 6: a saturated Tanh with most of its values clipped at under 1 dB
+    had no flag; MiniLM's layer.4 FFN output at 2.1 dB had none either."""
+    row = report.layer_row("tanh", saturated_tanh())
+    assert row.clipped > 0.9 and row.sqnr_db < 1
+    assert {"clipped", "low SQNR"} <= set(row.flags)
+    assert "clipped" not in flags_of(normal_abs()) and "low SQNR" not in flags_of(normal_abs())
+    hists = calib.load_histograms(ROOT / "assets" / "minilm_histograms.npz")
+    layer = "encoder.layer.4.output.dense:output"
+    row = report.layer_row(layer, hists[layer])
+    assert row.sqnr_db == pytest.approx(2.1, abs=0.05) and row.flags == ("low SQNR",)
+    # at the thresholds
+    assert report.CLIPPED_SHARE == 0.01 and report.LOW_SQNR_DB == 10.0
+
+
+def test_sparse_histograms_are_flagged():
+    """Few values over 2048 bins: p99.99 is the largest value, the outlier test is blind."""
+    rng = np.random.default_rng(RNG_SEED)
+    few = Histogram.from_samples(np.r_[np.abs(rng.standard_normal(3000)), 40.0])
+    assert report.tail_ratio(few) < report.OUTLIER_RATIO  # a 13-sigma value, not seen
+    assert "sparse" in flags_of(few) and "outliers" not in flags_of(few)
+    # 50,000 values over 1,400 occupied bins: more than 10 per bin
+    assert "sparse" not in flags_of(Histogram.from_samples(np.abs(rng.standard_normal(50_000))))
+    # fewer than 10 per occupied bin, though more than 10,000 values
+    wide = Histogram.from_samples(rng.uniform(0, 1, 15_000), bins=2048)
+    assert "sparse" in flags_of(wide)
+    # a normalised histogram does not say how many values it holds
+    assert not report.sparse(Histogram(few.counts / few.total, few.edges))
+    assert "sparse" not in flags_of(dead())
+
+
+def test_a_row_without_flags_says_no_flag():
+    row = report.layer_row("x", normal_abs())
+    assert row.flags == () and row.flag_text == report.NO_FLAG == "no flag"
+    assert row.record()["flags"] == "no flag"
+    assert set(report.FLAG_HELP) == set(report.FLAGS)
+
+
 def test_clean_histogram_has_no_flags():
     assert flags_of(normal_abs()) == ()
     for method in calib.METHODS:
@@ -219,7 +262,7 @@ def test_csv_and_json_read_back():
     for r, row in zip(back, rows, strict=True):
         np.testing.assert_equal(float(r["amax"]), row.amax)  # repr round-trips floats
         np.testing.assert_equal(float(r["SQNR dB"]), row.sqnr_db)
-        assert r["flags"] == ", ".join(row.flags)
+        assert r["flags"] == (", ".join(row.flags) or "no flag")
     doc = json.loads(report.records_json(recs, {"method": "entropy"}))  # strict: no NaN
     assert doc["settings"] == {"method": "entropy"}
     assert [d["amax"] for d in doc["layers"]] == [r.amax for r in rows]

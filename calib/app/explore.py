@@ -33,6 +33,7 @@ from calib.demos import DEMOS
 from calib.explore import (
     DEFAULT_LAYER,
     EXPLORE_QUERY_KEYS,
+    LAYER_KEYS,
     NUM_BITS_CHOICES,
     POLICY_FIELDS,
     POLICY_HELP,
@@ -46,6 +47,7 @@ from calib.explore import (
     default_target_bins,
     every_method,
     every_variant,
+    max_target_bins,
     parse_explore_query,
 )
 from calib.histogram import Histogram
@@ -61,6 +63,7 @@ __all__ = [
     "pick_candidate",
     "policy_overrides",
     "synced_query_params",
+    "zoom_candidates",
 ]
 
 
@@ -151,6 +154,37 @@ def _on_num_bits_change(key: str) -> None:
     s[f"{key}_target_bins"] = default_target_bins(s[f"{key}_variant"], s[f"{key}_num_bits"])
 
 
+def _on_target_typed(key: str) -> None:
+    """The typed target bins move the slider (clamped to its range)."""
+    s = st.session_state
+    t = s.get(f"{key}_target_bins_typed")
+    if t is not None:
+        s[f"{key}_target_bins"] = int(min(max(int(t), TARGET_BINS_MIN), TARGET_BINS_MAX))
+
+
+def _fit_target_bins(key: str, t_max: int) -> int | None:
+    """Target bins follow the histogram's size: above what it takes (``t_max``) they are
+    lowered to it, and the value asked for comes back once the histogram takes it again,
+    unless the user moved the control meanwhile. Returns the value asked for while it is
+    lowered, else None."""
+    s = st.session_state
+    tk, wanted, lowered = f"{key}_target_bins", f"{key}_target_wanted", f"{key}_target_lowered"
+    t = int(s[tk])
+    if wanted in s and t == s.get(lowered):
+        t = int(s[wanted])  # untouched since it was lowered: the wish still stands
+    else:
+        s.pop(wanted, None)
+    t = int(min(max(t, TARGET_BINS_MIN), TARGET_BINS_MAX))
+    if t > t_max:
+        s[wanted], s[lowered] = t, max(t_max, TARGET_BINS_MIN)
+        t = s[lowered]
+    else:
+        s.pop(wanted, None)
+        s.pop(lowered, None)
+    s[tk] = t
+    return s.get(wanted)
+
+
 def explore_controls(source: Source, key: str = "explore") -> Controls:
     """Explore's sidebar: variant, bit width, target bins, histogram size, log-y, the
     other variants' lines, and the variant's policies."""
@@ -169,16 +203,7 @@ def explore_controls(source: Source, key: str = "explore") -> Controls:
         args=(key,), help="The quantizer the SQNR and the MSE method assume; a new width "
         f"also resets target bins to the variant's levels for it (at most {TARGET_BINS_MAX}).",
     )  # fmt: skip
-    _default(f"{key}_target_bins", default_target_bins(variant, num_bits))
-    t = s[f"{key}_target_bins"]
-    s[f"{key}_target_bins"] = int(min(max(int(t), TARGET_BINS_MIN), TARGET_BINS_MAX))
-    target_bins = side.slider(
-        "Target bins (quantized levels)",
-        min_value=TARGET_BINS_MIN,
-        max_value=TARGET_BINS_MAX,
-        key=f"{key}_target_bins",
-        help="The levels P is merged into: 128 for INT8 in most tools, 255 in MXNet.",
-    )
+    # the histogram's size is settled first: the target bins it takes follow from it
     choices = hist_bin_choices(source)
     native = native_bins(source)
     hk = f"{key}_hist_bins"
@@ -187,6 +212,33 @@ def explore_controls(source: Source, key: str = "explore") -> Controls:
         current = None  # it was the previous source's own size: take this one's
     s[hk] = snap_hist_bins(current, choices, native)
     s[f"{key}_hist_native"] = native
+    layout = s.get(f"{key}_policy_layout", VARIANTS[variant].layout)
+    signed = source.hist.is_signed if source.samples is None else layout == "signed"
+    t_max = min(TARGET_BINS_MAX, max_target_bins(s[hk], signed, layout))
+    _default(f"{key}_target_bins", default_target_bins(variant, num_bits))
+    asked = _fit_target_bins(key, t_max)
+    top = max(t_max, TARGET_BINS_MIN + 1)  # a slider needs min < max
+    s[f"{key}_target_bins_typed"] = s[f"{key}_target_bins"]
+    slot, typed = side.columns([3, 1], vertical_alignment="bottom")
+    target_bins = slot.slider(
+        "Target bins (quantized levels)",
+        min_value=TARGET_BINS_MIN,
+        max_value=top,
+        key=f"{key}_target_bins",
+        help="The levels P is merged into: 128 for INT8 in most tools, 255 in MXNet. At "
+        "most the histogram's bins less one (they follow its size). Type a value in the box "
+        "beside, or focus the slider and use the arrow keys.",
+    )
+    typed.number_input(
+        "Target bins, typed", min_value=TARGET_BINS_MIN, max_value=top, step=1,
+        key=f"{key}_target_bins_typed", on_change=_on_target_typed, args=(key,),
+        label_visibility="collapsed",
+    )  # fmt: skip
+    if asked is not None:
+        side.caption(
+            f"Target bins follow the histogram: {s[hk]} bins take at most {t_max} levels "
+            f"here ({asked} asked; it comes back with a larger histogram)."
+        )
     hist_bins = side.select_slider(
         "Histogram size (bins)",
         choices,
@@ -313,8 +365,10 @@ def pick_candidate(result: SweepResult, key: str = "explore") -> int:
         s.pop(click_key, None)
     options = [int(c) for c in result.candidates]
     ck = f"{key}_candidate"
-    if s.get(ck) not in set(options):
-        s[ck] = options[-1]
+    # Written back on every run, kept or not: a new sweep's options make the slider a new
+    # widget, which the browser would otherwise draw at its first option while the page
+    # computed with the value kept here (the two then ran out of step).
+    s[ck] = s[ck] if s.get(ck) in set(options) else options[-1]
     thresholds = dict(zip(options, result.thresholds.tolist(), strict=True))
     return int(
         st.select_slider(
@@ -324,6 +378,34 @@ def pick_candidate(result: SweepResult, key: str = "explore") -> int:
             format_func=lambda c: f"{thresholds[c]:.4g} (bin {c})",
         )
     )
+
+
+def zoom_candidates(result: SweepResult, key: str = "explore") -> tuple[int, int]:
+    """The candidates the KL curve shows, (first, last): a range slider under it, all of
+    them at first. A 2,000-candidate curve is about 8 candidates a pixel wide; a narrower
+    range makes each one clickable."""
+    s = st.session_state
+    options = [int(c) for c in result.candidates]
+    if len(options) < 2:
+        return options[0], options[-1]
+    zk, seen = f"{key}_kl_zoom", f"{key}_kl_zoom_of"
+    # Other candidates make a new widget, which the browser draws at its default (all of
+    # them): the kept range goes too, so that the page computes what the browser shows.
+    # (A range slider takes its range from value=, so the state is never set here.)
+    of = (options[0], options[-1], len(options))
+    if s.get(seen) != of:
+        s.pop(zk, None)
+        s[seen] = of
+    thresholds = dict(zip(options, result.thresholds.tolist(), strict=True))
+    lo, hi = st.select_slider(
+        "Zoom: the candidates the KL curve shows",
+        options,
+        value=(options[0], options[-1]),
+        key=zk,
+        format_func=lambda c: f"{thresholds[c]:.4g} (bin {c})",
+        help="Narrow it to click one candidate of a long curve.",
+    )
+    return int(lo), int(hi)
 
 
 # --------------------------------------------------------------------------------------
@@ -338,8 +420,8 @@ def _state_query(key: str) -> dict[str, str]:
     q: dict[str, str] = {"src": kind}
     if kind == "model":
         q["layer"] = str(s.get(f"{key}_model_layer", DEFAULT_LAYER))
-    if kind == "histogram" and s.get(f"{key}_upload_layer"):
-        q["layer"] = str(s[f"{key}_upload_layer"])
+    elif kind in LAYER_KEYS and s.get(f"{key}_{LAYER_KEYS[kind]}"):
+        q["layer"] = str(s[f"{key}_{LAYER_KEYS[kind]}"])
     if kind == "demo":
         q["demo"] = str(s.get(f"{key}_demo", next(iter(DEMOS))))
     variant = s.get(f"{key}_variant", "seed")
@@ -350,6 +432,10 @@ def _state_query(key: str) -> dict[str, str]:
         q["hist_bins"] = str(s[f"{key}_hist_bins"])
     q["num_bits"] = str(num_bits)
     q["log_y"] = "true" if s.get(f"{key}_log_y", True) else "false"
+    if s.get(f"{key}_show_variants"):
+        q["show_variants"] = "true"
+    if s.get(f"{key}_candidate") is not None:  # the picked one, once the slider has one
+        q["candidate"] = str(s[f"{key}_candidate"])
     preset = VARIANTS[variant]
     for f in POLICY_FIELDS:
         v = s.get(f"{key}_policy_{f}", getattr(preset, f))

@@ -60,6 +60,8 @@ __all__ = [
     "export_notes",
     "export_stem",
     "exports",
+    "flag_notes",
+    "histograms_npz",
     "load_cache",
     "load_upload",
     "row_store",
@@ -78,6 +80,7 @@ ROW_CACHE_ENTRIES = 64
 LAYERS_TARGET_BINS_MAX = 2**14
 EXPLORE = "pages/0_Explore.py"
 
+_FLAG_LINES = "\n".join(f"- **{flag}**: {text}" for flag, text in report.FLAG_HELP.items())
 HELP = f"""
 **Worst first** means the lowest SQNR first: the error the chosen clip causes, rounding
 and clipping together, relative to the tensor's own signal power, in dB. It ranks tensors
@@ -85,19 +88,8 @@ of any scale, and any method, on one axis, and it is what INT8 loses on that ten
 Dead tensors and tensors the method refused come before all: they need a look before
 anything is exported. Click a column header to sort by it instead.
 
-**Flags** (they explain a row, they do not rank it):
-- **dead**: every count is zero; no amax and no scale (the exports leave it out).
-- **zero spike**: the bin(s) touching zero hold at least {report.ZERO_SPIKE_SHARE:.0%} of the
-  mass and are at least {report.ZERO_SPIKE_STEP:g}x as dense as the bins beside them (a
-  ReLU's zeros, not merely a peaked body). It drags the seed's KL towards small clips.
-- **outliers**: max / p99.99 of |x| is at least {report.OUTLIER_RATIO:g} (column
-  *max/p99.99*). A normal body gives about 1.5 and a Laplace body about 2 even at a
-  hundred million samples; 4 means a few values far beyond the rest, as transformer FFN
-  outputs have.
-- **smallest candidate**: entropy only; the KL sweep chose its first candidate, the floor
-  of its search rather than a minimum.
-- **zero amax**: a live tensor whose method answered 0 (everything would be clipped).
-- **error**: the method refused the tensor (the message is in the flags column).
+**Flags** (they explain a row, they do not rank it; a row with none says "{report.NO_FLAG}"):
+{_FLAG_LINES}
 
 **A calibration cache** (TensorRT, or ONNX Runtime's calibration.json / .cache) loaded in
 the sidebar adds each tensor's cached amax and *cached/calib*; a ratio beyond
@@ -273,10 +265,10 @@ def choose_layers() -> Layers:
     if kind == "upload":
         upload = st.sidebar.file_uploader(
             "Histogram file",
-            type=HIST_TYPES,
             key="layers_file",
             help="The project's multi-layer .npz (python -m calib collect writes it), a "
-            '{"layers": ...} .json, or one histogram as .npy / .csv.',
+            '{"layers": ...} .json, or one histogram as .npy / .csv '
+            f"({', '.join('.' + t for t in HIST_TYPES)}).",
         )
         if upload is None:
             st.info(f"Upload a histogram file in the sidebar; showing {last.label} meanwhile.")
@@ -284,7 +276,7 @@ def choose_layers() -> Layers:
         else:
             try:
                 hists = load_upload(upload.file_id, upload.name, upload.getvalue())
-                layers = Layers(f"upload:{upload.file_id}", upload.name, "histogram", hists)
+                layers = Layers(f"upload:{upload.file_id}", upload.name, "layers", hists)
             except ValueError as exc:
                 st.error(
                     f"Could not read {upload.name}: {exc}. Expected the project's "
@@ -292,15 +284,17 @@ def choose_layers() -> Layers:
                 )
                 layers = last
     st.session_state["layers_last_good"] = layers
+    if layers.src == "layers":  # Explore, Compare and Learn open it from the session
+        sources.share_histograms(layers.key, layers.label, layers.hists)
     return layers
 
 
 def choose_onnx(last: Layers) -> Layers:
     """Histograms of every float tensor of an uploaded ONNX model, run on uploaded inputs."""
-    model = st.sidebar.file_uploader("ONNX model", type=["onnx"], key="layers_onnx_model")
+    # no type= filters (see calib.app.sources): the readers name what is wrong with a file
+    model = st.sidebar.file_uploader("ONNX model", key="layers_onnx_model", help="An .onnx file.")
     inputs = st.sidebar.file_uploader(
         "Calibration inputs",
-        type=["npz"],
         key="layers_onnx_inputs",
         help="An .npz with one array per model input, named after it; axis 0 is the sample.",
     )
@@ -317,7 +311,7 @@ def choose_onnx(last: Layers) -> Layers:
         st.error(f"Could not collect from {model.name}: {exc}; still showing {last.label}.")
         return last
     label = f"{model.name} on {inputs.name}, {len(hists)} tensors"
-    return Layers(f"onnx:{model.file_id}:{inputs.file_id}", label, "histogram", hists)
+    return Layers(f"onnx:{model.file_id}:{inputs.file_id}", label, "layers", hists)
 
 
 def choose_settings() -> Settings:
@@ -375,9 +369,9 @@ def choose_cache() -> report.CachedThresholds | None:
     """An optional calibration cache; a bad one shows st.error and keeps the last good."""
     upload = st.sidebar.file_uploader(
         "Calibration cache to compare (optional)",
-        type=CACHE_TYPES,
         key="layers_cache_file",
-        help="A TensorRT calibration cache, or ONNX Runtime's calibration.json / .cache.",
+        help="A TensorRT calibration cache, or ONNX Runtime's calibration.json / .cache "
+        f"({', '.join('.' + t for t in CACHE_TYPES)}).",
     )
     if upload is None:
         st.session_state.pop("layers_last_cache", None)
@@ -458,9 +452,39 @@ def show_table(recs: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def flag_notes(rows: Sequence[report.LayerRow]) -> None:
+    """One sentence for each flag the table shows, with how many rows carry it."""
+    counts = {f: sum(f in r.flags for r in rows) for f in report.FLAGS}
+    lines = [f"- **{flag}** ({n}): {report.FLAG_HELP[flag]}" for flag, n in counts.items() if n]
+    if lines:
+        st.markdown("\n".join(lines))
+
+
 def explore_note(layers: Layers) -> None:
-    if layers.src != "model":
-        st.caption("Explore opens an uploaded file's tensor once the same file is uploaded there.")
+    """Where a selected row opens, and the collected histograms as a file."""
+    if layers.src == "model":
+        return
+    st.caption(
+        'A selected row opens in Explore with these histograms (source "From the Layers '
+        'page"; Compare and Learn offer it too). They live in this browser session only.'
+    )
+    if layers.key.startswith("onnx:"):
+        st.download_button(
+            "Collected histograms (.npz)", histograms_npz(layers.key, layers.label, layers.hists),
+            file_name=f"{export_stem(layers)}_histograms.npz", mime="application/zip",
+            on_click="ignore", key="layers_dl_histograms",
+            help="The project's multi-layer format (calib.load_histograms reads it; so do "
+            "every page's uploads and python -m calib).",
+        )  # fmt: skip
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def histograms_npz(key: str, label: str, _hists: Mapping) -> bytes:
+    """A file's histograms in the project's .npz format (``calib.io.save_histograms``),
+    once per file (``key``)."""
+    buf = io.BytesIO()
+    cio.save_histograms(buf, _hists, meta={"source": label})
+    return buf.getvalue()
 
 
 def sqnr_chart(rows: Sequence[report.LayerRow]) -> None:

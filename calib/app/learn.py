@@ -31,7 +31,9 @@ __all__ = [
     "Candidate",
     "Sweep",
     "choose_histogram",
+    "clip_text",
     "go_to",
+    "key_rows",
     "levels_demo",
     "pick_candidate",
     "question_levels",
@@ -163,10 +165,15 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
         # would reset it to its minimum; a value set in code survives the change.
         t_now = st.session_state.get("learn_target_bins", learn.LEARN_TARGET_BINS)
         st.session_state["learn_target_bins"] = min(t_now, t_max)
-        T = c2.slider(
-            "Target bins (levels)", TARGET_BINS_MIN, t_max, key="learn_target_bins",
-            help="Quantized levels. Real int8 tools use 128 (MXNet 255); 8 keeps it readable.",
-        )  # fmt: skip
+        if t_max == TARGET_BINS_MIN:  # a slider needs min < max
+            T = t_max
+            c2.markdown(f"**{T} levels**, the most these {hist.n_bins} bins take.")
+        else:
+            T = c2.slider(
+                "Target bins (levels)", TARGET_BINS_MIN, t_max, key="learn_target_bins",
+                help="Quantized levels. Real int8 tools use 128 (MXNet 255); 8 keeps it "
+                "readable.",
+            )  # fmt: skip
         try:
             result = learn.learn_sweep(hist, variant, T)
         except ValueError as exc:
@@ -239,11 +246,18 @@ def pick_candidate(sweep: Sweep) -> Candidate:
     st.session_state["learn_candidate"] = c_now  # written back, as target bins
     signed = result.policy.layout == "signed"
     c3 = sweep.slot
-    cand = c3.slider(
-        "Candidate", cand_lo, cand_hi, key="learn_candidate",
-        help=("bins kept on each side of the zero bin" if signed else "bins kept from 0")
-        + f"; the variant tries {cand_lo}..{cand_hi}.",
-    )  # fmt: skip
+    if cand_lo == cand_hi:  # a slider needs min < max: one candidate is simply shown
+        cand = cand_lo
+        c3.markdown(
+            f"**Candidate {cand}**, the only one: with {T} levels the variant keeps at least "
+            f"{T} bins, and the histogram has no more."
+        )
+    else:
+        cand = c3.slider(
+            "Candidate", cand_lo, cand_hi, key="learn_candidate",
+            help=("bins kept on each side of the zero bin" if signed else "bins kept from 0")
+            + f"; the variant tries {cand_lo}..{cand_hi}.",
+        )  # fmt: skip
     c3.button(f"Go to the minimum ({result.best})", on_click=go_to, args=(result.best,),
               key="learn_go_best")  # fmt: skip
     pq = result.distributions(cand)
@@ -275,7 +289,9 @@ def step_clip(c: Candidate) -> None:
     if c.signed and not hist.is_signed:
         notes.append(
             f"{variant} histograms signed x: the {hist.n_bins} bins of |x| are mirrored "
-            f"into {result.histogram.n_bins}, each count split evenly between x and -x."
+            f"into {result.histogram.n_bins}, each count copied to x and to -x (the counts "
+            f"double, {fmt(hist.total, DIGITS)} → {fmt(result.histogram.total, DIGITS)}; "
+            "integer counts stay integers, and the normalised KL does not see the factor 2)."
         )
     if policy.zero_spike == "copy_next":
         notes.append(f"ModelOpt first sets bins[0] = bins[1] ({fmt(counts[0], DIGITS)}).")
@@ -309,6 +325,7 @@ def step_clip(c: Candidate) -> None:
             f"the last kept bin, {fmt(f.last_before, DIGITS)} → {fmt(f.last_after, DIGITS)}. "
             "P keeps all the mass: a clipped value is stored as the clip."
         )
+    st.write(clip_text(c))
     if notes:
         st.caption(" ".join(notes))
     m = st.columns(4)
@@ -317,6 +334,31 @@ def step_clip(c: Candidate) -> None:
     m[2].metric("Tail folded into P", fmt(f.tail_lo + f.tail_hi, DIGITS))
     m[3].metric("Clipped share", f"{f.clipped_fraction:.2%}")
     st.plotly_chart(fl.fold_figure(counts, result.histogram.edges, f), key="learn_fold")
+
+
+def clip_text(c: Candidate) -> str:
+    """Where the clip lands against the kept bins (the seed's half bin past them)."""
+    pq, policy, w = c.pq, c.policy, c.fold.window
+    top = fmt(pq.edges[-1], DIGITS)
+    if policy.threshold == "edge_plus_half":
+        half = fmt((pq.edges[-1] - pq.edges[-2]) / 2, DIGITS)
+        return (
+            f"The clip is **{fmt(pq.threshold, DIGITS)}**, not {top}: {c.sweep.variant} "
+            f"returns (i + 0.5) bin widths for i = {w.size} kept bins, the middle of the first "
+            f"clipped bin, half a bin ({half}) past the kept bins' top edge {top}."
+        )
+    return f"The clip is **{fmt(pq.threshold, DIGITS)}**, the kept window's upper edge."
+
+
+def key_rows(c: Candidate) -> str:
+    """The rows of the bin tables worth finding (a folded tail, q = 0, a remainder bin),
+    named above the tables, which scroll."""
+    rows = [
+        f"bin {b}: {note}"
+        for b, note in zip(c.rows["bin"], c.rows["note"], strict=True)
+        if note and note != learn.NO_TERM
+    ]
+    return ("Rows to look for: " + "; ".join(rows) + ".") if rows else ""
 
 
 def step_levels(c: Candidate) -> None:
@@ -429,8 +471,10 @@ def step_expand(c: Candidate) -> None:
     }[policy.expand]
     st.write(expand_text)
     st.plotly_chart(fl.expand_figure(pq, c.fold.window, levels), key="learn_expand")
+    if key_rows(c):
+        st.caption(key_rows(c))
     table(
-        {k: rows[k] for k in ("bin", "from", "to", "count", "P", "levels", "Q")},
+        {k: rows[k] for k in ("bin", "from", "to", "count", "P", "levels", "Q", "note")},
         key="learn_bins_q",
     )
 
@@ -475,6 +519,8 @@ def step_terms(c: Candidate) -> None:
     )  # fmt: skip
     m[2].metric("Bins with p > 0", f"{int((pq.p > 0).sum())}")
     st.plotly_chart(fl.terms_figure(pq, c.fold.window, plus_one), key="learn_terms")
+    if key_rows(c):
+        st.caption(key_rows(c))
     table({k: c.rows[k] for k in ("bin", "p", "q", "term", "note")}, key="learn_bins_kl")
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import io
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ __all__ = [
     "MAX_UPLOAD_BYTES",
     "MODEL_NAME",
     "SAMPLE_BIN_CHOICES",
+    "SHARED",
     "SOURCE_KINDS",
+    "HistogramSet",
     "Source",
     "check_upload_size",
     "hist_bin_choices",
@@ -39,6 +42,8 @@ __all__ = [
     "model_histograms",
     "native_bins",
     "read_upload",
+    "share_histograms",
+    "shared_histograms",
     "sized_histogram",
     "snap_hist_bins",
 ]
@@ -184,8 +189,12 @@ def _default(key: str, value: Any) -> None:
 def histogram_source(key: str, default_kind: str = "model") -> Source:
     """Sidebar widgets choosing one histogram; returns it.
 
-    A bad upload shows ``st.error`` saying what was wrong, and the page keeps showing the
-    last good source (the previous view is not lost).
+    The page below never stops here: while an upload is awaited (or the Layers page has
+    handed nothing over yet) ``st.info`` says so and the last good source is returned,
+    so every control the page draws after this stays drawn. A control that is not drawn
+    in a run loses its state in the browser, which then sends its minimum back (issue
+    10, problem 1). A bad upload shows ``st.error`` saying what was wrong, and the page
+    keeps showing the last good source (the previous view is not lost).
     """
     kinds = list(SOURCE_KINDS)
     _default(f"{key}_kind", default_kind)
@@ -196,15 +205,33 @@ def histogram_source(key: str, default_kind: str = "model") -> Source:
     try:
         source = _choose(key, kind)
     except ValueError as exc:
-        source = st.session_state.get(last_key) or _model_source(key)
+        source = st.session_state.get(last_key) or _default_model_source(key)
         st.error(
             f"Could not use that file: {exc}\n\nStill showing the previous view: {source.label}."
         )
+    if source is None:  # waiting for a file: keep the previous view meanwhile
+        source = st.session_state.get(last_key) or _default_model_source(key)
+        st.info(_waiting_note(kind) + f" Showing {source.label} meanwhile.")
     st.session_state[last_key] = source
     return source
 
 
-def _choose(key: str, kind: str) -> Source:
+def _waiting_note(kind: str) -> str:
+    if kind == "samples":
+        return "Upload a file in the sidebar: raw activation samples as .npy (any shape) or .csv."
+    if kind == "layers":
+        return (
+            "Nothing handed over from the Layers page in this session: upload a multi-layer "
+            "file or collect from an ONNX model there, then select a row."
+        )
+    return (
+        "Upload a file in the sidebar: a histogram as the project's multi-layer .npz, or "
+        ".npy / .csv / .json (see calib/io/ for the layouts)."
+    )
+
+
+def _choose(key: str, kind: str) -> Source | None:
+    """The chosen source, None while it waits for a file; ValueError for a bad file."""
     if kind == "model":
         return _model_source(key)
     if kind == "demo":
@@ -216,19 +243,17 @@ def _choose(key: str, kind: str) -> Source:
         # A dead layer is its all-zero histogram: samples of zeros would make a zero spike.
         x = None if h.is_dead else _demo_samples(name)
         return Source("demo", name, h, samples=x, key=f"demo:{name}")
+    if kind == "layers":
+        return _layers_source(key)
     types = SAMPLE_TYPES if kind == "samples" else HISTOGRAM_TYPES
-    upload = st.sidebar.file_uploader(SOURCE_KINDS[kind], type=types, key=f"{key}_{kind}_file")
+    # No type= filter: the browser would refuse another file without a word to the page,
+    # which would go on showing the previous file's error; the readers name the problem.
+    upload = st.sidebar.file_uploader(
+        SOURCE_KINDS[kind], key=f"{key}_{kind}_file",
+        help="Accepted: " + ", ".join(f".{t}" for t in types) + ".",
+    )  # fmt: skip
     if upload is None:
-        st.info(
-            "Upload a file in the sidebar: "
-            + (
-                "raw activation samples as .npy (any shape) or .csv (numbers)."
-                if kind == "samples"
-                else "a histogram as the project's multi-layer .npz, or .npy / .csv / .json "
-                "(see calib/io/ for the layouts)."
-            )
-        )
-        st.stop()
+        return None
     try:
         if kind == "samples":
             return read_upload(upload, kind)
@@ -240,14 +265,68 @@ def _choose(key: str, kind: str) -> Source:
             f"{upload.name} could not be read ({type(exc).__name__}: {exc}); expected "
             + ("raw samples as .npy or .csv" if kind == "samples" else "a histogram file")
         ) from exc
-    layer = None
-    if len(hists) > 1:
-        layers = list(hists)
-        layer_key = f"{key}_upload_layer"
-        if st.session_state.get(layer_key) not in layers:
-            st.session_state[layer_key] = layers[0]
-        layer = st.sidebar.selectbox("Layer", layers, key=layer_key)
+    layer = _layer_picker(f"{key}_upload_layer", list(hists)) if len(hists) > 1 else None
     return read_upload(upload, kind, layer)
+
+
+def _layer_picker(layer_key: str, layers: list[str], default: str | None = None) -> str:
+    s = st.session_state
+    # written back on every run: another file's layers make a new widget, which the
+    # browser would draw at its first option whatever the page kept
+    keep = s.get(layer_key) in layers
+    s[layer_key] = s[layer_key] if keep else (default if default in layers else layers[0])
+    return st.sidebar.selectbox("Layer", layers, key=layer_key)
+
+
+# --------------------------------------------------------------------------------------
+# histograms the Layers page hands over (an upload, or a collection from an ONNX model)
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class HistogramSet:
+    """A multi-layer file held in the session: ``key`` names it in caches."""
+
+    key: str
+    label: str
+    hists: Mapping[str, Histogram]
+
+
+SHARED = "calib_layers_histograms"  # the session key of the HistogramSet Layers hands over
+
+
+def share_histograms(key: str, label: str, hists: Mapping[str, Histogram]) -> None:
+    """Hand a multi-layer file to the other pages of this session (source kind "layers")."""
+    held = st.session_state.get(SHARED)
+    if held is None or held.key != key:
+        st.session_state[SHARED] = HistogramSet(key, label, hists)
+
+
+def shared_histograms() -> HistogramSet | None:
+    """What the Layers page handed over in this session, if anything."""
+    return st.session_state.get(SHARED)
+
+
+def _layers_source(key: str) -> Source | None:
+    held = shared_histograms()
+    if held is None:
+        return None
+    layers = list(held.hists)
+    name = _layer_picker(f"{key}_layers_layer", layers)
+    st.sidebar.caption(f"From the Layers page: {held.label}.")
+    return Source(
+        "layers", f"{held.label}: {name}", held.hists[name], layer=name,
+        key=f"layers:{held.key}:{name}",
+    )  # fmt: skip
+
+
+def _default_model_source(key: str) -> Source:
+    """The real model's layer this page last showed (or the default), without a widget."""
+    hists = model_histograms()
+    layer = st.session_state.get(f"{key}_model_layer")
+    if layer not in hists:
+        layer = DEFAULT_LAYER if DEFAULT_LAYER in hists else next(iter(hists))
+    return Source(
+        "model", f"{MODEL_NAME}: {layer}", hists[layer], layer=layer, key=f"model:{layer}"
+    )
 
 
 def _model_source(key: str) -> Source:

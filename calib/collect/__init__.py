@@ -75,8 +75,10 @@ from calib.collect._model import (
     collect_meta,
     load_inputs,
 )
+from calib.convergence import CONVERGENCE_METHODS
 
 __all__ = [
+    "CONVERGENCE_METHODS",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MAX_BINS_FACTOR",
     "FLOAT_TYPES",

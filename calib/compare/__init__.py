@@ -48,6 +48,7 @@ from calib.compare._results import (
     GroupEffect,
     PolicyGroup,
     Row,
+    Spread,
 )
 from calib.compare._sweeper import Sweeper, SweepOutcome
 from calib.compare._table import compare, histogram_digest
@@ -60,6 +61,7 @@ __all__ = [
     "GroupEffect",
     "PolicyGroup",
     "Row",
+    "Spread",
     "SweepOutcome",
     "Sweeper",
     "attribute",

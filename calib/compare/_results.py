@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from calib.histogram import Histogram
+from calib.numbers import NOT_APPLICABLE, fmt
 from calib.sweep import SweepResult
 
 SEED = "seed"
@@ -179,6 +180,25 @@ class Attribution:
                 text += "changes little."
             elif b > 0.5 and abs(w) < 0.1:
                 text += f" It matters only together with another of {v}'s choices."
+        past = []
+        if math.isfinite(w) and w > 1.005:
+            past.append(
+                f"applied alone to the seed, it puts the clip at {fmt(top.amax_with)}, past "
+                f"{v}'s {fmt(self.amax)}"
+            )
+        if math.isfinite(b) and b > 1.005:
+            past.append(
+                f"taken out alone, {v} clips at {fmt(top.amax_without)}, past the seed's "
+                f"{fmt(self.seed_amax)}"
+            )
+        if past:
+            text += (
+                " More than 100% means the group alone moves the clip further than the gap: "
+                + "; ".join(past)
+                + f". {v}'s other choices pull it back part of the way."
+            )
+        if any(math.isfinite(s) and s < -0.005 for s in (w, b)):
+            text += " A negative share is a move the other way, widening the gap."
         return text
 
     def table(self) -> list[dict[str, Any]]:
@@ -196,6 +216,47 @@ class Attribution:
             }
             for e in self.effects
         ]
+
+    def display_table(self) -> list[dict[str, str]]:
+        """:meth:`table` as a reader sees it (``calib.numbers.fmt``; shares in %, "n/a"
+        where a measurement is undefined), in fewer columns: what a group decides is in
+        its ``what`` and the page's help, not a column that pushes the numbers off a
+        1440-pixel screen."""
+
+        def share(x: float) -> str:
+            return fmt(None if not math.isfinite(x) else 100 * x, 3, unit="%")
+
+        return [
+            {
+                "group": e.group.name,
+                "changes (seed → variant)": e.group.describe(),
+                "seed + group: amax": fmt(e.amax_with, 6),
+                "share of gap": share(e.share_with),
+                "variant − group: amax": fmt(e.amax_without, 6),
+                "share back": share(e.share_back),
+                "note": e.note or e.group.what,
+            }
+            for e in self.effects
+        ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """Where the variants that ran clip: ``lo`` and ``hi`` (nan when none ran), the
+    variants that ran and those the core refused here."""
+
+    lo: float
+    hi: float
+    ran: tuple[str, ...]
+    failed: tuple[str, ...]
+
+    def headline(self) -> str:
+        """ "6.395 to 195.5", "seed only: 65", or "none" for a metric's value."""
+        if not self.ran:
+            return "none"
+        if len(self.ran) == 1:
+            return f"{self.ran[0]} only: {fmt(self.lo)}"
+        return f"{fmt(self.lo)} to {fmt(self.hi)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +288,54 @@ class Comparison:
     @property
     def dead(self) -> bool:
         return self.histogram.is_dead
+
+    def spread(self) -> Spread:
+        """Where the variants clip, and which of them could not run here."""
+        rows = [r for r in self.rows if r.kind == "variant"]
+        ran = [r for r in rows if math.isfinite(r.amax)]
+        amax = [r.amax for r in ran]
+        return Spread(
+            lo=min(amax, default=math.nan), hi=max(amax, default=math.nan),
+            ran=tuple(r.name for r in ran),
+            failed=tuple(r.name for r in rows if not math.isfinite(r.amax)),
+        )  # fmt: skip
+
+    def widest_gap(self) -> str | None:
+        """The variant (not the seed) whose clip is furthest from the seed's, as a ratio;
+        None when the seed did not run or no variant moves away from it."""
+        amax = {r.name: r.amax for r in self.rows if r.kind == "variant"}
+        seed = amax.get(SEED, math.nan)
+        if not (math.isfinite(seed) and seed > 0):
+            return None
+        gaps = {
+            v: abs(math.log(a / seed))
+            for v, a in amax.items()
+            if v != SEED and math.isfinite(a) and a > 0
+        }
+        best = max(gaps, key=gaps.get, default=None)
+        return best if best is not None and gaps[best] > 0 else None
+
+    def display_table(self) -> list[dict[str, str]]:
+        """:meth:`table` as a reader sees it: numbers through ``calib.numbers.fmt``, the
+        clipped mass in % as on every page, and "—" for what a row does not have (the
+        levels and the KL of max, percentile and mse), never a raw None."""
+        out = []
+        for r in self.rows:
+            has_kl = r.kind == "variant" or r.target_bins is not None
+            out.append(
+                {
+                    "name": r.name,
+                    "kind": r.kind,
+                    "target bins": NOT_APPLICABLE if r.target_bins is None else str(r.target_bins),
+                    "amax": fmt(r.amax, 6),
+                    "amax / max": fmt(r.ratio, 3),
+                    "clipped %": fmt(None if math.isnan(r.clipped) else 100 * r.clipped, 3),
+                    "KL (own)": fmt(r.kl, 4) if has_kl else NOT_APPLICABLE,
+                    "SQNR dB": fmt(r.sqnr_db, 2, fixed=True),
+                    "note": r.note,
+                }
+            )
+        return out
 
     def table(self) -> list[dict[str, Any]]:
         """One record per row, for a table widget (NaN where a value is undefined)."""

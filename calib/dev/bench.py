@@ -125,6 +125,7 @@ def run_bench(quick: bool = False, out: Callable[[str], None] = print) -> list[B
         rows.extend(_onnxruntime_itself(reps))
     rows.extend(_mse_rows(reps, quick))
     if not quick:
+        rows.extend(_evaluate_rows())
         rows.extend(_app_rows())
     _print(rows, out)
     if not quick:
@@ -241,6 +242,30 @@ def _onnxruntime_itself(reps: int) -> list[BenchRow]:
             name="onnxruntime package 2048/128", loop_s=loop_s, sweep_s=sweep_s, same_answer=same
         )
     ]
+
+
+def _evaluate_rows() -> list[BenchRow]:
+    """The sensitivity table of a 200-tensor model against plain inference, and the speed-up
+    from 1 to 2 workers (``calib.dev.bench_evaluate``); none without onnxruntime."""
+    try:
+        from calib.dev.bench_evaluate import TARGET_RATIO, measure
+
+        r = measure()
+    except ImportError:
+        return []
+    ratio = r.ratio(2)
+    return [
+        BenchRow(
+            name=f"evaluate {r.tensors} tensors, 2 workers", loop_s=r.plain_s,
+            sweep_s=r.by_workers[2], same_answer=None,
+            target=f"<= {TARGET_RATIO:g}x {r.tensors + 1} plain runs: {ratio:.2f}x",
+            met=ratio <= TARGET_RATIO,
+        ),
+        BenchRow(
+            name="evaluate 1 -> 2 workers", loop_s=r.by_workers[1], sweep_s=r.by_workers[2],
+            same_answer=None, target=f"speed-up {r.speedup:.2f}x",
+        ),
+    ]  # fmt: skip
 
 
 def _app_rows() -> list[BenchRow]:

@@ -40,16 +40,16 @@ LEARN_HEIGHT = 330
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
-def base_layout(
-    title: str, x_title: str, y_title: str, *, log_y: bool = False, decades: bool = False, **more
-) -> dict:
+LOG_AXIS = {"type": "log", "dtick": 1}
+"""Every logarithmic axis: a tick per decade, no bare "2" and "5" labels between them."""
+
+
+def base_layout(title: str, x_title: str, y_title: str, *, log_y: bool = False, **more) -> dict:
     """The layout every figure shares, as one dict: a figure is built in one constructor
     call, since each plotly ``update_*`` call validates again (milliseconds apiece)."""
     yaxis: dict = {"title": {"text": y_title}}
     if log_y:
-        yaxis["type"] = "log"
-        if decades:
-            yaxis["dtick"] = 1  # a tick per decade, no 2s and 5s between
+        yaxis.update(LOG_AXIS)
     return {
         "title": {"text": title, "x": 0.01, "xanchor": "left"},
         "height": FIGURE_HEIGHT,

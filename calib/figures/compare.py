@@ -20,6 +20,7 @@ from calib.figures.base import (
     COMPARE_HEIGHT,
     FALLBACK_COLOR,
     KEPT_COLOR,
+    LOG_AXIS,
     METHOD_COLORS,
     PALE_COLOR,
     VARIANT_COLORS,
@@ -72,7 +73,7 @@ def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
         legend={"orientation": "v", "x": 1.01, "y": 1, "xanchor": "left", "yanchor": "top"}
     )
     if log_y:
-        fig.update_yaxes(type="log", dtick=1)
+        fig.update_yaxes(LOG_AXIS)
     return fig
 
 
@@ -116,7 +117,7 @@ def kl_curves_figure(sweeps: Mapping[str, SweepResult]) -> go.Figure:
     _layout(fig, "Each variant's KL curve, scaled to its largest value", "threshold "
             "(activation units)", "KL / largest KL")  # fmt: skip
     if fig.data and all_positive:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(LOG_AXIS)
     return fig
 
 

@@ -60,6 +60,32 @@ def _label(x: float, y: float, text: str, color: str, **kw) -> dict:
     }  # fmt: skip
 
 
+LABEL_ROW = 0.08  # a label row's height, as a share of the plot's
+CHAR_WIDTH = 0.0065  # a label character's width, as a share of a full-width plot's
+
+
+def place_labels(xs: list[float], lengths: list[int]) -> list[tuple[int, str]]:
+    """A (row, xanchor) for each line label at ``xs`` (0..1 across the plot) of ``lengths``
+    characters, in order of priority: each takes the highest row where it overlaps no
+    label placed before it; near the right edge it hangs to the left of its line."""
+    taken: list[list[tuple[float, float]]] = []
+    out = []
+    for x, n in zip(xs, lengths, strict=True):
+        w = (n + 1) * CHAR_WIDTH
+        anchor = "right" if x + w > 1.0 else "left"
+        span = (x - w, x) if anchor == "right" else (x, x + w)
+        row = next(
+            (r for r, spans in enumerate(taken)
+             if all(span[1] <= a or span[0] >= b for a, b in spans)),
+            len(taken),
+        )  # fmt: skip
+        if row == len(taken):
+            taken.append([])
+        taken[row].append(span)
+        out.append((row, anchor))
+    return out
+
+
 def histogram_figure(
     hist: Histogram,
     result: SweepResult,
@@ -99,16 +125,8 @@ def histogram_figure(
         hovertemplate="x = %{x:.4g}<br>count = %{y:.4g}<extra></extra>",
     )
     lo, hi = float(hist.edges[0]), float(hist.edges[-1])
-    shapes, notes = [], []
-    for i, (label, value) in enumerate((others or {}).items()):
-        value = float(value)
-        if not (np.isfinite(value) and value > 0):
-            continue
-        shapes.append(_vline(value, label, OTHER_COLOR, 1, "dot", opacity=0.6))
-        # stagger the labels down the plot so that close thresholds stay readable
-        notes.append(_label(value, 0.92 - 0.07 * (i % 5), label, OTHER_COLOR, opacity=0.8))
-    if picked is not None and np.isfinite(picked):
-        shapes.append(_vline(float(picked), "picked", PICKED_COLOR, 1.5, "dashdot"))
+    shapes = []
+    labels: list[tuple[float, str, str]] = []  # (x, text, colour), the clip's first
     if not result.dead:
         amax = float(result.amax)
         clip = (CLIP_COLOR, 2, "dash")
@@ -119,15 +137,34 @@ def histogram_figure(
             if -amax > lo:
                 shapes.append(_vrect(lo, -amax, "clipped tail"))
             shapes.append(_vline(-amax, "clip -", *clip))
-        notes.append(_label(amax, 1, f"clip {amax:.4g}", CLIP_COLOR))
+        labels.append((amax, f"clip {amax:.4g}", CLIP_COLOR))
+    for label, value in (others or {}).items():
+        value = float(value)
+        if not (np.isfinite(value) and value > 0):
+            continue
+        shapes.append(_vline(value, label, OTHER_COLOR, 1, "dot", opacity=0.6))
+        labels.append((value, label, OTHER_COLOR))
+    if picked is not None and np.isfinite(picked):
+        shapes.append(_vline(float(picked), "picked", PICKED_COLOR, 1.5, "dashdot"))
+        labels.append((float(picked), "picked", PICKED_COLOR))
+    notes = [
+        _label(x, 1 - LABEL_ROW * row, text, color, xanchor=anchor,
+               opacity=1 if color != OTHER_COLOR else 0.8)
+        for (x, text, color), (row, anchor) in zip(
+            labels, place_labels([(x - lo) / (hi - lo or 1) for x, _, _ in labels],
+                                 [len(t) for _, t, _ in labels]), strict=True,
+        )
+    ]  # fmt: skip
     layout = base_layout(
-        "Histogram and the chosen clip", "activation", "count", log_y=log_y, decades=True,
+        "Histogram and the chosen clip", "activation", "count", log_y=log_y,
         showlegend=False, shapes=shapes, annotations=notes,
     )  # fmt: skip
     return go.Figure(data=[trace], layout=layout)
 
 
-def kl_curve_figure(result: SweepResult, *, picked: int | None = None) -> go.Figure:
+def kl_curve_figure(
+    result: SweepResult, *, picked: int | None = None, span: tuple[int, int] | None = None
+) -> go.Figure:
     """KL(P || Q) of every candidate against its threshold, the chosen one marked.
 
     Undefined (infinite) KL values are left as gaps. The y axis is logarithmic when every
@@ -135,15 +172,24 @@ def kl_curve_figure(result: SweepResult, *, picked: int | None = None) -> go.Fig
     is a small marker (plotly selects markers, not lines, so a click can pick one); its
     candidate number rides along as ``customdata``. ``picked``, a candidate, is marked
     with a green circle (the trace named ``"picked"``).
+
+    ``span``, a (first, last) pair of candidates, draws only those: a 2,000-candidate
+    curve is about 8 candidates a pixel wide, too many to pick one by clicking. (Streamlit
+    redraws a chart from scratch on every rerun, so plotly's own zoom would not outlast
+    the click.) The minimum and the picked candidate are marked only inside it.
     """
     kl = np.asarray(result.kl, dtype=np.float64)
     finite = np.isfinite(kl)
     y = np.where(finite, kl, np.nan)
+    lo, hi = 0, result.candidates.size
+    if span is not None:
+        lo, hi = result.index_of(span[0]), result.index_of(span[1]) + 1
+    shown = slice(lo, hi)
     traces = [
         go.Scatter(
-            x=result.thresholds,
-            y=y,
-            customdata=result.candidates,
+            x=result.thresholds[shown],
+            y=y[shown],
+            customdata=result.candidates[shown],
             name="KL",
             mode="lines+markers",
             line={"color": KEPT_COLOR, "width": 1.5},
@@ -151,7 +197,7 @@ def kl_curve_figure(result: SweepResult, *, picked: int | None = None) -> go.Fig
             hovertemplate="threshold %{x:.4g} (bin %{customdata})<br>KL %{y:.4g}<extra></extra>",
         )
     ]
-    if not result.dead:
+    if not result.dead and lo <= result.best_index < hi:
         traces.append(
             go.Scatter(
                 x=[result.amax],
@@ -164,8 +210,8 @@ def kl_curve_figure(result: SweepResult, *, picked: int | None = None) -> go.Fig
                 "<br>KL %{y:.4g}<extra></extra>",
             )
         )
-    if picked is not None and not result.dead:
-        i = result.index_of(picked)
+    i = None if picked is None or result.dead else result.index_of(picked)
+    if i is not None and lo <= i < hi:
         traces.append(
             go.Scatter(
                 x=[result.thresholds[i]],
@@ -183,21 +229,27 @@ def kl_curve_figure(result: SweepResult, *, picked: int | None = None) -> go.Fig
             )
         )
     log_y = bool(finite.any() and (kl[finite] > 0).all())
-    layout = base_layout(
-        "KL divergence of each candidate", "threshold (activation units)", "KL(P‖Q)",
-        log_y=log_y,
-    )  # fmt: skip
+    title = "KL divergence of each candidate"
+    if hi - lo < result.candidates.size:
+        title += f" ({hi - lo:,} of {result.candidates.size:,})"
+    layout = base_layout(title, "threshold (activation units)", "KL(P‖Q)", log_y=log_y)
     return go.Figure(data=traces, layout=layout)
 
 
 def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Figure:
     """P (clipped reference) and Q (quantized, expanded back) of one candidate.
 
-    Both are scaled to sum 1 for display, whatever normalisation the variant uses.
+    Both are scaled to sum 1 for display, whatever normalisation the variant uses. P is a
+    filled outline and Q a dashed line drawn over it, so that both show where they agree.
     ``title`` replaces the default "P and Q at threshold ... (KL ...)".
     """
     traces = []
-    for name, values, color in (("P", pq.p, KEPT_COLOR), ("Q", pq.q, Q_COLOR)):
+    # P filled below, Q a dashed line over it: where they are equal both stay visible
+    styles = {
+        "P": {"line": {"color": KEPT_COLOR, "width": 1}, "fill": "tozeroy"},
+        "Q": {"line": {"color": Q_COLOR, "width": 2, "dash": "dash"}},
+    }
+    for name, values in (("P", pq.p), ("Q", pq.q)):
         v = np.asarray(values, dtype=np.float64)
         total = v.sum()
         x, y = step_outline(pq.edges, v / total if total > 0 else v)
@@ -207,11 +259,11 @@ def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Fi
                 y=y,
                 name=name,
                 mode="lines",
-                line={"color": color, "width": 1.5},
                 hovertemplate=f"{name}: %{{y:.3g}} at %{{x:.4g}}<extra></extra>",
+                **styles[name],
             )
         )
     if title is None:
         title = f"P and Q at threshold {pq.threshold:.4g} (KL {pq.kl:.4g})"
-    layout = base_layout(title, "activation", "probability", log_y=log_y, decades=True)
+    layout = base_layout(title, "activation", "probability", log_y=log_y)
     return go.Figure(data=traces, layout=layout)

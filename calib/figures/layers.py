@@ -2,7 +2,7 @@
 
 The SQNR of every tensor in file order: a model's problem tensors stand out as dips, and
 the pattern (every block's FFN output, say) shows at a glance. Flagged tensors are the
-trace named ``"flagged"``, the rest ``"clean"``; each point's ``customdata`` is its layer
+trace named ``"flagged"``, the rest ``"no flag"``; each point's ``customdata`` is its layer
 name, so a test (or a click handler) can map a point back to its row.
 """
 
@@ -31,7 +31,7 @@ def sqnr_figure(rows: Sequence[LayerRow], title: str = "SQNR of each tensor") ->
     """
     fig = go.Figure()
     for name, color, pick in (
-        ("clean", KEPT_COLOR, lambda r: not r.flags),
+        ("no flag", KEPT_COLOR, lambda r: not r.flags),
         ("flagged", CLIP_COLOR, lambda r: bool(r.flags)),
     ):
         points = [(i, r) for i, r in enumerate(rows) if pick(r) and math.isfinite(r.sqnr_db)]

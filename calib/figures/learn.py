@@ -18,6 +18,7 @@ from calib.figures.base import (
     CLIP_COLOR,
     KEPT_COLOR,
     LEARN_HEIGHT,
+    LOG_AXIS,
     PICKED_COLOR,
     Q_COLOR,
     TAIL_COLOR,
@@ -102,7 +103,7 @@ def fold_figure(counts: np.ndarray, edges: np.ndarray, f: Fold, log_y: bool = Fa
     title = f"P: bins {f.window.a}..{f.window.b - 1} kept, the clipped mass folded in"
     _layout(fig, title, "bin", "count")
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(LOG_AXIS)
     return fig
 
 
@@ -237,14 +238,19 @@ def relu_figure(r: ReluSpike) -> go.Figure:
     """The chosen clip against the share of exact zeros."""
     x = [100 * f for f in r.fractions]
     fig = go.Figure()
-    for name, y, color, dash in (
-        ("seed", r.seed, CLIP_COLOR, "solid"),
-        ("seed with bins[0] = bins[1]", r.seed_fixed, PICKED_COLOR, "dash"),
-        ("ModelOpt", r.modelopt, KEPT_COLOR, "dot"),
-    ):
+    # The last two agree to a few thousandths: the one below is a wide pale band and the
+    # one above a thin dotted line with its own markers, so that neither hides the other.
+    for name, y, line, marker in (
+        ("seed", r.seed, {"color": CLIP_COLOR, "width": 2}, {"size": 7}),
+        ("seed with bins[0] = bins[1]", r.seed_fixed,
+         {"color": PICKED_COLOR, "width": 9}, {"size": 13, "opacity": 0.45}),
+        ("ModelOpt", r.modelopt, {"color": KEPT_COLOR, "width": 2, "dash": "dot"},
+         {"size": 7, "symbol": "x"}),
+    ):  # fmt: skip
         fig.add_trace(
             go.Scatter(
-                x=x, y=y, name=name, mode="lines+markers", line={"color": color, "dash": dash},
+                x=x, y=y, name=name, mode="lines+markers", line=line, marker=marker,
+                opacity=0.45 if line["width"] > 2 else 1.0,
                 hovertemplate="%{x:.0f}% zeros: clip %{y:.4g}<extra>" + name + "</extra>",
             )
         )  # fmt: skip
@@ -275,7 +281,7 @@ def raw_vs_normalised_figure(r: RawVsNormalised) -> go.Figure:
             )
         )  # fmt: skip
     _layout(fig, "The same histogram, two scales", "candidate (kept bins)", "KL")
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(LOG_AXIS)
     return fig
 
 
@@ -300,5 +306,5 @@ def symmetric_figure(d: SymmetricDemo) -> go.Figure:
                        line={"color": color, "dash": "dash"})
         )  # fmt: skip
     _layout(fig, "One clip for both signs", "x", "count")
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(LOG_AXIS)
     return fig

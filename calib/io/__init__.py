@@ -33,6 +33,12 @@ A zip of ``.npy`` arrays, as ``np.savez_compressed`` writes it, with exactly the
                 ``len(counts_<i>) + 1`` of them
 ``meta``        optional 0-d unicode array holding a JSON object (provenance: model, data
                 set, tool, date)
+``trace_*``     optional, written by ``collect --convergence``: ``trace_samples`` (1-D
+                int64, the samples seen after each of B batches), ``trace_methods`` (1-D
+                unicode, M names: ``max``, ``percentile``, ``entropy:<variant>``) and
+                ``trace_<i>`` (float64, M x B) for each layer traced: each method's amax
+                on the histogram collected so far, after each batch
+                (:func:`calib.load_convergence`)
 ==============  ===========================================================================
 
 Layer names live inside the ``names`` array, never in zip member names, so any name
@@ -94,6 +100,8 @@ from calib.io._safe import Source, write_text
 from calib.io.histograms import (
     NPZ_FORMAT,
     NPZ_VERSION,
+    Trace,
+    load_convergence,
     load_histogram_file,
     load_histograms,
     load_histograms_meta,
@@ -127,7 +135,9 @@ __all__ = [
     "TRT_DEFAULT_HEADER",
     "OrtCalibration",
     "Source",
+    "Trace",
     "TrtCache",
+    "load_convergence",
     "load_histogram_file",
     "load_histograms",
     "load_histograms_meta",

@@ -31,6 +31,8 @@ from calib.histogram import Histogram
 
 Source = str | os.PathLike | IO[bytes] | IO[str]
 
+NPZ_ARRAYS_PER_LAYER = 3  # counts_<i>, edges_<i>, trace_<i>
+NPZ_OTHER_ARRAYS = 6  # format, version, names, meta, trace_samples, trace_methods
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError)
 # -- reading sources --------------------------------------------------------------------
 
@@ -278,8 +280,8 @@ def _zip_member_count(data: bytes, what: str, most: int) -> None:
         n += 1
         if n > most:
             raise ValueError(
-                f"{what} holds more than {most:,} arrays (2 * MAX_LAYERS + 4, MAX_LAYERS = "
-                f"{limits.MAX_LAYERS:,})"
+                f"{what} holds more than {most:,} arrays ({NPZ_ARRAYS_PER_LAYER} a layer and "
+                f"{NPZ_OTHER_ARRAYS} more, MAX_LAYERS = {limits.MAX_LAYERS:,})"
             )
 
 
@@ -293,10 +295,10 @@ def _check_npz_members(zf: zipfile.ZipFile, what: str) -> None:
 
 def _load_npz(data: bytes, what: str) -> dict[str, np.ndarray]:
     """Every array of an .npz archive, in archive order, without unpickling anything: at
-    most ``2 * MAX_LAYERS + 4`` members, ``MAX_UNPACKED_BYTES`` once widened."""
+    most ``3 * MAX_LAYERS + 6`` members, ``MAX_UNPACKED_BYTES`` once widened."""
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise ValueError(f"{what} is not an .npz archive (a zip of .npy arrays), or is truncated")
-    _zip_member_count(data, what, 2 * limits.MAX_LAYERS + 4)
+    _zip_member_count(data, what, NPZ_ARRAYS_PER_LAYER * limits.MAX_LAYERS + NPZ_OTHER_ARRAYS)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             _check_npz_members(zf, what)

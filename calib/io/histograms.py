@@ -5,6 +5,7 @@ histograms and raw samples. The formats are documented in :mod:`calib.io`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -93,13 +94,14 @@ def _parse_calib_npz(arrays: dict[str, np.ndarray], what: str) -> tuple[dict, di
     _npz_check_marker(arrays, what)
     names = _npz_names(arrays, what)
     n = len(names)
-    known = {"format", "version", "names", "meta"}
-    known |= {f"{kind}_{i}" for kind in ("counts", "edges") for i in range(n)}
+    known = {"format", "version", "names", "meta", "trace_samples", "trace_methods"}
+    known |= {f"{kind}_{i}" for kind in ("counts", "edges", "trace") for i in range(n)}
     unknown = [k for k in arrays if k not in known]
     if unknown:
         raise ValueError(
             f"{what}: unexpected keys {unknown[:5]} for {n} layers; a version-1 file holds "
-            "format, version, names, counts_<i>, edges_<i> and optionally meta"
+            "format, version, names, counts_<i>, edges_<i> and optionally meta and the "
+            "trace keys"
         )
     hists = {}
     for i, name in enumerate(names):
@@ -155,6 +157,63 @@ def _parse_npz(data: bytes, what: str) -> tuple[dict[str, Histogram], dict]:
     return _parse_plain_npz(arrays, what), {}
 
 
+@dataclasses.dataclass(frozen=True)
+class Trace:
+    """One tensor's thresholds as a collection went, batch by batch.
+
+    Attributes
+    ----------
+    samples : int array
+        Samples seen after each batch (cumulative).
+    amax : dict of str to float array
+        For each method (``"max"``, ``"percentile"``, ``"entropy:<variant>"``), the amax
+        on the histogram collected so far, after each batch (0 while the tensor has held
+        only zeros; NaN where the method could not run on it).
+    """
+
+    samples: np.ndarray
+    amax: dict[str, np.ndarray]
+
+
+def _trace_arrays(hists: Mapping[str, Histogram], traces: Mapping[str, Trace]) -> dict:
+    if not traces:
+        return {}
+    first = next(iter(traces.values()))
+    methods = list(first.amax)
+    samples = np.asarray(first.samples, dtype=np.int64)
+    out = {"trace_samples": samples, "trace_methods": np.array(methods, dtype=str)}
+    for i, name in enumerate(hists):
+        t = traces.get(name)
+        if t is None:
+            continue
+        if list(t.amax) != methods or not np.array_equal(t.samples, samples):
+            raise ValueError(f"traces: {name!r} has other methods or samples than the rest")
+        out[f"trace_{i}"] = np.array([t.amax[m] for m in methods], dtype=np.float64)
+    return out
+
+
+def _parse_traces(arrays: dict[str, np.ndarray], names: list[str], what: str) -> dict:
+    if "trace_samples" not in arrays:
+        return {}
+    samples, methods = arrays["trace_samples"], arrays.get("trace_methods")
+    if samples.ndim != 1 or samples.dtype.kind not in "iu" or methods is None:
+        raise ValueError(f"{what}: trace_samples must be 1-D integers, with trace_methods")
+    if methods.ndim != 1 or methods.dtype.kind != "U":
+        raise ValueError(f"{what}: trace_methods must be a 1-D unicode array")
+    out = {}
+    for i, name in enumerate(names):
+        a = arrays.get(f"trace_{i}")
+        if a is None:
+            continue
+        if a.shape != (methods.size, samples.size) or a.dtype.kind != "f":
+            raise ValueError(
+                f"{what}: trace_{i} ({name!r}) must be float, {methods.size} methods x "
+                f"{samples.size} batches, got {a.dtype} {a.shape}"
+            )
+        out[name] = Trace(samples.copy(), {str(m): a[j].copy() for j, m in enumerate(methods)})
+    return out
+
+
 def _npz_arrays(hists: Mapping[str, Histogram], meta: Mapping | None) -> dict[str, np.ndarray]:
     if not isinstance(hists, Mapping) or not hists:
         raise ValueError(f"hists must be a non-empty dict of name -> Histogram, got {hists!r:.80}")
@@ -190,6 +249,7 @@ def save_histograms(
     path: str | os.PathLike | IO[bytes],
     hists: Mapping[str, Histogram],
     meta: Mapping[str, Any] | None = None,
+    traces: Mapping[str, Trace] | None = None,
 ) -> None:
     """Write layers of histograms to the project's ``.npz`` format (version 1).
 
@@ -202,6 +262,9 @@ def save_histograms(
         ending in ``"\\0"``.
     meta : dict, optional
         Provenance stored as a JSON object (model, data set, tool, ...).
+    traces : dict of str to Trace, optional
+        The thresholds after each batch of a collection (``collect(..., convergence=True)``),
+        for some or all of the layers, all with the same methods and samples.
 
     Raises
     ------
@@ -210,6 +273,7 @@ def save_histograms(
         ``meta`` that JSON cannot hold.
     """
     arrays = _npz_arrays(hists, meta)
+    arrays.update(_trace_arrays(hists, traces or {}))
     buf = io.BytesIO()
     np.savez_compressed(buf, allow_pickle=False, **arrays)
     _write_bytes(path, buf.getvalue())
@@ -245,6 +309,21 @@ def load_histograms_meta(path: Source) -> dict:
     """
     what = _label(path)
     return _parse_npz(_read_bytes(path, what), what)[1]
+
+
+def load_convergence(path: Source) -> dict[str, Trace]:
+    """The thresholds after each batch that a collection recorded, per tensor (``{}`` when
+    the file has none; a plain ``.npz`` has none).
+
+    The whole file is validated, as :func:`load_histograms` does.
+    """
+    what = _label(path)
+    arrays = _load_npz(_read_bytes(path, what), what)
+    if "format" not in arrays:
+        _parse_plain_npz(arrays, what)
+        return {}
+    _parse_calib_npz(arrays, what)
+    return _parse_traces(arrays, _npz_names(arrays, what), what)
 
 
 # -- single histograms and samples -------------------------------------------------------------

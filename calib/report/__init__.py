@@ -6,7 +6,8 @@ calculation. numpy and the standard library only.
 
 Flags
 -----
-Each row carries the flags that fire on it, in this order:
+Each row carries the flags that fire on it, in this order (:data:`FLAG_HELP` says each in one
+sentence; a row with none says :data:`NO_FLAG`, "no flag"):
 
 ``dead``
     Every count is zero: the tensor never fired, or the collector never saw it. No amax,
@@ -24,6 +25,18 @@ Each row carries the flags that fire on it, in this order:
     far beyond the rest (transformer FFN outputs, a [CLS] token's activations), or a
     tail so long that no clip serves both it and the body. When the percentile is 0 (at
     least 99.99% of the mass in the first bin) the ratio is inf and the flag fires.
+``clipped``
+    At least :data:`CLIPPED_SHARE` (1%) of the values lie beyond the clip. A Tanh output
+    clipped at a tenth of its range loses most of its values this way, whatever its KL.
+``low SQNR``
+    SQNR below :data:`LOW_SQNR_DB` (10 dB): rounding and clipping together carry more than
+    a tenth of the signal's power. It catches a bad clip that no shape test explains (one
+    MiniLM FFN output sits at 2.1 dB with no spike and no outlier).
+``sparse``
+    Integer counts with fewer than :data:`SPARSE_PER_BIN` values per occupied bin, or fewer
+    than :data:`OUTLIER_MIN_COUNT` in all: the histogram is sampling noise at its size, and
+    p99.99 is the largest value itself, so ``outliers`` cannot fire. Float counts (a
+    normalised histogram) do not say how many values they hold and are never sparse.
 ``smallest candidate``
     Entropy only: the sweep chose its first candidate (``best_index == 0``). The KL
     minimum may lie below the range searched, so the answer is the search's floor, not a
@@ -76,18 +89,25 @@ from calib.report._exports import (
 from calib.report._table import (
     CHECKS,
     CLI_COLUMNS,
+    CLIPPED_SHARE,
     COLUMNS,
     DISAGREE_RATIO,
     EXTREME_RATIO,
+    FLAG_HELP,
     FLAGS,
     FLOAT16_MAX,
+    LOW_SQNR_DB,
+    NO_FLAG,
+    OUTLIER_MIN_COUNT,
     OUTLIER_RATIO,
+    SPARSE_PER_BIN,
     TAIL_PERCENTILE,
     ZERO_SPIKE_SHARE,
     ZERO_SPIKE_STEP,
     LayerRow,
     layer_row,
     layer_table,
+    sparse,
     tail_ratio,
     worst_first,
     zero_spike,
@@ -95,13 +115,19 @@ from calib.report._table import (
 
 __all__ = [
     "CHECKS",
+    "CLIPPED_SHARE",
     "CLI_COLUMNS",
     "COLUMNS",
     "DISAGREE_RATIO",
     "EXTREME_RATIO",
     "FLAGS",
+    "FLAG_HELP",
     "FLOAT16_MAX",
+    "LOW_SQNR_DB",
+    "NO_FLAG",
+    "OUTLIER_MIN_COUNT",
     "OUTLIER_RATIO",
+    "SPARSE_PER_BIN",
     "TAIL_PERCENTILE",
     "ZERO_SPIKE_SHARE",
     "ZERO_SPIKE_STEP",
@@ -121,6 +147,7 @@ __all__ = [
     "records",
     "records_csv",
     "records_json",
+    "sparse",
     "tail_ratio",
     "trt_cache_text",
     "worst_first",

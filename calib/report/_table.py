@@ -21,6 +21,17 @@ TAIL_PERCENTILE = DEFAULT_PERCENTILE
 """The high percentile of |x| that ``max`` is compared with (99.99)."""
 OUTLIER_RATIO = 4.0
 """``max / p99.99`` at or above which a tensor is flagged ``outliers``."""
+CLIPPED_SHARE = 0.01
+"""Share of the values beyond the clip at or above which a tensor is flagged ``clipped``."""
+LOW_SQNR_DB = 10.0
+"""SQNR (dB) below which a tensor is flagged ``low SQNR``: the error's power is then more
+than a tenth of the signal's. A clean 8-bit tensor gets 20 to 45 dB (every bit fewer costs
+about 6 dB, so at few bits more tensors fall below)."""
+SPARSE_PER_BIN = 10.0
+"""Integer counts below this many per occupied bin flag a tensor ``sparse``."""
+OUTLIER_MIN_COUNT = 10_000
+"""Fewer integer counts than this flag a tensor ``sparse`` too: p99.99 is then the largest
+value itself (the top 0.01% is less than one value), so ``outliers`` cannot fire."""
 DISAGREE_RATIO = 1.5
 """A cached amax further than this factor from calib's, either way, is a disagreement:
 log2(1.5) = 0.58, more than half a bit of the 8 spent differently. Implementations that
@@ -30,7 +41,39 @@ EXTREME_RATIO = 1000.0
 FLOAT16_MAX = 65504.0
 """A cached amax above this does not fit an FP16 tensor: extreme whatever the median."""
 
-FLAGS = ("dead", "zero spike", "outliers", "smallest candidate", "zero amax", "error")
+FLAGS = (
+    "dead",
+    "zero spike",
+    "outliers",
+    "clipped",
+    "low SQNR",
+    "sparse",
+    "smallest candidate",
+    "zero amax",
+    "error",
+)
+NO_FLAG = "no flag"
+"""What a row with no flag says in its flags column."""
+FLAG_HELP = {
+    "dead": "Every count is zero: no amax and no scale (the exports leave it out).",
+    "zero spike": f"The bin(s) touching zero hold at least {ZERO_SPIKE_SHARE:.0%} of the "
+    f"values and are {ZERO_SPIKE_STEP:g}x as dense as their neighbours (a ReLU's zeros); it "
+    "drags the seed's KL towards small clips.",
+    "outliers": f"max / p99.99 of |x| is at least {OUTLIER_RATIO:g}: a few values far beyond "
+    "the rest (a normal body gives about 1.5), so one clip cannot serve both.",
+    "clipped": f"At least {CLIPPED_SHARE:.0%} of the values lie beyond the clip and are "
+    "stored as the clip itself.",
+    "low SQNR": f"SQNR below {LOW_SQNR_DB:g} dB: the rounding and clipping error carries more "
+    "than a tenth of the signal's power.",
+    "sparse": f"Fewer than {SPARSE_PER_BIN:g} values per occupied bin, or fewer than "
+    f"{OUTLIER_MIN_COUNT:,} in all: the histogram is noise at this size, and the outlier "
+    "test cannot fire (integer counts only).",
+    "smallest candidate": "Entropy only: the KL sweep chose its first candidate, the floor "
+    "of its search rather than a minimum.",
+    "zero amax": "A live tensor whose method answered 0: everything would be clipped.",
+    "error": "The method refused the tensor; the message follows.",
+}
+"""One sentence per flag, for the pages and the command line's help."""
 CHECKS = (
     "problem",  # what the cache's reader reported: zero/NaN/inf scales, unknown algorithm
     "identical",  # several tensors share one scale
@@ -110,6 +153,14 @@ class LayerRow:
     def dead(self) -> bool:
         return "dead" in self.flags
 
+    @property
+    def flag_text(self) -> str:
+        """The flags as one string: "outliers, clipped", :data:`NO_FLAG` when none fired,
+        "error: <message>" when the method refused the tensor."""
+        if self.error:
+            return f"error: {self.error}"
+        return ", ".join(self.flags) or NO_FLAG
+
     def record(self) -> dict[str, Any]:
         """The row as a dict keyed by :data:`COLUMNS` (percentages in %, flags one string)."""
         return {
@@ -123,7 +174,7 @@ class LayerRow:
             "SQNR dB": self.sqnr_db,
             "zero %": 100.0 * self.zero_share,
             "max/p99.99": self.tail_ratio,
-            "flags": ", ".join(self.flags) if not self.error else f"error: {self.error}",
+            "flags": self.flag_text,
         }
 
 
@@ -162,6 +213,17 @@ def tail_ratio(hist: Histogram, percentile: float = TAIL_PERCENTILE) -> float:
         return math.nan
     p = amax_percentile(hist, percentile)
     return hist.max_abs / p if p > 0 else math.inf
+
+
+def sparse(hist: Histogram) -> bool:
+    """Whether a histogram of integer counts holds fewer than :data:`SPARSE_PER_BIN` values
+    per occupied bin, or fewer than :data:`OUTLIER_MIN_COUNT` in all. Float counts (a
+    normalised histogram) do not say how many values they hold: never sparse."""
+    c = hist.counts
+    if hist.is_dead or not np.all(c == np.round(c)):
+        return False
+    total = float(c.sum())
+    return total < OUTLIER_MIN_COUNT or total < SPARSE_PER_BIN * np.count_nonzero(c)
 
 
 def _policies(method: str, target_bins: int | None) -> dict[str, Any]:
@@ -220,6 +282,12 @@ def layer_row(
             flags.append("zero spike")
         if tail >= OUTLIER_RATIO:
             flags.append("outliers")
+        if cal.metrics.clipped_fraction >= CLIPPED_SHARE:
+            flags.append("clipped")
+        if cal.metrics.sqnr_db < LOW_SQNR_DB:
+            flags.append("low SQNR")
+        if sparse(hist):
+            flags.append("sparse")
         if sweep is not None and sweep.best_index == 0:
             flags.append("smallest candidate")
         if cal.amax <= 0:

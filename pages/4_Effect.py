@@ -1,0 +1,45 @@
+"""Effect on the model: what each calibration, and each tensor, does to the model's outputs.
+
+A top-to-bottom script over ``calib/app/effect.py``. It opens on the shipped results for
+all-MiniLM-L6-v2 (``assets/minilm_effect.json``, built by
+``assets/build_minilm_effect.py``); an uploaded ONNX model and inputs are evaluated with
+``calib.evaluate`` under a progress bar. Selecting a tensor of the shipped results opens
+its histogram in Explore. Widget keys start with ``effect_``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from calib.app import effect
+
+st.set_page_config(page_title="calib: effect on the model", layout="wide")
+st.title("Effect on the model")
+st.write(
+    "What a clip does to the model, not only to its histogram: a fake-quantized copy of "
+    "the model runs against the float one on held-out inputs. Which calibrator is best, "
+    "which tensors hurt, what to keep in float, and whether the histogram saw it coming."
+)
+with st.expander("How to read this page"):
+    st.markdown(effect.HELP)
+
+doc, label = effect.choose_report()
+effect.summary(doc, label)
+effect.methods_section(doc)
+
+layer = effect.sensitivity_table(doc)
+if layer is not None:
+    params = effect.explore_params(doc, layer)
+    if params is not None:
+        # st.switch_page resolves the page's path against the entry point, app.py
+        st.switch_page(effect.EXPLORE, query_params=params)
+    st.caption(
+        f"Explore has no histogram of {layer}: it opens the shipped model's Linear-layer "
+        "inputs only."
+    )
+else:
+    st.caption("Select a row to open that tensor's histogram in Explore.")
+
+effect.keep_float_section(doc)
+effect.proxy_section(doc)
+effect.report_download(doc, raw=label.startswith("all-MiniLM"))
