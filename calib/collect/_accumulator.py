@@ -33,6 +33,10 @@ DEFAULT_MAX_BINS_FACTOR = 8
 """The bins per side of a growing histogram are capped at this many times ``bins`` (and at
 ``calib.limits.MAX_BINS // 2``, so that the signed histogram stays within ``MAX_BINS``)."""
 
+CHUNK = 1 << 22
+"""Values counted at a time: what one batch adds to memory (two 8-byte arrays of this many,
+64 MB) does not grow with the size of its tensors."""
+
 MASK_MAGNITUDE = 1e30
 """A tensor holding a value this large in magnitude is not an activation to quantize.
 
@@ -125,8 +129,6 @@ class HistogramAccumulator:
             raise ValueError(f"tensor {self.name!r}: samples must be numeric, got dtype {a.dtype}")
         if np.iscomplexobj(a):
             raise ValueError(f"tensor {self.name!r}: samples must be real, got dtype {a.dtype}")
-        if a.dtype == bool or a.dtype.itemsize < 4:  # float16, int8...: count in float32
-            a = a.astype(np.float32)
         a = a.reshape(-1)
         if a.size == 0:
             return
@@ -158,7 +160,13 @@ class HistogramAccumulator:
             self._held_zeros = 0
         elif m > self._n * self._w:
             self._grow(m)
-        self._counts += bin_counts(a, self._n, self._w)
+        # in chunks: bin_counts makes two 8-byte arrays the size of its input, and a batch
+        # may be one 800 MB tensor (float16, int8 and bools are widened a chunk at a time)
+        for start in range(0, a.size, CHUNK):
+            part = a[start : start + CHUNK]
+            if part.dtype == bool or part.dtype.itemsize < 4:  # count in float32
+                part = part.astype(np.float32)
+            self._counts += bin_counts(part, self._n, self._w)
 
     def _grow(self, m: float) -> None:
         """Append bins on both sides to cover ``[-m, m]``; coarsen past the cap."""
