@@ -8,7 +8,6 @@ results on all-MiniLM-L6-v2 (``assets/minilm_effect.json``) or an uploaded model
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -94,43 +93,27 @@ def run_upload(
     key: str, _model: bytes, _inputs: bytes, _eval: bytes | None, target: float, weights: bool
 ) -> dict[str, Any]:
     """An uploaded model evaluated on its uploaded inputs (a held-out share of the
-    calibration inputs when no evaluation inputs are given), under a progress bar."""
-    from calib import collect
+    calibration inputs when no evaluation inputs are given), under a progress bar, in a
+    child process under the app's time and memory budget (``calib.sandbox``)."""
+    from calib import sandbox
 
     for what, data in (("the model file", _model), ("the inputs file", _inputs),
                        ("the evaluation inputs file", _eval)):  # fmt: skip
         if data is not None:
             sources.check_upload_size(what, data)
-    proto, _ = evaluate.load_model(_model)
-    names = evaluate.select_tensors(proto).names
-    if len(names) > APP_MAX_TENSORS:
-        raise ValueError(
-            f"the model has {len(names)} tensors to quantize; the app evaluates at most "
-            f"{APP_MAX_TENSORS} (use python -m calib evaluate)"
-        )
     bar = st.progress(0.0, text="Collecting histograms…")
+
+    def progress(p: sandbox.SandboxProgress) -> None:
+        bar.progress(p.fraction or 0.0, text=p.text)
+
+    options = {
+        "target_sqnr_db": target, "weights": weights, "max_float": APP_MAX_FLOAT,
+        "max_tensors": APP_MAX_TENSORS, "workers": APP_WORKERS,
+    }  # fmt: skip
     try:
-        if _eval is None:
-            held = evaluate.hold_out(io.BytesIO(_inputs))
-            calib_inputs, eval_inputs, data = held.calibration, held.evaluation, held.description
-        else:
-            calib_inputs, eval_inputs = io.BytesIO(_inputs), io.BytesIO(_eval)
-            data = "the uploaded evaluation inputs"
-        hists = collect.collect_histograms(proto, calib_inputs, tensors=list(names)).histograms
-
-        def progress(p: evaluate.Progress) -> None:
-            bar.progress(
-                min(p.done / max(p.total, 1), 1.0),
-                text=f"{p.stage}: run {p.done} of {p.total}, {p.elapsed_s:.0f} s",
-            )
-
-        ev = evaluate.evaluate(
-            proto, eval_inputs, histograms=hists, weights=weights, target_sqnr_db=target,
-            max_float=APP_MAX_FLOAT, workers=APP_WORKERS, progress=progress, data=data,
-        )  # fmt: skip
+        return sandbox.evaluate_upload(_model, _inputs, _eval, options=options, progress=progress)
     finally:
         bar.empty()
-    return evaluate.read_report(ev.to_dict())
 
 
 def choose_report() -> tuple[dict[str, Any], str]:
