@@ -72,11 +72,12 @@ MAX_NAME_CHARS = 1024
 """The longest tensor name a file may hold, in characters (ONNX names run to a couple of
 hundred at most). Read from an ``.npz``'s header before its names are unpacked."""
 
-MAX_CSV_CELLS = 2**20
-"""The most cells (rows times columns) a CSV may hold, so at most 1,048,576 rows: a
-histogram of ``MAX_BINS`` bins in three columns fits three times over, and raw samples
-past a million belong in an ``.npy``. Counted from the text (commas and line ends) before
-it is parsed, so one line of a million numbers is refused as surely as a million lines."""
+MAX_CSV_CELLS = 2**18
+"""The most cells (rows times columns) a CSV may hold, so at most 262,144 rows: a histogram
+of ``MAX_BINS`` bins in three columns fits (196,611 cells), and raw samples past a quarter
+of a million belong in an ``.npy`` (a CSV is parsed cell by cell, about a second for this
+many here). Counted from the text (commas and line ends) before it is parsed, so one line
+of a million numbers is refused as surely as a million lines."""
 
 MAX_JSON_DEPTH = 32
 """The deepest nesting of arrays and objects a JSON file may have. calib's own formats

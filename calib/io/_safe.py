@@ -57,11 +57,7 @@ def _read_bytes(src: Any, what: str, limit: str = "MAX_FILE_BYTES") -> bytes:
         with path.open("rb") as f:
             data = f.read(most + 1)  # the file may have grown since stat
     elif callable(getattr(src, "read", None)):
-        data = src.read(most + 1)
-        if isinstance(data, str):
-            data = data.encode("utf-8", "surrogatepass")
-        if not isinstance(data, (bytes, bytearray)):
-            raise ValueError(f"{what}: read() returned {type(data).__name__}, not bytes or str")
+        data = _read_at_most(src, most + 1, what)
     else:
         raise ValueError(f"expected a path or an open file, got {type(src).__name__}")
     if len(data) > most:
@@ -69,6 +65,24 @@ def _read_bytes(src: Any, what: str, limit: str = "MAX_FILE_BYTES") -> bytes:
     if not data:
         raise ValueError(f"{what} is empty (0 bytes; a file object already read to its end?)")
     return bytes(data)
+
+
+def _read_at_most(src: Any, n: int, what: str) -> bytes:
+    """Up to ``n`` bytes (or characters) of a file object, a megabyte at a time: one
+    ``read(n)`` makes some file objects allocate ``n`` bytes whatever the file holds."""
+    parts: list = []
+    got = 0
+    while got < n:
+        chunk = src.read(min(1 << 20, n - got))
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8", "surrogatepass")
+        if not isinstance(chunk, (bytes, bytearray)):
+            raise ValueError(f"{what}: read() returned {type(chunk).__name__}, not bytes or str")
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def _decode(data: bytes, what: str) -> str:
@@ -204,9 +218,8 @@ def widened_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return n * dtype.itemsize
 
 
-def _check_npy_header(f: IO[bytes], what: str, key: str, size: int) -> int:
-    """Read one .npy header; refuse object dtypes, names longer than MAX_NAME_CHARS and data
-    larger than the bytes present. Returns the array's :func:`widened_bytes`."""
+def _npy_header(f: IO[bytes], what: str, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an .npy header declares (nothing after it is read)."""
     try:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -217,6 +230,13 @@ def _check_npy_header(f: IO[bytes], what: str, key: str, size: int) -> int:
             raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
     except (ValueError, EOFError) as exc:
         raise ValueError(f"{what}: {key} is not a readable .npy array ({exc})") from None
+    return shape, dtype
+
+
+def _check_npy_header(f: IO[bytes], what: str, key: str, size: int) -> int:
+    """Read one .npy header; refuse object dtypes, names longer than MAX_NAME_CHARS and data
+    larger than the bytes present. Returns the array's :func:`widened_bytes`."""
+    shape, dtype = _npy_header(f, what, key)
     if dtype.hasobject:
         raise ValueError(_pickle_refused(what, key))
     if dtype.kind == "U" and dtype.itemsize // 4 > limits.MAX_NAME_CHARS:
@@ -286,6 +306,14 @@ def _zip_member_count(data: bytes, what: str, most: int) -> None:
 
 
 def _check_npz_members(zf: zipfile.ZipFile, what: str) -> None:
+    if "names.npy" in zf.namelist():  # the project's format: count its layers first
+        with zf.open("names.npy") as f:
+            shape, _ = _npy_header(f, what, "'names.npy'")
+        if shape and math.prod(shape) > limits.MAX_LAYERS:
+            raise ValueError(
+                limits.exceeds(f"{what}: 'names' holds", math.prod(shape), "MAX_LAYERS",
+                               " layers")
+            )  # fmt: skip
     total = 0
     for info in zf.infolist():
         with zf.open(info) as f:

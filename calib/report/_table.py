@@ -343,7 +343,7 @@ def layer_table(
     Examples
     --------
     >>> import numpy as np
-    >>> h = Histogram(np.r_[0, np.ones(2047)], np.linspace(0, 1, 2049))
+    >>> h = Histogram(np.r_[0, np.full(2047, 100)], np.linspace(0, 1, 2049))
     >>> [r.flags for r in layer_table({"flat": h, "dead": Histogram(np.zeros(4), np.arange(5.))})]
     [(), ('dead',)]
     """
