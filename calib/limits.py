@@ -9,7 +9,7 @@ bounds from here; nothing else in calib writes a limit of its own.
 
 The figures each cap was chosen by (the worst accepted input's time and memory, measured
 on this project's 2-core machine) are in the README's "Limits" section, with the
-command that measures them again (``python tests/hostile_figures.py``).
+command that measures them again (``PYTHONPATH=. python tests/test_hostile.py``).
 
 Settings
 --------
