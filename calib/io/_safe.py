@@ -55,7 +55,7 @@ def _read_bytes(src: Any, what: str, limit: str = "MAX_FILE_BYTES") -> bytes:
         if size > most:
             raise ValueError(limits.exceeds(f"{what} is", size, limit, " bytes"))
         with path.open("rb") as f:
-            data = f.read(most + 1)  # the file may have grown since stat
+            data = _read_at_most(f, most + 1, what)  # the file may have grown since stat
     elif callable(getattr(src, "read", None)):
         data = _read_at_most(src, most + 1, what)
     else:
