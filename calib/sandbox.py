@@ -223,7 +223,22 @@ def _failure(code: int, workdir: Path, budget: CollectBudget, what: str) -> Valu
         if -code == signal.SIGXCPU:
             return BudgetExceeded(f"{what} used up its CPU time budget and was stopped")
         return BudgetExceeded(f"{what} was stopped by {sig}, most likely for going past {memory}")
-    return ValueError(f"{what} failed (exit status {code}) and said nothing")
+    tail = _stderr_tail(workdir)
+    if any(s in tail.lower() for s in (*_OUT_OF_MEMORY, "memoryerror")):
+        return BudgetExceeded(f"{what} ran out of {memory} before it could start")
+    last = tail.strip().splitlines()[-1] if tail.strip() else "no message"
+    return ValueError(f"{what} failed (exit status {code}): {last[:500]}")
+
+
+def _stderr_tail(workdir: Path, n: int = 4096) -> str:
+    """The end of the child's stderr (a traceback, if it died before writing error.json)."""
+    path = workdir / "stderr.txt"
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - n))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def collect_upload(
@@ -349,7 +364,9 @@ def _evaluate_task(workdir: Path, options: dict) -> None:
 
 
 _TASKS = {"collect": _collect_task, "evaluate": _evaluate_task}
-_OUT_OF_MEMORY = ("bad_alloc", "failed to allocate", "out of memory", "cannot allocate")
+_OUT_OF_MEMORY = (
+    "bad_alloc", "failed to allocate", "out of memory", "cannot allocate", "failed to map segment",
+)  # fmt: skip
 
 
 def _child(workdir: str) -> int:
@@ -360,7 +377,9 @@ def _child(workdir: str) -> int:
         _TASKS[spec["task"]](d, spec["options"])
     except MemoryError:
         return _error(d, "memory", "a MemoryError", 3)
-    except ImportError as exc:
+    except ImportError as exc:  # a library that cannot be mapped within the budget is memory
+        if any(s in str(exc).lower() for s in _OUT_OF_MEMORY):
+            return _error(d, "memory", str(exc)[:2000], 3)
         return _error(d, "import", str(exc), 2)
     except Exception as exc:  # the task's ValueError, or anything a model can provoke
         message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
