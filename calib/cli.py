@@ -21,8 +21,8 @@ import io
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
 
 from calib import io as cio
 from calib import report
@@ -33,24 +33,49 @@ from calib.numbers import fmt
 from calib.policies import VARIANTS
 from calib.report import CLI_COLUMNS
 
-__all__ = ["main"]
+__all__ = ["main", "printable"]
 
 _COLUMNS = CLI_COLUMNS
 
 
+_UNPRINTABLE = ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn")  # controls, formats, separators
+
+
+def printable(text: str) -> str:
+    """``text`` safe to write to a terminal: control characters (ESC starts escape
+    sequences), format characters (right-to-left overrides), line and paragraph separators,
+    surrogates and unassigned code points are written as ``\\xNN``, ``\\uNNNN`` or
+    ``\\UNNNNNNNN``. Names in files may hold any of them; ``--format json`` writes them
+    exactly (JSON escapes them its own way)."""
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in _UNPRINTABLE:
+            code = ord(ch)
+            out.append(
+                f"\\x{code:02x}" if code < 0x100
+                else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )  # fmt: skip
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _cell(v) -> str:
-    """A table cell: a float as every page writes numbers (6 digits here), else as it is."""
-    return fmt(v, 6) if isinstance(v, float) else str(v)
+    """A table cell: a float as every page writes numbers (6 digits here), else as it is,
+    safe to print (:func:`printable`)."""
+    return fmt(v, 6) if isinstance(v, float) else printable(str(v))
 
 
 def _render(rows: list[dict], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(rows, indent=2, default=float, allow_nan=True)
+    if fmt == "json":  # strict JSON: nan is null, inf "inf" (report.json_value)
+        doc = [{k: report.json_value(v) for k, v in r.items()} for r in rows]
+        return json.dumps(doc, indent=2, allow_nan=False)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=_COLUMNS, lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: printable(v) if isinstance(v, str) else v for k, v in r.items()}
+                    for r in rows)  # fmt: skip
         return buf.getvalue().rstrip("\n")
     cells = [[_cell(r[c]) for c in _COLUMNS] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(_COLUMNS)]
@@ -245,17 +270,31 @@ def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _overwrites(outputs: dict[str, str | None], inputs: dict[str, str]) -> str | None:
+    """Why writing ``outputs`` (option -> path) would lose a file: an output that is an
+    input (a link to it included), or two outputs that are one file; None if none would."""
+    paths = [(opt, path) for opt, path in outputs.items() if path]
+    for opt, path in paths:
+        for what, src in inputs.items():
+            if _same_file(path, src):
+                return f"{opt} {printable(path)} is the {what}; an input is never written over"
+    for i, (opt, path) in enumerate(paths):
+        for other, path2 in paths[i + 1 :]:
+            if _same_file(path, path2):
+                return f"{opt} and {other} are the same file, {printable(path)}"
+    return None
 
 
 def _collect(ns: argparse.Namespace) -> int:
     from calib import collect
 
-    for name, path in (("model", ns.model), ("inputs", ns.inputs)):
-        if _same_file(ns.out, path):
-            print(f"error: --out {ns.out} is the {name} file; it is never written over",
-                  file=sys.stderr)  # fmt: skip
-            return 2
+    why = _overwrites({"--out": ns.out}, {"model file": ns.model, "inputs file": ns.inputs})
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     try:
         found = collect.collect_histograms(
             ns.model,
@@ -285,15 +324,24 @@ def _collect(ns: argparse.Namespace) -> int:
         print("\ninterrupted: nothing written", file=sys.stderr)
         return 130
     except (ValueError, OSError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     print(
         f"wrote {len(found)} histograms from {found.n_samples} samples "
         f"({found.n_batches} batches) to {ns.out}"
     )
     for name, why in found.not_activations.items():
-        print(f"not collected: {name}: {why}")
+        print(f"not collected: {printable(name)}: {why}")
     return 0
+
+
+def _note_skipped(path: str, skipped: list[str]) -> None:
+    """Say which tensors an export left out (no scale, or a name its lines cannot hold)."""
+    if skipped:
+        names = ", ".join(printable(repr(n)) for n in skipped[:10])
+        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        print(f"note: {printable(path)} leaves out {len(skipped)} tensors (dead, no scale, "
+              f"or a name a line cannot hold): {names}{more}", file=sys.stderr)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -324,20 +372,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command != "thresholds":
         _parser().print_help()
         return 2
+    why = _overwrites(
+        {"--trt-cache": ns.trt_cache, "--ort-json": ns.ort_json}, {"histogram file": ns.file}
+    )
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     try:
         with open(ns.file, "rb") as f:
             hists = cio.load_histogram_file(f, ns.file)
         layer_rows = report.layer_table(hists, ns.method, ns.variant, ns.num_bits, ns.target_bins)
         rows = report.cli_records(layer_rows)
-        # the Layers page's exports: scales only for a positive, finite amax
+        # the Layers page's exports: scales only for a positive, finite amax; each file
+        # written whole or not at all (a temporary file beside it, then a rename)
         if ns.trt_cache:
-            text, _ = report.trt_cache_text(layer_rows)
-            Path(ns.trt_cache).write_text(text, encoding="utf-8")
+            text, skipped = report.trt_cache_text(layer_rows)
+            cio.write_text(ns.trt_cache, text)
+            _note_skipped(ns.trt_cache, skipped)
         if ns.ort_json:
-            text, _ = report.ort_json_text(layer_rows, ns.method)
-            Path(ns.ort_json).write_text(text, encoding="utf-8")
+            text, skipped = report.ort_json_text(layer_rows, ns.method)
+            cio.write_text(ns.ort_json, text)
+            _note_skipped(ns.ort_json, skipped)
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     print(_render(rows, ns.format))
     return 0
@@ -427,13 +484,13 @@ def _evaluate_progress(stream=None):
 def _evaluate(ns: argparse.Namespace) -> int:
     from calib import collect, evaluate
 
-    if ns.out:
-        for name in ("model", "inputs", "histograms", "eval_inputs"):
-            path = getattr(ns, name)
-            if path and _same_file(ns.out, path):
-                print(f"error: --out {ns.out} is the {name} file; it is never written over",
-                      file=sys.stderr)  # fmt: skip
-                return 2
+    inputs = {f"{name} file": getattr(ns, name) for name in
+              ("model", "inputs", "histograms", "eval_inputs")}  # fmt: skip
+    inputs |= {f"cache {i + 1}": path for i, path in enumerate(ns.cache)}
+    why = _overwrites({"--out": ns.out}, {k: v for k, v in inputs.items() if v})
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     if not ns.eval_inputs and not ns.inputs:
         print("error: give --eval-inputs, or --inputs to hold a share out", file=sys.stderr)
         return 2
@@ -485,10 +542,10 @@ def _evaluate(ns: argparse.Namespace) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     doc = json.dumps(ev.to_dict(), indent=2, allow_nan=False)
     if ns.out:
-        Path(ns.out).write_text(doc + "\n", encoding="utf-8")
+        cio.write_text(ns.out, doc + "\n")  # whole or not at all
     print(doc if ns.format == "json" else evaluation_text(ev))
     return 0

@@ -364,7 +364,8 @@ def explain(
 
 
 def every_method(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
-    """The max, percentile and MSE thresholds of ``h``."""
+    """The max, percentile and MSE thresholds of ``h`` (one the core refuses, such as an
+    MSE search past ``calib.limits.MAX_SEARCH_CELLS``, keeps its reason as a note)."""
     return (
         _other(h, "max", lambda: amax_max(h), num_bits),
         _other(h, "percentile", lambda: amax_percentile(h, DEFAULT_PERCENTILE), num_bits),

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from calib import limits
+
 __all__ = ["DEFAULT_BINS", "Histogram", "as_histogram"]
 
 DEFAULT_BINS = 2048
@@ -26,16 +28,27 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _check_counts(counts: Any, name: str = "counts") -> np.ndarray:
-    c = np.asarray(counts)
-    if c.dtype == object or not (
-        np.issubdtype(c.dtype, np.integer) or np.issubdtype(c.dtype, np.floating) or c.dtype == bool
+def _numeric_array(values: Any, name: str) -> np.ndarray:
+    """``values`` as an array of reals (bool, integer or float), or a ValueError naming it."""
+    try:
+        a = np.asarray(values)
+    except (ValueError, TypeError, OverflowError) as exc:  # ragged lists, huge Python ints
+        raise ValueError(f"{name} must be a numeric array ({exc})") from None
+    if a.dtype == object or not (
+        np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == bool
     ):
-        raise ValueError(f"{name} must be a numeric array, got dtype {c.dtype}")
+        raise ValueError(f"{name} must be a numeric array, got dtype {a.dtype}")
+    return a
+
+
+def _check_counts(counts: Any, name: str = "counts") -> np.ndarray:
+    c = _numeric_array(counts, name)
     if c.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {c.shape}")
     if c.size < 2:
         raise ValueError(f"{name} must hold at least 2 bins, got {c.size}")
+    if c.size > limits.MAX_BINS:
+        raise ValueError(limits.exceeds(f"{name} has", c.size, "MAX_BINS", " bins"))
     if c.dtype == bool or np.issubdtype(c.dtype, np.unsignedinteger):
         c = c.astype(np.int64) if c.dtype == bool or c.max() < 2**63 else c.astype(np.float64)
     if np.issubdtype(c.dtype, np.floating):
@@ -49,7 +62,34 @@ def _check_counts(counts: Any, name: str = "counts") -> np.ndarray:
     if (c < 0).any():
         i = int(np.flatnonzero(c < 0)[0])
         raise ValueError(f"{name} must be non-negative, got {c[i].item()} at bin {i}")
+    _check_count_range(c, name)
     return c
+
+
+def _check_count_range(c: np.ndarray, name: str) -> None:
+    """Counts whose total a sum can hold and whose logarithms stay finite: an int64 total
+    within int64 (numpy would wrap it around), a float total of 0 or from MIN_MAGNITUDE to
+    MAX_MAGNITUDE (``calib.limits``)."""
+    if np.issubdtype(c.dtype, np.integer):
+        big = float(c.max(initial=0)) * c.size >= 2.0**62  # else the int64 sum cannot wrap
+        if big and sum(int(x) for x in c) > np.iinfo(np.int64).max:
+            raise ValueError(
+                f"{name} total more than int64 can hold ({np.iinfo(np.int64).max}); an int64 "
+                "sum of them wraps around. Give them as float64 counts"
+            )
+        return
+    total = float(np.sum(c / limits.MAX_MAGNITUDE))  # scaled: the sum itself cannot overflow
+    if total > 1.0:
+        raise ValueError(
+            limits.exceeds(f"{name} total", total * limits.MAX_MAGNITUDE, "MAX_MAGNITUDE")
+            + "; scale them down"
+        )
+    total = float(c.sum())  # cannot overflow now
+    if 0 < total < limits.MIN_MAGNITUDE:
+        raise ValueError(
+            f"{name} total {total!r}, less than MIN_MAGNITUDE = {limits.MIN_MAGNITUDE:g} "
+            "(and not 0, a dead layer); scale them up"
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -75,18 +115,16 @@ class Histogram:
 
     def __post_init__(self) -> None:
         c = _check_counts(self.counts)
-        e = np.asarray(self.edges)
-        if e.dtype == object or not (
-            np.issubdtype(e.dtype, np.integer) or np.issubdtype(e.dtype, np.floating)
-        ):
+        e = _numeric_array(self.edges, "edges")
+        if e.dtype == bool:
             raise ValueError(f"edges must be a numeric array, got dtype {e.dtype}")
-        e = e.astype(np.float64)
         if e.ndim != 1:
             raise ValueError(f"edges must be 1-D, got shape {e.shape}")
         if e.size != c.size + 1:
             raise ValueError(
                 f"edges must have len(counts) + 1 = {c.size + 1} entries, got {e.size}"
             )
+        e = e.astype(np.float64)
         if not np.isfinite(e).all():
             raise ValueError("edges must be finite")
         steps = np.diff(e)
@@ -95,6 +133,15 @@ class Histogram:
             raise ValueError(
                 f"edges must be strictly increasing, got edges[{i}]={float(e[i])} "
                 f"and edges[{i + 1}]={float(e[i + 1])}"
+            )
+        far = max(-float(e[0]), float(e[-1]))
+        if far > limits.MAX_MAGNITUDE:
+            raise ValueError(limits.exceeds("edges reach", far, "MAX_MAGNITUDE"))
+        if steps.min() < limits.MIN_MAGNITUDE:
+            i = int(np.argmin(steps))
+            raise ValueError(
+                f"bins must be at least MIN_MAGNITUDE = {limits.MIN_MAGNITUDE:g} wide, got "
+                f"{float(steps[i])!r} at bin {i}"
             )
         object.__setattr__(self, "counts", _readonly(c))
         object.__setattr__(self, "edges", _readonly(e))
@@ -183,6 +230,16 @@ class Histogram:
         return bool(self.edges[0] < 0)
 
     @property
+    def is_symmetric(self) -> bool:
+        """True when the edges mirror around 0, ``edges == -edges[::-1]`` to 1e-6 of the
+        range: x on ``[-m, m]``. ``linspace(-m, m)`` is symmetric only to rounding, and edges
+        stored as float32 (ONNX Runtime's) to about 1e-7; at ``MAX_BINS`` bins a bin is
+        still 30 times wider than that."""
+        e = self.edges
+        scale = max(abs(e[0]), abs(e[-1]))
+        return bool(np.allclose(e, -e[::-1], rtol=0, atol=1e-6 * scale))
+
+    @property
     def is_uniform(self) -> bool:
         w = np.diff(self.edges)
         return bool(np.allclose(w, w[0], rtol=1e-6, atol=0))
@@ -266,6 +323,13 @@ class Histogram:
         if not self.is_uniform:
             raise ValueError("merge needs a histogram with uniform bins")
         grow_lo, grow_hi = range_growth(self, float(other.edges[0]), float(other.edges[-1]))
+        grown = self.n_bins + grow_lo + grow_hi
+        if grown > limits.MAX_BINS:
+            raise ValueError(
+                limits.exceeds("merging grows the histogram to", grown, "MAX_BINS", " bins")
+                + f" (bins of width {self.bin_width:.6g} from {self.edges[0]:.6g} to cover "
+                f"[{other.edges[0]:.6g}, {other.edges[-1]:.6g}]); rebin one of them"
+            )
         edges = grown_edges(self, grow_lo, grow_hi)
         n = edges.size - 1
         mine = np.zeros(n, dtype=np.result_type(self.counts, np.int64))
@@ -286,8 +350,7 @@ class Histogram:
             return self
         n = self.n_bins
         e = self.edges
-        scale = max(abs(e[0]), abs(e[-1]))
-        if n % 2 or not np.allclose(e, -e[::-1], rtol=0, atol=1e-9 * scale):
+        if n % 2 or not self.is_symmetric:
             raise ValueError(
                 "fold needs edges symmetric around 0 with an even number of bins, "
                 f"got {n} bins on [{e[0]:.6g}, {e[-1]:.6g}]"
@@ -313,6 +376,14 @@ class Histogram:
             raise ValueError(
                 f"mirror needs a histogram of |x| from 0, got edges[0]={self.edges[0]!r}"
             )
+        if 2 * self.n_bins > limits.MAX_BINS:
+            raise ValueError(
+                limits.exceeds(
+                    f"mirroring {self.n_bins} bins of |x| into x (for a signed variant) gives",
+                    2 * self.n_bins, "MAX_BINS", " bins",
+                )
+                + "; rebin the histogram to at most half that first (Histogram.rebin)"
+            )  # fmt: skip
         counts = np.concatenate([self.counts[::-1], self.counts])
         edges = np.concatenate([-self.edges[::-1], self.edges[1:]])
         return Histogram(counts, edges)
@@ -359,11 +430,18 @@ def grown_edges(h: Histogram, grow_lo: int, grow_hi: int) -> np.ndarray:
     return edges
 
 
-def _check_bins(bins: Any) -> int:
+def _check_bins(bins: Any, name: str = "bins", per_bin: int = 1) -> int:
+    """A histogram size: an integer of at least 2 whose histogram, ``per_bin`` bins for
+    each (the collector's signed histograms hold two), has at most
+    :data:`calib.limits.MAX_BINS` bins."""
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)):
-        raise ValueError(f"bins must be an integer, got {bins!r}")
+        raise ValueError(f"{name} must be an integer, got {bins!r}")
     if bins < 2:
-        raise ValueError(f"bins must be at least 2, got {bins}")
+        raise ValueError(f"{name} must be at least 2, got {bins}")
+    if bins * per_bin > limits.MAX_BINS:
+        what = f"{name} is" if per_bin == 1 else f"{name}={int(bins):,} makes histograms of"
+        value = int(bins) * per_bin
+        raise ValueError(limits.exceeds(what, value, "MAX_BINS", "" if per_bin == 1 else " bins"))
     return int(bins)
 
 

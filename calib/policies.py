@@ -21,11 +21,12 @@ merge              "fractional": group k is [k i/T, (k+1) i/T), bins cut by a bo
                    group ``digitize(j, linspace(0, i, T+1)) - 1`` (ModelOpt)
 remainder          "whole" merge only. "last_group": remainder bins belong to the last
                    group (MXNet); "orphan": their mass goes to the last group but their
-                   Q stays 0 (ONNX Runtime as shipped)
+                   Q stays 0 (ONNX Runtime as shipped); needs normalize "pq"
 expand             "nonzero": a group's mass spread over its non-zero P bins;
                    "uniform": the group mean over all its bins (ncnn 2021+);
                    "fill_all": divided by the non-zero count but written to every bin
-                   of the group, zero or not (ONNX Runtime as shipped)
+                   of the group, zero or not (ONNX Runtime as shipped); needs normalize
+                   "pq" (Q would outweigh P and an unnormalised KL go negative)
 nonzero_from       "p": non-zero judged on P (outliers folded in); "hist": on the
                    histogram before folding (ModelOpt)
 truncate           "none"; "mass": group mass cast to an integer (MXNet's int32);
@@ -50,6 +51,8 @@ import dataclasses
 import numbers
 from typing import Any
 
+from calib import limits
+
 __all__ = [
     "DEFAULT_TARGET_BINS",
     "MODELOPT_START_BIN",
@@ -61,6 +64,7 @@ __all__ = [
     "VARIANT_NOTES",
     "Policy",
     "check_num_bits",
+    "check_variant",
     "levels_for",
     "resolve_policy",
 ]
@@ -118,6 +122,8 @@ class Policy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value > limits.MAX_BINS:  # more than any histogram's bins: no candidate
+                raise ValueError(limits.exceeds(f"{name} is", value, "MAX_BINS"))
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
             raise ValueError(f"eps must be a number in (0, 1), got {self.eps!r}")
         signed = self.layout == "signed"
@@ -132,6 +138,21 @@ class Policy:
             raise ValueError("expand='fill_all' needs merge='whole' or 'linspace'")
         if self.remainder == "orphan" and self.merge != "whole":
             raise ValueError("remainder='orphan' needs merge='whole'")
+        # Both give Q more mass than P on the bins where both are positive (a level's value
+        # written onto its empty bins; the orphans' mass moved into the last level), and an
+        # unnormalised sum p log(p / q) then goes negative: no longer a divergence to rank by.
+        if self.expand == "fill_all" and self.normalize != "pq":
+            raise ValueError(
+                "expand='fill_all' needs normalize='pq': it writes each level's value onto "
+                "the level's empty bins too, so Q outweighs P and an unnormalised KL can go "
+                "negative"
+            )
+        if self.remainder == "orphan" and self.merge == "whole" and self.normalize != "pq":
+            raise ValueError(
+                "remainder='orphan' needs normalize='pq': the orphaned bins' mass joins the "
+                "last level while their Q stays 0, so Q outweighs P on the other bins and an "
+                "unnormalised KL can go negative"
+            )
         if self.precision == "float32" and (
             self.smoothing != "mxnet" or self.normalize != "pq" or self.zero_q != "inf"
         ):
@@ -211,6 +232,15 @@ one (Learn's lessons, Layers' typed number for files of more bins); the core acc
 1 <= target_bins < bins."""
 
 
+def check_variant(variant: Any, name: str = "variant") -> str:
+    """``variant`` if it names a preset of :data:`VARIANTS`, or a ValueError naming it (any
+    value: a list is refused as surely as a misspelt name)."""
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        shown = repr(variant) if len(repr(variant)) <= 60 else repr(variant)[:57] + "..."
+        raise ValueError(f"{name} must be one of {tuple(VARIANTS)}, got {shown}")
+    return variant
+
+
 def check_num_bits(num_bits: Any) -> int:
     """``num_bits`` as an int, or a ValueError naming it: an integer in 2..16
     (:data:`NUM_BITS_CHOICES`)."""
@@ -235,8 +265,7 @@ def levels_for(variant: str, num_bits: int = 8, unsigned: bool = False) -> int:
     >>> levels_for("seed"), levels_for("mxnet"), levels_for("mxnet", 4), levels_for("seed", 4)
     (128, 255, 15, 8)
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    check_variant(variant)
     num_bits = check_num_bits(num_bits)
     if variant == "mxnet":
         return 2**num_bits - 1
@@ -261,8 +290,7 @@ VARIANT_NOTES: dict[str, str] = {
 
 def resolve_policy(variant: str, overrides: dict[str, Any]) -> Policy:
     """The variant's preset with ``overrides`` applied; ValueError names what is unknown."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    check_variant(variant)
     fields = {f.name for f in dataclasses.fields(Policy)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

@@ -87,3 +87,53 @@ def test_ort_json_export_round_trips(hist_file, tmp_path, capsys):
     for name, (lo, hi) in back.ranges.items():
         amax = calib.calibrate(hists[name], variant="modelopt").amax
         assert hi == pytest.approx(amax, rel=1e-6) and lo == pytest.approx(-amax, rel=1e-6)
+
+
+def test_an_input_is_never_written_over(hist_file, tmp_path, capsys):
+    """Issue 9: ``--trt-cache H.npz`` exited 0 and left a cache where the histograms were."""
+    path, _ = hist_file
+    before = path.read_bytes()
+    link = tmp_path / "link.npz"
+    link.symlink_to(path)
+    for args in (
+        ["--trt-cache", str(path)],
+        ["--ort-json", str(link)],
+        ["--trt-cache", str(tmp_path / "a"), "--ort-json", str(tmp_path / "a")],
+    ):
+        assert main([str(path), *args]) == 2
+        assert "error:" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert not (tmp_path / "a").exists()
+
+
+def test_target_bins_0_is_refused_not_the_default(hist_file, capsys):
+    path, _ = hist_file
+    assert main([str(path), "--target-bins", "0"]) == 2
+    assert "target_bins must be at least 2" in capsys.readouterr().err
+
+
+def test_json_is_strict_and_names_print_safely(tmp_path, capsys):
+    """NaN was written as NaN (strict parsers refuse it); control characters in names went
+    to the terminal raw (an ESC starts an escape sequence)."""
+    rng = np.random.default_rng(1)
+    hists = {
+        "red\x1b[31m": calib.Histogram.from_samples(rng.normal(size=2000)),
+        "two\nlines\u202e": calib.Histogram.from_samples(rng.normal(size=2000)),
+        "dead": calib.Histogram(np.zeros(8), np.arange(9.0)),
+    }
+    path = tmp_path / "names.npz"
+    calib.save_histograms(path, hists)
+    assert main([str(path), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
+    assert [r["layer"] for r in doc] == list(hists)  # exact names
+    assert doc[2]["KL"] is None and doc[2]["SQNR dB"] is None
+    for fmt in ("table", "csv"):
+        assert main([str(path), "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\u202e" not in out
+        assert "red\\x1b[31m" in out and "two\\x0alines\\u202e" in out
+    cache = tmp_path / "c.cache"
+    assert main([str(path), "--trt-cache", str(cache)]) == 0
+    err = capsys.readouterr().err
+    assert "leaves out 2 tensors" in err and "\x1b" not in err
+    assert list(calib.read_trt_cache(cache)) == ["red\x1b[31m"]  # exact in the file

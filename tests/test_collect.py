@@ -555,6 +555,12 @@ def test_batched_inputs_file_is_checked(tmp_path):
         np.savez(path, **arrays)
         with pytest.raises(ValueError, match=message):
             load_inputs(path)
+    # counted widened, 8 bytes an element: 4096 float32 are 32768 bytes, not 16384
     np.savez(tmp_path / "big.npz", X=np.zeros((64, 64), np.float32))
-    with pytest.raises(ValueError, match="unpacks to 16512 bytes, more than the limit"):
-        load_inputs(tmp_path / "big.npz", max_bytes=10_000)  # 16384 data + 128 header
+    with pytest.raises(ValueError, match=r"widened to 8 bytes an element\) to more than"):
+        load_inputs(tmp_path / "big.npz", max_bytes=20_000)
+    assert load_inputs(tmp_path / "big.npz", max_bytes=40_000)["X"].shape == (64, 64)
+    # an .npy is one unnamed array: said so (it was a TypeError)
+    np.save(tmp_path / "one.npy", np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"not an \.npz of named arrays .*np\.savez"):
+        load_inputs(tmp_path / "one.npy")

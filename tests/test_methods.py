@@ -7,8 +7,14 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import calib
+import calib._mse
+import calib.limits
 import calib.methods as methods
+from calib.dev import reference
 from calib.histogram import Histogram
 from calib.methods import (
     METHODS,
@@ -79,8 +85,9 @@ def test_clip_metrics_matches_fine_integration(signed, num_bits, unsigned):
             assert m.clipped_fraction == pytest.approx(clipped, abs=1e-3)
             assert m.signal_power == pytest.approx(power, rel=1e-6)
             assert m.sqnr_db == pytest.approx(10 * math.log10(power / mse), abs=1e-3)
-            # exact: one amax is the same (1, pieces) product clip_metrics makes
-            assert clip_mse_curve(h, [amax], num_bits, unsigned)[0] == m.mse
+            # the curve integrates the same density cell by cell (calib._mse)
+            curve = clip_mse_curve(h, [amax], num_bits, unsigned)[0]
+            assert curve == pytest.approx(m.mse, rel=1e-12)
 
 
 def test_clip_metrics_matches_monte_carlo_from_samples():
@@ -142,10 +149,12 @@ def test_clipped_fraction_is_monotone_and_zero_beyond_max():
 
 def test_scaling_counts_changes_nothing():
     _, h = gaussian(bins=256)
-    for factor in [7, 1e-3, 1e250]:
+    for factor in [7, 1e-3, 1e80]:  # the counts' total stays within MAX_MAGNITUDE (1e100)
         scaled = Histogram(h.counts * factor, h.edges)
         want = _fields(clip_metrics(h, 2.0))
         np.testing.assert_allclose(_fields(clip_metrics(scaled, 2.0)), want, rtol=1e-12)
+    with pytest.raises(ValueError, match="MAX_MAGNITUDE"):
+        Histogram(h.counts * 1e250, h.edges)
 
 
 def test_scaling_x_and_amax_scales_mse_by_the_square():
@@ -286,6 +295,71 @@ def test_mse_calibrator_is_the_argmin_over_edges():
     assert 3.0 < amax_mse(h) < amax_max(h)
     # Fewer bits clip harder (about 2.6 sigma for 4 bits).
     assert 2.2 < amax_mse(h, num_bits=4, start_bin=1) < 3.0
+
+
+@st.composite
+def mse_cases(draw):
+    """A histogram (uniform or not, |x| or signed and off-centre, with spikes, gaps, float
+    counts) and a quantizer of any width the core takes."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n = draw(st.integers(2, 300))
+    kind = draw(st.sampled_from(["int", "spike", "sparse", "float", "one"]))
+    c = rng.integers(0, 1000, n).astype(float)
+    if kind == "spike":
+        c[draw(st.integers(0, n - 1))] = 1e6
+    elif kind == "sparse":
+        c *= rng.random(n) < 0.15
+    elif kind == "float":
+        c = rng.uniform(0, 1, n)
+    elif kind == "one":
+        c = np.zeros(n)
+    c[draw(st.integers(0, n - 1))] += 1
+    signed = draw(st.booleans())
+    if draw(st.booleans()):
+        widths = np.full(n, rng.uniform(0.01, 3))
+    else:
+        widths = rng.uniform(0.05, 1.0, n) * rng.uniform(0.01, 3)
+    start = -widths.sum() * rng.uniform(0.1, 0.9) if signed else 0.0
+    h = Histogram(c, start + np.concatenate([[0.0], np.cumsum(widths)]))
+    num_bits = draw(st.sampled_from([2, 3, 4, 8, 10, 12, 16]))
+    return h, num_bits, draw(st.booleans())
+
+
+@settings(max_examples=100, deadline=None)
+@given(mse_cases())
+def test_the_mse_curve_is_clip_metrics_clip_by_clip(case):
+    """Issue 9: the search is linear in the bins (calib._mse), the reference quadratic
+    (clip_metrics at every clip). They agree to 1e-10, about a thousand times the rounding
+    of the reference's own sums."""
+    h, num_bits, unsigned = case
+    e = np.abs(h.edges)
+    amaxes = np.unique(np.concatenate([e[e > 0], np.abs(h.edges).max() * np.array([1.5, 0.3])]))
+    got = clip_mse_curve(h, amaxes, num_bits, unsigned)
+    want = reference.clip_mse_direct(h, amaxes, num_bits, unsigned)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=0)
+    # the search's choice is a minimum of the reference curve, to the same tolerance
+    best = amax_mse(h, num_bits, unsigned, start_bin=1)
+    fold = methods._abs_cumulative(h)[0][1:]
+    scores = reference.clip_mse_direct(h, fold, num_bits, unsigned)
+    chosen = reference.clip_mse_direct(h, [best], num_bits, unsigned)[0]
+    assert chosen <= scores.min() * (1 + 1e-9)
+
+
+def test_the_mse_search_costs_cells_not_bins_squared(monkeypatch):
+    """At 8 bits every candidate costs at most qmax + 1 = 128 cells, so 65,536 bins search in
+    8.4 million cells (the direct search would take 4.3 billion piece integrals); at 16 bits
+    that many bins would need 1.6 billion and is refused past MAX_SEARCH_CELLS."""
+    h = Histogram.from_samples(np.random.default_rng(0).standard_normal(200_000), 2**16)
+    pc = methods._pieces(h)
+    f = calib._mse.density(pc.lo, pc.hi, pc.p, pc.neg)
+    assert calib._mse.search_cells(f, h.edges[128:], 127) <= (2**16 - 127) * 128
+    assert 3.0 < amax_mse(h) < amax_max(h)
+    with pytest.raises(ValueError, match=r"MAX_SEARCH_CELLS.*stride"):
+        amax_mse(h, num_bits=16)
+    assert amax_mse(h, num_bits=16, stride=256) > 3.0  # a coarser search fits
+    monkeypatch.setattr(calib.limits, "MAX_SEARCH_CELLS", 10**6)
+    with pytest.raises(ValueError, match="MAX_SEARCH_CELLS"):
+        amax_mse(h)
 
 
 def test_mse_calibrator_can_choose_no_clipping():

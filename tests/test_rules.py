@@ -115,7 +115,7 @@ def test_range_growth_is_one_rule_for_merge_and_the_collector(
     rng = np.random.default_rng(seed)
     a = rng.uniform(-first, first, 50)
     b = rng.uniform(-first * factor, first * factor, 50) + offset * first
-    acc = HistogramAccumulator(bins, signed=signed, max_bins=10**6)
+    acc = HistogramAccumulator(bins, signed=signed, max_bins=calib.limits.MAX_BINS // 2)
     acc.add(a)
     h = acc.histogram
     acc.add(b)

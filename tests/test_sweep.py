@@ -39,9 +39,29 @@ def histograms(draw, min_bins=12, max_bins=160):
     return c.astype(float)
 
 
+def _valid(variant, over) -> bool:
+    try:
+        dataclasses.replace(VARIANTS[variant], **over)
+    except ValueError:
+        return False
+    return True
+
+
 def _compare(counts, T, variant, **over):
+    """Prefix sums against dense P and Q; a policy the prefix sums cannot take exactly must
+    be swept densely by engine="auto" (``uses_dense_engine``)."""
+    try:
+        dense = kl_sweep(counts, T, variant, engine="dense", **over)
+    except ValueError as exc:  # truncated fractions, no finite KL: every engine refuses
+        assert "no candidate has a finite KL" in str(exc)
+        with pytest.raises(ValueError, match="no candidate has a finite KL"):
+            kl_sweep(counts, T, variant, **over)
+        return
+    if calib.sweep.uses_dense_engine(calib.policies.resolve_policy(variant, over)):
+        auto = kl_sweep(counts, T, variant, **over)
+        np.testing.assert_array_equal(auto.kl, dense.kl)
+        return
     fast = kl_sweep(counts, T, variant, engine="fast", **over)
-    dense = kl_sweep(counts, T, variant, engine="dense", **over)
     assert fast.dead == dense.dead
     if dense.dead:
         return
@@ -114,8 +134,61 @@ def test_fast_engine_matches_dense_on_signed_policy_mixes(
         remainder=remainder, expand=expand, truncate=truncate, smoothing=smoothing,
         normalize=normalize, nonzero_from=data.draw(st.sampled_from(["p", "hist"])),
     )  # fmt: skip
+    assume(_valid(variant, over))
     # raw counts of at least 1 keep MXNet's smoothing inside its series
     _compare(np.ceil(counts), T, variant, **over)
+
+
+@st.composite
+def ui_overrides(draw):
+    """A variant and any overrides the Explore policy panel can set: every field of
+    ``Policy`` from its choices, start_bin and stride from 1, eps from the panel's range."""
+    variant = draw(st.sampled_from(list(VARIANTS)))
+    over = {}
+    for name, choices in POLICY_CHOICES.items():
+        if draw(st.booleans()):
+            over[name] = draw(st.sampled_from(choices))
+    if draw(st.booleans()):
+        over["stride"] = draw(st.integers(1, 4))
+    if draw(st.booleans()):
+        over["eps"] = draw(st.sampled_from([1e-12, 1e-6, 1e-4, 1e-2, 0.5]))
+    return variant, over
+
+
+@settings(max_examples=400, deadline=None)
+@given(counts=histograms(max_bins=90), choice=ui_overrides(), data=st.data())
+def test_every_combination_the_ui_offers_is_refused_or_matches_the_dense_engine(
+    counts, choice, data
+):
+    """Issue 9: seed and ncnn with ModelOpt's candidates or MXNet's truncation once gave
+    negative KLs and clips the dense engine did not. Every combination the Explore panel can
+    produce is now one of: refused by ``Policy`` with its reason; swept densely
+    (``uses_dense_engine``, and ``engine="fast"`` refuses it); or swept by prefix sums that
+    match the dense engine. Normalised histograms (sums of 1) are among the inputs."""
+    variant, over = choice
+    if data.draw(st.booleans()):
+        counts = counts / max(counts.sum(), 1e-300)
+    over["start_bin"] = data.draw(st.integers(1, len(counts)))
+    T = data.draw(st.integers(2, len(counts) - 1))
+    if not _valid(variant, over):
+        with pytest.raises(ValueError, match=r"needs|does not fit|must be"):
+            kl_sweep(counts, T, variant, **over)
+        return
+    try:
+        dense = kl_sweep(counts, T, variant, engine="dense", **over)
+    except ValueError as exc:  # too few bins for these levels or this start, or no finite KL
+        said = ("target_bins", "start_bin", "candidates", "no candidate has a finite KL")
+        assert any(x in str(exc) for x in said), exc
+        return
+    finite = dense.kl[np.isfinite(dense.kl)]
+    assert (finite >= -1e-9 * max(1.0, np.abs(finite).max(initial=0.0))).all()
+    if calib.sweep.uses_dense_engine(dense.policy):
+        with pytest.raises(ValueError, match="engine='fast' cannot take"):
+            kl_sweep(counts, T, variant, engine="fast", **over)
+        auto = kl_sweep(counts, T, variant, **over)
+        np.testing.assert_array_equal(auto.kl, dense.kl)
+        return
+    _compare(counts, T, variant, **over)
 
 
 def test_result_fields_and_distributions_agree():
@@ -197,7 +270,10 @@ def test_no_function_modifies_its_input():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(target_bins=0), "target_bins must be at least 1, got 0"),
+        (dict(target_bins=0), "target_bins must be at least 2 .*, got 0"),
+        (dict(target_bins=1), "target_bins must be at least 2 .*, got 1"),
+        (dict(variant="onnxruntime", normalize="none"), "fill_all' needs normalize='pq'"),
+        (dict(variant="mxnet", remainder="orphan", normalize="none"), "orphan' needs normalize"),
         (dict(target_bins=600), r"less than the number of bins \(600\), got 600"),
         (dict(target_bins=12.5), "target_bins must be an integer, got 12.5"),
         (dict(variant="tensorrt"), "variant must be one of .* got 'tensorrt'"),
@@ -237,3 +313,71 @@ def test_tie_rule_takes_first_or_last_within_rounding():
     assert pick_minimum(kl, "last", 1.0) == 3
     assert pick_minimum(np.array([np.inf, np.inf]), "last", 1.0) == 1
     assert pick_minimum(np.array([2.0, 1.0, 1.0 + 1e-6]), "last", 1.0) == 1
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_large_sweeps_build_their_level_tables_block_by_block(variant, monkeypatch):
+    """Issue 9: the level tables of every candidate were cached whole, 16 bytes a cell (a
+    gigabyte at MAX_SEARCH_CELLS); past a small size they are now made block by block, with
+    the same answer."""
+    from calib.sweep import _fast, _groups
+
+    h = Histogram.from_samples(np.random.default_rng(7).laplace(size=20_000), bins=700)
+    want = kl_sweep(h, 16, variant)
+    monkeypatch.setattr(_fast, "_CACHED_BOUNDARIES", 0)
+    monkeypatch.setattr(_groups, "_CACHED_LEVELS", 0)
+    got = kl_sweep(h, 16, variant)
+    np.testing.assert_array_equal(got.kl, want.kl)
+    assert got.best == want.best
+
+
+@pytest.mark.parametrize(
+    ("variant", "policies", "unit"),
+    [
+        ("seed", {}, "at 32 target bins"),
+        ("mxnet", {}, "at 32 target bins"),
+        ("onnxruntime", {"precision": "float32"}, "bin-by-bin"),
+        ("seed", {"truncate": "mass"}, "bin-by-bin"),
+    ],
+)
+def test_a_sweep_past_max_search_cells_is_refused_before_it_runs(
+    variant, policies, unit, monkeypatch
+):
+    h = Histogram.from_samples(np.random.default_rng(8).standard_normal(20_000), bins=600)
+    kl_sweep(h, 32, variant, **policies)
+    monkeypatch.setattr(calib.limits, "MAX_SEARCH_CELLS", 5_000)
+    with pytest.raises(ValueError, match=rf"{unit}.* needs [\d,]+ cells, more than MAX_SEARCH"):
+        kl_sweep(h, 32, variant, **policies)
+
+
+@pytest.mark.parametrize("variant", ["mxnet", "onnxruntime"])
+def test_a_normalised_histogram_under_integer_truncation_is_refused_not_floored(variant):
+    """Issue 9: counts summing to 1 under MXNet's or ONNX Runtime's truncation made every
+    level's mass 0, every KL inf, and the first candidate won (69% clipped) silently."""
+    x = np.random.default_rng(9).standard_normal(100_000)
+    h = Histogram.from_samples(x, bins=1024, signed=True)
+    normalised = Histogram(h.counts / h.total, h.edges)
+    with pytest.raises(ValueError, match=r"truncate=.* fractions .*total 1.* truncate='none'"):
+        kl_sweep(normalised, variant=variant)
+    # the raw counts, or the same fractions with truncation off, have an answer
+    assert kl_sweep(h, variant=variant).amax > 2.0
+    assert kl_sweep(normalised, variant=variant, truncate="none").amax > 2.0
+    # fractional counts that truncation does not empty (a rebinned histogram) still sweep
+    assert kl_sweep(h.rebin(700), variant=variant).amax > 2.0
+
+
+@pytest.mark.parametrize("variant", ["mxnet", "onnxruntime"])
+def test_a_signed_histogram_not_centred_on_zero_is_refused(variant):
+    """Issue 9: np.histogram(x, 2048) of shifted data, and a negative-only histogram (which
+    answered amax -5.0), were swept as if 0 were the middle bin."""
+    x = np.random.default_rng(10).standard_normal(50_000)
+    for data in (x + 3.0, -np.abs(x) - 1.0):
+        counts, edges = np.histogram(data, 512)
+        with pytest.raises(ValueError, match=r"symmetric around 0.*range=\(-m, m\)"):
+            kl_sweep(Histogram(counts, edges), variant=variant)
+    m = np.abs(x).max()
+    counts, edges = np.histogram(x, 512, range=(-m, m))
+    assert kl_sweep(Histogram(counts, edges), variant=variant).amax > 2.0
+    # float32 edges (as ONNX Runtime stores them) are symmetric to about 1e-7: accepted
+    e32 = edges.astype(np.float32).astype(np.float64)
+    assert kl_sweep(Histogram(counts, e32), variant=variant).amax > 2.0

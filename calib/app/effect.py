@@ -9,7 +9,6 @@ results on all-MiniLM-L6-v2 (``assets/minilm_effect.json``) or an uploaded model
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -108,44 +107,28 @@ def run_upload(
     key: str, _model: bytes, _inputs: bytes, _eval: bytes | None, target: float, weights: bool
 ) -> tuple[dict[str, Any], dict[str, Histogram]]:
     """An uploaded model evaluated on its uploaded inputs (a held-out share of the
-    calibration inputs when no evaluation inputs are given), under a progress bar: the
-    report and the histograms."""
-    from calib import collect
+    calibration inputs when no evaluation inputs are given), under a progress bar, in a
+    child process under the app's time and memory budget (``calib.sandbox``): the report
+    and the histograms."""
+    from calib import sandbox
 
     for what, data in (("the model file", _model), ("the inputs file", _inputs),
                        ("the evaluation inputs file", _eval)):  # fmt: skip
         if data is not None:
             sources.check_upload_size(what, data)
-    proto, _ = evaluate.load_model(_model)
-    names = evaluate.select_tensors(proto).names
-    if len(names) > APP_MAX_TENSORS:
-        raise ValueError(
-            f"the model has {len(names)} tensors to quantize; the app evaluates at most "
-            f"{APP_MAX_TENSORS} (use python -m calib evaluate)"
-        )
     bar = st.progress(0.0, text="Collecting histograms…")
+
+    def progress(p: sandbox.SandboxProgress) -> None:
+        bar.progress(p.fraction or 0.0, text=p.text)
+
+    options = {
+        "target_sqnr_db": target, "weights": weights, "max_float": APP_MAX_FLOAT,
+        "max_tensors": APP_MAX_TENSORS, "workers": APP_WORKERS,
+    }  # fmt: skip
     try:
-        if _eval is None:
-            held = evaluate.hold_out(io.BytesIO(_inputs))
-            calib_inputs, eval_inputs, data = held.calibration, held.evaluation, held.description
-        else:
-            calib_inputs, eval_inputs = io.BytesIO(_inputs), io.BytesIO(_eval)
-            data = "the uploaded evaluation inputs"
-        hists = collect.collect_histograms(proto, calib_inputs, tensors=list(names)).histograms
-
-        def progress(p: evaluate.Progress) -> None:
-            bar.progress(
-                min(p.done / max(p.total, 1), 1.0),
-                text=f"{p.stage}: run {p.done} of {p.total}, {p.elapsed_s:.0f} s",
-            )
-
-        ev = evaluate.evaluate(
-            proto, eval_inputs, histograms=hists, weights=weights, target_sqnr_db=target,
-            max_float=APP_MAX_FLOAT, workers=APP_WORKERS, progress=progress, data=data,
-        )  # fmt: skip
+        return sandbox.evaluate_upload(_model, _inputs, _eval, options=options, progress=progress)
     finally:
         bar.empty()
-    return evaluate.read_report(ev.to_dict()), dict(hists)
 
 
 def _request(key: str) -> None:
@@ -360,10 +343,10 @@ def report_download(doc: Mapping[str, Any], raw: bool = True) -> None:
 
 def _plain(value: Any) -> Any:
     """A read report back to strict JSON data (the core's own rule for nan and inf)."""
-    from calib.report._exports import _json_number
+    from calib.report import json_value
 
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, str):
         return [_plain(v) for v in value]
-    return _json_number(value)
+    return json_value(value)

@@ -29,6 +29,7 @@ from calib.app.sources import (
     sized_histogram,
     snap_hist_bins,
 )
+from calib.app.text import plain
 from calib.demos import DEMOS
 from calib.explore import (
     DEFAULT_LAYER,
@@ -484,7 +485,7 @@ def synced_query_params(key: str = "explore") -> Iterator[None]:
         if f"{key}_hist_bins" in updates:
             s.pop(f"{key}_hist_native", None)  # a size from a link is meant for its source
         for message in ignored:
-            st.warning(message)
+            st.warning(plain(message))  # a link's values are anyone's text: never markdown
     _write_query(key)
     try:
         yield

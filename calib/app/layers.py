@@ -170,22 +170,20 @@ def load_upload(file_id: str, name: str, _data: bytes) -> dict:
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes) -> dict:
-    """Histograms collected from an uploaded ONNX model run on uploaded inputs."""
-    from calib.collect import collect_histograms
+    """Histograms collected from an uploaded ONNX model run on uploaded inputs, in a child
+    process under the app's time and memory budget (``calib.sandbox``; past it, a
+    ValueError saying which budget)."""
+    from calib import sandbox
 
     for what, data in (("the model file", _model), ("the inputs file", _inputs)):
         sources.check_upload_size(what, data)
     bar = st.progress(0.0, text="Running the model…")
 
-    def progress(p) -> None:
-        total = p.total_samples or p.samples or 1
-        bar.progress(
-            min(p.samples / total, 1.0),
-            text=f"Collecting {p.tensors} tensors: {p.samples} of {total} samples",
-        )
+    def progress(p: sandbox.SandboxProgress) -> None:
+        bar.progress(p.fraction or 0.0, text=p.text)
 
     try:
-        return collect_histograms(_model, io.BytesIO(_inputs), progress=progress).histograms
+        return sandbox.collect_upload(_model, _inputs, progress=progress).histograms
     finally:
         bar.empty()
 

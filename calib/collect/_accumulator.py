@@ -2,10 +2,11 @@
 
 The state is a symmetric grid: ``2 N`` bins of width ``w`` on ``[-N w, N w]``, with 0 an
 edge. ``N`` is ``bins`` when the first batch with a non-zero value sets the range
-(``w = max|x| / bins``), so the signed histogram has the resolution of a ``bins``-bin
-histogram of ``|x|``, and folding it (``Histogram.fold``: bin ``N + k`` plus its mirror
-``N - 1 - k``) gives exactly that ``|x|`` histogram. The signed variants (MXNet, ONNX
-Runtime) read the signed one; the ``|x|`` variants its fold. One pass serves both.
+(``w = max|x| / bins``, or ``calib.limits.MIN_MAGNITUDE`` if that is finer), so the signed
+histogram has the resolution of a ``bins``-bin histogram of ``|x|``, and folding it
+(``Histogram.fold``: bin ``N + k`` plus its mirror ``N - 1 - k``) gives exactly that
+``|x|`` histogram. The signed variants (MXNet, ONNX Runtime) read the signed one; the
+``|x|`` variants its fold. One pass serves both.
 
 Values go in ``np.histogram``'s left-closed bins, ``[k w, (k + 1) w)``, computed as
 ``floor(x / w) + N`` (:func:`bin_counts`). Folding turns the negative half's bins into
@@ -25,10 +26,16 @@ from typing import Any
 
 import numpy as np
 
+from calib import limits
 from calib.histogram import DEFAULT_BINS, Histogram, _check_bins, growth_bins
 
 DEFAULT_MAX_BINS_FACTOR = 8
-"""The bins per side of a growing histogram are capped at this many times ``bins``."""
+"""The bins per side of a growing histogram are capped at this many times ``bins`` (and at
+``calib.limits.MAX_BINS // 2``, so that the signed histogram stays within ``MAX_BINS``)."""
+
+CHUNK = 1 << 22
+"""Values counted at a time: what one batch adds to memory (two 8-byte arrays of this many,
+64 MB) does not grow with the size of its tensors."""
 
 MASK_MAGNITUDE = 1e30
 """A tensor holding a value this large in magnitude is not an activation to quantize.
@@ -52,7 +59,8 @@ class HistogramAccumulator:
         What :attr:`histogram` returns: True, the signed histogram on ``[-m, m]``;
         False, its fold, ``|x|`` on ``[0, m]``. Both are kept either way.
     max_bins : int, optional
-        Cap on the bins per side while the range grows; default ``8 * bins``.
+        Cap on the bins per side while the range grows; default ``8 * bins``, at most
+        ``MAX_BINS // 2`` (:mod:`calib.limits`: the signed histogram holds twice as many).
     name : str
         How error messages name the tensor.
 
@@ -72,11 +80,12 @@ class HistogramAccumulator:
         max_bins: int | None = None,
         name: str = "x",
     ) -> None:
-        self.bins = _check_bins(bins)
+        # the signed histogram holds 2 * bins bins, 2 * max_bins at most: within MAX_BINS
+        self.bins = _check_bins(bins, "bins", per_bin=2)
         self.signed = bool(signed)
         if max_bins is None:
-            max_bins = DEFAULT_MAX_BINS_FACTOR * self.bins
-        self.max_bins = _check_bins(max_bins)
+            max_bins = min(DEFAULT_MAX_BINS_FACTOR * self.bins, limits.MAX_BINS // 2)
+        self.max_bins = _check_bins(max_bins, "max_bins", per_bin=2)
         if self.max_bins < self.bins:
             raise ValueError(f"max_bins must be at least bins={self.bins}, got {self.max_bins}")
         self.name = name
@@ -120,8 +129,6 @@ class HistogramAccumulator:
             raise ValueError(f"tensor {self.name!r}: samples must be numeric, got dtype {a.dtype}")
         if np.iscomplexobj(a):
             raise ValueError(f"tensor {self.name!r}: samples must be real, got dtype {a.dtype}")
-        if a.dtype == bool or a.dtype.itemsize < 4:  # float16, int8...: count in float32
-            a = a.astype(np.float32)
         a = a.reshape(-1)
         if a.size == 0:
             return
@@ -146,13 +153,20 @@ class HistogramAccumulator:
             if m == 0:
                 self._held_zeros += a.size
                 return
-            self._n, self._w = self.bins, m / self.bins
+            # a grid no finer than MIN_MAGNITUDE, which a Histogram's bins must reach
+            self._n, self._w = self.bins, max(m / self.bins, limits.MIN_MAGNITUDE)
             self._counts = np.zeros(2 * self._n, np.int64)
             self._counts[self._n] = self._held_zeros
             self._held_zeros = 0
         elif m > self._n * self._w:
             self._grow(m)
-        self._counts += bin_counts(a, self._n, self._w)
+        # in chunks: bin_counts makes two 8-byte arrays the size of its input, and a batch
+        # may be one 800 MB tensor (float16, int8 and bools are widened a chunk at a time)
+        for start in range(0, a.size, CHUNK):
+            part = a[start : start + CHUNK]
+            if part.dtype == bool or part.dtype.itemsize < 4:  # count in float32
+                part = part.astype(np.float32)
+            self._counts += bin_counts(part, self._n, self._w)
 
     def _grow(self, m: float) -> None:
         """Append bins on both sides to cover ``[-m, m]``; coarsen past the cap."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from calib import limits
 from calib.collect._accumulator import HistogramAccumulator
 from calib.convergence import Trace, amax_row, check_methods
 from calib.histogram import DEFAULT_BINS, Histogram, _check_bins
@@ -106,7 +107,8 @@ def _load_model(onnx: Any, model: Any) -> tuple[Any, str]:
 
             try:
                 load_external_data_for_model(proto, str(Path(model).resolve().parent))
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # OSError, and onnx's ValidationError for a location
+                # outside the model's folder (a path traversal onnx refuses)
                 raise ValueError(
                     f"model: {label}: its external data cannot be read ({exc})"
                 ) from None
@@ -539,11 +541,13 @@ def collect_histograms(
     mask) is listed in ``not_activations`` and stops being fetched. bfloat16 tensors are
     not collected; models over protobuf's 2 GB limit are refused.
     """
+    bins = _check_bins(bins, "bins", per_bin=2)  # kept signed: 2 * bins bins, checked first
+    if max_bins is not None:
+        _check_bins(max_bins, "max_bins", per_bin=2)
     onnx, ort = _require()
     proto, label = _load_model(onnx, model)
     if isinstance(inputs, (str, os.PathLike)) or callable(getattr(inputs, "read", None)):
         inputs = read_inputs(inputs)
-    bins = _check_bins(bins)
     types = _tensor_types(onnx, proto)
     batches, total = _batches(onnx, proto, inputs, types, batch_size)
 
@@ -552,6 +556,11 @@ def collect_histograms(
     candidates.update(_dynamic_tensors(proto, set(fed)))
     all_ops = {node.op_type for node in proto.graph.node}
     names = _select(candidates, types, all_ops, tensors, op_types)
+    if len(names) > limits.MAX_LAYERS:
+        raise ValueError(
+            limits.exceeds("the selection holds", len(names), "MAX_LAYERS", " tensors")
+            + "; narrow it with tensors= (a regular expression) or op_types="
+        )
     relayout = _aliases(proto, set(candidates))
     aliases = {n: relayout[n] for n in names if n in relayout}
     counted = list(dict.fromkeys(aliases.get(n, n) for n in names))

@@ -28,7 +28,8 @@ policy; :func:`change_groups` joins them, following the validation rules in
   join ("window + merge", MXNet and ONNX Runtime).
 - ``expand="fill_all"`` needs a whole-bin merge, and ``remainder="orphan"`` needs
   ``merge="whole"`` (``remainder`` is in the merge group), so ONNX Runtime's expand joins
-  too ("window + merge + expand").
+  too; both also need ``normalize="pq"`` (an unnormalised KL could go negative), so its
+  normalisation joins them ("window + merge + expand + normalize").
 
 Joining is done by trying: a group whose "seed + group" or "V - group" policy is refused is
 merged with the fewest other groups that make both policies valid (the first such set in

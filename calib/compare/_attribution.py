@@ -10,7 +10,7 @@ from typing import Any
 
 from calib.compare._results import GROUPS, LEVELS, SEED, Attribution, ChangeGroup, GroupEffect
 from calib.compare._sweeper import Sweeper, _check_variants, _levels
-from calib.policies import VARIANTS, Policy
+from calib.policies import VARIANTS, Policy, check_variant
 
 
 # --------------------------------------------------------------------------------------
@@ -62,13 +62,12 @@ def change_groups(
     Examples
     --------
     >>> [g.name for g in change_groups("onnxruntime")]  # doctest: +NORMALIZE_WHITESPACE
-    ['window + merge + expand', 'truncate', 'smoothing', 'zero_q', 'normalize',
+    ['window + merge + expand + normalize', 'truncate', 'smoothing', 'zero_q',
      'threshold']
     >>> change_groups("ncnn")[0].describe()
     'expand: nonzero → uniform'
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    check_variant(variant)
     seed = _choices(VARIANTS[SEED], _levels(SEED, seed_target_bins))
     mine = _choices(VARIANTS[variant], _levels(variant, target_bins))
     parts = [

@@ -12,7 +12,7 @@ import numpy as np
 
 from calib.compare._results import SEED
 from calib.histogram import as_histogram
-from calib.policies import DEFAULT_TARGET_BINS, VARIANTS, Policy
+from calib.policies import DEFAULT_TARGET_BINS, Policy, check_variant
 from calib.sweep import SweepResult, kl_sweep, uses_dense_engine
 
 # --------------------------------------------------------------------------------------
@@ -125,6 +125,5 @@ def _levels(variant: str, target_bins: Any) -> int:
 def _check_variants(variants: Iterable[str]) -> tuple[str, ...]:
     variants = tuple(variants)
     for name in variants:
-        if name not in VARIANTS:
-            raise ValueError(f"variants must be among {tuple(VARIANTS)}, got {name!r}")
+        check_variant(name, "variants")
     return variants

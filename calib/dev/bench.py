@@ -123,12 +123,49 @@ def run_bench(quick: bool = False, out: Callable[[str], None] = print) -> list[B
             target="< 0.5 s", met=total < 0.5,
         ))  # fmt: skip
         rows.extend(_onnxruntime_itself(reps))
+    rows.extend(_mse_rows(reps, quick))
+    if not quick:
         rows.extend(_evaluate_rows())
         rows.extend(_app_rows())
     _print(rows, out)
     if not quick:
         out("")
         out(_cell_costs(next(r for r in rows if r.name == "seed 2048/128"), 2048, 128))
+    return rows
+
+
+def _mse_rows(reps: int, quick: bool) -> list[BenchRow]:
+    """The MSE search (``calib.amax_mse``, linear in the bins) against the same search by
+    ``calib.clip_metrics`` clip by clip (``reference.clip_mse_direct``, quadratic), on the
+    same histogram in this run; and the search alone at ``MAX_BINS``, where the direct one
+    would take minutes."""
+    from calib.limits import MAX_BINS
+    from calib.methods import MODELOPT_START_BIN, amax_mse
+
+    rows = []
+    sizes = [(256, True)] if quick else [(2048, True), (MAX_BINS, False)]
+    for n_bins, with_loop in sizes:
+        h = activation_histograms(n_bins)[0]
+        amax_mse(h)  # warm up
+        sweep_s = _median_time(lambda x=h: amax_mse(x), max(1, reps // 5))
+        amax = amax_mse(h)
+        loop_s = same = None
+        if with_loop:
+            candidates = h.edges[MODELOPT_START_BIN:]
+            candidates = candidates[candidates > 0]
+            t0 = time.perf_counter()
+            direct = reference.clip_mse_direct(h, candidates)
+            loop_s = time.perf_counter() - t0
+            # the search takes the first clip within MSE_TIE_RTOL of the least error
+            same = bool(np.isclose(float(candidates[np.argmin(direct)]), amax, rtol=1e-9))
+        target = met = None
+        if not quick:
+            target = "< 20 ms" if n_bins == 2048 else "< 1 s"
+            met = sweep_s < (20e-3 if n_bins == 2048 else 1.0)
+        rows.append(BenchRow(
+            name=f"mse {n_bins} bins / 8 bits", loop_s=loop_s, sweep_s=sweep_s,
+            same_answer=same, target=target or "", met=met,
+        ))  # fmt: skip
     return rows
 
 

@@ -5,7 +5,9 @@ exactly as the blog post in shared/seed prints it (= ncnn 2019), the benchmark's
 ``seed_loop`` follows it line by line with the project's rule for an overshooting group
 edge, and returns every candidate's KL for the tests; the other ``*_loop`` functions follow
 each implementation's algorithm as its source describes it, one candidate and one bin at a
-time. Every loop answers with a :class:`LoopResult`. They live in the package, not in
+time. Every loop answers with a :class:`LoopResult`. ``clip_mse_direct`` is the MSE
+curve clip by clip, as ``calib.clip_metrics`` integrates one clip (the definition the
+linear-cost ``calib.clip_mse_curve`` is held to). They live in the package, not in
 tests/, so that ``python -m calib bench`` can time them against the sweep from an installed
 copy.
 """
@@ -22,6 +24,7 @@ from calib.policies import MODELOPT_START_BIN
 
 __all__ = [
     "LoopResult",
+    "clip_mse_direct",
     "modelopt_loop",
     "mxnet_loop",
     "mxnet_smooth",
@@ -539,3 +542,13 @@ def modelopt_loop(
     return LoopResult(
         candidates=np.array(candidates), kl=np.array(kls), best=best, amax=float(e[best])
     )
+
+
+def clip_mse_direct(hist, amaxes, num_bits: int = 8, unsigned: bool = False) -> np.ndarray:
+    """The expected squared error of each clip, one :func:`calib.clip_metrics` at a time:
+    O(n_bins) per clip, O(n_bins^2) for a search over every edge. The reference for
+    ``calib.clip_mse_curve`` and ``calib.amax_mse``, and the benchmark's baseline."""
+    from calib.methods import clip_metrics  # the definition, piece by piece
+
+    a = np.asarray(amaxes, dtype=np.float64)
+    return np.array([clip_metrics(hist, float(x), num_bits, unsigned).mse for x in a.ravel()])

@@ -26,7 +26,7 @@ from calib.evaluate._runner import Payload, Run, Runner
 from calib.histogram import Histogram
 from calib.policies import VARIANTS
 from calib.report import CachedThresholds, LayerRow, layer_row, read_calibration_file
-from calib.report._exports import _json_number
+from calib.report._exports import json_value
 
 DEFAULT_METHODS = (
     "max",
@@ -300,7 +300,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON data (nan -> None, inf -> ``"inf"``, as :mod:`calib.report`)."""
-        j = _json_number
+        j = json_value
 
         def run(r: RunResult) -> list[dict]:
             return [

@@ -2,9 +2,12 @@
 
 numpy and the standard library only. No pickle, ever: every ``np.load`` passes
 ``allow_pickle=False``, and object arrays are refused from the ``.npy`` header before numpy
-reads any data. No ``eval``. Every input is bounded by :data:`MAX_FILE_BYTES` (and an
-``.npz`` by the size it unpacks to). Bad input raises ``ValueError`` naming what was wrong
-and what was expected.
+reads any data. No ``eval``. Every input is bounded (:mod:`calib.limits`): a binary file by
+``MAX_FILE_BYTES``, a text file by ``MAX_TEXT_BYTES``, an ``.npz`` by its number of arrays
+and the bytes they take once widened (``MAX_UNPACKED_BYTES``), histograms by ``MAX_BINS``,
+files by ``MAX_LAYERS`` tensors and names by ``MAX_NAME_CHARS`` characters, a CSV by
+``MAX_CSV_CELLS`` cells and JSON by ``MAX_JSON_DEPTH`` levels. Bad input raises
+``ValueError`` naming what was wrong and what was expected, and the limit by name.
 
 Inputs
 ------
@@ -93,7 +96,7 @@ where a ``TensorData`` is ``{"lowest": x, "highest": x, ["hist": x, "hist_edges"
 (older ones ``max(|lowest|, |highest|)``).
 """
 
-from calib.io._safe import MAX_FILE_BYTES, Source
+from calib.io._safe import Source, write_text
 from calib.io.histograms import (
     NPZ_FORMAT,
     NPZ_VERSION,
@@ -121,6 +124,7 @@ from calib.io.trt import (
     read_trt_cache_full,
     write_trt_cache,
 )
+from calib.limits import MAX_FILE_BYTES
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -145,5 +149,6 @@ __all__ = [
     "save_histograms",
     "write_ort_calibration_cache",
     "write_ort_calibration_json",
+    "write_text",
     "write_trt_cache",
 ]

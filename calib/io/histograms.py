@@ -16,9 +16,12 @@ from typing import IO, Any
 
 import numpy as np
 
+from calib import limits
 from calib.histogram import Histogram
 from calib.io._safe import (
     Source,
+    _check_layer_count,
+    _check_name,
     _decode,
     _histogram,
     _json_doc,
@@ -68,7 +71,8 @@ def _npz_names(arrays: dict[str, np.ndarray], what: str) -> list[str]:
         raise ValueError(f"{what}: 'names' must be a 1-D unicode array, got {a.dtype} {a.shape}")
     if a.size == 0:
         raise ValueError(f"{what}: 'names' is empty: the file holds no layers")
-    names = [str(n) for n in a]
+    _check_layer_count(a.size, what)
+    names = [_check_name(str(n), f"{what}: 'names'") for n in a]
     seen: set[str] = set()
     for name in names:
         if name in seen:
@@ -80,10 +84,7 @@ def _npz_names(arrays: dict[str, np.ndarray], what: str) -> list[str]:
 def _npz_meta(arrays: dict[str, np.ndarray], what: str) -> dict:
     if "meta" not in arrays:
         return {}
-    try:
-        meta = json.loads(_npz_string(arrays, "meta", what))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{what}: 'meta' is not valid JSON ({exc})") from None
+    meta = _json_doc(_npz_string(arrays, "meta", what), f"{what}: 'meta'")
     if not isinstance(meta, dict):
         raise ValueError(f"{what}: 'meta' must hold a JSON object, got {type(meta).__name__}")
     return meta
@@ -136,7 +137,10 @@ def _parse_plain_npz(arrays: dict[str, np.ndarray], what: str) -> dict[str, Hist
             f"needs format={NPZ_FORMAT!r}"
         )
     hists = {}
-    for layer, parts in _plain_layers(arrays, what).items():
+    layers = _plain_layers(arrays, what)
+    _check_layer_count(len(layers), what)
+    for layer, parts in layers.items():
+        _check_name(layer, what)
         if "edges" in parts and "counts" not in parts:
             raise ValueError(f"{what}: {layer + '.edges'!r} has no matching {layer + '.counts'!r}")
         counts = parts.get("bare", parts.get("counts"))
@@ -375,8 +379,20 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def _csv_cells_bound(text: str, what: str) -> None:
+    """Refuse a CSV of more than MAX_CSV_CELLS cells, counted as an upper bound (commas and
+    line ends) before any row is split into a list of cells."""
+    cells = text.count(",") + text.count("\n") + 1
+    if cells > limits.MAX_CSV_CELLS:
+        raise ValueError(
+            limits.exceeds(f"{what} holds up to (counting commas and line ends)", cells,
+                           "MAX_CSV_CELLS", " cells")
+        )  # fmt: skip
+
+
 def _csv_rows(text: str, what: str, known: tuple[str, ...]) -> tuple[list | None, list]:
     """(header or None, [(line number, cells)]) of a CSV; comment lines are dropped."""
+    _csv_cells_bound(text, what)
     reader = csv.reader(io.StringIO(text), strict=True)
     header, rows = None, []
     try:
@@ -472,13 +488,20 @@ def _json_histograms(text: str, what: str, stem: str) -> dict[str, Histogram]:
         layers = doc["layers"]
         if not isinstance(layers, dict) or not layers:
             raise ValueError(f"{what}: 'layers' must be a non-empty object of name -> histogram")
-        return {name: _json_layer(e, f"{what}: layer {name!r}") for name, e in layers.items()}
+        _check_layer_count(len(layers), what)
+        return {
+            _check_name(name, what): _json_layer(e, f"{what}: layer {name!r}")
+            for name, e in layers.items()
+        }
     if isinstance(doc, dict) and "counts" in doc:
         return {stem: _json_layer(doc, what)}
     raise ValueError(
         f'{what}: expected {{"counts": [...], "edges": [...]}} or {{"layers": {{name: '
         "{...}}}; for ONNX Runtime's calibration.json use read_ort_calibration_json"
     )
+
+
+_TEXT_EXTENSIONS = (".csv", ".json")
 
 
 def _dispatch(src: Any, name: str | None, readers: dict[str, Callable]) -> Any:
@@ -490,7 +513,8 @@ def _dispatch(src: Any, name: str | None, readers: dict[str, Callable]) -> Any:
             f"{what}: unsupported extension {ext or '(none)'!r}; expected one of "
             f"{', '.join(readers)}"
         )
-    return readers[ext](_read_bytes(src, what), what, Path(file_name).stem)
+    limit = "MAX_TEXT_BYTES" if ext in _TEXT_EXTENSIONS else "MAX_FILE_BYTES"
+    return readers[ext](_read_bytes(src, what, limit), what, Path(file_name).stem)
 
 
 def load_histogram_file(path_or_file: Source, name: str | None = None) -> dict[str, Histogram]:
@@ -525,7 +549,26 @@ def load_histogram_file(path_or_file: Source, name: str | None = None) -> dict[s
     return _dispatch(path_or_file, name, readers)
 
 
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def _plain_numbers(text: str) -> np.ndarray | None:
+    """Every cell as float64 when the text is numbers, commas and whitespace only (no
+    header, comment or quote), parsed by numpy in one pass; None otherwise, for the cell
+    by cell reader, which says where a bad cell is. Empty cells are skipped by both."""
+    if '"' in text or "#" in text:
+        return None
+    try:
+        return np.array(_SEPARATORS.split(text.strip()), dtype=np.float64)
+    except ValueError:
+        return None
+
+
 def _csv_samples(text: str, what: str) -> np.ndarray:
+    _csv_cells_bound(text, what)
+    fast = _plain_numbers(text)
+    if fast is not None:
+        return fast
     _, rows = _csv_rows(text, what, ())
     values = []
     for line, cells in rows:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,9 +44,11 @@ def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray]
     src : str, os.PathLike or binary file
         The ``.npz``.
     max_bytes : int, optional
-        Refuse an archive whose arrays unpack to more than this many bytes (checked from
-        the zip directory before anything is unpacked). None: no limit (a user's own file
-        on the command line); the app passes its budget.
+        Refuse an archive whose arrays, widened to 8 bytes an element (the model may take
+        int64 or float64 whatever they are stored as), would take more than this many bytes,
+        read from the ``.npy`` headers before anything is unpacked. None: no limit (a
+        user's own file on the command line); the app passes
+        ``calib.limits.MAX_UNPACKED_BYTES``.
 
     Returns
     -------
@@ -53,20 +56,21 @@ def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray]
         The whole set (one array per input, samples on axis 0), or the batches in order.
     """
     what = repr(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else "inputs"
+    if hasattr(src, "seek"):
+        start = src.tell()
     try:
+        if not zipfile.is_zipfile(src):  # an .npy (one unnamed array), or not numpy at all
+            raise ValueError(
+                f"inputs: {what} is not an .npz of named arrays (an .npy holds one unnamed "
+                "array: save it with np.savez(path, <input name>=array))"
+            )
+        if hasattr(src, "seek"):
+            src.seek(start)
         if max_bytes is not None:
-            with zipfile.ZipFile(src) as zf:
-                total = sum(info.file_size for info in zf.infolist())
-            if total > max_bytes:
-                raise ValueError(
-                    f"inputs: {what} unpacks to {total} bytes, more than the limit of "
-                    f"{max_bytes} bytes"
-                )
+            _check_unpacked_inputs(src, what, max_bytes)
             if hasattr(src, "seek"):
-                src.seek(0)
+                src.seek(start)
         with np.load(src, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError(f"inputs: {what} is a .npy, not an .npz of named arrays")
             arrays = {k: z[k] for k in z.files}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
@@ -74,7 +78,7 @@ def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray]
         if str(exc).startswith("inputs:"):
             raise
         raise ValueError(f"inputs: {what} is not a readable .npz ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"inputs: {what} is not a readable .npz ({exc})") from None
     batched = [BATCH_KEY.fullmatch(k) for k in arrays]
     if arrays and all(batched):
@@ -86,6 +90,29 @@ def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray]
             f"({', '.join(map(repr, mixed))}); use one layout"
         )
     return check_arrays(arrays, what)
+
+
+def _check_unpacked_inputs(src: Any, what: str, max_bytes: int) -> None:
+    """Refuse, from the zip directory and the ``.npy`` headers alone, an archive that holds
+    object arrays or whose arrays take more than ``max_bytes`` once widened to 8 bytes an
+    element (the model may take its inputs as int64 or float64, whatever they are stored
+    as: a 5.8 MB archive of bytes once became 6 GB). Also at most 2**20 members."""
+    from calib.io._safe import _check_npy_header  # the one header check, no pickle
+
+    total = 0
+    with zipfile.ZipFile(src) as zf:
+        infos = zf.infolist()
+        if len(infos) > 2**20:
+            raise ValueError(f"inputs: {what} holds {len(infos):,} arrays, more than 2**20")
+        for info in infos:
+            with zf.open(info) as f:
+                total += _check_npy_header(f, f"inputs: {what}", repr(info.filename),
+                                           info.file_size)  # fmt: skip
+            if total > max_bytes:
+                raise ValueError(
+                    f"inputs: {what} unpacks (widened to 8 bytes an element) to more than "
+                    f"the limit of {max_bytes:,} bytes"
+                )
 
 
 def check_arrays(arrays: Mapping[str, Any], what: str = "inputs") -> dict[str, np.ndarray]:

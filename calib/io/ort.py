@@ -15,10 +15,13 @@ import numpy as np
 from calib.histogram import Histogram
 from calib.io._safe import (
     Source,
+    _check_layer_count,
     _check_line_name,
+    _check_name,
     _histogram,
     _json_doc,
     _label,
+    _lines,
     _number_list,
     _read_text,
     _real,
@@ -151,8 +154,10 @@ def read_ort_calibration_json(path_or_text_file: Source) -> OrtCalibration:
         method, doc = _ort_method(doc.get("calibration_method")), doc.get("data")
     if not isinstance(doc, dict) or not doc:
         raise ValueError(f"{what}: no tensors (expected an object of tensor name -> TensorData)")
+    _check_layer_count(len(doc), what)
     ranges, hists, problems = {}, {}, []
     for name, raw in doc.items():
+        _check_name(name, what)
         entry = _ort_entry(raw, f"{what}: tensor {name!r}")
         ranges[name] = (entry.lowest, entry.highest)
         if entry.histogram is not None:
@@ -268,7 +273,7 @@ def read_ort_calibration_cache(path_or_text_file: Source) -> dict[str, float]:
     what = _label(path_or_text_file)
     values: dict[str, float] = {}
     seen: dict[str, int] = {}
-    for lineno, raw in enumerate(_read_text(path_or_text_file, what).split("\n"), start=1):
+    for lineno, raw in _lines(_read_text(path_or_text_file, what)):
         line = raw.rstrip()
         if not line.strip():
             continue
@@ -290,6 +295,8 @@ def read_ort_calibration_cache(path_or_text_file: Source) -> dict[str, float]:
             )
         seen[name] = lineno
         values[name] = value
+        _check_layer_count(len(values), what)
+        _check_name(name, f"{what}: line {lineno}")
     return values
 
 

@@ -10,7 +10,18 @@ import struct
 from collections.abc import Mapping
 from typing import IO, Any
 
-from calib.io._safe import Source, _check_line_name, _label, _read_text, _real, _short, _write_text
+from calib.io._safe import (
+    Source,
+    _check_layer_count,
+    _check_line_name,
+    _check_name,
+    _label,
+    _lines,
+    _read_text,
+    _real,
+    _short,
+    _write_text,
+)
 
 TRT_DEFAULT_HEADER = "TRT-8601-EntropyCalibration2"
 TRT_ALGORITHMS = (
@@ -54,6 +65,8 @@ class TrtCache:
 
 
 def _parse_trt_header(line: str, what: str) -> tuple[int | None, str]:
+    if not isinstance(line, str):
+        raise ValueError(f"{what} must be a str such as {TRT_DEFAULT_HEADER!r}, got {line!r:.60}")
     m = _TRT_HEADER.fullmatch(line)
     if m is None:
         raise ValueError(
@@ -113,16 +126,15 @@ def read_trt_cache_full(path_or_text_file: Source) -> TrtCache:
         (the message gives its line number), or a tensor named twice.
     """
     what = _label(path_or_text_file)
-    lines = _read_text(path_or_text_file, what).split("\n")
-    header = lines[0].rstrip("\r").strip()
+    lines = _lines(_read_text(path_or_text_file, what))
+    first, header = next(lines)  # _read_text refuses a file of whitespace only
+    header = header.rstrip("\r").strip() if first == 1 else ""
     version, algorithm = _parse_trt_header(header, what)
     problems = [] if algorithm in TRT_ALGORITHMS else [f"header: unknown algorithm {algorithm!r}"]
     scales: dict[str, float] = {}
     seen: dict[str, int] = {}
-    for lineno, raw in enumerate(lines[1:], start=2):
+    for lineno, raw in lines:
         line = raw.rstrip("\r")
-        if not line.strip():
-            continue
         name, scale = _trt_line(line, lineno, what)
         if name in seen:
             raise ValueError(
@@ -130,6 +142,8 @@ def read_trt_cache_full(path_or_text_file: Source) -> TrtCache:
             )
         seen[name] = lineno
         scales[name] = scale
+        _check_layer_count(len(scales), what)
+        _check_name(name, f"{what}: line {lineno}")
         problem = _scale_problem(scale)
         if problem:
             problems.append(f"line {lineno}: {name!r}: {problem}")

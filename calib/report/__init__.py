@@ -79,6 +79,7 @@ from calib.report._caches import (
 from calib.report._exports import (
     cli_records,
     exportable_amax,
+    json_value,
     ort_json_text,
     records,
     records_csv,
@@ -138,6 +139,7 @@ __all__ = [
     "cli_records",
     "compare_cache",
     "exportable_amax",
+    "json_value",
     "layer_row",
     "layer_table",
     "ort_json_text",

@@ -45,7 +45,10 @@ def records_csv(recs: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _json_number(x: Any) -> Any:
+def json_value(x: Any) -> Any:
+    """A value as the exports' strict JSON holds it (strict parsers refuse NaN and
+    Infinity): nan becomes null, inf the string ``"inf"`` (``"-inf"``); the rest as it is.
+    The Layers page's JSON and the command line's ``--format json`` both write by it."""
     if isinstance(x, float) and not math.isfinite(x):
         return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
     return x
@@ -53,8 +56,8 @@ def _json_number(x: Any) -> Any:
 
 def records_json(recs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> str:
     """Strict JSON (no NaN): ``{"settings": {...}, "layers": [...]}``; nan becomes null and
-    inf the string ``"inf"``."""
-    layers = [{k: _json_number(v) for k, v in rec.items()} for rec in recs]
+    inf the string ``"inf"`` (:func:`json_value`)."""
+    layers = [{k: json_value(v) for k, v in rec.items()} for rec in recs]
     doc = {"settings": dict(settings), "layers": layers}
     return json.dumps(doc, indent=2, allow_nan=False)
 
@@ -74,8 +77,13 @@ def exportable_amax(rows: Sequence[LayerRow]) -> tuple[dict[str, float], list[st
 def trt_cache_text(
     rows: Sequence[LayerRow], header: str = cio.TRT_DEFAULT_HEADER
 ) -> tuple[str, list[str]]:
-    """A TensorRT calibration cache of the rows (scale = amax / 127), and the skipped names."""
+    """A TensorRT calibration cache of the rows (scale = amax / 127), and the skipped names:
+    those without a scale (:func:`exportable_amax`), and names a line of the cache cannot
+    hold (empty, or holding a line break)."""
     amax, skipped = exportable_amax(rows)
+    for name in [n for n in amax if not n or "\n" in n or "\r" in n]:
+        del amax[name]
+        skipped.append(name)
     buf = io.StringIO()
     cio.write_trt_cache(buf, amax, header=header)
     return buf.getvalue(), skipped

@@ -11,6 +11,7 @@ import numpy as np
 
 from calib.histogram import Histogram
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS, amax_percentile, calibrate
+from calib.policies import check_num_bits, check_variant
 
 ZERO_SPIKE_SHARE = 0.10
 """Least share of the mass in the bin(s) touching zero for a ``zero spike``."""
@@ -226,7 +227,11 @@ def sparse(hist: Histogram) -> bool:
 
 
 def _policies(method: str, target_bins: int | None) -> dict[str, Any]:
-    return {"target_bins": int(target_bins)} if method == "entropy" and target_bins else {}
+    """The sweep's ``target_bins`` (entropy only): None keeps the variant's own; anything
+    else, 0 included, is the sweep's to check (0 never silently means the default)."""
+    if method != "entropy" or target_bins is None:
+        return {}
+    return {"target_bins": target_bins}
 
 
 def layer_row(
@@ -244,8 +249,8 @@ def layer_row(
     A ``ValueError`` from the method (a bad setting for this tensor) becomes a row with the
     ``error`` flag and the message; ``method`` itself must be one of :data:`METHODS`.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r:.60}")
     share, step = zero_spike(hist)
     tail = tail_ratio(hist)
     mx = hist.max_abs
@@ -342,8 +347,19 @@ def layer_table(
     >>> [r.flags for r in layer_table({"flat": h, "dead": Histogram(np.zeros(4), np.arange(5.))})]
     [(), ('dead',)]
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r:.60}")
+    if not isinstance(hists, Mapping):
+        raise ValueError(f"hists must be a dict of name -> Histogram, got {type(hists).__name__}")
+    for name, hist in hists.items():
+        if not isinstance(hist, Histogram):
+            raise ValueError(f"hists[{name!r:.60}] must be a Histogram, got {type(hist).__name__}")
+    check_variant(variant)
+    check_num_bits(num_bits)
+    if target_bins is not None and (
+        isinstance(target_bins, bool) or not isinstance(target_bins, (int, np.integer))
+    ):
+        raise ValueError(f"target_bins must be an integer or None, got {target_bins!r:.60}")
     rows = []
     total = len(hists)
     for done, (name, hist) in enumerate(hists.items(), start=1):

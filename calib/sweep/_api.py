@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from calib import limits
 from calib.histogram import Histogram, as_histogram
 from calib.policies import Policy, resolve_policy
 from calib.sweep._dense import _kl_dense_rows
-from calib.sweep._fast import _kl_fast, uses_dense_engine
+from calib.sweep._fast import _kl_fast, sweep_cells, uses_dense_engine
 from calib.sweep._prepare import _check_target_bins, _prepare, _to_layout, pick_minimum, tie_scale
 from calib.sweep._result import SweepResult
 
@@ -35,7 +36,8 @@ def kl_sweep(
         The histogram; a bare counts array means unit-width bins from 0.
     target_bins : int, optional
         Quantized levels T (128 for the seed, ncnn, ONNX Runtime and ModelOpt;
-        255 for MXNet). Must be at least 1 and less than the number of bins.
+        255 for MXNet). At least 2 (``TARGET_BINS_MIN``) and less than the number of
+        bins.
     variant : str
         One of ``calib.VARIANTS``: "seed", "ncnn", "mxnet", "onnxruntime", "modelopt".
     engine : {"auto", "fast", "dense"}
@@ -51,6 +53,10 @@ def kl_sweep(
 
     Notes
     -----
+    A sweep costs ``candidates * target_bins`` cells on the prefix sums (the window's bins,
+    summed over candidates, on the dense engine); one past ``calib.limits.MAX_SEARCH_CELLS``
+    is refused with what to lower.
+
     For each candidate, P is the kept bins with the outliers added to the edge bin(s);
     the kept bins (without the outliers) are merged into T levels and expanded back
     to Q; ``KL = sum p log(p / q)`` over ``p > 0``, with the variant's rule where
@@ -79,10 +85,25 @@ def kl_sweep(
     dense = uses_dense_engine(policy)
     if engine == "fast" and dense:
         raise ValueError(
-            "engine='fast' cannot take precision='float32', nor smoothing='mxnet' with a "
-            "fractional or uniform merge; use engine='auto' or 'dense'"
+            "engine='fast' cannot take precision='float32', smoothing='mxnet' with a "
+            "fractional merge or a uniform expansion, nor truncation or orphaned remainder "
+            "bins without smoothing='mxnet' (uses_dense_engine); use engine='auto' or 'dense'"
         )
-    if engine == "dense" or (engine == "auto" and dense):
+    dense = engine == "dense" or (engine == "auto" and dense)
+    cells = sweep_cells(prep, policy, dense)
+    if cells > limits.MAX_SEARCH_CELLS:
+        what = (
+            f"the bin-by-bin sweep of {prep.cand.size:,} candidates over {h.n_bins:,} bins "
+            "(their windows' bins, summed) needs"
+            if dense
+            else f"the sweep of {prep.cand.size:,} candidates at {T} target bins over "
+            f"{h.n_bins:,} bins needs"
+        )
+        raise ValueError(
+            limits.exceeds(what, cells, "MAX_SEARCH_CELLS", " cells")
+            + "; lower target_bins or rebin the histogram to fewer bins (Histogram.rebin)"
+        )
+    if dense:
         kl = _kl_dense_rows(prep, policy, np.arange(prep.cand.size))
     else:
         kl = _kl_fast(prep, policy)
@@ -100,6 +121,8 @@ def _dead_result(variant: str, policy: Policy, T: int, h: Histogram) -> SweepRes
 
 def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
     kl = np.where(np.isnan(kl), np.inf, kl)
+    if not np.isfinite(kl).any() and policy.truncate != "none":
+        _refuse_truncated_fractions(policy, h)
     eps = policy.eps if policy.smoothing != "none" else 0.0
     i = pick_minimum(kl, policy.ties, tie_scale(prep.h, policy.normalize == "pq", eps))
     return SweepResult(
@@ -107,3 +130,27 @@ def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
         kl=kl, thresholds=prep.thresholds,
         best=int(prep.cand[i]), best_index=i, amax=float(prep.thresholds[i]), dead=False,
     )  # fmt: skip
+
+
+def _refuse_truncated_fractions(policy: Policy, h: Histogram) -> None:
+    """Refuse a sweep whose integer truncation left no candidate a finite KL because the
+    counts are fractions: a normalised histogram (counts that sum to 1) under MXNet's or
+    ONNX Runtime's truncation, which cuts every level's mass to 0.
+
+    Both tools would answer their first candidate (``argmin`` of all-inf), the search's
+    floor rather than a minimum (69% of the mass clipped on a normal layer), and say
+    nothing. They never see such counts (they count samples themselves), so no answer of
+    theirs exists to reproduce; a warning would still hand a number to a calibration cache;
+    scaling the counts would invent a sample count, on which truncation and the smoothing's
+    absolute eps both depend. So the sweep refuses and says what to do. (Other sweeps with
+    no finite KL, such as ModelOpt's on a histogram its ``bins[0] = bins[1]`` empties, keep
+    the variant's own answer: that is what the tool does on its own counts.)
+    """
+    if np.array_equal(h.counts, np.floor(h.counts)):
+        return
+    raise ValueError(
+        f"no candidate has a finite KL, so no clip can be chosen: truncate={policy.truncate!r} "
+        f"cuts each level's mass to a whole number, and these counts are fractions (they "
+        f"total {h.total:.6g}: a normalised histogram?), so every level is cut to 0. Give "
+        "raw counts, or set truncate='none'"
+    )

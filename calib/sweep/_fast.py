@@ -15,10 +15,13 @@ from calib.sweep._tables import _FAST_BLOCK_ELEMENTS, _TINY, _prefix, _Sums, _Ta
 
 def uses_dense_engine(policy: Policy) -> bool:
     """True when ``kl_sweep(engine="auto")`` builds P and Q bin by bin for every candidate
-    under ``policy``, because the prefix-sum engine cannot take it: ONNX Runtime's float32
-    arithmetic (``precision="float32"``, one candidate at a time), and MXNet's smoothing
-    with a fractional merge or a uniform expansion. Such sweeps cost O(N) per candidate,
-    not O(target_bins); anyone who orders or warns by cost asks here.
+    under ``policy``, because the prefix-sum engine cannot take it exactly: ONNX Runtime's
+    float32 arithmetic (``precision="float32"``, one candidate at a time); MXNet's
+    smoothing with a fractional merge or a uniform expansion; and, with any other
+    smoothing, integer truncation (``truncate`` other than "none") or ONNX Runtime's
+    orphaned remainder bins (``remainder="orphan"``), which the prefix sums handle only
+    on the path MXNet's smoothing takes (the presets' own). Such sweeps cost O(N) per
+    candidate, not O(target_bins); anyone who orders or warns by cost asks here.
 
     (On the prefix-sum path a few candidates may still take the dense one, where the
     smoothing's series would converge slowly; that does not change the sweep's cost.)
@@ -26,20 +29,42 @@ def uses_dense_engine(policy: Policy) -> bool:
     if policy.precision == "float32":
         return True
     if policy.smoothing != "mxnet":
-        return False
+        orphan = policy.merge == "whole" and policy.remainder == "orphan"
+        return policy.truncate != "none" or orphan
     return policy.merge == "fractional" or policy.expand == "uniform"
+
+
+def sweep_cells(prep: _Prep, policy: Policy, dense: bool) -> int:
+    """What a sweep costs, in the unit ``calib.limits.MAX_SEARCH_CELLS`` bounds: the dense
+    engine's window bins summed over candidates; the prefix sums' (candidate, level
+    boundary) cells, plus, under MXNet's smoothing, a cell for each candidate and each
+    small non-zero bin that its series cannot take (summed one by one)."""
+    if dense:
+        return int((prep.b - prep.a).sum())
+    cells = prep.cand.size * (prep.T + 1)
+    if policy.smoothing == "mxnet":
+        cells += prep.cand.size * _smooth_tables(prep, policy)[1].small_at.size
+    return int(cells)
+
+
+def _smooth_tables(prep: _Prep, policy: Policy) -> tuple[_Tables, _SmoothTables]:
+    tab = _Tables(prep.h, policy, 0.0)
+    c = _mxnet_shift(prep, policy, np.arange(prep.cand.size), tab.h, tab.NZ).c
+    return tab, _SmoothTables(prep.h, float(np.max(c, initial=0.0)))
 
 
 def _kl_fast(prep: _Prep, policy: Policy) -> np.ndarray:
     s = policy.eps if policy.smoothing == "add_eps" else 0.0
-    tab = _Tables(prep.h, policy, s)
     M, T = prep.cand.size, prep.T
+    if policy.smoothing == "mxnet":
+        tab, st = _smooth_tables(prep, policy)
+        # a block's small-bin terms are (rows x small bins): they count against its size too
+        step = max(1, _FAST_BLOCK_ELEMENTS // (T + 1 + st.small_at.size))
+        blocks = [np.arange(i, min(M, i + step)) for i in range(0, M, step)]
+        return np.concatenate([_fast_mxnet(prep, policy, rows, tab, st) for rows in blocks])
+    tab = _Tables(prep.h, policy, s)
     step = max(1, _FAST_BLOCK_ELEMENTS // (T + 1))
     blocks = [np.arange(i, min(M, i + step)) for i in range(0, M, step)]
-    if policy.smoothing == "mxnet":
-        c = _mxnet_shift(prep, policy, np.arange(M), tab.h, tab.NZ).c
-        st = _SmoothTables(prep.h, float(np.max(c, initial=0.0)))
-        return np.concatenate([_fast_mxnet(prep, policy, rows, tab, st) for rows in blocks])
     out = _RowSums(M)
     if policy.merge == "fractional":
         last = _seed_last_level(prep, policy, np.arange(M))
@@ -89,20 +114,42 @@ def _edge_bin(policy, tab, sums, j, tail, v, in_orphan, s) -> None:
     sums.bin(hj + tail + s, np.where(z_true, v, 0.0) + s, +1.0)
 
 
-@functools.lru_cache(maxsize=8)  # about 4 MB each at 2048 bins and 128 levels
+_CACHED_BOUNDARIES = 1 << 20  # (candidate, boundary) cells a cached table may hold: 16 MB
+
+
+@functools.lru_cache(maxsize=8)  # at most 16 MB each (_CACHED_BOUNDARIES)
 def _level_boundaries(first: int, last: int, T: int) -> tuple[np.ndarray, np.ndarray]:
     """B_k = k * i / T for i = first..last and k = 0..T: integer part and fraction.
 
     They depend on the sizes only, not on the counts, so sweeping many tensors of one
     size (a model's layers, a slider's reruns) computes them once.
     """
-    b = np.arange(first, last + 1)
-    kb = np.arange(T + 1)[None, :] * b[:, None]  # intp: take() is 3x slower on int32
-    fi = kb // T
-    fr = (kb - fi * T) * (1.0 / T)
+    fi, fr = _boundaries_of(np.arange(first, last + 1), T)
     fi.setflags(write=False)
     fr.setflags(write=False)
     return fi, fr
+
+
+def _boundaries_of(b: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """B_k = k * b / T for each window size b and k = 0..T: integer part and fraction."""
+    kb = np.arange(T + 1)[None, :] * b[:, None]  # intp: take() is 3x slower on int32
+    fi = kb // T
+    fr = (kb - fi * T) * (1.0 / T)
+    return fi, fr
+
+
+def _block_boundaries(prep: _Prep, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flat (len(rows) * (T + 1)) boundaries of a run of candidates: sliced from the
+    cached table of all candidates when it is small, else computed for these rows (a sweep
+    of tens of millions of cells would otherwise hold a gigabyte of them)."""
+    T, K = prep.T, prep.T + 1
+    first, last = int(prep.b[0]), int(prep.b[-1])
+    if (last - first + 1) * K <= _CACHED_BOUNDARIES:
+        fi, fr = _level_boundaries(first, last, T)
+        span = slice(int(rows[0]) * K, (int(rows[-1]) + 1) * K)  # rows are a run
+        return fi.ravel()[span], fr.ravel()[span]
+    fi, fr = _boundaries_of(prep.b[rows], T)
+    return fi.ravel(), fr.ravel()
 
 
 def _fast_fractional(
@@ -126,9 +173,7 @@ def _fast_fractional(
     K = T + 1
     n = rows.size
     b = prep.b[rows]
-    fi, fr = _level_boundaries(int(prep.b[0]), int(prep.b[-1]), T)
-    span = slice(int(rows[0]) * K, (int(rows[-1]) + 1) * K)  # rows are a run
-    f, w = fi.ravel()[span], fr.ravel()[span]
+    f, w = _block_boundaries(prep, rows)
     last_level, unused = slice(T - 1, None, K), slice(T, None, K)
     # Cumulative mass and non-zero count at each level boundary, then per level.
     # (With no smoothing and non-zero expansion, W, the assigned mass, is H itself;

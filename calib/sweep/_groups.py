@@ -148,11 +148,28 @@ class _WholeLevels:
         return _WholeLevels(self.edges[rows], self.k_a[rows], self.k_b[rows])
 
 
-@functools.lru_cache(maxsize=16)
-def _whole_levels(key: bytes, T: int, merge: str, remainder: str) -> _WholeLevels:
+_CACHED_LEVELS = 1 << 20  # (candidate, boundary) cells a cached table may hold: 8 MB
+
+
+def _whole_levels_of(L_all: np.ndarray, rows: np.ndarray, policy: Policy, T: int) -> _WholeLevels:
+    """The whole-bin levels of the candidates ``rows`` (window lengths ``L_all`` of every
+    candidate): from the cached table of all candidates when it is small (the levels depend
+    on the sizes only, so a slider's reruns and a model's layers share it), else computed
+    for these rows alone (a large sweep would hold hundreds of megabytes of them)."""
+    if L_all.size * (T + 1) <= _CACHED_LEVELS:
+        key = L_all.astype(np.intp).tobytes()
+        return _whole_levels_cached(key, T, policy.merge, policy.remainder).take(rows)
+    return _compute_whole_levels(L_all[rows].astype(np.intp), T, policy.merge, policy.remainder)
+
+
+@functools.lru_cache(maxsize=16)  # at most 8 MB each (_CACHED_LEVELS)
+def _whole_levels_cached(key: bytes, T: int, merge: str, remainder: str) -> _WholeLevels:
+    return _compute_whole_levels(np.frombuffer(key, dtype=np.intp), T, merge, remainder)
+
+
+def _compute_whole_levels(L: np.ndarray, T: int, merge: str, remainder: str) -> _WholeLevels:
     """Level boundaries (relative to the window) for window lengths L, and the levels
-    holding the window's first and last bins. They depend on the sizes only."""
-    L = np.frombuffer(key, dtype=np.intp)
+    holding the window's first and last bins."""
     if merge == "whole":
         m = L // T
         e_rel = np.arange(T + 1)[None, :] * m[:, None]
@@ -177,8 +194,7 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
     a, b = prep.a[rows], prep.b[rows]
     L = b - a
     R = rows.size
-    L_all = (prep.b - prep.a).astype(np.intp)
-    lv = _whole_levels(L_all.tobytes(), T, policy.merge, policy.remainder).take(rows)
+    lv = _whole_levels_of(prep.b - prep.a, rows, policy, T)
     e_rel, k_a, k_b = lv.edges, lv.k_a, lv.k_b
     s = policy.eps if policy.smoothing == "add_eps" else 0.0
     if tab is None:

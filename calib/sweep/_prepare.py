@@ -10,17 +10,35 @@ from typing import Any
 import numpy as np
 
 from calib.histogram import Histogram
-from calib.policies import DEFAULT_TARGET_BINS, Policy
+from calib.policies import DEFAULT_TARGET_BINS, TARGET_BINS_MIN, Policy
 
 
 # --------------------------------------------------------------------------------------
 # validation and preparation
 # --------------------------------------------------------------------------------------
 def _to_layout(h: Histogram, policy: Policy) -> Histogram:
+    """The histogram in the policy's layout: a symmetric signed one folded to |x|, one of
+    |x| mirrored to x.
+
+    A signed histogram that is not symmetric around 0 (``np.histogram(x, 2048)`` of data
+    whose range is not [-m, m]; a histogram of negative values only) is refused: the half
+    window counts bins outwards from the middle bin, which is then not where 0 is, and
+    would answer a clip measured from somewhere else (amax -5.0 for negative-only data).
+    Re-centring it exactly would need 0 to fall on its grid of edges, which such a
+    histogram's edges almost never do, and moving counts to a new grid would invent where
+    inside a bin the values were.
+    """
     if policy.layout == "unsigned" and h.is_signed:
         return h.fold()
     if policy.layout == "signed" and not h.is_signed:
         return h.mirror()
+    if policy.layout == "signed" and not h.is_symmetric:
+        raise ValueError(
+            f"layout='signed' needs a histogram of x on a range symmetric around 0, [-m, m]; "
+            f"this one spans [{h.edges[0]:.6g}, {h.edges[-1]:.6g}]. Histogram the data on "
+            "[-m, m] (Histogram.from_samples(x, signed=True), or np.histogram(x, bins, "
+            "range=(-m, m)) with m = max|x|)"
+        )
     return h
 
 
@@ -28,8 +46,13 @@ def _check_target_bins(target_bins: Any, variant: str, n_bins: int) -> int:
     T = DEFAULT_TARGET_BINS[variant] if target_bins is None else target_bins
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
         raise ValueError(f"target_bins must be an integer, got {target_bins!r}")
-    if T < 1:
-        raise ValueError(f"target_bins must be at least 1, got {T}")
+    if T < TARGET_BINS_MIN:
+        # one level is no quantizer (2 bits give 2), and the seed family's merge would have
+        # one level that is both its first and its last, which the sweep does not model
+        raise ValueError(
+            f"target_bins must be at least {TARGET_BINS_MIN} (the levels of a 2-bit "
+            f"quantizer), got {T}"
+        )
     if T >= n_bins:
         raise ValueError(f"target_bins must be less than the number of bins ({n_bins}), got {T}")
     return int(T)

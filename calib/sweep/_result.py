@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import numpy as np
 
@@ -85,6 +86,9 @@ class SweepResult:
 
     def index_of(self, candidate: int) -> int:
         """Index into ``candidates`` of one candidate; ValueError if it is not one."""
+        if isinstance(candidate, (bool, np.bool_)) or not isinstance(candidate, numbers.Integral):
+            shown = repr(candidate) if len(repr(candidate)) <= 60 else repr(candidate)[:57] + "..."
+            raise ValueError(f"candidate must be an integer, one of the sweep's, got {shown}")
         i = int(np.searchsorted(self.candidates, candidate))
         if i >= self.candidates.size or self.candidates[i] != candidate:
             lo, hi = int(self.candidates[0]), int(self.candidates[-1])
