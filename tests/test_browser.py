@@ -413,6 +413,7 @@ def test_a_fresh_server_lists_only_the_apps_pages(tmp_path, chromium):
         finally:
             pg.close()
 
+
 def test_latencies_against_the_targets(chromium, server, capsys):
     """The speed targets (issue 10), measured here and by ``python -m calib bench``:
     printed with ``-s``, not asserted (the machine is shared; see the README's run)."""
