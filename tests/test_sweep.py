@@ -191,6 +191,17 @@ def test_every_combination_the_ui_offers_is_refused_or_matches_the_dense_engine(
     _compare(counts, T, variant, **over)
 
 
+@pytest.mark.parametrize("stride", [2, 3, 5])
+def test_candidates_a_stride_apart_match_the_dense_engine(stride):
+    """The prefix sums' cached level boundaries are indexed by window size: they once
+    served windows ``stride`` bins apart as if they were one apart (found by the property
+    test above: seed with ModelOpt's candidates, stride 2)."""
+    counts = np.array([850, 636, 511, 269, 307, 40, 75, 16, 175, 813, 649, 912], float)
+    for T in (2, 3):
+        _compare(counts, T, "seed", candidates="modelopt", stride=stride, start_bin=T)
+        _compare(counts, T, "modelopt", stride=stride, start_bin=T)
+
+
 def test_result_fields_and_distributions_agree():
     rng = np.random.default_rng(3)
     h = Histogram.from_samples(rng.laplace(size=50_000), bins=512)

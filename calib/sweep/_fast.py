@@ -141,10 +141,12 @@ def _boundaries_of(b: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
 def _block_boundaries(prep: _Prep, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The flat (len(rows) * (T + 1)) boundaries of a run of candidates: sliced from the
     cached table of all candidates when it is small, else computed for these rows (a sweep
-    of tens of millions of cells would otherwise hold a gigabyte of them)."""
+    of tens of millions of cells would otherwise hold a gigabyte of them). The table is
+    indexed by window size, so it serves only windows one bin apart (``stride=1``)."""
     T, K = prep.T, prep.T + 1
     first, last = int(prep.b[0]), int(prep.b[-1])
-    if (last - first + 1) * K <= _CACHED_BOUNDARIES:
+    consecutive = last - first + 1 == prep.b.size
+    if consecutive and (last - first + 1) * K <= _CACHED_BOUNDARIES:
         fi, fr = _level_boundaries(first, last, T)
         span = slice(int(rows[0]) * K, (int(rows[-1]) + 1) * K)  # rows are a run
         return fi.ravel()[span], fr.ravel()[span]
