@@ -259,11 +259,13 @@ def _members(shares: np.ndarray, a: int) -> str:
 
 
 def level_table(result: SweepResult, pq: PQ) -> LevelTable:
-    """The candidate's levels: boundaries, member bins, and the sweep's mass and Q value,
-    with the divisor (weighted count of the bins Q lands on) from the shares."""
+    """The candidate's levels: boundaries, member bins, and the sweep's mass, divisor
+    (weighted count of the bins Q lands on) and Q value.
+
+    The divisor is the sweep's own: the seed's float boundaries can give a level a
+    rounding sliver (1e-15) of a bin its exact share leaves out, and with it a value."""
     w = window(result, pq)
     W = level_shares(pq)
-    nz = nonzero_weights(result, pq)
     T = pq.group_mass.size
     g = np.asarray(pq.group_edges, dtype=np.float64)
     return LevelTable(
@@ -272,7 +274,7 @@ def level_table(result: SweepResult, pq: PQ) -> LevelTable:
         end=w.a + g[1:],
         members=tuple(_members(W[:, k], w.a) for k in range(T)),
         mass=np.asarray(pq.group_mass, dtype=np.float64),
-        nonzero=W.T @ nz,
+        nonzero=np.asarray(pq.group_count, dtype=np.float64),
         value=np.asarray(pq.group_value, dtype=np.float64),
     )
 

@@ -26,8 +26,9 @@ class PQ:
     the KL is taken over; ``terms`` is each bin's contribution (summing to ``kl``).
     Bins are those of the candidate's window, ``edges`` their edges in activation
     units. ``group_edges`` are the merge boundaries in bins from the window's start
-    (fractional for the seed's merge), ``group_mass`` each quantized level's mass and
-    ``group_value`` the Q value each level spreads over its bins.
+    (fractional for the seed's merge), ``group_mass`` each quantized level's mass,
+    ``group_count`` the (weighted) number of bins it is spread over, as the variant counts
+    them, and ``group_value`` the Q value each level spreads over its bins.
     """
 
     candidate: int
@@ -41,6 +42,7 @@ class PQ:
     terms: np.ndarray
     group_edges: np.ndarray
     group_mass: np.ndarray
+    group_count: np.ndarray
     group_value: np.ndarray
 
 
@@ -118,5 +120,6 @@ class SweepResult:
             terms=t.terms[0, :L].copy(),
             group_edges=g.edges[0].copy(),
             group_mass=g.mass[0].copy(),
+            group_count=np.asarray(g.count[0], dtype=np.float64).copy(),
             group_value=g.value[0].copy(),
         )
