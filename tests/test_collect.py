@@ -356,6 +356,15 @@ def test_bin_counts_puts_values_on_an_edge_in_the_bin_it_opens(ks, e):
     np.testing.assert_array_equal(bin_counts(x, n, w), expected)
 
 
+def test_bin_counts_keeps_a_quotient_rounded_below_the_first_edge_in_the_first_bin():
+    """-m / (m / n) rounds to a hair below -n for some m: that value is the first edge's,
+    not a bin below the grid (found by hypothesis: m = 7236.3125, n = 23)."""
+    m, n = 7236.3125, 23
+    w = m / n
+    assert -m / w < -n  # the rounding this test is about
+    np.testing.assert_array_equal(bin_counts(np.array([-m, m]), n, w), np.r_[1, [0] * 44, 1])
+
+
 def test_bin_counts_takes_float16_float64_and_ints():
     x64 = np.array([-3.0, -1.5, 0.0, 0.25, 2.9999, 3.0])
     want = floor_bins(x64, 6, 0.5)

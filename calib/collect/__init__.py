@@ -53,10 +53,12 @@ What is not collected
 
 Speed
 -----
-One division, one truncating add and one ``np.bincount`` per value
-(:func:`calib.collect._accumulator.bin_counts`), after one min and one max (which also
-catch NaN and inf); the tensors of a batch are counted by a few threads, since numpy
-releases the GIL in all but the count.
+One division, a truncation and one ``np.bincount`` per value, a block of ``BLOCK`` values
+at a time in a buffer kept per thread (:func:`calib.collect._accumulator.bin_counts`),
+after one min and one max (which also catch NaN and inf); the tensors of a batch are
+counted by a few threads, since numpy releases the GIL in all but the count. While a
+collection runs, glibc keeps freed activations mapped for the next batch
+(``calib/collect/_heap.py``).
 """
 
 from calib.collect._accumulator import (

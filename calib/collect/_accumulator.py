@@ -22,6 +22,7 @@ neighbouring bins are summed in pairs (0 stays an edge), doubling ``w``.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -190,6 +191,28 @@ class HistogramAccumulator:
         self._w *= 2.0
 
 
+BLOCK = 1 << 18
+"""Values ``bin_counts`` bins at a time, in a 2 MB buffer kept per thread, so no pass
+writes a temporary the size of the tensor (which the kernel would map and zero page by
+page, every batch). Smaller blocks stay in a faster cache but cost more: each numpy call
+hands the GIL over (``np.bincount`` holds it), and with two threads counting every handover
+wakes the other one. Measured on all-MiniLM-L6-v2, 6 batches with two threads: 10.9 s
+of counting with blocks of 2**16, 8.1 to 8.8 s with 2**17, 6.9 to 7.0 s with 2**18, 7.4 to
+7.6 s with 2**19, 9.4 s with 2**20; with whole-array temporaries, 6 ns a value against
+about 3 in one thread."""
+
+_TWO_52 = 2.0**52  # adding it to an integer-valued float64 below 2**52 is exact ...
+_TWO_52_BITS = np.float64(_TWO_52).view(np.int64)  # ... and leaves the integer in the bits
+_buffers = threading.local()
+
+
+def _block_buffer() -> np.ndarray:
+    buf = getattr(_buffers, "quotients", None)
+    if buf is None:
+        buf = _buffers.quotients = np.empty(BLOCK, np.float64)
+    return buf
+
+
 def bin_counts(x: np.ndarray, n: int, w: float) -> np.ndarray:
     """Counts of ``x`` (1-D, every value in ``[-n w, n w]``) in the ``2 n`` bins of width
     ``w`` on ``[-n w, n w]``: ``x`` in bin ``floor(x / w) + n``, the left-closed bins of
@@ -197,16 +220,30 @@ def bin_counts(x: np.ndarray, n: int, w: float) -> np.ndarray:
 
     ``x / w + n`` is computed in float64 (a correctly rounded division, so a value exactly
     on an edge, such as a multiple of a power of two, lands in the bin that edge opens) and
-    truncated, which is the floor since it is never negative; ``np.bincount`` counts. Two
-    passes and a count, against ``np.histogram``'s edge-correcting four: a value that is not
-    on an edge but within about 1e-16 (relative) of one can land in the neighbouring bin.
+    truncated (the floor, as it is not negative but for rounding at the first edge, which
+    stays in the first bin); ``np.bincount`` counts, a :data:`BLOCK` of values at a time.
+    Against ``np.histogram``'s edge corrections, a value that is not on an edge but within
+    about 1e-16 (relative) of one can land in the neighbouring bin.
+
+    The truncation becomes an integer index without numpy's float-to-int64 cast (one value
+    at a time on most CPUs): ``trunc(t) + 2**52`` holds the integer in the low bits of its
+    float64, read by viewing them as int64 and subtracting the bits of ``2**52``.
     """
-    t = np.divide(x, w, dtype=np.float64)
-    idx = np.empty(t.shape, dtype=np.intp)
-    np.add(t, float(n), out=idx, casting="unsafe")  # trunc(t + n) == floor(t) + n
-    del t
-    counts = np.bincount(idx, minlength=2 * n + 1)
-    if counts.size > 2 * n + 1:  # a quotient rounded past n: a hair over the last edge
-        counts[2 * n] += counts[2 * n + 1 :].sum()
-    counts[2 * n - 1] += counts[2 * n]  # x = n w: the last bin is closed
-    return counts[: 2 * n]
+    top = 2 * n  # the index of x = n w, folded into the last bin below
+    counts = np.zeros(top + 1, np.int64)
+    buffer = _block_buffer()
+    for start in range(0, x.size, BLOCK):
+        part = x[start : start + BLOCK]
+        t = buffer[: part.size]
+        np.divide(part, w, out=t, dtype=np.float64)
+        t += float(n)  # in [0, 2n] but for rounding: the range covers x
+        np.trunc(t, out=t)  # the floor, and a hair below 0 (the first edge) to 0
+        t += _TWO_52
+        idx = t.view(np.int64)
+        idx -= _TWO_52_BITS
+        c = np.bincount(idx, minlength=top + 1)
+        if c.size > top + 1:  # a quotient rounded past n: a hair over the last edge
+            c[top] += c[top + 1 :].sum()
+        counts += c[: top + 1]
+    counts[top - 1] += counts[top]  # x = n w: the last bin is closed
+    return counts[:top]

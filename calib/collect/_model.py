@@ -16,6 +16,7 @@ import numpy as np
 
 from calib import limits
 from calib.collect._accumulator import HistogramAccumulator
+from calib.collect._heap import heap_reuse
 from calib.convergence import Trace, amax_row, check_methods
 from calib.histogram import DEFAULT_BINS, Histogram, _check_bins
 from calib.io.inputs import check_arrays
@@ -604,7 +605,8 @@ def collect_histograms(
             progress(Progress(done, total, n_batches, n_runs, live, time.perf_counter() - t0))
 
     report()
-    with ThreadPoolExecutor(workers) as pool:
+    # freed outputs stay mapped for the next batch (calib/collect/_heap.py)
+    with heap_reuse(), ThreadPoolExecutor(workers) as pool:
         for where, batch in batches:
             live = [n for n in fetch if accs[n].not_activation is None]
             outs: list = []
