@@ -68,6 +68,7 @@ __all__ = [
     "max_target_bins",
     "parse_explore_query",
     "policy_error",
+    "selection_points",
     "threshold_json",
 ]
 
@@ -415,18 +416,24 @@ def threshold_json(view: View) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def candidate_from_selection(selection: Any, result: SweepResult) -> int | None:
-    """The candidate nearest the first clicked point's x (a threshold), or None.
-
-    ``selection`` is what ``st.plotly_chart(on_select="rerun")`` returns (or its
-    ``["selection"]`` part, or the ``points`` list).
-    """
+def selection_points(selection: Any) -> list:
+    """The clicked points of a chart: ``selection`` is what
+    ``st.plotly_chart(on_select="rerun")`` returns, or its ``["selection"]`` part, or the
+    ``points`` list itself; anything else has none."""
     points = selection
     if isinstance(points, Mapping):
         points = points.get("selection", points)
     if isinstance(points, Mapping):
         points = points.get("points", [])
-    for p in points or []:
+    return list(points) if isinstance(points, (list, tuple)) else []
+
+
+def candidate_from_selection(selection: Any, result: SweepResult) -> int | None:
+    """The candidate nearest the first clicked point's x (a threshold), or None.
+
+    ``selection`` as :func:`selection_points` takes it.
+    """
+    for p in selection_points(selection):
         x = p.get("x") if isinstance(p, Mapping) else None
         if isinstance(x, (int, float)) and math.isfinite(x) and result.thresholds.size:
             return int(result.candidates[int(np.argmin(np.abs(result.thresholds - x)))])

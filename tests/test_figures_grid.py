@@ -4,7 +4,6 @@ panels, lines and traces read back as plotly JSON and held to the core's numbers
 
 from __future__ import annotations
 
-import base64
 import doctest
 import functools
 import itertools
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_figures import decode, spec
 
 from calib import convergence, report
 from calib import io as cio
@@ -52,17 +52,6 @@ def model_rows() -> tuple[report.LayerRow, ...]:
 @functools.cache
 def model_traces() -> dict[str, Trace]:
     return cio.load_convergence(ASSET_PATH)
-
-
-def decode(v) -> np.ndarray:
-    """A plotly JSON array: a list, or numpy's bytes in base64 (plotly 6)."""
-    if isinstance(v, dict) and "bdata" in v:
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v)
-
-
-def spec(fig) -> dict:
-    return json.loads(fig.to_json())
 
 
 def lines_by_panel(s: dict) -> dict[tuple[str, str], float]:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from calib.explore import selection_points
 from calib.figures.base import (
     CLIP_COLOR,
     FALLBACK_COLOR,
@@ -304,12 +305,7 @@ def layer_from_selection(selection: Any, layers: Sequence[str]) -> str | None:
     ``["selection"]`` part, or the ``points`` list); ``layers`` are the page's layers in
     panel order. Only trace 0 answers the mouse: its point ``i`` is panel ``i``.
     """
-    points = selection
-    if isinstance(points, Mapping):
-        points = points.get("selection", points)
-    if isinstance(points, Mapping):
-        points = points.get("points", [])
-    for p in points or []:
+    for p in selection_points(selection):
         if not isinstance(p, Mapping) or p.get("curve_number") != 0:
             continue
         i = p.get("point_index", p.get("point_number"))
