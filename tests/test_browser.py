@@ -194,6 +194,21 @@ def test_explore_page_in_chromium(page, shots):
     _assert_no_exception(page)
 
 
+_WIDENED = """() => [...document.querySelectorAll('.js-plotly-plot')].map(d => {
+    const m = d._fullLayout.margin, s = d._fullLayout._size;
+    return [d._fullLayout.title.text, ['l', 'r', 't', 'b'].filter(k => s[k] > m[k])];
+}).filter(([, sides]) => sides.length)"""
+
+
+def test_explores_charts_are_drawn_once_in_their_margins(page, server):
+    """Speed (issue 10): each time plotly's automargin widens a margin for the tick labels
+    it draws the whole figure again, and Explore draws all four charts on every key press.
+    The margins of calib.figures.base hold the labels from the start."""
+    page.goto(server)
+    page.wait_for_function(browser.PAGE_READY[""], timeout=UI_TIMEOUT_MS)
+    assert page.evaluate(_WIDENED) == []
+
+
 def test_the_sidebar_lists_the_pages_by_name(page, server):
     from playwright.sync_api import expect
 

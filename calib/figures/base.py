@@ -37,17 +37,24 @@ FIGURE_HEIGHT = 360
 COMPARE_HEIGHT = 380
 LAYERS_HEIGHT = 320
 LEARN_HEIGHT = 330
-MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+# Room for the axes' tick labels and titles from the start (plotly's automargin, on in
+# Streamlit's theme, still widens it for longer labels). Each time automargin widens a
+# margin plotly draws the whole figure again: with 10 px every figure was drawn twice.
+MARGIN = {"l": 80, "r": 10, "t": 40, "b": 65}
 
 
 LOG_AXIS = {"type": "log", "dtick": 1}
 """Every logarithmic axis: a tick per decade, no bare "2" and "5" labels between them."""
 
+AXIS = {"ticklabeloverflow": "allow"}
+"""Every axis: plotly otherwise measures each tick label in the page (a forced layout
+apiece) on every draw to hide one past the figure's edge; automargin keeps them inside."""
+
 
 def base_layout(title: str, x_title: str, y_title: str, *, log_y: bool = False, **more) -> dict:
     """The layout every figure shares, as one dict: a figure is built in one constructor
     call, since each plotly ``update_*`` call validates again (milliseconds apiece)."""
-    yaxis: dict = {"title": {"text": y_title}}
+    yaxis: dict = {**AXIS, "title": {"text": y_title}}
     if log_y:
         yaxis.update(LOG_AXIS)
     return {
@@ -56,7 +63,7 @@ def base_layout(title: str, x_title: str, y_title: str, *, log_y: bool = False, 
         "margin": MARGIN,
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
         "hovermode": "x",
-        "xaxis": {"title": {"text": x_title}},
+        "xaxis": {**AXIS, "title": {"text": x_title}},
         "yaxis": yaxis,
         **more,
     }

@@ -13,6 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from calib.figures.base import (
+    AXIS,
     CLIP_COLOR,
     FALLBACK_COLOR,
     KEPT_COLOR,
@@ -92,7 +93,7 @@ def keep_float_figure(
             height=LAYERS_HEIGHT,
             hovermode="closest",
             showlegend=False,
-            xaxis={"title": {"text": "tensors kept in float"}, "dtick": 1},
+            xaxis={**AXIS, "title": {"text": "tensors kept in float"}, "dtick": 1},
         ),
     )
     if math.isfinite(target_db):
