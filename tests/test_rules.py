@@ -380,3 +380,29 @@ def test_the_command_line_defaults_are_the_cores():
     p = cli._parser()
     assert p.parse_args(["thresholds", "h.npz"]).num_bits == DEFAULT_NUM_BITS
     assert p.parse_args(["collect", "m.onnx", "--inputs", "i", "--out", "o"]).bins == DEFAULT_BINS
+
+
+@pytest.mark.parametrize(
+    ("tensors", "said"),
+    [
+        ("(", "not a regular expression"),
+        ([], "non-empty list of names"),
+        ([3], "non-empty list of names"),
+        (["no such tensor"], "'no such tensor' not "),
+        (5, "None, a regex or a list of names"),
+    ],
+)
+def test_a_tensors_argument_is_one_rule_for_the_collector_and_evaluate(tensors, said):
+    """``tensors=`` is read by ``calib.collect._model.pick_by_name`` for both: the same
+    argument is refused the same way by the collector's selection and by evaluate's."""
+    onnx = pytest.importorskip("onnx")
+    from test_collect import mlp_model
+
+    from calib.collect import _model
+    from calib.evaluate import select_tensors
+
+    proto = onnx.load_from_string(mlp_model())
+    with pytest.raises(ValueError, match=said):
+        select_tensors(proto, tensors=tensors)
+    with pytest.raises(ValueError, match=said):
+        _model.collect_histograms(proto, {"X": np.ones((2, 4), np.float32)}, tensors=tensors)

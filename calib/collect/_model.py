@@ -182,6 +182,36 @@ def _dynamic_tensors(proto: Any, fed: set[str]) -> dict[str, str]:
     return out
 
 
+def pick_by_name(names: Sequence[str], tensors: Any, known: Iterable[str], what: str) -> list[str]:
+    """What a ``tensors=`` argument keeps, for the collector and ``calib.evaluate`` alike.
+
+    None keeps ``names``; a regular expression (a string or a compiled pattern) keeps those
+    of ``names`` it finds; a non-empty list of names keeps those names, once each, in its
+    own order, and each must be in ``known`` (a container; a ``ValueError`` says it is
+    not ``what``).
+    Anything else is a ``ValueError``.
+    """
+    if tensors is None:
+        return list(names)
+    if isinstance(tensors, (str, re.Pattern)):
+        try:
+            rx = re.compile(tensors)
+        except re.error as exc:
+            raise ValueError(f"tensors: {tensors!r} is not a regular expression ({exc})") from None
+        return [n for n in names if rx.search(n)]
+    if isinstance(tensors, Iterable):
+        wanted = list(tensors)
+        if not wanted or not all(isinstance(n, str) for n in wanted):
+            raise ValueError(
+                f"tensors must be a regex or a non-empty list of names, got {wanted!r}"
+            )
+        missing = [n for n in wanted if n not in known]
+        if missing:
+            raise ValueError(f"tensors: {', '.join(map(repr, missing[:5]))} not {what}")
+        return list(dict.fromkeys(wanted))
+    raise ValueError(f"tensors must be None, a regex or a list of names, got {tensors!r}")
+
+
 def _select(
     candidates: dict[str, str | None],
     types: dict[str, _TensorType],
@@ -205,37 +235,16 @@ def _select(
                 f"(its op types: {', '.join(sorted(all_ops))})"
             )
     floats = [n for n in candidates if types.get(n, _UNKNOWN).elem_type in FLOAT_TYPES]
-    if tensors is None or isinstance(tensors, (str, re.Pattern)):
-        chosen = floats
-        if tensors is not None:
-            try:
-                pattern = re.compile(tensors)
-            except re.error as exc:
-                raise ValueError(
-                    f"tensors: {tensors!r} is not a regular expression ({exc})"
-                ) from None
-            chosen = [n for n in chosen if pattern.search(n)]
-    elif isinstance(tensors, Iterable):
-        chosen = list(tensors)
-        if not chosen or not all(isinstance(n, str) for n in chosen):
-            raise ValueError(
-                f"tensors must be a regex or a non-empty list of names, got {tensors!r}"
-            )
-        unknown = [n for n in chosen if n not in candidates]
-        if unknown:
-            raise ValueError(
-                f"tensors: {', '.join(map(repr, unknown[:5]))} not an input or node output "
-                "of the model (or computed from initializers alone)"
-            )
-        not_float = [n for n in chosen if types.get(n, _UNKNOWN).elem_type not in FLOAT_TYPES]
-        if not_float:
-            raise ValueError(
-                f"tensors: {', '.join(map(repr, not_float[:5]))} not float tensors "
-                "(or of a type shape inference could not tell)"
-            )
-        chosen = list(dict.fromkeys(chosen))
-    else:
-        raise ValueError(f"tensors must be None, a regex or a list of names, got {tensors!r}")
+    chosen = pick_by_name(
+        floats, tensors, candidates,
+        "an input or node output of the model (or computed from initializers alone)",
+    )  # fmt: skip
+    not_float = [n for n in chosen if types.get(n, _UNKNOWN).elem_type not in FLOAT_TYPES]
+    if not_float:  # only names given one by one can be
+        raise ValueError(
+            f"tensors: {', '.join(map(repr, not_float[:5]))} not float tensors "
+            "(or of a type shape inference could not tell)"
+        )
     if op_types is not None:
         chosen = [n for n in chosen if candidates[n] in op_types]
     if not chosen:

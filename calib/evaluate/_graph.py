@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from calib.collect._model import (
     _graph_inputs,
     _load_model,
     _tensor_types,
+    pick_by_name,
 )
 from calib.methods import max_code
 
@@ -154,35 +155,16 @@ def select_tensors(proto: Any, op_types: Any = None, tensors: Any = None) -> Sel
             what = onnx.helper.tensor_dtype_to_string(elem) if elem else "an unknown type"
             skipped[name] = f"{what}, not float32: left in float"
     names = [n for n in readers if n not in skipped]
-    pattern = None
-    if tensors is None:
-        pass
-    elif isinstance(tensors, (str, re.Pattern)):
-        pattern = tensors.pattern if isinstance(tensors, re.Pattern) else tensors
-        try:
-            rx = re.compile(tensors)
-        except re.error as exc:
-            raise ValueError(f"tensors: {tensors!r} is not a regular expression ({exc})") from None
-        names = [n for n in names if rx.search(n)]
-    elif isinstance(tensors, Iterable):
-        wanted = list(tensors)
-        if not wanted or not all(isinstance(n, str) for n in wanted):
-            raise ValueError(
-                f"tensors must be a regex or a non-empty list of names, got {wanted!r}"
-            )
-        unknown = [n for n in wanted if n not in readers]
-        if unknown:
-            raise ValueError(
-                f"tensors: {', '.join(map(repr, unknown[:5]))} not an activation input of "
-                f"{', '.join(ops)} in the model"
-            )
-        bad = [n for n in wanted if n in skipped]
-        if bad:
-            raise ValueError(f"tensors: {bad[0]!r} is {skipped[bad[0]]}")
-        keep = set(wanted)
-        names = [n for n in names if n in keep]
-    else:
-        raise ValueError(f"tensors must be None, a regex or a list of names, got {tensors!r}")
+    chosen = pick_by_name(
+        names, tensors, readers, f"an activation input of {', '.join(ops)} in the model"
+    )
+    bad = [n for n in chosen if n in skipped]  # only names given one by one can be
+    if bad:
+        raise ValueError(f"tensors: {bad[0]!r} is {skipped[bad[0]]}")
+    keep = set(chosen)
+    names = [n for n in names if n in keep]  # in the model's order
+    pattern = tensors.pattern if isinstance(tensors, re.Pattern) else tensors
+    pattern = pattern if isinstance(pattern, str) else None
     if not names:
         raise ValueError(
             f"no tensor to quantize (op_types={list(ops)}, tensors={tensors!r}; the model has "
