@@ -11,6 +11,7 @@ exact, so ``np.histogram`` on the same edges is the reference, count for count.
 from __future__ import annotations
 
 import math
+import platform
 import sys
 from fractions import Fraction
 
@@ -573,3 +574,43 @@ def test_batched_inputs_file_is_checked(tmp_path):
     np.save(tmp_path / "one.npy", np.zeros((4, 3), np.float32))
     with pytest.raises(ValueError, match=r"not an \.npz of named arrays .*np\.savez"):
         load_inputs(tmp_path / "one.npy")
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+def test_heap_reuse_keeps_a_freed_activation_mapped_for_the_next():
+    """calib/collect/_heap.py: within heap_reuse, a 24 MB buffer malloc'd, written, freed
+    and malloc'd again (ONNX Runtime's output of one batch, then the next's) is not mapped
+    and zeroed afresh by the kernel: five more rounds fault in fewer pages than one round's
+    buffer holds. With glibc's defaults (or a trim threshold that gives the heap back, or
+    an mmap threshold under 24 MB) every round faults in every page."""
+    import ctypes
+    import ctypes.util
+    import resource
+
+    from calib.collect._heap import heap_reuse
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.malloc.argtypes, libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
+    libc.free.argtypes, libc.free.restype = [ctypes.c_void_p], None
+    size = 24 << 20
+
+    def faults_of(rounds: int) -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(rounds):
+            p = libc.malloc(size)
+            ctypes.memset(p, 1, size)  # touch every page, as an output is written
+            libc.free(p)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    pages = size // resource.getpagesize()
+    with heap_reuse():
+        pass
+    # on the way out it set glibc's default thresholds back: mapped afresh every round
+    assert faults_of(2) > pages
+    with heap_reuse() as arranged:
+        assert arranged
+        faults_of(1)
+        again = faults_of(5)
+    assert again < pages
