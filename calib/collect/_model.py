@@ -59,14 +59,15 @@ class Progress:
 # -- the ONNX side ----------------------------------------------------------------------------
 
 
-def _require() -> tuple[Any, Any]:
+def require_onnx(doing: str = "collecting histograms from an ONNX model") -> tuple[Any, Any]:
+    """``(onnx, onnxruntime)``, or an ImportError that says what ``doing`` needs and what to
+    pip install (the collector's and ``calib.evaluate``'s one import of both)."""
     try:
         import onnx
         import onnxruntime
     except ImportError as exc:
         raise ImportError(
-            f"collecting histograms from an ONNX model needs onnx and onnxruntime "
-            f"({exc.name or exc} is missing): {INSTALL_HINT}"
+            f"{doing} needs onnx and onnxruntime ({exc.name or exc} is missing): {INSTALL_HINT}"
         ) from exc
     return onnx, onnxruntime
 
@@ -554,7 +555,7 @@ def collect_histograms(
     bins = _check_bins(bins, "bins", per_bin=2)  # kept signed: 2 * bins bins, checked first
     if max_bins is not None:
         _check_bins(max_bins, "max_bins", per_bin=2)
-    onnx, ort = _require()
+    onnx, ort = require_onnx()
     proto, label = _load_model(onnx, model)
     if isinstance(inputs, (str, os.PathLike)) or callable(getattr(inputs, "read", None)):
         inputs = read_inputs(inputs)

@@ -16,6 +16,7 @@ from calib.collect._model import (
     _tensor_types,
     pick_by_name,
 )
+from calib.collect._model import require_onnx as _require_onnx
 from calib.methods import max_code
 
 DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Conv")
@@ -31,7 +32,6 @@ MIN_OPSET = 13
 MAX_EVAL_BITS = 8
 """The quantized codes live in int8, so num_bits is 2..8 here."""
 
-INSTALL_HINT = "pip install onnx onnxruntime"
 
 _FLOAT = 1  # TensorProto.FLOAT
 _INT8 = 3  # TensorProto.INT8
@@ -40,15 +40,7 @@ _BOOL = 9  # TensorProto.BOOL
 
 def require_onnx() -> tuple[Any, Any]:
     """``(onnx, onnxruntime)``, or an ImportError that says what to pip install."""
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as exc:
-        raise ImportError(
-            f"evaluating a model needs onnx and onnxruntime ({exc.name or exc} is missing): "
-            f"{INSTALL_HINT}"
-        ) from exc
-    return onnx, onnxruntime
+    return _require_onnx("evaluating a model")
 
 
 def load_model(model: Any) -> tuple[Any, str]:
