@@ -2,7 +2,7 @@
 
 The state is a symmetric grid: ``2 N`` bins of width ``w`` on ``[-N w, N w]``, with 0 an
 edge. ``N`` is ``bins`` when the first batch with a non-zero value sets the range
-(``w = max|x| / bins``, or ``calib.limits.MIN_MAGNITUDE`` if that is finer), so the signed
+(``w = max|x| / bins``, or :data:`FINEST_WIDTH` if that is finer), so the signed
 histogram has the resolution of a ``bins``-bin histogram of ``|x|``, and folding it
 (``Histogram.fold``: bin ``N + k`` plus its mirror ``N - 1 - k``) gives exactly that
 ``|x|`` histogram. The signed variants (MXNet, ONNX Runtime) read the signed one; the
@@ -22,6 +22,7 @@ neighbouring bins are summed in pairs (0 stays an edge), doubling ``w``.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -29,6 +30,15 @@ import numpy as np
 
 from calib import limits
 from calib.histogram import DEFAULT_BINS, Histogram, _check_bins, growth_bins
+
+FINEST_WIDTH = 2.0 ** math.ceil(math.log2(limits.MIN_MAGNITUDE))
+"""The finest bin width a collection starts with: the power of two just above
+``calib.limits.MIN_MAGNITUDE`` (2**-332, 1.14e-100). A power of two makes every edge
+``k w`` exact, so tensors of tiny values get bins that are all at least
+``MIN_MAGNITUDE`` wide, as a Histogram's must be; ``w = MIN_MAGNITUDE`` itself gave steps
+of 9.99999999999998e-101 between rounded edges. Any coarser width is at least 14% over
+the limit, which rounding (a relative error of about ``2**-52`` times the bin index)
+never eats."""
 
 DEFAULT_MAX_BINS_FACTOR = 8
 """The bins per side of a growing histogram are capped at this many times ``bins`` (and at
@@ -154,8 +164,7 @@ class HistogramAccumulator:
             if m == 0:
                 self._held_zeros += a.size
                 return
-            # a grid no finer than MIN_MAGNITUDE, which a Histogram's bins must reach
-            self._n, self._w = self.bins, max(m / self.bins, limits.MIN_MAGNITUDE)
+            self._n, self._w = self.bins, max(m / self.bins, FINEST_WIDTH)
             self._counts = np.zeros(2 * self._n, np.int64)
             self._counts[self._n] = self._held_zeros
             self._held_zeros = 0
