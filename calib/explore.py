@@ -58,7 +58,6 @@ __all__ = [
     "View",
     "Why",
     "build_view",
-    "candidate_from_selection",
     "default_target_bins",
     "every_method",
     "every_variant",
@@ -426,18 +425,6 @@ def selection_points(selection: Any) -> list:
     if isinstance(points, Mapping):
         points = points.get("points", [])
     return list(points) if isinstance(points, (list, tuple)) else []
-
-
-def candidate_from_selection(selection: Any, result: SweepResult) -> int | None:
-    """The candidate nearest the first clicked point's x (a threshold), or None.
-
-    ``selection`` as :func:`selection_points` takes it.
-    """
-    for p in selection_points(selection):
-        x = p.get("x") if isinstance(p, Mapping) else None
-        if isinstance(x, (int, float)) and math.isfinite(x) and result.thresholds.size:
-            return int(result.candidates[int(np.argmin(np.abs(result.thresholds - x)))])
-    return None
 
 
 def _as_int(text: str) -> int | None:

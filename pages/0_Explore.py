@@ -18,6 +18,7 @@ ensure_navigation()  # first, before the slow imports: see calib/app/navigation.
 import calib.explore
 from calib.app import explore, sources
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
+from calib.figures.base import FIGURE_HEIGHT
 from calib.numbers import fmt
 
 KEY = "explore"
@@ -104,9 +105,15 @@ with explore.synced_query_params(KEY):
             mime="application/json", on_click="ignore", key=f"{KEY}_json",
         )  # fmt: skip
 
+    def chart(where, option: dict, name: str) -> None:
+        """An ECharts figure, keyed (so a rerun updates it in place), titled for readers."""
+        where.echarts_chart(
+            option, key=f"{KEY}_{name}", height=FIGURE_HEIGHT, alt=option["title"]["text"]
+        )
+
     hist_slot = st.empty()
     if r.dead:
-        hist_slot.plotly_chart(histogram_figure(h, r, log_y=c.log_y), key=f"{KEY}_histogram")
+        chart(hist_slot, histogram_figure(h, r, log_y=c.log_y), "histogram")
         st.warning(
             "Every count is zero (a dead layer): no clip is defined, amax is 0. A "
             "calibration table should flag this tensor rather than trust its scale."
@@ -116,41 +123,45 @@ with explore.synced_query_params(KEY):
     left, right = st.columns(2)
     kl_slot = left.empty()
     with left:
-        picked = explore.pick_candidate(r, KEY)
+        pick_box = st.container()  # the candidate slider, drawn above the zoom
         span = explore.zoom_candidates(r, KEY)
+    with pick_box:
+        picked = explore.pick_candidate(r, KEY, span=span)
     i_picked = r.index_of(picked)
-    hist_slot.plotly_chart(
+    chart(
+        hist_slot,
         histogram_figure(h, r, log_y=c.log_y, others=view.others(), picked=r.thresholds[i_picked]),
-        key=f"{KEY}_histogram",
+        "histogram",
     )
-    kl_slot.plotly_chart(
-        kl_curve_figure(r, picked=picked, span=span),
-        key=f"{KEY}_kl_curve",
-        on_select="rerun",
-        selection_mode="points",
-    )
+    kl_curve = kl_curve_figure(r, picked=picked, span=span)
+    kl_slot.echarts_chart(
+        kl_curve, key=explore.kl_chart_key(KEY), height=FIGURE_HEIGHT,
+        alt=kl_curve["title"]["text"], on_select="rerun",
+    )  # fmt: skip
     if why.undefined:
         left.caption(why.undefined)
-    right.plotly_chart(
+    chart(
+        right,
         pq_figure(
             view.chosen,
             log_y=c.log_y,
             title=f"Chosen: P and Q at {r.amax:.4g} (bin {r.best}, KL {r.min_kl:.4g})",
         ),
-        key=f"{KEY}_pq_chosen",
+        "pq_chosen",
     )
     if why.coincide:
         right.caption(why.coincide)
 
     left, right = st.columns(2)
     pq = r.distributions(picked)
-    left.plotly_chart(
+    chart(
+        left,
         pq_figure(
             pq,
             log_y=c.log_y,
             title=f"Picked: P and Q at {pq.threshold:.4g} (bin {picked}, KL {pq.kl:.4g})",
         ),
-        key=f"{KEY}_pq_picked",
+        "pq_picked",
     )
     rows = [("entropy: " + c.variant, r.amax, m)]
     rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants) if not o.note]

@@ -183,21 +183,24 @@ def test_threshold_json():
 # --------------------------------------------------------------------------------------
 # a click on the KL curve
 # --------------------------------------------------------------------------------------
-def test_candidate_from_selection_maps_x_to_the_nearest_candidate():
+def test_a_click_picks_the_candidate_of_the_marker_drawn_there():
+    """The chart reports a click as the marker's index in the "candidates" series; the
+    candidate is read back from the figure's own markers, for any zoom."""
+    from calib.figures import kl_curve_figure
+    from calib.figures.explore import candidate_clicked
+
     r = explore.compute_view(model_source(), "seed", (), 128, 512).result
-    rng = np.random.default_rng(4)
-    for x in rng.uniform(r.thresholds[0] - 1, r.thresholds[-1] + 1, 30):
-        nearest = min(zip(r.candidates, r.thresholds, strict=True), key=lambda ct: abs(ct[1] - x))[
-            0
-        ]
-        state = {"selection": {"points": [{"x": float(x), "y": 1.0, "curve_number": 0}]}}
-        assert calib.explore.candidate_from_selection(state, r) == nearest
-        assert calib.explore.candidate_from_selection(state["selection"], r) == nearest
-        assert calib.explore.candidate_from_selection(state["selection"]["points"], r) == nearest
-    exact = int(r.candidates[17])
-    assert calib.explore.candidate_from_selection([{"x": r.thresholds[17]}], r) == exact
-    for empty in (None, {}, {"selection": {"points": []}}, [{"y": 2.0}], [{"x": "a"}]):
-        assert calib.explore.candidate_from_selection(empty, r) is None
+    for span in (None, (int(r.candidates[3]), int(r.candidates[40]))):
+        data = next(s for s in kl_curve_figure(r, span=span)["series"] if s["name"] == "candidates")
+        for i in range(0, len(data["data"]), 7):
+            state = {
+                "selection": {"selected": [{"series_name": "candidates", "data_indices": [i]}]}
+            }
+            assert candidate_clicked(state, r, span) == data["data"][i][2]
+            assert candidate_clicked(state["selection"], r, span) == data["data"][i][2]
+    for empty in (None, {}, {"selection": {"selected": []}}, {"selection": {"selected": [
+            {"series_name": "candidates", "data_indices": ["a"]}]}}):  # fmt: skip
+        assert candidate_clicked(empty, r) is None
 
 
 # --------------------------------------------------------------------------------------

@@ -156,12 +156,10 @@ def shots(tmp_path_factory) -> Path:
 def test_explore_page_in_chromium(page, shots):
     from playwright.sync_api import expect
 
-    # the three plotly figures render as SVG
-    plots = page.locator(".js-plotly-plot .main-svg")
+    # the four ECharts figures draw on canvases
+    plots = page.locator('[data-testid="stEChartsChart"] canvas')
     expect(plots.first).to_be_visible()
-    page.wait_for_function(
-        "document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=UI_TIMEOUT_MS
-    )
+    page.wait_for_function(browser.PAGE_READY[""], timeout=UI_TIMEOUT_MS)
     threshold = _metric(page, "Threshold")
     bins = _metric(page, "Threshold (bins)")
     expect(bins).to_have_text(re.compile(r"^\d+$"))
@@ -194,19 +192,26 @@ def test_explore_page_in_chromium(page, shots):
     _assert_no_exception(page)
 
 
-_WIDENED = """() => [...document.querySelectorAll('.js-plotly-plot')].map(d => {
-    const m = d._fullLayout.margin, s = d._fullLayout._size;
-    return [d._fullLayout.title.text, ['l', 'r', 't', 'b'].filter(k => s[k] > m[k])];
-}).filter(([, sides]) => sides.length)"""
+_MARK_CHARTS = """() => document.querySelectorAll('[data-testid="stEChartsChart"] canvas')
+    .forEach((c, i) => { c.__calibMark = i; })"""
+_MARKED = """() => [...document.querySelectorAll('[data-testid="stEChartsChart"] canvas')]
+    .map(c => c.__calibMark ?? null)"""
 
 
-def test_explores_charts_are_drawn_once_in_their_margins(page, server):
-    """Speed (issue 10): each time plotly's automargin widens a margin for the tick labels
-    it draws the whole figure again, and Explore draws all four charts on every key press.
-    The margins of calib.figures.base hold the labels from the start."""
+def test_explores_charts_are_updated_in_place_on_a_key_press(page, server):
+    """Speed (issue 10): Streamlit's plotly element mounted each changed figure afresh and
+    drew it twice; Explore's keyed ECharts figures take the new option in the chart they
+    have. After a key press every chart shows the new state on the same canvas."""
     page.goto(server)
     page.wait_for_function(browser.PAGE_READY[""], timeout=UI_TIMEOUT_MS)
-    assert page.evaluate(_WIDENED) == []
+    page.evaluate(_MARK_CHARTS)
+    before = browser._title(page, "Chosen")
+    thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Target bins")
+    thumb.get_by_role("slider").focus()
+    thumb.get_by_role("slider").press("ArrowLeft")
+    browser._wait_title(page, "Chosen", before)
+    _settled(page)
+    assert page.evaluate(_MARKED) == [0, 1, 2, 3]
 
 
 def test_the_sidebar_lists_the_pages_by_name(page, server):
@@ -329,8 +334,8 @@ _IN_STEP = """() => {
     const slider = [...document.querySelectorAll('[data-testid="stSlider"]')]
         .find(s => s.innerText.includes("Inspect a candidate"));
     const shown = bin(slider?.querySelector('[data-testid="stSliderThumbValue"]')?.innerText);
-    const title = [...document.querySelectorAll(".js-plotly-plot")]
-        .map(d => d.layout?.title?.text ?? "").find(t => t.includes("Picked"));
+    const title = [...document.querySelectorAll('[data-testid="stEChartsChart"]')]
+        .map(d => d.getAttribute("aria-label") ?? "").find(t => t.includes("Picked"));
     const running = document.querySelector('[data-testid="stStatusWidget"]');
     return !running && shown && shown === bin(title) ? shown : null;
 }"""
@@ -528,6 +533,6 @@ def test_layers_grid_draws_a_page_in_time_and_a_click_opens_explore(page, server
     page.wait_for_url(lambda url: "layer=" in url and "/Layers" not in url)
     layer = report.worst_first(report.layer_table(sources.model_histograms()))[1].layer
     assert f"layer={urllib.parse.quote(layer, safe='')}" in page.url
-    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+    expect(page.locator('[data-testid="stEChartsChart"] canvas').first).to_be_visible()
     _settled(page)
     _assert_no_exception(page)

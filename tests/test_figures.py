@@ -1,6 +1,6 @@
-"""calib.figures on their own: the named shapes and traces the pages and their tests rely
-on, read back as plotly JSON and held to the core's numbers (kl_sweep, compare, attribute,
-the amax_* methods)."""
+"""calib.figures on their own: the named shapes, traces and series the pages and their
+tests rely on, read back as plotly JSON or ECharts options and held to the core's numbers
+(kl_sweep, compare, attribute, the amax_* methods)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def model_layer() -> Histogram:
 
 
 # --------------------------------------------------------------------------------------
-# calib.figures.explore
+# calib.figures.explore (ECharts options)
 # --------------------------------------------------------------------------------------
 def decode(v) -> np.ndarray:
     """A plotly JSON array: a list, or numpy's bytes in base64 (plotly 6)."""
@@ -43,24 +43,54 @@ def spec(fig) -> dict:
     return json.loads(fig.to_json())
 
 
+def option(o: dict) -> dict:
+    """An ECharts option as the browser gets it: JSON, with no NaN or infinity in it."""
+    return json.loads(json.dumps(o, allow_nan=False))
+
+
+def series(o: dict) -> dict[str, dict]:
+    return {s["name"]: s for s in o["series"]}
+
+
+def column(data: list, k: int) -> np.ndarray:
+    """Column ``k`` of a series' ``[[x, y, ...], ...]``, ECharts' gaps ("-") as NaN."""
+    return np.array([np.nan if p[k] == "-" else p[k] for p in data], dtype=np.float64)
+
+
+def marks(o: dict) -> tuple[dict[str, dict], list[dict]]:
+    """The histogram's lines by name, and its bands (the clipped tails)."""
+    h = series(o)["histogram"]
+    return {m["name"]: m for m in h["markLine"]["data"]}, [b[0] for b in h["markArea"]["data"]]
+
+
 def test_histogram_figure_clip_tail_others_and_picked():
     h = model_layer()
     r = kl_sweep(h)
     others = {"max": amax_max(h), "percentile": amax_percentile(h), "mse": 0.0}
-    s = spec(histogram_figure(h, r, log_y=True, others=others, picked=50.0))
-    shapes = {sh["name"]: sh for sh in s["layout"]["shapes"]}
-    assert shapes["clip"]["x0"] == shapes["clip"]["x1"] == r.amax
-    assert shapes["clipped tail"]["x0"] == r.amax and shapes["clipped tail"]["x1"] == h.edges[-1]
-    assert shapes["max"]["x0"] == amax_max(h) and shapes["percentile"]["x0"] == amax_percentile(h)
-    assert "mse" not in shapes  # a zero threshold is not drawn
-    assert shapes["picked"]["x0"] == 50.0
-    labels = {a["text"] for a in s["layout"]["annotations"]}
+    o = option(histogram_figure(h, r, log_y=True, others=others, picked=50.0))
+    lines, bands = marks(o)
+    assert lines["clip"]["xAxis"] == r.amax
+    [tail] = bands
+    assert tail["name"] == "clipped tail" and tail["xAxis"] == r.amax
+    assert series(o)["histogram"]["markArea"]["data"][0][1]["xAxis"] == h.edges[-1]
+    assert lines["max"]["xAxis"] == amax_max(h) and lines["percentile"]["xAxis"] == amax_percentile(
+        h
+    )
+    assert "mse" not in lines  # a zero threshold is not drawn
+    assert lines["picked"]["xAxis"] == 50.0
+    labels = {d["name"] for d in series(o)["labels"]["data"]}
     assert {"max", "percentile", f"clip {r.amax:.4g}"} <= labels
-    assert s["layout"]["yaxis"]["type"] == "log"
-    # 2051 bins are drawn as at most MAX_DRAWN_BINS, each the largest of the bins it joins
-    x, y = decode(s["data"][0]["x"]), decode(s["data"][0]["y"])
+    assert o["yAxis"][0]["type"] == "log" and o["title"]["text"].startswith("Histogram")
+    assert o["xAxis"]["min"] == h.edges[0] and o["xAxis"]["max"] == h.edges[-1]
+    # 2051 bins are drawn as at most MAX_DRAWN_BINS, each the largest of the bins it joins;
+    # an empty bin is a gap on the log axis, never a zero
+    data = series(o)["histogram"]["data"]
+    x, y = column(data, 0), column(data, 1)
     assert x.size == 2 * 1026 and x[0] == h.edges[0] and x[-1] == h.edges[-1]
-    assert y.max() == h.counts.max() and y[-1] == h.counts[-1]  # 2051 = 1025 x 2 + 1
+    assert np.nanmax(y) == h.counts.max() and y[-1] == h.counts[-1]  # 2051 = 1025 x 2 + 1
+    assert np.isnan(y).any() and (y[~np.isnan(y)] > 0).all()
+    lo, hi = o["yAxis"][0]["min"], o["yAxis"][0]["max"]
+    assert lo <= np.nanmin(y) and np.nanmax(y) <= hi and math.log10(lo).is_integer()
 
 
 def test_drawing_at_most_a_bin_a_pixel_keeps_every_spike():
@@ -86,42 +116,72 @@ def test_histogram_figure_signed_and_dead():
     h = Histogram.from_samples(x, 512, signed=True)
     r = kl_sweep(h, variant="mxnet")
     assert -h.edges[0] > r.amax
-    shapes = spec(histogram_figure(h, r))["layout"]["shapes"]
-    names = [sh["name"] for sh in shapes]
-    assert names.count("clipped tail") == 2
-    minus = next(sh for sh in shapes if sh["name"] == "clip -")
-    assert minus["x0"] == -r.amax
+    lines, bands = marks(option(histogram_figure(h, r)))
+    assert [b["name"] for b in bands] == ["clipped tail"] * 2
+    assert lines["clip -"]["xAxis"] == -r.amax and lines["clip"]["xAxis"] == r.amax
     dead = Histogram.from_counts(np.zeros(300))
-    s = spec(histogram_figure(dead, kl_sweep(dead)))
-    assert not s["layout"].get("shapes") and s["layout"].get("yaxis", {}).get("type") != "log"
+    o = option(histogram_figure(dead, kl_sweep(dead), log_y=True))
+    assert marks(o) == ({}, [])
+    assert o["yAxis"][0]["type"] == "value"  # no positive count: no log axis
 
 
 def test_kl_curve_figure_marks_minimum_and_picked():
+    from calib.figures.explore import candidate_clicked, kl_markers
+
     r = kl_sweep(model_layer().rebin(512), variant="ncnn")
     picked = int(r.candidates[-1])
-    s = spec(kl_curve_figure(r, picked=picked))
-    traces = {t["name"]: t for t in s["data"]}
-    np.testing.assert_array_equal(decode(traces["KL"]["customdata"]), r.candidates)
-    # plotly selects markers, not lines: at most MAX_MARKERS of them, the minimum among them
-    dots = decode(traces["candidates"]["customdata"])
-    assert traces["candidates"]["mode"] == "markers" and 250 <= dots.size <= 301
+    o = option(kl_curve_figure(r, picked=picked))
+    s = series(o)
+    np.testing.assert_array_equal(column(s["KL"]["data"], 0), r.thresholds)
+    kl = column(s["KL"]["data"], 1)
+    finite = np.isfinite(r.kl)
+    np.testing.assert_array_equal(kl[finite], r.kl[finite])
+    assert np.isnan(kl[~finite]).all()  # undefined KL: gaps
+    # the clickable markers: at most MAX_MARKERS, the minimum among them, [x, KL, candidate]
+    dots = column(s["candidates"]["data"], 2).astype(int)
+    assert s["candidates"]["selectedMode"] == "single" and 250 <= dots.size <= 301
     assert dots[0] == r.candidates[0] and dots[-1] == r.candidates[-1] and r.best in dots
-    assert traces["minimum"]["x"] == [r.amax] and traces["minimum"]["y"] == [r.min_kl]
-    assert traces["picked"]["x"] == [r.thresholds[-1]]
-    assert traces["picked"]["customdata"] == [picked]
+    np.testing.assert_array_equal(dots, kl_markers(r))
+    np.testing.assert_array_equal(
+        column(s["candidates"]["data"], 0), r.thresholds[r.candidates.searchsorted(dots)]
+    )
+    assert s["minimum"]["data"] == [[r.amax, r.min_kl, r.best]]
+    assert s["picked"]["data"][0][0] == r.thresholds[-1] and s["picked"]["data"][0][2] == picked
+    # a click on marker i picks the candidate drawn there
+    for i in (0, 7, dots.size - 1):
+        state = {"selection": {"selected": [{"series_name": "candidates", "data_indices": [i]}]}}
+        assert candidate_clicked(state, r) == dots[i]
+    for empty in ({}, {"selection": {"selected": []}}, {"selection": {"selected": [
+        {"series_name": "KL", "data_indices": [3]}]}}, {"selection": {"selected": [
+        {"series_name": "candidates", "data_indices": [dots.size]}]}}):  # fmt: skip
+        assert candidate_clicked(empty, r) is None
     with pytest.raises(ValueError, match="candidate"):
         kl_curve_figure(r, picked=-3)
+
+
+def test_kl_curve_figure_zoomed_marks_every_candidate_of_its_span():
+    from calib.figures.explore import candidate_clicked
+
+    r = kl_sweep(model_layer().rebin(512), variant="ncnn")
+    span = (int(r.candidates[10]), int(r.candidates[60]))
+    s = series(option(kl_curve_figure(r, span=span)))
+    dots = column(s["candidates"]["data"], 2).astype(int)
+    np.testing.assert_array_equal(dots, r.candidates[10:61])
+    state = {"selection": {"selected": [{"series_name": "candidates", "data_indices": [5]}]}}
+    assert candidate_clicked(state, r, span) == r.candidates[15]
 
 
 def test_pq_figure_title_and_axes():
     r = kl_sweep(model_layer().rebin(512))
     pq = r.distributions()
-    s = spec(pq_figure(pq, log_y=True, title="Chosen"))
-    assert s["layout"]["title"]["text"] == "Chosen"
-    assert s["layout"]["yaxis"]["type"] == "log"
-    p = decode(s["data"][0]["y"])
-    assert p.sum() == pytest.approx(2.0)  # each bin twice in the step outline, P sums to 1
-    assert "KL" in spec(pq_figure(pq))["layout"]["title"]["text"]
+    o = option(pq_figure(pq, log_y=True, title="Chosen"))
+    assert o["title"]["text"] == "Chosen"
+    assert o["yAxis"]["type"] == "log"
+    p = column(series(o)["P"]["data"], 1)
+    assert np.nansum(p) == pytest.approx(2.0)  # each bin twice in the step outline, P sums to 1
+    linear = option(pq_figure(pq))
+    assert "KL" in linear["title"]["text"] and linear["yAxis"]["type"] == "value"
+    assert np.sum(column(series(linear)["P"]["data"], 1)) == pytest.approx(2.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -184,24 +244,25 @@ def test_line_labels_on_the_histogram_do_not_overlap():
     """Issue 10, problem 11: the labels of close lines (max and mse at 195.8 and 193.2,
     every variant) were drawn over one another."""
     from calib.explore import every_method, every_variant
-    from calib.figures.explore import CHAR_WIDTH
+    from calib.figures.explore import CHAR_WIDTH, LABEL_ROW
 
     h = model_layer()
     r = kl_sweep(h)
     others = {o.name: o.amax for o in (*every_method(h, 8), *every_variant(h, 8))}
     others.pop("seed")
-    fig = histogram_figure(h, r, log_y=True, others=others, picked=float(r.thresholds[-1]))
-    notes = fig.to_dict()["layout"]["annotations"]
-    assert {n["text"] for n in notes} == {f"clip {r.amax:.4g}", "picked", *others}
+    o = option(histogram_figure(h, r, log_y=True, others=others, picked=float(r.thresholds[-1])))
+    notes = series(o)["labels"]["data"]
+    assert {n["name"] for n in notes} == {f"clip {r.amax:.4g}", "picked", *others}
     span = float(h.edges[-1] - h.edges[0])
     boxes = []
     for n in notes:
-        x, w = (n["x"] - h.edges[0]) / span, (len(n["text"]) + 1) * CHAR_WIDTH
-        x0 = x - w if n["xanchor"] == "right" else x
-        boxes.append((n["y"], x0, x0 + w, n["text"]))
-        assert -1e-9 <= x0 and x0 + w <= 1 + 1e-9, n["text"]  # inside the plot
+        (x, y), text = n["value"], n["name"]
+        x, w = (x - h.edges[0]) / span, (len(text) + 1) * CHAR_WIDTH
+        x0 = x - w if n["label"]["position"] == "left" else x
+        boxes.append((y, x0, x0 + w, text))
+        assert -1e-9 <= x0 and x0 + w <= 1 + 1e-9, text  # inside the plot
     for i, (y, a, b, t) in enumerate(boxes):
         for y2, a2, b2, t2 in boxes[i + 1 :]:
             assert y != y2 or b <= a2 or a >= b2, (t, t2)
-    clip = next(n for n in notes if n["text"].startswith("clip"))
-    assert clip["y"] == 1  # the clip's label keeps the top row
+    clip = next(n for n in notes if n["name"].startswith("clip"))
+    assert clip["value"][1] == 1 - LABEL_ROW / 2  # the clip's label keeps the top row

@@ -9,7 +9,6 @@ clip_metrics, the amax_* methods), not from the page's own helpers.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
@@ -61,38 +60,59 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def chart(at: AppTest, name: str) -> dict:
-    """The plotly chart whose key ends in ``name``, read back as its JSON spec."""
-    for c in at.get("plotly_chart"):
-        if c.proto.id.endswith(f"explore_{name}"):
+    """The ECharts chart whose key ends in ``name``, read back as its option."""
+    for c in at.get("echarts_chart"):
+        if re.search(rf"explore_{name}(_\d+)?$", c.proto.id):  # the KL curve's: _<clicks>
             return json.loads(c.proto.spec)
     raise KeyError(name)
 
 
-def decode(v) -> np.ndarray:
-    """A plotly JSON array: a list, or numpy's bytes in base64 (plotly 6)."""
-    if isinstance(v, dict) and "bdata" in v:
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v)
+def charts(at: AppTest) -> int:
+    return len(at.get("echarts_chart"))
+
+
+def column(data: list, k: int) -> np.ndarray:
+    """Column ``k`` of a series' ``[[x, y, ...], ...]``, ECharts' gaps ("-") as NaN."""
+    return np.array([np.nan if p[k] == "-" else p[k] for p in data], dtype=np.float64)
 
 
 def shapes(at: AppTest) -> dict[str, dict]:
-    return {s["name"]: s for s in chart(at, "histogram")["layout"].get("shapes", [])}
+    """The histogram's lines by name, each as {"x0": its x} (its bands: :func:`tails`)."""
+    h = next(s for s in chart(at, "histogram")["series"] if s["name"] == "histogram")
+    return {m["name"]: {"x0": m["xAxis"]} for m in h.get("markLine", {}).get("data", [])}
+
+
+def tails(at: AppTest) -> list[tuple[float, float]]:
+    """The histogram's clipped tails, (from, to)."""
+    h = next(s for s in chart(at, "histogram")["series"] if s["name"] == "histogram")
+    return [(a["xAxis"], b["xAxis"]) for a, b in h.get("markArea", {}).get("data", [])]
 
 
 def trace(at: AppTest, name: str, figure: str = "kl_curve") -> dict:
-    return next(t for t in chart(at, figure)["data"] if t.get("name") == name)
+    """A series of a chart: its options, with its data's columns as "x", "y" (and
+    "customdata", the candidate, where it has one)."""
+    s = dict(next(t for t in chart(at, figure)["series"] if t.get("name") == name))
+    data = s["data"]
+    s["x"], s["y"] = column(data, 0), column(data, 1)
+    if data and len(data[0]) > 2:
+        s["customdata"] = column(data, 2).astype(int).tolist()
+    return s
+
+
+def y_type(at: AppTest, name: str) -> str:
+    y = chart(at, name)["yAxis"]
+    return (y[0] if isinstance(y, list) else y)["type"]
 
 
 def assert_clip_at(at: AppTest, amax: float, min_kl: float) -> None:
     """The reported threshold, the clip line, the tail and the KL minimum all at amax."""
     assert float(metrics(at)["Threshold"]) == pytest.approx(amax, rel=1e-3)  # 4 digits shown
     s = shapes(at)
-    assert s["clip"]["x0"] == s["clip"]["x1"] == pytest.approx(amax, rel=1e-12)
-    tails = [t for t in chart(at, "histogram")["layout"]["shapes"] if t["name"] == "clipped tail"]
-    assert tails[0]["x0"] == pytest.approx(amax, rel=1e-12)  # [amax, top]; then [-top, -amax]
+    assert s["clip"]["x0"] == pytest.approx(amax, rel=1e-12)
+    assert tails(at)[0][0] == pytest.approx(amax, rel=1e-12)  # [amax, top]; then [-top, -amax]
     minimum = trace(at, "minimum")
-    assert minimum["x"] == [pytest.approx(amax, rel=1e-12)]
-    assert minimum["y"] == [pytest.approx(min_kl, rel=1e-12)]
+    assert minimum["x"].tolist() == [pytest.approx(amax, rel=1e-12)]
+    assert minimum["y"].tolist() == [pytest.approx(min_kl, rel=1e-12)]
 
 
 def upload(at: AppTest, kind: str, name: str, data: bytes) -> AppTest:
@@ -120,7 +140,7 @@ def test_default_view_is_the_real_model_layer():
     assert at.selectbox(key="explore_model_layer").value == LAYER
     assert LAYER in at.caption[0].value
     assert list(metrics(at)) == METRICS
-    assert len(at.get("plotly_chart")) == 4
+    assert charts(at) == 4
     h = model_hist()
     r = kl_sweep(h, target_bins=128, variant="seed")
     assert at.slider(key="explore_target_bins").value == DEFAULT_TARGET_BINS["seed"]
@@ -154,9 +174,9 @@ def test_the_default_view_says_why_its_numbers_are_what_they_are():
     assert '"+1 where Q = 0"' in text and "Of the KL at the minimum (1), 1 is" in text
     assert "SQNR 0.7 dB: clipping causes 100% of the error" in text
     # P is filled, Q dashed over it, and the caption says they coincide
-    chosen = chart(at, "pq_chosen")["data"]
-    assert chosen[0]["name"] == "P" and chosen[0]["fill"] == "tozeroy"
-    assert chosen[1]["name"] == "Q" and chosen[1]["line"]["dash"] == "dash"
+    chosen = chart(at, "pq_chosen")["series"]
+    assert chosen[0]["name"] == "P" and "areaStyle" in chosen[0]
+    assert chosen[1]["name"] == "Q" and chosen[1]["lineStyle"]["type"] == "dashed"
     assert any("P and Q are equal here but in 1 bin" in c.value for c in at.caption)
 
 
@@ -171,13 +191,13 @@ def test_infinite_kl_candidates_are_counted():
 
 def test_target_bins_changes_the_answer_and_the_plots():
     at = run_app()
-    before_kl = decode(trace(at, "KL")["y"])
+    before_kl = trace(at, "KL")["y"]
     at.slider(key="explore_target_bins").set_value(64).run()
     assert not at.exception and not at.error
     r = kl_sweep(model_hist(), target_bins=64)
     assert metrics(at)["Threshold (bins)"] == str(r.best) != "128"
     assert_clip_at(at, r.amax, r.min_kl)
-    after_kl = decode(trace(at, "KL")["y"])
+    after_kl = trace(at, "KL")["y"]
     assert after_kl.size != before_kl.size  # candidates start at T: 64.. instead of 128..
     np.testing.assert_allclose(after_kl, np.where(np.isinf(r.kl), np.nan, r.kl))
     assert at.query_params["target_bins"] == "64"
@@ -191,7 +211,7 @@ def test_histogram_size_changes_the_answer_and_the_plots():
     r = kl_sweep(h)
     assert metrics(at)["Threshold (bins)"] == str(r.best)
     assert_clip_at(at, r.amax, r.min_kl)
-    assert decode(chart(at, "histogram")["data"][0]["x"]).size == 2 * 1024
+    assert trace(at, "histogram", "histogram")["x"].size == 2 * 1024
     assert at.query_params["hist_bins"] == "1024"
 
 
@@ -201,7 +221,7 @@ def test_every_variant_renders_with_its_own_levels(variant):
     at.selectbox(key="explore_variant").set_value(variant).run()
     assert not at.exception and not at.error
     assert at.slider(key="explore_target_bins").value == DEFAULT_TARGET_BINS[variant]
-    assert len(at.get("plotly_chart")) == 4
+    assert charts(at) == 4
     r = kl_sweep(model_hist(), variant=variant)
     assert_clip_at(at, r.amax, r.min_kl)
     assert at.query_params["variant"] == variant
@@ -214,10 +234,10 @@ def test_every_demo_renders(demo):
     assert at.selectbox(key="explore_demo").value == demo
     if demo == "Dead layer":
         assert at.warning and "dead layer" in at.warning[0].value
-        assert len(at.get("plotly_chart")) == 1 and "clip" not in shapes(at)
+        assert charts(at) == 1 and "clip" not in shapes(at)
         assert metrics(at)["Threshold"] == "0"
         return
-    assert len(at.get("plotly_chart")) == 4
+    assert charts(at) == 4
     h = sources._demo(demo, DEFAULT_BINS)
     if demo == "Seed ramp":  # the seed's own example: 2048 bins, 128 levels, answer 2047
         assert metrics(at)["Threshold (bins)"] == "2047"
@@ -230,10 +250,10 @@ def test_every_demo_renders(demo):
 def test_log_y_switches_the_count_axes():
     at = run_app()
     for name in ("histogram", "pq_chosen", "pq_picked"):
-        assert chart(at, name)["layout"]["yaxis"]["type"] == "log"
+        assert y_type(at, name) == "log"
     at.checkbox(key="explore_log_y").uncheck().run()
     for name in ("histogram", "pq_chosen", "pq_picked"):
-        assert chart(at, name)["layout"]["yaxis"].get("type") != "log"
+        assert y_type(at, name) != "log"
     assert at.query_params["log_y"] == "false"
 
 
@@ -297,7 +317,7 @@ def test_an_impossible_combination_is_an_error_not_a_traceback():
     assert len(at.error) == 1
     assert "Impossible policy combination" in at.error[0].value
     assert "half_window" in at.error[0].value and "layout" in at.error[0].value
-    assert not at.metric and not at.get("plotly_chart")
+    assert not at.metric and not charts(at)
     assert at.query_params["layout"] == "signed"  # the link reproduces this too
     # fixing the companion policy makes it possible again
     at.selectbox(key="explore_policy_candidates").set_value("half_window").run()
@@ -349,20 +369,22 @@ def test_the_kl_curve_zooms_to_a_range_of_candidates():
     shows the range of candidates the zoom slider asks for."""
     at = run_app()
     r = kl_sweep(model_hist())
-    assert decode(trace(at, "KL")["customdata"]).size == r.candidates.size
+    np.testing.assert_array_equal(trace(at, "KL")["x"], r.thresholds)
     at.select_slider(key="explore_kl_zoom").set_value((300, 400)).run()
     assert not at.exception and not at.error
-    shown = decode(trace(at, "KL")["customdata"])
-    assert shown[0] == 300 and shown[-1] == 400 and shown.size == 101
-    assert "(101 of" in chart(at, "kl_curve")["layout"]["title"]["text"]
+    shown = trace(at, "candidates")["customdata"]
+    assert shown == list(range(300, 401))  # every candidate of the range is a marker
+    np.testing.assert_array_equal(
+        trace(at, "KL")["x"], r.thresholds[r.index_of(300) : r.index_of(400) + 1]
+    )
+    assert "(101 of" in chart(at, "kl_curve")["title"]["text"]
     # a click inside the range picks the exact candidate there
-    x = float(r.thresholds[r.index_of(350)])
-    click_kl_curve(at, x)
+    click_kl_curve(at, 350)
     assert at.select_slider(key="explore_candidate").value == 350
     # a sweep with other candidates shows all of them again
     at.selectbox(key="explore_variant").set_value("mxnet").run()
-    every = kl_sweep(model_hist(), variant="mxnet").candidates
-    assert decode(trace(at, "KL")["customdata"]).size == every.size
+    every = kl_sweep(model_hist(), variant="mxnet")
+    assert trace(at, "KL")["x"].size == every.candidates.size
 
 
 def test_target_bins_can_be_typed():
@@ -387,45 +409,48 @@ def test_threshold_slider_picks_a_candidate():
     assert picker.value == r.candidates[-1]  # starts at the widest candidate
     picker.set_value(500).run()
     pq = r.distributions(500)
-    title = chart(at, "pq_picked")["layout"]["title"]["text"]
+    title = chart(at, "pq_picked")["title"]["text"]
     assert title.startswith(f"Picked: P and Q at {pq.threshold:.4g} (bin 500")
     assert shapes(at)["picked"]["x0"] == pytest.approx(pq.threshold, rel=1e-12)
     assert trace(at, "picked")["customdata"] == [500]
-    assert "Chosen" in chart(at, "pq_chosen")["layout"]["title"]["text"]
+    assert "Chosen" in chart(at, "pq_chosen")["title"]["text"]
 
 
-def click_kl_curve(at: AppTest, x: float) -> AppTest:
-    """What the browser sends when a point of the KL curve is clicked (AppTest has no
-    click for charts): the chart's selection state, with the others' widget states."""
-    kl = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("explore_kl_curve"))
+def click_kl_curve(at: AppTest, candidate: int) -> AppTest:
+    """What the browser sends when the KL curve's marker of ``candidate`` is clicked
+    (AppTest has no click for charts): the chart's selection state (ECharts': the
+    marker's index in its series), with the others' widget states."""
+    kl = next(c for c in at.get("echarts_chart") if "explore_kl_curve" in c.proto.id)
+    i = trace(at, "candidates")["customdata"].index(candidate)
     states = at._tree.get_widget_states()
     assert isinstance(states, WidgetStates)
     w = states.widgets.add()
     w.id = kl.proto.id
-    point = {"x": x, "y": 1.0, "curve_number": 0, "point_index": 0}
-    w.string_value = json.dumps(
-        {"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}}
-    )
+    group = {"series_index": 1, "series_id": None, "series_name": "candidates",
+             "data_type": None, "data_indices": [i]}  # fmt: skip
+    w.string_value = json.dumps({"selection": {"selected": [group], "areas": []}})
     at._run(widget_state=states)
     assert not at.exception, at.exception
     return at
 
 
-def test_clicking_the_kl_curve_picks_the_nearest_candidate():
+def test_clicking_a_marker_of_the_kl_curve_picks_its_candidate():
     at = run_app()
     r = kl_sweep(model_hist())
-    x = 20.0
-    nearest = int(r.candidates[np.argmin(np.abs(r.thresholds - x))])
-    click_kl_curve(at, x)
-    assert at.select_slider(key="explore_candidate").value == nearest
-    assert trace(at, "picked")["customdata"] == [nearest]
-    assert f"(bin {nearest}," in chart(at, "pq_picked")["layout"]["title"]["text"]
+    marks = trace(at, "candidates")
+    i = int(np.argmin(np.abs(marks["x"] - 20.0)))  # the marker nearest 20.0
+    clicked = marks["customdata"][i]
+    assert r.thresholds[r.index_of(clicked)] == marks["x"][i]
+    click_kl_curve(at, clicked)
+    assert at.select_slider(key="explore_candidate").value == clicked
+    assert trace(at, "picked")["customdata"] == [clicked]
+    assert f"(bin {clicked}," in chart(at, "pq_picked")["title"]["text"]
     # the click is handled once: the slider moves freely afterwards
     at.select_slider(key="explore_candidate").set_value(300).run()
     assert at.select_slider(key="explore_candidate").value == 300
-    # and the same point clicked again is a new click
-    click_kl_curve(at, x)
-    assert at.select_slider(key="explore_candidate").value == nearest
+    # and the same marker clicked again is a new click (the chart starts unselected)
+    click_kl_curve(at, clicked)
+    assert at.select_slider(key="explore_candidate").value == clicked
 
 
 # --------------------------------------------------------------------------------------
@@ -535,7 +560,7 @@ def test_bad_uploads_show_an_error_and_keep_the_previous_view(what, kind, name, 
     message = at.error[0].value
     assert message.startswith("Could not use that file:") and match in message
     assert f"Still showing the previous view: {sources.MODEL_NAME}: {LAYER}" in message
-    assert metrics(at) == before and len(at.get("plotly_chart")) == 4
+    assert metrics(at) == before and charts(at) == 4
 
 
 def test_oversize_upload_is_refused(monkeypatch):
@@ -591,7 +616,7 @@ def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
     again = run_app(**q)
     assert again.select_slider(key="explore_candidate").value == 500
     assert again.checkbox(key="explore_show_variants").value is True
-    assert "(bin 500," in chart(again, "pq_picked")["layout"]["title"]["text"]
+    assert "(bin 500," in chart(again, "pq_picked")["title"]["text"]
     # a candidate the sweep does not have falls back to the widest one
     other = run_app(candidate="5")
     assert (

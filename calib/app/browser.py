@@ -7,12 +7,15 @@ One home for both users: ``tests/test_browser.py`` drives the pages with these, 
 
 Every latency is measured from the action in the browser (a navigation, a key press, a
 click) to the moment the browser shows its result, read off the page itself: a chart's
-title in its drawn plotly layout, the URL, the script's status widget gone.
+title (in its drawn plotly layout; on Explore's ECharts figures, the chart's accessible
+name, then two animation frames, so the canvas has painted), the URL, the script's status
+widget gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import statistics
 import subprocess
@@ -36,6 +39,7 @@ __all__ = [
     "kl_click_ms",
     "latencies",
     "layers_row_to_explore_ms",
+    "marker_pixel",
     "streamlit_server",
 ]
 
@@ -61,8 +65,9 @@ FIRST_LOAD_MS = 2500.0  # a new browser session's visit to a page, to the page d
 
 _DONE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 _PLOTS = "document.querySelectorAll('.js-plotly-plot .main-svg').length"
+_ECHARTS = "document.querySelectorAll('[data-testid=\"stEChartsChart\"] canvas').length"
 PAGE_READY = {  # url path -> a JS condition: the page's content is drawn, its script done
-    "": f"{_PLOTS} >= 4 && {_DONE}",  # Explore: histogram, KL curve, two P/Q charts
+    "": f"{_ECHARTS} >= 4 && {_DONE}",  # Explore: histogram, KL curve, two P/Q charts
     "Learn": f"{_PLOTS} >= 6 && {_DONE}",  # the six steps
     "Layers": "document.querySelector('[data-testid=\"stDataFrame\"] canvas') && "
     f"{_PLOTS} >= 1 && {_DONE}",
@@ -71,9 +76,14 @@ PAGE_READY = {  # url path -> a JS condition: the page's content is drawn, its s
     "Effect": "document.querySelector('[data-testid=\"stDataFrame\"] canvas') && "
     f"{_PLOTS} >= 3 && {_DONE}",
 }
-# the title of the drawn plotly chart whose title contains `text` ('' until it is drawn)
-_TITLE = """(text) => [...document.querySelectorAll('.js-plotly-plot')]
-    .map(d => d._fullLayout?.title?.text ?? '').find(t => t.includes(text)) ?? ''"""
+# the title of the drawn chart whose title contains `text` ('' until it is drawn): a plotly
+# chart's drawn layout, or an ECharts chart's accessible name (Explore passes its title)
+_TITLE = """(text) => [
+    ...[...document.querySelectorAll('.js-plotly-plot')].map(d => d._fullLayout?.title?.text),
+    ...[...document.querySelectorAll('[data-testid="stEChartsChart"]')]
+        .map(d => d.getAttribute('aria-label')),
+].find(t => (t ?? '').includes(text)) ?? ''"""
+_PAINTED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
 # -- the server and the browser ----------------------------------------------------------------
@@ -156,6 +166,7 @@ def _wait_title(page: Any, text: str, not_: str) -> str:
         polling="raf",
         timeout=TIMEOUT_MS,
     )
+    page.evaluate(_PAINTED)  # a canvas paints in the frame after its chart takes the option
     return _title(page, text)
 
 
@@ -202,30 +213,61 @@ def keypress_redraw_ms(browser: Any, url: str, presses: int = 7) -> list[float]:
         page.context.close()
 
 
-_MARKER_AT = """(i) => {
-    const d = [...document.querySelectorAll('.js-plotly-plot')]
-        .find(d => (d._fullLayout?.title?.text ?? '').includes('KL divergence'));
-    const t = d._fullData.find(t => t.name === 'candidates');
-    const fl = d._fullLayout, r = d.getBoundingClientRect();
-    const j = Math.min(i, t.x.length - 1), x = t.x[j], y = t.y[j];
-    const ly = fl.yaxis.type === 'log' ? Math.log10(y) : y;
-    return [r.left + fl._size.l + fl.xaxis.l2p(x), r.top + fl._size.t + fl.yaxis.l2p(ly),
-            t.customdata[j]];
+_RECT = """(text) => {
+    const d = [...document.querySelectorAll('[data-testid="stEChartsChart"]')]
+        .find(d => (d.getAttribute('aria-label') ?? '').includes(text));
+    const r = d.getBoundingClientRect();
+    return [r.left, r.top, r.width, r.height];
 }"""
+
+
+def _default_kl_markers() -> tuple[dict, list[list]]:
+    """Explore's default KL curve as the page draws it (the shipped model's default
+    layer, the seed at its default levels): its option and its clickable markers."""
+    from calib.app.sources import model_histograms
+    from calib.explore import DEFAULT_LAYER, build_view
+    from calib.figures import kl_curve_figure
+
+    view = build_view(model_histograms()[DEFAULT_LAYER], "seed")
+    option = kl_curve_figure(view.result)
+    marks = next(s for s in option["series"] if s["name"] == "candidates")["data"]
+    return option, marks
+
+
+def marker_pixel(option: dict, point: list, rect: list[float]) -> tuple[float, float]:
+    """Where an ECharts chart of ``option`` (drawn in ``rect``: left, top, width, height)
+    draws ``point`` (x, y): its plot area is the option's grid, its axes' ranges are
+    explicit (calib.figures.base), and a log axis is linear in log10."""
+    left, top, width, height = rect
+    g = option["grid"]
+    ax, ay = option["xAxis"], option["yAxis"]
+
+    def share(axis: dict, v: float) -> float:
+        lo, hi = axis["min"], axis["max"]
+        if axis["type"] == "log":
+            v, lo, hi = math.log10(v), math.log10(lo), math.log10(hi)
+        return (v - lo) / (hi - lo)
+
+    x = left + g["left"] + share(ax, point[0]) * (width - g["left"] - g["right"])
+    y = top + g["top"] + (1 - share(ay, point[1])) * (height - g["top"] - g["bottom"])
+    return x, y
 
 
 def kl_click_ms(browser: Any, url: str, clicks: int = 7) -> list[float]:
     """Explore's default view; one click at a time on a marker of the KL curve: milliseconds
     from each click to the "Picked: P and Q" chart drawn at that candidate."""
+    option, marks = _default_kl_markers()
     page = _explore(browser, url)
     try:
-        curve = page.locator(".js-plotly-plot").nth(1)
+        curve = page.locator('[data-testid="stEChartsChart"]').nth(1)
         curve.scroll_into_view_if_needed()
         out = []
         for k in range(clicks):
             _settled(page)
             before = _title(page, "Picked")
-            x, y, candidate = page.evaluate(_MARKER_AT, 20 + 30 * k)
+            point = marks[min(20 + 30 * k, len(marks) - 1)]
+            candidate = point[2]
+            x, y = marker_pixel(option, point, page.evaluate(_RECT, "KL divergence"))
             page.mouse.move(x, y)
             t0 = time.perf_counter()
             page.mouse.click(x, y)

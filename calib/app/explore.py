@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -44,13 +43,13 @@ from calib.explore import (
     OtherClip,
     View,
     build_view,
-    candidate_from_selection,
     default_target_bins,
     every_method,
     every_variant,
     max_target_bins,
     parse_explore_query,
 )
+from calib.figures.explore import candidate_clicked
 from calib.histogram import Histogram
 from calib.methods import DEFAULT_NUM_BITS
 from calib.policies import POLICY_CHOICES, VARIANTS, resolve_policy
@@ -61,6 +60,7 @@ __all__ = [
     "compute_view",
     "explore_controls",
     "explore_view",
+    "kl_chart_key",
     "pick_candidate",
     "policy_overrides",
     "synced_query_params",
@@ -341,29 +341,26 @@ def explore_view(
 # --------------------------------------------------------------------------------------
 # Explore: the candidate the user picks (slider or a click on the KL curve)
 # --------------------------------------------------------------------------------------
-def pick_candidate(result: SweepResult, key: str = "explore") -> int:
-    """The threshold slider under the KL curve; a click on the curve moves it.
+def kl_chart_key(key: str = "explore") -> str:
+    """The KL curve's widget key: a new one after each click it handles, so the next
+    chart starts with nothing selected (ECharts keeps a selection across reruns, and a
+    second click on a selected marker would clear it instead of picking it again)."""
+    return f"{key}_kl_curve_{st.session_state.get(f'{key}_kl_clicks', 0)}"
 
-    A new click (one not handled before) sets the slider; its selection stays in the
-    chart until the figure changes, so the last handled click is remembered, and the
-    memory is cleared when the chart shows no selection. The slider starts at the
-    widest candidate (clipping least), to contrast with the chosen one.
+
+def pick_candidate(
+    result: SweepResult, key: str = "explore", span: tuple[int, int] | None = None
+) -> int:
+    """The threshold slider under the KL curve; a click on a marker of the curve (drawn
+    for ``span``, the zoom) moves it. The slider starts at the widest candidate
+    (clipping least), to contrast with the chosen one.
     """
     s = st.session_state
-    chart = s.get(f"{key}_kl_curve")
-    points = []
-    if isinstance(chart, Mapping):
-        points = list((chart.get("selection") or {}).get("points") or [])
-    click_key = f"{key}_kl_click"
-    if points:
-        signature = json.dumps(points, sort_keys=True, default=str)
-        if signature != s.get(click_key):
-            s[click_key] = signature
-            c = candidate_from_selection(points, result)
-            if c is not None:
-                s[f"{key}_candidate"] = c
-    else:
-        s.pop(click_key, None)
+    chart = s.get(kl_chart_key(key))
+    c = candidate_clicked(chart, result, span) if isinstance(chart, Mapping) else None
+    if c is not None:
+        s[f"{key}_candidate"] = c
+        s[f"{key}_kl_clicks"] = s.get(f"{key}_kl_clicks", 0) + 1
     options = [int(c) for c in result.candidates]
     ck = f"{key}_candidate"
     # Written back on every run, kept or not: a new sweep's options make the slider a new

@@ -1,4 +1,5 @@
-"""Plotly figures of calib's results: core results in, ``plotly.graph_objects.Figure`` out.
+"""Figures of calib's results: core results in, ``plotly.graph_objects.Figure`` out, or
+for Explore (``explore``), whose figures redraw on every key press, an ECharts option.
 
 No Streamlit here, so every figure can be built and read back in a test or a notebook.
 ``base`` holds the palette and layout all of them share; one module per page's figures.

@@ -115,3 +115,84 @@ def spread_indices(n: int, most: int = MAX_MARKERS, keep: tuple[int, ...] = ()) 
     idx = np.unique(np.round(np.linspace(0, n - 1, most)).astype(np.int64))
     extra = [i for i in keep if 0 <= i < n]
     return np.union1d(idx, np.asarray(extra, dtype=np.int64))
+
+
+# -- ECharts (Explore's figures) ---------------------------------------------------------------
+# Explore redraws its four figures on every key press and click. Streamlit's ECharts element
+# keeps a keyed chart across reruns and updates it in place (one canvas draw), and its
+# script bundle is a quarter of plotly's; Streamlit's plotly element mounts a new chart
+# whenever the figure changes and draws it twice (issue 10 has the figures).
+
+EMPTY = "-"
+"""ECharts' missing value: a gap in a line, no marker (its options are JSON: no NaN)."""
+
+
+def finite_or_gap(values: np.ndarray, positive: bool = False) -> list:
+    """``values`` as a JSON list, each non-finite value (and, on a log axis, each value
+    that is not positive) replaced by :data:`EMPTY`."""
+    v = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(v) | ((v <= 0) if positive else False)
+    out: list = v.tolist()
+    for i in np.flatnonzero(bad).tolist():
+        out[i] = EMPTY
+    return out
+
+
+def points(x: np.ndarray, y: list) -> list[list]:
+    """``[[x, y], ...]``, the data of an ECharts series on two value axes."""
+    return [list(p) for p in zip(np.asarray(x, dtype=np.float64).tolist(), y, strict=True)]
+
+
+def decades(values: np.ndarray) -> tuple[float, float] | None:
+    """The powers of ten just around the positive finite ``values`` (a log axis's range:
+    set explicitly, a point's pixel is a function of the data alone), or None."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return None
+    # half a decade at least under the smallest: a value on the axis's floor is not drawn
+    lo, hi = np.floor(np.log10(v.min()) - 0.5), np.ceil(np.log10(v.max()))
+    return float(10.0**lo), float(10.0 ** max(hi, lo + 1))
+
+
+def echarts_axis(name: str, lo: float | None = None, hi: float | None = None, *, log: bool = False,
+                 gap: int = 30) -> dict:  # fmt: skip
+    """A value (or log) axis named under or beside it, with an explicit range if given."""
+    axis: dict = {
+        "type": "log" if log else "value", "name": name, "nameLocation": "middle",
+        "nameGap": gap, "splitLine": {"show": True},
+    }  # fmt: skip
+    if log:
+        axis["logBase"] = 10
+    if lo is not None and hi is not None:
+        if hi <= lo:  # one value: a range around it
+            pad = abs(lo) * 0.05 or 1.0
+            lo, hi = lo - pad, hi + pad
+        axis["min"], axis["max"] = float(lo), float(hi)
+        if not log:  # an end is labelled only if it is a round number (not 195.75066...)
+            axis["axisLabel"] = {"showMinLabel": _round(lo), "showMaxLabel": _round(hi)}
+    return axis
+
+
+def _round(v: float) -> bool:
+    return float(f"{v:.3g}") == v
+
+
+def echarts_base(title: str, x_axis: dict, y_axis: dict, *, legend: bool = True,
+                 tooltip: str = "axis") -> dict:  # fmt: skip
+    """What every ECharts option shares: the title at the top left, the plot area inside
+    :data:`MARGIN` (fixed, so a point's pixel is known: the browser test clicks by it),
+    no animation (a redraw shows the new state at once), a tooltip."""
+    option = {
+        "animation": False,
+        "title": {"text": title, "left": 8, "top": 4, "textStyle": {"fontSize": 14}},
+        # exactly these margins: ECharts 6 otherwise moves the plot area to fit the labels
+        "grid": {"left": MARGIN["l"] + 4, "right": MARGIN["r"] + 10, "top": MARGIN["t"] + 20,
+                 "bottom": MARGIN["b"] - 10, "containLabel": False, "outerBoundsMode": "none"},
+        "tooltip": {"trigger": tooltip, "confine": True},
+        "xAxis": x_axis,
+        "yAxis": y_axis,
+    }  # fmt: skip
+    if legend:  # under the title: half a page is too narrow for both on one line
+        option["legend"] = {"right": 10, "top": 28, "itemHeight": 10}
+    return option

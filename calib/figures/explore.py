@@ -1,25 +1,28 @@
-"""Plotly figures of a KL sweep: the histogram with its clip, the KL curve, P against Q.
+"""Explore's figures, as ECharts options: the histogram with its clip, the KL curve, P
+against Q.
 
-Pure functions from core results to ``plotly.graph_objects.Figure``; no Streamlit here,
-so the figures can be built and checked in a test or a notebook. Shapes and traces that
-tests read back carry names: the clip line is the shape named ``"clip"`` (and
-``"clip -"`` at ``-amax`` on a signed histogram), the clipped tail the shapes named
-``"clipped tail"``, another method's or variant's threshold the shape named by its label
-(``"max"``, ``"percentile"``, ``"mse"``, ``"mxnet"``...), a candidate the user picked the
-shape named ``"picked"``; on the KL curve the chosen candidate is the trace named
-``"minimum"`` and the picked one the trace named ``"picked"``.
+Pure functions from core results to an option dict (JSON: what ``st.echarts_chart``
+sends as it is), so each figure can be built and read back in a test or a notebook. On
+every page but this one the figures are plotly's; Explore redraws all four on each key
+press and click, which Streamlit's ECharts element does in place and several times faster
+(``calib.figures.base`` says why).
 
-Each figure is built in one ``go.Figure(data, layout)`` call, its shapes and annotations
-as plain dicts: plotly's ``add_vline`` and ``update_*`` validate again on every call, a
-millisecond or more apiece, and the Explore page redraws on every slider move.
+What tests read back carries a name. On the histogram: the clip line is the ``markLine``
+entry named ``"clip"`` (and ``"clip -"`` at ``-amax`` on a signed histogram), the clipped
+tail the ``markArea`` entries named ``"clipped tail"``, another method's or variant's
+threshold the line named by its label (``"max"``, ``"percentile"``, ``"mse"``,
+``"mxnet"``...), a candidate the user picked the line named ``"picked"``; their labels are
+the series ``"labels"``. On the KL curve: the series ``"KL"`` (every candidate),
+``"candidates"`` (the clickable markers, ``[threshold, KL, candidate]`` each),
+``"minimum"`` and ``"picked"``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 
 from calib.figures.base import (
     CLIP_COLOR,
@@ -28,38 +31,43 @@ from calib.figures.base import (
     OTHER_COLOR,
     PICKED_COLOR,
     Q_COLOR,
-    base_layout,
+    decades,
+    echarts_axis,
+    echarts_base,
+    finite_or_gap,
+    points,
     spread_indices,
     step_outline,
 )
 from calib.histogram import Histogram
 from calib.sweep import PQ, SweepResult
 
-__all__ = ["histogram_figure", "kl_curve_figure", "pq_figure"]
+__all__ = [
+    "candidate_clicked",
+    "histogram_figure",
+    "kl_curve_figure",
+    "kl_markers",
+    "pq_figure",
+]
+
+Y_NAME_GAP = 64  # the y axis's title, left of tick labels as wide as "10,000,000"
+DASH = {"dash": "dashed", "dot": "dotted", "dashdot": [8, 3, 2, 3], "solid": "solid"}
 
 
 def _vline(x: float, name: str, color: str, width: float, dash: str, opacity: float = 1.0):
-    """A full-height vertical line at ``x`` (data units), as a layout shape dict."""
+    """A full-height vertical line at ``x`` (data units), as a ``markLine`` entry."""
     return {
-        "type": "line", "name": name, "xref": "x", "yref": "paper",
-        "x0": x, "x1": x, "y0": 0, "y1": 1, "opacity": opacity,
-        "line": {"color": color, "width": width, "dash": dash},
+        "name": name, "xAxis": float(x),
+        "lineStyle": {"color": color, "width": width, "type": DASH[dash], "opacity": opacity},
     }  # fmt: skip
 
 
-def _vrect(x0: float, x1: float, name: str) -> dict:
-    return {
-        "type": "rect", "name": name, "xref": "x", "yref": "paper",
-        "x0": x0, "x1": x1, "y0": 0, "y1": 1, "fillcolor": CLIP_COLOR,
-        "opacity": 0.12, "line": {"width": 0}, "layer": "below",
-    }  # fmt: skip
-
-
-def _label(x: float, y: float, text: str, color: str, **kw) -> dict:
-    return {
-        "x": x, "y": y, "xref": "x", "yref": "paper", "text": text, "showarrow": False,
-        "xanchor": "left", "yanchor": "top", "font": {"color": color, "size": 11}, **kw,
-    }  # fmt: skip
+def _vrect(x0: float, x1: float, name: str) -> list[dict]:
+    """A full-height band from ``x0`` to ``x1``, as a ``markArea`` entry."""
+    return [
+        {"name": name, "xAxis": float(x0), "itemStyle": {"color": CLIP_COLOR, "opacity": 0.12}},
+        {"xAxis": float(x1)},
+    ]
 
 
 LABEL_ROW = 0.08  # a label row's height, as a share of the plot's
@@ -67,15 +75,15 @@ CHAR_WIDTH = 0.0065  # a label character's width, as a share of a full-width plo
 
 
 def place_labels(xs: list[float], lengths: list[int]) -> list[tuple[int, str]]:
-    """A (row, xanchor) for each line label at ``xs`` (0..1 across the plot) of ``lengths``
+    """A (row, side) for each line label at ``xs`` (0..1 across the plot) of ``lengths``
     characters, in order of priority: each takes the highest row where it overlaps no
     label placed before it; near the right edge it hangs to the left of its line."""
     taken: list[list[tuple[float, float]]] = []
     out = []
     for x, n in zip(xs, lengths, strict=True):
         w = (n + 1) * CHAR_WIDTH
-        anchor = "right" if x + w > 1.0 else "left"
-        span = (x - w, x) if anchor == "right" else (x, x + w)
+        side = "left" if x + w > 1.0 else "right"
+        span = (x - w, x) if side == "left" else (x, x + w)
         row = next(
             (r for r, spans in enumerate(taken)
              if all(span[1] <= a or span[0] >= b for a, b in spans)),
@@ -84,8 +92,17 @@ def place_labels(xs: list[float], lengths: list[int]) -> list[tuple[int, str]]:
         if row == len(taken):
             taken.append([])
         taken[row].append(span)
-        out.append((row, anchor))
+        out.append((row, side))
     return out
+
+
+def _y_axis(values: np.ndarray, name: str, log: bool) -> tuple[dict, bool]:
+    """The y axis of values drawn from 0 up: log (by decades) if asked and any value is
+    positive, else linear from 0."""
+    span = decades(values) if log else None
+    if span is not None:
+        return echarts_axis(name, *span, log=True, gap=Y_NAME_GAP), True
+    return echarts_axis(name, gap=Y_NAME_GAP), False
 
 
 def histogram_figure(
@@ -95,7 +112,7 @@ def histogram_figure(
     *,
     others: Mapping[str, float] | None = None,
     picked: float | None = None,
-) -> go.Figure:
+) -> dict[str, Any]:
     """The histogram as a filled step outline, the clip at ``result.amax`` and the tail past it.
 
     Parameters
@@ -106,7 +123,7 @@ def histogram_figure(
     result : SweepResult
         Its sweep; a dead sweep draws no clip.
     log_y : bool
-        A logarithmic count axis, one tick per decade.
+        A logarithmic count axis, one tick per decade (empty bins are gaps).
     others : mapping of str to float, optional
         Other thresholds to draw as faint labelled lines, label -> amax
         (``{"max": 195.8, "percentile": 4.9, "mse": 193.2}``); non-positive or
@@ -117,162 +134,214 @@ def histogram_figure(
     On a signed histogram the clip is drawn at both ``-amax`` and ``amax``.
     """
     x, y = step_outline(hist.edges, hist.counts)
-    trace = go.Scatter(
-        x=x,
-        y=y,
-        name="histogram",
-        mode="lines",
-        line={"color": KEPT_COLOR, "width": 1},
-        fill="tozeroy",
-        hovertemplate="x = %{x:.4g}<br>count = %{y:.4g}<extra></extra>",
-    )
+    y_axis, log = _y_axis(y, "count", log_y)
     lo, hi = float(hist.edges[0]), float(hist.edges[-1])
-    shapes = []
+    lines: list[dict] = []
+    bands: list[list[dict]] = []
     labels: list[tuple[float, str, str]] = []  # (x, text, colour), the clip's first
     if not result.dead:
         amax = float(result.amax)
         clip = (CLIP_COLOR, 2, "dash")
         if amax < hi:
-            shapes.append(_vrect(amax, hi, "clipped tail"))
-        shapes.append(_vline(amax, "clip", *clip))
+            bands.append(_vrect(amax, hi, "clipped tail"))
+        lines.append(_vline(amax, "clip", *clip))
         if hist.is_signed:
             if -amax > lo:
-                shapes.append(_vrect(lo, -amax, "clipped tail"))
-            shapes.append(_vline(-amax, "clip -", *clip))
+                bands.append(_vrect(lo, -amax, "clipped tail"))
+            lines.append(_vline(-amax, "clip -", *clip))
         labels.append((amax, f"clip {amax:.4g}", CLIP_COLOR))
     for label, value in (others or {}).items():
         value = float(value)
         if not (np.isfinite(value) and value > 0):
             continue
-        shapes.append(_vline(value, label, OTHER_COLOR, 1, "dot", opacity=0.6))
+        lines.append(_vline(value, label, OTHER_COLOR, 1, "dot", opacity=0.6))
         labels.append((value, label, OTHER_COLOR))
     if picked is not None and np.isfinite(picked):
-        shapes.append(_vline(float(picked), "picked", PICKED_COLOR, 1.5, "dashdot"))
+        lines.append(_vline(float(picked), "picked", PICKED_COLOR, 1.5, "dashdot"))
         labels.append((float(picked), "picked", PICKED_COLOR))
+    places = place_labels(
+        [(at - lo) / (hi - lo or 1) for at, _, _ in labels], [len(t) for _, t, _ in labels]
+    )
     notes = [
-        _label(x, 1 - LABEL_ROW * row, text, color, xanchor=anchor,
-               opacity=1 if color != OTHER_COLOR else 0.8)
-        for (x, text, color), (row, anchor) in zip(
-            labels, place_labels([(x - lo) / (hi - lo or 1) for x, _, _ in labels],
-                                 [len(t) for _, t, _ in labels]), strict=True,
-        )
+        {
+            "name": text,
+            "value": [at, 1 - LABEL_ROW * (row + 0.5)],
+            "label": {
+                "show": True,
+                "formatter": "{b}",
+                "position": side,
+                "color": color,
+                "fontSize": 11,
+                "opacity": 1 if color != OTHER_COLOR else 0.8,
+            },
+        }
+        for (at, text, color), (row, side) in zip(labels, places, strict=True)
+    ]
+    series = [
+        {
+            "name": "histogram", "type": "line", "data": points(x, finite_or_gap(y, log)),
+            "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1},
+            "areaStyle": {"opacity": 0.35},
+            "markLine": {"silent": True, "symbol": "none", "label": {"show": False},
+                         "data": lines},
+            "markArea": {"silent": True, "label": {"show": False}, "data": bands},
+        },
+        {
+            # the lines' labels, on a hidden 0..1 axis: a row each where they would overlap
+            "name": "labels", "type": "scatter", "yAxisIndex": 1, "symbolSize": 0,
+            "silent": True, "tooltip": {"show": False}, "data": notes,
+        },
     ]  # fmt: skip
-    layout = base_layout(
-        "Histogram and the chosen clip", "activation", "count", log_y=log_y,
-        showlegend=False, shapes=shapes, annotations=notes,
+    hidden = {"type": "value", "min": 0, "max": 1, "show": False}
+    option = echarts_base(
+        "Histogram and the chosen clip", echarts_axis("activation", lo, hi),
+        [y_axis, hidden], legend=False,
     )  # fmt: skip
-    return go.Figure(data=[trace], layout=layout)
+    option["series"] = series
+    return option
+
+
+def _shown(result: SweepResult, span: tuple[int, int] | None) -> tuple[int, int]:
+    """The indices of ``span``'s first and one past its last candidate (all by default)."""
+    if span is None:
+        return 0, result.candidates.size
+    return result.index_of(span[0]), result.index_of(span[1]) + 1
+
+
+def _marker_indices(result: SweepResult, span: tuple[int, int] | None) -> np.ndarray:
+    lo, hi = _shown(result, span)
+    return lo + spread_indices(hi - lo, keep=(result.best_index - lo,))
+
+
+def kl_markers(result: SweepResult, span: tuple[int, int] | None = None) -> np.ndarray:
+    """The candidates the KL curve marks (what a click can pick), in order: every one of
+    ``span`` (first, last candidate; all by default) up to ``MAX_MARKERS``, evenly spread
+    beyond, the chosen one among them."""
+    return result.candidates[_marker_indices(result, span)]
+
+
+def candidate_clicked(selection: Any, result: SweepResult,
+                      span: tuple[int, int] | None = None) -> int | None:  # fmt: skip
+    """The candidate of the marker selected on :func:`kl_curve_figure` (``result``,
+    ``span``), from a chart state ``{"selection": {"selected": [{"series_name":
+    "candidates", "data_indices": [i]}, ...]}}`` (or its ``"selection"``), else None."""
+    if isinstance(selection, Mapping) and "selection" in selection:
+        selection = selection["selection"]
+    groups = selection.get("selected") if isinstance(selection, Mapping) else None
+    marks = None
+    for g in groups or []:
+        if not isinstance(g, Mapping) or g.get("series_name") != "candidates":
+            continue
+        for i in g.get("data_indices") or []:
+            marks = kl_markers(result, span) if marks is None else marks
+            if isinstance(i, int) and 0 <= i < marks.size:
+                return int(marks[i])
+    return None
 
 
 def kl_curve_figure(
     result: SweepResult, *, picked: int | None = None, span: tuple[int, int] | None = None
-) -> go.Figure:
+) -> dict[str, Any]:
     """KL(P || Q) of every candidate against its threshold, the chosen one marked.
 
-    Undefined (infinite) KL values are left as gaps. The y axis is logarithmic when every
+    Undefined (infinite) KL values are gaps. The y axis is logarithmic when every
     defined value is positive, since the curve spans orders of magnitude. The curve (the
-    trace named ``"KL"``) is drawn through every candidate; up to ``MAX_MARKERS`` of them,
-    evenly spread, are small markers (the trace ``"candidates"``: plotly selects markers,
-    not lines, so a click picks one; each is an SVG element the browser draws, so there are
-    no more than that); the candidate number rides along as ``customdata``. ``picked``, a
-    candidate, is marked with a green circle (the trace named ``"picked"``).
+    series ``"KL"``) is drawn through every candidate; the markers of :func:`kl_markers`
+    (the series ``"candidates"``, ``[threshold, KL, candidate]`` each) are what a click
+    selects. ``picked``, a candidate, is marked with a green circle (the series
+    ``"picked"``).
 
     ``span``, a (first, last) pair of candidates, draws only those: a 2,000-candidate
-    curve is about 8 candidates a pixel wide, too many to pick one by clicking. (Streamlit
-    redraws a chart from scratch on every rerun, so plotly's own zoom would not outlast
-    the click.) The minimum and the picked candidate are marked only inside it.
+    curve is about 8 candidates a pixel wide, too many to pick one by clicking. The
+    minimum and the picked candidate are marked only inside it.
     """
     kl = np.asarray(result.kl, dtype=np.float64)
     finite = np.isfinite(kl)
-    y = np.where(finite, kl, np.nan)
-    lo, hi = 0, result.candidates.size
-    if span is not None:
-        lo, hi = result.index_of(span[0]), result.index_of(span[1]) + 1
-    shown = slice(lo, hi)
-    hover = "threshold %{x:.4g} (bin %{customdata})<br>KL %{y:.4g}<extra></extra>"
-    # the curve at every candidate; markers (what a click selects: one SVG element each,
-    # the browser's slowest part) at no more than MAX_MARKERS of them
-    dots = lo + spread_indices(hi - lo, keep=(result.best_index - lo,))
-    traces = [
-        go.Scatter(
-            x=result.thresholds[shown], y=y[shown], customdata=result.candidates[shown],
-            name="KL", mode="lines", line={"color": KEPT_COLOR, "width": 1.5},
-            hoverinfo="skip",  # hover and clicks go to the markers: a click selects one
-        ),
-        go.Scatter(
-            x=result.thresholds[dots], y=y[dots], customdata=result.candidates[dots],
-            name="candidates", mode="markers", marker={"color": KEPT_COLOR, "size": 4},
-            hovertemplate=hover, showlegend=False,
-        ),
+    log_y = bool(finite.any() and (kl[finite] > 0).all())
+    lo, hi = _shown(result, span)
+    t = result.thresholds
+    y = finite_or_gap(kl, log_y)
+    marks = _marker_indices(result, span)
+    hover = "threshold {@[0]} (bin {@[2]})<br/>KL {@[1]}"
+    series: list[dict] = [
+        {
+            "name": "KL", "type": "line", "data": points(t[lo:hi], y[lo:hi]),
+            "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1.5},
+            "silent": True, "tooltip": {"show": False},  # hover and clicks: the markers
+        },
+        {
+            "name": "candidates", "type": "scatter", "symbolSize": 5, "color": KEPT_COLOR,
+            "data": [[float(t[i]), y[i], int(result.candidates[i])] for i in marks.tolist()],
+            "label": {"show": False},
+            "selectedMode": "single", "tooltip": {"formatter": hover},
+            "select": {"itemStyle": {"color": PICKED_COLOR}},
+        },
     ]  # fmt: skip
     if not result.dead and lo <= result.best_index < hi:
-        traces.append(
-            go.Scatter(
-                x=[result.amax],
-                y=[result.min_kl],
-                customdata=[result.best],
-                name="minimum",
-                mode="markers",
-                marker={"color": CLIP_COLOR, "size": 11, "symbol": "diamond"},
-                hovertemplate="minimum: threshold %{x:.4g} (bin %{customdata})"
-                "<br>KL %{y:.4g}<extra></extra>",
-            )
-        )
+        series.append({
+            "name": "minimum", "type": "scatter", "symbol": "diamond", "symbolSize": 12,
+            "color": CLIP_COLOR, "z": 3,
+            "data": [[float(result.amax), float(result.min_kl), int(result.best)]],
+            "tooltip": {"formatter": "minimum: " + hover},
+        })  # fmt: skip
     i = None if picked is None or result.dead else result.index_of(picked)
     if i is not None and lo <= i < hi:
-        traces.append(
-            go.Scatter(
-                x=[result.thresholds[i]],
-                y=[y[i]],
-                customdata=[int(picked)],
-                name="picked",
-                mode="markers",
-                marker={
-                    "color": "rgba(0,0,0,0)",
-                    "size": 14,
-                    "line": {"color": PICKED_COLOR, "width": 2},
-                },
-                hovertemplate="picked: threshold %{x:.4g} (bin %{customdata})"
-                "<br>KL %{y:.4g}<extra></extra>",
-            )
-        )
-    log_y = bool(finite.any() and (kl[finite] > 0).all())
+        series.append({
+            "name": "picked", "type": "scatter", "symbol": "emptyCircle", "symbolSize": 14,
+            "color": PICKED_COLOR, "itemStyle": {"borderWidth": 2}, "z": 4,
+            "data": [[float(t[i]), y[i], int(picked)]],
+            "tooltip": {"formatter": "picked: " + hover},
+        })  # fmt: skip
+    if log_y:
+        y_axis = echarts_axis("KL(P‖Q)", *decades(kl[lo:hi]), log=True, gap=Y_NAME_GAP)
+    else:
+        shown = kl[lo:hi][finite[lo:hi]]
+        top = float(shown.max()) if shown.size else 1.0
+        y_axis = echarts_axis("KL(P‖Q)", min(0.0, float(shown.min(initial=0.0))),
+                              top * 1.05 or 1.0, gap=Y_NAME_GAP)  # fmt: skip
     title = "KL divergence of each candidate"
     if hi - lo < result.candidates.size:
         title += f" ({hi - lo:,} of {result.candidates.size:,})"
-    layout = base_layout(title, "threshold (activation units)", "KL(P‖Q)", log_y=log_y)
-    return go.Figure(data=traces, layout=layout)
+    option = echarts_base(
+        title, echarts_axis("threshold (activation units)", float(t[lo]), float(t[hi - 1])),
+        y_axis, tooltip="item",
+    )  # fmt: skip
+    option["series"] = series
+    return option
 
 
-def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> go.Figure:
+def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> dict[str, Any]:
     """P (clipped reference) and Q (quantized, expanded back) of one candidate.
 
     Both are scaled to sum 1 for display, whatever normalisation the variant uses. P is a
     filled outline and Q a dashed line drawn over it, so that both show where they agree.
     ``title`` replaces the default "P and Q at threshold ... (KL ...)".
     """
-    traces = []
-    # P filled below, Q a dashed line over it: where they are equal both stay visible
-    styles = {
-        "P": {"line": {"color": KEPT_COLOR, "width": 1}, "fill": "tozeroy"},
-        "Q": {"line": {"color": Q_COLOR, "width": 2, "dash": "dash"}},
-    }
-    for name, values in (("P", pq.p), ("Q", pq.q)):
+    outlines = []
+    for values in (pq.p, pq.q):
         v = np.asarray(values, dtype=np.float64)
         total = v.sum()
         # half a page wide: half the bins a full-width figure draws
-        x, y = step_outline(pq.edges, v / total if total > 0 else v, MAX_DRAWN_BINS // 2)
-        traces.append(
-            go.Scatter(
-                x=x,
-                y=y,
-                name=name,
-                mode="lines",
-                hovertemplate=f"{name}: %{{y:.3g}} at %{{x:.4g}}<extra></extra>",
-                **styles[name],
-            )
-        )
+        outlines.append(step_outline(pq.edges, v / total if total > 0 else v, MAX_DRAWN_BINS // 2))
+    y_axis, log = _y_axis(np.concatenate([y for _, y in outlines]), "probability", log_y)
+    (px, py), (qx, qy) = outlines
+    series = [
+        {
+            "name": "P", "type": "line", "data": points(px, finite_or_gap(py, log)),
+            "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1},
+            "areaStyle": {"opacity": 0.35},
+        },
+        {
+            "name": "Q", "type": "line", "data": points(qx, finite_or_gap(qy, log)),
+            "showSymbol": False, "color": Q_COLOR, "lineStyle": {"width": 2, "type": "dashed"},
+            "z": 3,
+        },
+    ]  # fmt: skip
     if title is None:
         title = f"P and Q at threshold {pq.threshold:.4g} (KL {pq.kl:.4g})"
-    layout = base_layout(title, "activation", "probability", log_y=log_y)
-    return go.Figure(data=traces, layout=layout)
+    edges = np.asarray(pq.edges, dtype=np.float64)
+    option = echarts_base(
+        title, echarts_axis("activation", float(edges[0]), float(edges[-1])), y_axis
+    )
+    option["series"] = series
+    return option
