@@ -111,77 +111,76 @@ with explore.synced_query_params(KEY):
             option, key=f"{KEY}_{name}", height=FIGURE_HEIGHT, alt=option["title"]["text"]
         )
 
-    hist_slot = st.empty()
     if r.dead:
-        chart(hist_slot, histogram_figure(h, r, log_y=c.log_y), "histogram")
+        chart(st, histogram_figure(h, r, log_y=c.log_y), "histogram")
         st.warning(
             "Every count is zero (a dead layer): no clip is defined, amax is 0. A "
             "calibration table should flag this tensor rather than trust its scale."
         )
         st.stop()
 
-    left, right = st.columns(2)
-    kl_slot = left.empty()
-    with left:
-        pick_box = st.container()  # the candidate slider, drawn above the zoom
-        span = explore.zoom_candidates(r, KEY)
-    with pick_box:
-        picked = explore.pick_candidate(r, KEY, span=span)
-    i_picked = r.index_of(picked)
-    chart(
-        hist_slot,
-        histogram_figure(h, r, log_y=c.log_y, others=view.others(), picked=r.thresholds[i_picked]),
-        "histogram",
-    )
-    kl_curve = kl_curve_figure(r, picked=picked, span=span)
-    kl_slot.echarts_chart(
-        kl_curve, key=explore.kl_chart_key(KEY), height=FIGURE_HEIGHT,
-        alt=kl_curve["title"]["text"], on_select="rerun",
-    )  # fmt: skip
-    if why.undefined:
-        left.caption(why.undefined)
-    chart(
-        right,
-        pq_figure(
-            view.chosen,
-            log_y=c.log_y,
-            title=f"Chosen: P and Q at {r.amax:.4g} (bin {r.best}, KL {r.min_kl:.4g})",
-        ),
-        "pq_chosen",
-    )
-    if why.coincide:
-        right.caption(why.coincide)
+    @st.fragment
+    def candidate_views() -> None:
+        """The figures and what a picked candidate changes. A click on the KL curve, the
+        candidate slider and the zoom rerun only this (a fragment): the sidebar and the
+        numbers above do not depend on them, and the sweep is the full run's."""
+        hist_slot = st.empty()
+        left, right = st.columns(2)
+        kl_slot = left.empty()
+        with left:
+            pick_box = st.container()  # the candidate slider, drawn above the zoom
+            span = explore.zoom_candidates(r, KEY)
+        with pick_box:
+            picked = explore.pick_candidate(r, KEY, span=span)
+        i_picked = r.index_of(picked)
+        others = view.others()
+        chart(
+            hist_slot,
+            histogram_figure(h, r, log_y=c.log_y, others=others, picked=r.thresholds[i_picked]),
+            "histogram",
+        )
+        kl_curve = kl_curve_figure(r, picked=picked, span=span)
+        kl_slot.echarts_chart(
+            kl_curve, key=explore.kl_chart_key(KEY), height=FIGURE_HEIGHT,
+            alt=kl_curve["title"]["text"], on_select="rerun",
+        )  # fmt: skip
+        if why.undefined:
+            left.caption(why.undefined)
+        chart(
+            right,
+            pq_figure(
+                view.chosen,
+                log_y=c.log_y,
+                title=f"Chosen: P and Q at {r.amax:.4g} (bin {r.best}, KL {r.min_kl:.4g})",
+            ),
+            "pq_chosen",
+        )
+        if why.coincide:
+            right.caption(why.coincide)
 
-    left, right = st.columns(2)
-    pq = r.distributions(picked)
-    chart(
-        left,
-        pq_figure(
-            pq,
-            log_y=c.log_y,
-            title=f"Picked: P and Q at {pq.threshold:.4g} (bin {picked}, KL {pq.kl:.4g})",
-        ),
-        "pq_picked",
-    )
-    rows = [("entropy: " + c.variant, r.amax, m)]
-    rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants) if not o.note]
-    right.markdown(f"**Every threshold on this histogram** ({c.num_bits}-bit quantizer)")
-    right.dataframe(
-        [
-            {
-                "method": name,
-                "amax": amax,
-                "amax / max": amax / view.max_abs,
-                "clipped %": None if mm is None else 100 * mm.clipped_fraction,
-                "SQNR dB": None if mm is None else mm.sqnr_db,
-            }
-            for name, amax, mm in rows
-        ],
-        hide_index=True,
-    )
-    right.caption(
-        "max: the largest |x|; percentile: ModelOpt's 99.99th; mse: the clip with the "
-        "smallest expected quantization error. They are the faint lines on the histogram."
-    )
-    for line in view.left_out():
-        right.caption(f"Left out (cannot run on this histogram): {line}.")
+        left, right = st.columns(2)
+        pq = r.distributions(picked)
+        chart(
+            left,
+            pq_figure(
+                pq,
+                log_y=c.log_y,
+                title=f"Picked: P and Q at {pq.threshold:.4g} (bin {picked}, KL {pq.kl:.4g})",
+            ),
+            "pq_picked",
+        )
+        rows = [("entropy: " + c.variant, r.amax, m)]
+        rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants) if not o.note]
+        right.markdown(
+            f"**Every threshold on this histogram** ({c.num_bits}-bit quantizer)\n\n"
+            + explore.thresholds_table(rows, view.max_abs)
+        )
+        right.caption(
+            "max: the largest |x|; percentile: ModelOpt's 99.99th; mse: the clip with the "
+            "smallest expected quantization error. They are the faint lines on the histogram."
+        )
+        for line in view.left_out():
+            right.caption(f"Left out (cannot run on this histogram): {line}.")
+        explore.write_query(KEY)  # a rerun of this alone: the picked candidate into the URL
+
+    candidate_views()

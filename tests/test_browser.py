@@ -330,7 +330,7 @@ def test_an_upload_keeps_the_settings(page, server, tmp_path):
 
 
 _IN_STEP = """() => {
-    const bin = (t) => (/\\(bin (\\d+)/.exec(t ?? "") ?? [])[1];
+    const bin = (t) => (/bin (\\d+)/.exec(t ?? "") ?? [])[1];
     const slider = [...document.querySelectorAll('[data-testid="stSlider"]')]
         .find(s => s.innerText.includes("Inspect a candidate"));
     const shown = bin(slider?.querySelector('[data-testid="stSliderThumbValue"]')?.innerText);

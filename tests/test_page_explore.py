@@ -370,7 +370,7 @@ def test_the_kl_curve_zooms_to_a_range_of_candidates():
     at = run_app()
     r = kl_sweep(model_hist())
     np.testing.assert_array_equal(trace(at, "KL")["x"], r.thresholds)
-    at.select_slider(key="explore_kl_zoom").set_value((300, 400)).run()
+    at.slider(key="explore_kl_zoom").set_value((300, 400)).run()
     assert not at.exception and not at.error
     shown = trace(at, "candidates")["customdata"]
     assert shown == list(range(300, 401))  # every candidate of the range is a marker
@@ -380,7 +380,7 @@ def test_the_kl_curve_zooms_to_a_range_of_candidates():
     assert "(101 of" in chart(at, "kl_curve")["title"]["text"]
     # a click inside the range picks the exact candidate there
     click_kl_curve(at, 350)
-    assert at.select_slider(key="explore_candidate").value == 350
+    assert at.slider(key="explore_candidate").value == 350
     # a sweep with other candidates shows all of them again
     at.selectbox(key="explore_variant").set_value("mxnet").run()
     every = kl_sweep(model_hist(), variant="mxnet")
@@ -405,7 +405,7 @@ def test_target_bins_can_be_typed():
 def test_threshold_slider_picks_a_candidate():
     at = run_app()
     r = kl_sweep(model_hist())
-    picker = at.select_slider(key="explore_candidate")
+    picker = at.slider(key="explore_candidate")
     assert picker.value == r.candidates[-1]  # starts at the widest candidate
     picker.set_value(500).run()
     pq = r.distributions(500)
@@ -442,15 +442,15 @@ def test_clicking_a_marker_of_the_kl_curve_picks_its_candidate():
     clicked = marks["customdata"][i]
     assert r.thresholds[r.index_of(clicked)] == marks["x"][i]
     click_kl_curve(at, clicked)
-    assert at.select_slider(key="explore_candidate").value == clicked
+    assert at.slider(key="explore_candidate").value == clicked
     assert trace(at, "picked")["customdata"] == [clicked]
     assert f"(bin {clicked}," in chart(at, "pq_picked")["title"]["text"]
     # the click is handled once: the slider moves freely afterwards
-    at.select_slider(key="explore_candidate").set_value(300).run()
-    assert at.select_slider(key="explore_candidate").value == 300
+    at.slider(key="explore_candidate").set_value(300).run()
+    assert at.slider(key="explore_candidate").value == 300
     # and the same marker clicked again is a new click (the chart starts unselected)
     click_kl_curve(at, clicked)
-    assert at.select_slider(key="explore_candidate").value == clicked
+    assert at.slider(key="explore_candidate").value == clicked
 
 
 # --------------------------------------------------------------------------------------
@@ -609,19 +609,17 @@ def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
     """Issue 10, problem 11: the URL left out the picked candidate and "show other
     variants"."""
     at = run_app()
-    at.select_slider(key="explore_candidate").set_value(500).run()
+    at.slider(key="explore_candidate").set_value(500).run()
     at.checkbox(key="explore_show_variants").check().run()
     q = dict(at.query_params)
     assert q["candidate"] == "500" and q["show_variants"] == "true"
     again = run_app(**q)
-    assert again.select_slider(key="explore_candidate").value == 500
+    assert again.slider(key="explore_candidate").value == 500
     assert again.checkbox(key="explore_show_variants").value is True
     assert "(bin 500," in chart(again, "pq_picked")["title"]["text"]
     # a candidate the sweep does not have falls back to the widest one
     other = run_app(candidate="5")
-    assert (
-        other.select_slider(key="explore_candidate").value == kl_sweep(model_hist()).candidates[-1]
-    )
+    assert other.slider(key="explore_candidate").value == kl_sweep(model_hist()).candidates[-1]
 
 
 def test_the_layers_page_link_opens_that_layer():

@@ -182,6 +182,8 @@ def test_every_combination_the_ui_offers_is_refused_or_matches_the_dense_engine(
         return
     finite = dense.kl[np.isfinite(dense.kl)]
     assert (finite >= -1e-9 * max(1.0, np.abs(finite).max(initial=0.0))).all()
+    # evenly spaced: Explore's candidate sliders are integer sliders with a step
+    assert np.unique(np.diff(dense.candidates)).size <= 1, dense.candidates
     if calib.sweep.uses_dense_engine(dense.policy):
         with pytest.raises(ValueError, match="engine='fast' cannot take"):
             kl_sweep(counts, T, variant, engine="fast", **over)

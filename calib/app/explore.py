@@ -52,6 +52,7 @@ from calib.explore import (
 from calib.figures.explore import candidate_clicked
 from calib.histogram import Histogram
 from calib.methods import DEFAULT_NUM_BITS
+from calib.numbers import fmt
 from calib.policies import POLICY_CHOICES, VARIANTS, resolve_policy
 from calib.sweep import SweepResult
 
@@ -64,6 +65,8 @@ __all__ = [
     "pick_candidate",
     "policy_overrides",
     "synced_query_params",
+    "thresholds_table",
+    "write_query",
     "zoom_candidates",
 ]
 
@@ -338,6 +341,24 @@ def explore_view(
     )
 
 
+def thresholds_table(rows: list[tuple[str, float, Any]], max_abs: float) -> str:
+    """Every method's threshold on the histogram, a markdown table: (name, amax, its
+    ``ClipMetrics`` or None) rows. (Markdown, not ``st.dataframe``: a first visit then
+    loads no data grid, 1.2 MB of the browser's script.)"""
+    lines = [
+        "| method | amax | amax / max | clipped % | SQNR dB |",
+        "|:--|--:|--:|--:|--:|",
+    ]
+    for name, amax, m in rows:
+        clipped = None if m is None else 100 * m.clipped_fraction
+        sqnr = None if m is None else m.sqnr_db
+        lines.append(
+            f"| {name} | {fmt(amax, 6)} | {fmt(amax / max_abs)} | {fmt(clipped)} | "
+            f"{fmt(sqnr, 2, fixed=True)} |"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------
 # Explore: the candidate the user picks (slider or a click on the KL curve)
 # --------------------------------------------------------------------------------------
@@ -367,15 +388,26 @@ def pick_candidate(
     # widget, which the browser would otherwise draw at its first option while the page
     # computed with the value kept here (the two then ran out of step).
     s[ck] = s[ck] if s.get(ck) in set(options) else options[-1]
-    thresholds = dict(zip(options, result.thresholds.tolist(), strict=True))
     return int(
-        st.select_slider(
-            "Inspect a candidate threshold (or click a point of the KL curve)",
-            options,
-            key=ck,
-            format_func=lambda c: f"{thresholds[c]:.4g} (bin {c})",
+        _candidate_slider(
+            "Inspect a candidate threshold (or click a point of the KL curve)", result, key=ck
         )
     )
+
+
+def _candidate_slider(label: str, result: SweepResult, **kw: Any) -> Any:
+    """A slider over the sweep's candidates (bins), which every variant spaces evenly, a
+    stride apart (tests/test_sweep.py holds every policy to it): a plain integer slider,
+    whose message to the browser is three numbers, where a select slider sends every
+    option's label (2,000 of them, 89 kB on every rerun)."""
+    c = result.candidates
+    if c.size < 2:  # one candidate: nothing to slide
+        st.caption(f"{label}: the one candidate, bin {int(c[0])}")
+        return int(c[0]) if "value" not in kw else (int(c[0]), int(c[0]))
+    return st.slider(
+        label, min_value=int(c[0]), max_value=int(c[-1]), step=int(c[1] - c[0]),
+        format="bin %d", **kw,
+    )  # fmt: skip
 
 
 def zoom_candidates(result: SweepResult, key: str = "explore") -> tuple[int, int]:
@@ -394,15 +426,10 @@ def zoom_candidates(result: SweepResult, key: str = "explore") -> tuple[int, int
     if s.get(seen) != of:
         s.pop(zk, None)
         s[seen] = of
-    thresholds = dict(zip(options, result.thresholds.tolist(), strict=True))
-    lo, hi = st.select_slider(
-        "Zoom: the candidates the KL curve shows",
-        options,
-        value=(options[0], options[-1]),
-        key=zk,
-        format_func=lambda c: f"{thresholds[c]:.4g} (bin {c})",
-        help="Narrow it to click one candidate of a long curve.",
-    )
+    lo, hi = _candidate_slider(
+        "Zoom: the candidates the KL curve shows", result, value=(options[0], options[-1]),
+        key=zk, help="Narrow it to click one candidate of a long curve.",
+    )  # fmt: skip
     return int(lo), int(hi)
 
 
@@ -440,6 +467,12 @@ def _state_query(key: str) -> dict[str, str]:
         if v != getattr(preset, f):
             q[f] = repr(v) if isinstance(v, float) else str(v)
     return q
+
+
+def write_query(key: str = "explore") -> None:
+    """Write the view's state into the URL (what :func:`synced_query_params` does at the
+    start and the end of a run; a fragment's rerun, which runs neither, calls this)."""
+    _write_query(key)
 
 
 def _write_query(key: str) -> None:
