@@ -8,9 +8,10 @@ import pytest
 
 import calib
 
-# Every core module (the app and the figures have no examples, and need Streamlit or plotly).
+# Every core module, and the figures' shared numpy helpers (the app and the other figure
+# modules have no examples, and need Streamlit or plotly).
 SUBMODULES = sorted(m.name for m in pkgutil.walk_packages(calib.__path__, "calib."))
-CORE = ["calib"] + [
+CORE = ["calib", "calib.figures.base"] + [
     m for m in SUBMODULES if not m.startswith(("calib.app", "calib.figures", "calib.__main__"))
 ]
 
@@ -28,4 +29,5 @@ def test_the_examples_are_found():
         for name in CORE
         if doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS).attempted
     }
-    assert {"calib", "calib.sweep._api", "calib.methods", "calib.collect"} <= with_examples
+    assert {"calib", "calib.sweep._api", "calib.methods", "calib.collect",
+            "calib.figures.base"} <= with_examples  # fmt: skip

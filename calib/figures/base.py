@@ -127,12 +127,35 @@ EMPTY = "-"
 """ECharts' missing value: a gap in a line, no marker (its options are JSON: no NaN)."""
 
 
+DRAWN_DIGITS = 6
+"""Significant digits of a point drawn on Explore's charts (a millionth of an axis is
+under a pixel), but for whole numbers (counts), kept whole: each JSON number is then about
+8 characters, not 18, and an option half the size. The lines and bands at a clip, and the
+axes' ranges, keep every digit."""
+
+
+def drawn(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to :data:`DRAWN_DIGITS` significant digits, but whole numbers
+    and non-finite ones, which are kept.
+
+    >>> drawn(np.array([12.264242049306631, 0.0, -1234567.0, 0.1234567, np.inf])).tolist()
+    [12.2642, 0.0, -1234567.0, 0.123457, inf]
+    """
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.floor(np.log10(np.abs(v)))
+    scale = 10.0 ** (DRAWN_DIGITS - 1 - np.where(np.isfinite(mag), mag, 0.0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        keep = ~np.isfinite(v) | (v == np.round(v))
+        return np.where(keep, v, np.round(v * scale) / scale)
+
+
 def finite_or_gap(values: np.ndarray, positive: bool = False) -> list:
-    """``values`` as a JSON list, each non-finite value (and, on a log axis, each value
-    that is not positive) replaced by :data:`EMPTY`."""
+    """``values`` as a JSON list (:func:`drawn`), each non-finite value (and, on a log
+    axis, each value that is not positive) replaced by :data:`EMPTY`."""
     v = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(v) | ((v <= 0) if positive else False)
-    out: list = v.tolist()
+    out: list = drawn(v).tolist()
     for i in np.flatnonzero(bad).tolist():
         out[i] = EMPTY
     return out
@@ -140,7 +163,7 @@ def finite_or_gap(values: np.ndarray, positive: bool = False) -> list:
 
 def points(x: np.ndarray, y: list) -> list[list]:
     """``[[x, y], ...]``, the data of an ECharts series on two value axes."""
-    return [list(p) for p in zip(np.asarray(x, dtype=np.float64).tolist(), y, strict=True)]
+    return [list(p) for p in zip(drawn(x).tolist(), y, strict=True)]
 
 
 def decades(values: np.ndarray) -> tuple[float, float] | None:

@@ -32,6 +32,7 @@ from calib.figures.base import (
     PICKED_COLOR,
     Q_COLOR,
     decades,
+    drawn,
     echarts_axis,
     echarts_base,
     finite_or_gap,
@@ -271,7 +272,8 @@ def kl_curve_figure(
         },
         {
             "name": "candidates", "type": "scatter", "symbolSize": 5, "color": KEPT_COLOR,
-            "data": [[float(t[i]), y[i], int(result.candidates[i])] for i in marks.tolist()],
+            "data": [[x, y[i], int(result.candidates[i])]
+                     for i, x in zip(marks.tolist(), drawn(t[marks]).tolist(), strict=True)],
             "label": {"show": False},
             "selectedMode": "single", "tooltip": {"formatter": hover},
             "select": {"itemStyle": {"color": PICKED_COLOR}},
@@ -281,7 +283,7 @@ def kl_curve_figure(
         series.append({
             "name": "minimum", "type": "scatter", "symbol": "diamond", "symbolSize": 12,
             "color": CLIP_COLOR, "z": 3,
-            "data": [[float(result.amax), float(result.min_kl), int(result.best)]],
+            "data": [[*drawn(np.array([result.amax, result.min_kl])).tolist(), int(result.best)]],
             "tooltip": {"formatter": "minimum: " + hover},
         })  # fmt: skip
     i = None if picked is None or result.dead else result.index_of(picked)
@@ -289,7 +291,7 @@ def kl_curve_figure(
         series.append({
             "name": "picked", "type": "scatter", "symbol": "emptyCircle", "symbolSize": 14,
             "color": PICKED_COLOR, "itemStyle": {"borderWidth": 2}, "z": 4,
-            "data": [[float(t[i]), y[i], int(picked)]],
+            "data": [[float(drawn(t[i])), y[i], int(picked)]],
             "tooltip": {"formatter": "picked: " + hover},
         })  # fmt: skip
     if log_y:
