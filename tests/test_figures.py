@@ -92,7 +92,9 @@ def test_histogram_figure_clip_tail_others_and_picked():
     # an empty bin is a gap on the log axis, never a zero
     data = series(o)["histogram"]["data"]
     x, y = column(data, 0), column(data, 1)
-    assert x.size == 2 * 1026 and x[0] == h.edges[0]
+    # (a step line: each bin's left edge and value, then the last edge)
+    assert o["series"][0]["step"] == "end"
+    assert x.size == 1026 + 1 and x[0] == h.edges[0]
     assert x[-1] == pytest.approx(h.edges[-1], rel=DRAWN_REL)  # drawn to 6 digits
     assert np.nanmax(y) == h.counts.max() and y[-1] == h.counts[-1]  # 2051 = 1025 x 2 + 1
     assert np.isnan(y).any() and (y[~np.isnan(y)] > 0).all()
@@ -190,10 +192,32 @@ def test_pq_figure_title_and_axes():
     assert o["title"]["text"] == "Chosen"
     assert o["yAxis"]["type"] == "log"
     p = column(series(o)["P"]["data"], 1)
-    assert np.nansum(p) == pytest.approx(2.0)  # each bin twice in the step outline, P sums to 1
+    # each bin's value once, then the last again at the last edge: P sums to 1
+    assert np.nansum(p[:-1]) == pytest.approx(1.0) and p[-1] == p[-2]
     linear = option(pq_figure(pq))
     assert "KL" in linear["title"]["text"] and linear["yAxis"]["type"] == "value"
-    assert np.sum(column(series(linear)["P"]["data"], 1)) == pytest.approx(2.0)
+    assert np.sum(column(series(linear)["P"]["data"], 1)[:-1]) == pytest.approx(1.0)
+
+
+def test_a_long_kl_curve_is_drawn_through_every_runs_extremes_and_gaps():
+    """A 2,000-candidate curve on half a page is drawn through at most about
+    MAX_DRAWN_BINS // 2 of its points: no spike, dip or gap is lost."""
+    from calib.figures.base import MAX_DRAWN_BINS, curve_indices
+
+    rng = np.random.default_rng(9)
+    y = rng.lognormal(0, 1, 2003)
+    y[[17, 900, 1999]] = [1e6, 1e-6, 5e5]  # a spike, a dip, a spike near the end
+    y[400:430] = np.inf  # a gap (undefined KL)
+    i = curve_indices(y)
+    assert i.size <= MAX_DRAWN_BINS // 2 + 2 * 4 + 2 and np.all(np.diff(i) > 0)
+    assert {0, 2002, 17, 900, 1999, 399, 400, 429, 430} <= set(i.tolist())
+    # every run of neighbours keeps its smallest and largest
+    k = -(-y.size // (MAX_DRAWN_BINS // 4))
+    for start in range(0, y.size, k):
+        run = np.where(np.isfinite(y[start : start + k]), y[start : start + k], np.nan)
+        if np.isfinite(run).any():
+            assert start + int(np.nanargmax(run)) in i and start + int(np.nanargmin(run)) in i
+    np.testing.assert_array_equal(curve_indices(y[:50]), np.arange(50))
 
 
 # --------------------------------------------------------------------------------------

@@ -103,6 +103,47 @@ def step_outline(
     return x, np.repeat(y, 2)
 
 
+def step_points(
+    x_edges: np.ndarray, y: np.ndarray, max_bins: int = MAX_DRAWN_BINS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points of a step line that ECharts draws flat to the right of each (``"step":
+    "end"``): a bin's left edge and its value, then the last edge at the last value (half
+    the points of :func:`step_outline`; at most ``max_bins`` bins, :func:`envelope`).
+
+    >>> x, y = step_points(np.arange(4.0), np.array([1.0, 5.0, 2.0]))
+    >>> x.tolist(), y.tolist()
+    ([0.0, 1.0, 2.0, 3.0], [1.0, 5.0, 2.0, 2.0])
+    """
+    x_edges, y = envelope(x_edges, y, max_bins)
+    return np.asarray(x_edges, dtype=np.float64), np.append(y, y[-1])
+
+
+def curve_indices(y: np.ndarray, most: int = MAX_DRAWN_BINS // 2) -> np.ndarray:
+    """The indices of ``y`` to draw a curve through with about ``most`` points: all of
+    them if there are no more; else, in runs of neighbours, the smallest and the largest
+    of each (so no spike or dip is lost), the first and last, and both sides of every gap
+    (a non-finite value), so gaps stay where they are.
+
+    >>> curve_indices(np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0]), 4).tolist()
+    [0, 1, 2, 5, 6, 7]
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = y.size
+    if n <= most:
+        return np.arange(n)
+    k = -(-n // max(most // 2, 1))
+    finite = np.isfinite(y)
+    padded = np.full(-(-n // k) * k, np.nan)
+    padded[:n] = np.where(finite, y, np.nan)
+    runs = padded.reshape(-1, k)
+    some = ~np.isnan(runs).all(axis=1)
+    starts = np.arange(runs.shape[0]) * k
+    lows = starts[some] + np.nanargmin(runs[some], axis=1)
+    highs = starts[some] + np.nanargmax(runs[some], axis=1)
+    change = np.flatnonzero(finite[1:] != finite[:-1])
+    return np.unique(np.concatenate([[0, n - 1], lows, highs, change, change + 1]))
+
+
 def spread_indices(n: int, most: int = MAX_MARKERS, keep: tuple[int, ...] = ()) -> np.ndarray:
     """At most about ``most`` indices of ``n``, evenly spread, the first, the last and
     ``keep`` among them.

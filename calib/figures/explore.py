@@ -31,6 +31,7 @@ from calib.figures.base import (
     OTHER_COLOR,
     PICKED_COLOR,
     Q_COLOR,
+    curve_indices,
     decades,
     drawn,
     echarts_axis,
@@ -38,7 +39,7 @@ from calib.figures.base import (
     finite_or_gap,
     points,
     spread_indices,
-    step_outline,
+    step_points,
 )
 from calib.histogram import Histogram
 from calib.sweep import PQ, SweepResult
@@ -134,7 +135,7 @@ def histogram_figure(
 
     On a signed histogram the clip is drawn at both ``-amax`` and ``amax``.
     """
-    x, y = step_outline(hist.edges, hist.counts)
+    x, y = step_points(hist.edges, hist.counts)
     y_axis, log = _y_axis(y, "count", log_y)
     lo, hi = float(hist.edges[0]), float(hist.edges[-1])
     lines: list[dict] = []
@@ -181,7 +182,7 @@ def histogram_figure(
     series = [
         {
             "name": "histogram", "type": "line", "data": points(x, finite_or_gap(y, log)),
-            "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1},
+            "step": "end", "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1},
             "areaStyle": {"opacity": 0.35},
             "markLine": {"silent": True, "symbol": "none", "label": {"show": False},
                          "data": lines},
@@ -263,10 +264,13 @@ def kl_curve_figure(
     t = result.thresholds
     y = finite_or_gap(kl, log_y)
     marks = _marker_indices(result, span)
+    line = curve_indices(kl[lo:hi])
     hover = "threshold {@[0]} (bin {@[2]})<br/>KL {@[1]}"
     series: list[dict] = [
         {
-            "name": "KL", "type": "line", "data": points(t[lo:hi], y[lo:hi]),
+            # through every candidate's local extremes: at most MAX_DRAWN_BINS // 2 points
+            "name": "KL", "type": "line",
+            "data": points(t[lo + line], [y[lo + i] for i in line.tolist()]),
             "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1.5},
             "silent": True, "tooltip": {"show": False},  # hover and clicks: the markers
         },
@@ -324,19 +328,19 @@ def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> dict[
         v = np.asarray(values, dtype=np.float64)
         total = v.sum()
         # half a page wide: half the bins a full-width figure draws
-        outlines.append(step_outline(pq.edges, v / total if total > 0 else v, MAX_DRAWN_BINS // 2))
+        outlines.append(step_points(pq.edges, v / total if total > 0 else v, MAX_DRAWN_BINS // 2))
     y_axis, log = _y_axis(np.concatenate([y for _, y in outlines]), "probability", log_y)
     (px, py), (qx, qy) = outlines
     series = [
         {
             "name": "P", "type": "line", "data": points(px, finite_or_gap(py, log)),
-            "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1},
+            "step": "end", "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1},
             "areaStyle": {"opacity": 0.35},
         },
         {
             "name": "Q", "type": "line", "data": points(qx, finite_or_gap(qy, log)),
-            "showSymbol": False, "color": Q_COLOR, "lineStyle": {"width": 2, "type": "dashed"},
-            "z": 3,
+            "step": "end", "showSymbol": False, "color": Q_COLOR, "z": 3,
+            "lineStyle": {"width": 2, "type": "dashed"},
         },
     ]  # fmt: skip
     if title is None:
