@@ -348,6 +348,40 @@ def _in_step(page) -> str:
     return page.wait_for_function(_IN_STEP, timeout=STEP_TIMEOUT_MS).json_value()
 
 
+def test_a_marker_clicked_again_is_picked_again(page, server):
+    """The KL curve keeps one chart across reruns (ECharts keeps its selection): a click on
+    a marker picks it, the slider moves away, a second click on the same marker picks it
+    again, though the "picked" circle now lies over it (it lets clicks through)."""
+    option, marks = browser._default_kl_markers()
+    page.goto(server)
+    page.wait_for_function(browser.PAGE_READY[""], timeout=UI_TIMEOUT_MS)
+    page.locator('[data-testid="stEChartsChart"]').nth(1).scroll_into_view_if_needed()
+
+    def click(k: int) -> int:
+        _settled(page)
+        before = browser._title(page, "Picked")
+        rect = page.evaluate(browser._RECT, "KL divergence")
+        page.mouse.click(*browser.marker_pixel(option, marks[k], rect))
+        return int(_in_step_after(page, before))
+
+    first = click(50)
+    assert abs(first - marks[50][2]) <= 3 * (marks[50][2] // 100 + 1)  # it or a neighbour
+    thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Inspect a candidate")
+    _settled(page)
+    before = browser._title(page, "Picked")
+    thumb.get_by_role("slider").focus()
+    thumb.get_by_role("slider").press("ArrowLeft")
+    assert int(_in_step_after(page, before)) == first - 1
+    assert click(50) == first
+    _assert_no_exception(page)
+
+
+def _in_step_after(page, title: str) -> str:
+    """The candidate once the "Picked" chart has left ``title`` and agrees with the slider."""
+    browser._wait_title(page, "Picked", title)
+    return _in_step(page)
+
+
 def test_the_picked_chart_follows_the_candidate_slider_after_a_variant_change(page, server):
     """Issue 10, problem 5: after a variant change the candidate slider showed the new
     sweep's first candidate while the picked P/Q chart showed the one kept from before;

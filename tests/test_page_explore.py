@@ -63,7 +63,7 @@ def metrics(at: AppTest) -> dict[str, str]:
 def chart(at: AppTest, name: str) -> dict:
     """The ECharts chart whose key ends in ``name``, read back as its option."""
     for c in at.get("echarts_chart"):
-        if re.search(rf"explore_{name}(_\d+)?$", c.proto.id):  # the KL curve's: _<clicks>
+        if c.proto.id.endswith(f"explore_{name}"):
             return json.loads(c.proto.spec)
     raise KeyError(name)
 
@@ -442,22 +442,32 @@ def test_threshold_slider_picks_a_candidate():
     assert "Chosen" in chart(at, "pq_chosen")["title"]["text"]
 
 
-def click_kl_curve(at: AppTest, candidate: int) -> AppTest:
-    """What the browser sends when the KL curve's marker of ``candidate`` is clicked
-    (AppTest has no click for charts): the chart's selection state (ECharts': the
-    marker's index in its series), with the others' widget states."""
-    kl = next(c for c in at.get("echarts_chart") if "explore_kl_curve" in c.proto.id)
-    i = trace(at, "candidates")["customdata"].index(candidate)
+def select_on_kl_curve(at: AppTest, selected: list[dict]) -> AppTest:
+    """What the browser sends when the KL curve's selection changes (AppTest has no click
+    for charts): the chart's selection state, with the others' widget states."""
+    kl = next(c for c in at.get("echarts_chart") if c.proto.id.endswith("explore_kl_curve"))
     states = at._tree.get_widget_states()
     assert isinstance(states, WidgetStates)
     w = states.widgets.add()
     w.id = kl.proto.id
-    group = {"series_index": 1, "series_id": None, "series_name": "candidates",
-             "data_type": None, "data_indices": [i]}  # fmt: skip
-    w.string_value = json.dumps({"selection": {"selected": [group], "areas": []}})
+    w.string_value = json.dumps({"selection": {"selected": selected, "areas": []}})
     at._run(widget_state=states)
     assert not at.exception, at.exception
     return at
+
+
+def click_kl_curve(at: AppTest, candidate: int) -> AppTest:
+    """A click on the KL curve's marker of ``candidate``: ECharts toggles the marker's
+    index in the chart's selection (its "multiple" mode) and reports the selection."""
+    i = trace(at, "candidates")["customdata"].index(candidate)
+    kept = (
+        set(at.session_state["explore_kl_selected"])
+        if "explore_kl_selected" in at.session_state
+        else set()
+    )
+    group = {"series_index": 1, "series_id": None, "series_name": "candidates",
+             "data_type": "main", "data_indices": sorted(kept ^ {i})}  # fmt: skip
+    return select_on_kl_curve(at, [group])
 
 
 def test_clicking_a_marker_of_the_kl_curve_picks_its_candidate():
@@ -474,9 +484,21 @@ def test_clicking_a_marker_of_the_kl_curve_picks_its_candidate():
     # the click is handled once: the slider moves freely afterwards
     at.slider(key="explore_candidate").set_value(300).run()
     assert at.slider(key="explore_candidate").value == 300
-    # and the same marker clicked again is a new click (the chart starts unselected)
+    # the same marker clicked again (ECharts takes it out of the selection) picks it again
     click_kl_curve(at, clicked)
     assert at.slider(key="explore_candidate").value == clicked
+    # another marker, then the first again (in the selection once more): each click picks
+    other = marks["customdata"][i + 3]
+    click_kl_curve(at, other)
+    assert at.slider(key="explore_candidate").value == other
+    click_kl_curve(at, clicked)
+    assert at.slider(key="explore_candidate").value == clicked
+    # the chart sends its selection again on other reruns: that picks nothing
+    at.slider(key="explore_candidate").set_value(300).run()
+    assert at.slider(key="explore_candidate").value == 300
+    # a double click clears every selected marker: it picks nothing either
+    select_on_kl_curve(at, [])
+    assert at.slider(key="explore_candidate").value == 300
 
 
 # --------------------------------------------------------------------------------------

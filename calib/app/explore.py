@@ -61,7 +61,6 @@ __all__ = [
     "compute_view",
     "explore_controls",
     "explore_view",
-    "kl_chart_key",
     "pick_candidate",
     "policy_overrides",
     "synced_query_params",
@@ -362,11 +361,17 @@ def thresholds_table(rows: list[tuple[str, float, Any]], max_abs: float) -> str:
 # --------------------------------------------------------------------------------------
 # Explore: the candidate the user picks (slider or a click on the KL curve)
 # --------------------------------------------------------------------------------------
-def kl_chart_key(key: str = "explore") -> str:
-    """The KL curve's widget key: a new one after each click it handles, so the next
-    chart starts with nothing selected (ECharts keeps a selection across reruns, and a
-    second click on a selected marker would clear it instead of picking it again)."""
-    return f"{key}_kl_curve_{st.session_state.get(f'{key}_kl_clicks', 0)}"
+def _selected_markers(chart: Any) -> set[int]:
+    """The indices of the KL curve's selected markers (series ``"candidates"``)."""
+    sel = chart.get("selection") if isinstance(chart, Mapping) else None
+    groups = sel.get("selected") if isinstance(sel, Mapping) else None
+    return {
+        int(i)
+        for g in groups or []
+        if isinstance(g, Mapping) and g.get("series_name") == "candidates"
+        for i in g.get("data_indices") or []
+        if isinstance(i, int)
+    }
 
 
 def pick_candidate(
@@ -375,13 +380,23 @@ def pick_candidate(
     """The threshold slider under the KL curve; a click on a marker of the curve (drawn
     for ``span``, the zoom) moves it. The slider starts at the widest candidate
     (clipping least), to contrast with the chosen one.
+
+    The chart (widget key ``<key>_kl_curve``) keeps one instance across reruns, and its
+    markers are in ECharts' "multiple" selection mode: each click toggles one marker in
+    or out of the selection, which the chart keeps. The marker clicked is the one
+    selection differs by from the last one handled (remembered here); a change by more
+    than one marker (a double click clears them all) picks nothing.
     """
     s = st.session_state
-    chart = s.get(kl_chart_key(key))
-    c = candidate_clicked(chart, result, span) if isinstance(chart, Mapping) else None
-    if c is not None:
-        s[f"{key}_candidate"] = c
-        s[f"{key}_kl_clicks"] = s.get(f"{key}_kl_clicks", 0) + 1
+    now = _selected_markers(s.get(f"{key}_kl_curve"))
+    memo = f"{key}_kl_selected"
+    toggled = now ^ set(s.get(memo, ()))
+    s[memo] = sorted(now)
+    if len(toggled) == 1:
+        state = {"selected": [{"series_name": "candidates", "data_indices": [toggled.pop()]}]}
+        clicked = candidate_clicked(state, result, span)
+        if clicked is not None:
+            s[f"{key}_candidate"] = clicked
     options = [int(c) for c in result.candidates]
     ck = f"{key}_candidate"
     # Written back on every run, kept or not: a new sweep's options make the slider a new

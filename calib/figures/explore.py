@@ -279,24 +279,24 @@ def kl_curve_figure(
             "data": [[x, y[i], int(result.candidates[i])]
                      for i, x in zip(marks.tolist(), drawn(t[marks]).tolist(), strict=True)],
             "label": {"show": False},
-            "selectedMode": "single", "tooltip": {"formatter": hover},
-            "select": {"itemStyle": {"color": PICKED_COLOR}},
+            # a click toggles its marker in or out of the selection, unseen: the page
+            # reads which one changed (calib.app.explore.pick_candidate) and marks it
+            "selectedMode": "multiple", "tooltip": {"formatter": hover},
+            "select": {"itemStyle": {"color": KEPT_COLOR}},
         },
     ]  # fmt: skip
     if not result.dead and lo <= result.best_index < hi:
         series.append({
             "name": "minimum", "type": "scatter", "symbol": "diamond", "symbolSize": 12,
-            "color": CLIP_COLOR, "z": 3,
+            "color": CLIP_COLOR, "z": 3, "silent": True,  # clicks go to the marker under it
             "data": [[*drawn(np.array([result.amax, result.min_kl])).tolist(), int(result.best)]],
-            "tooltip": {"formatter": "minimum: " + hover},
         })  # fmt: skip
     i = None if picked is None or result.dead else result.index_of(picked)
     if i is not None and lo <= i < hi:
         series.append({
             "name": "picked", "type": "scatter", "symbol": "emptyCircle", "symbolSize": 14,
-            "color": PICKED_COLOR, "itemStyle": {"borderWidth": 2}, "z": 4,
+            "color": PICKED_COLOR, "itemStyle": {"borderWidth": 2}, "z": 4, "silent": True,
             "data": [[float(drawn(t[i])), y[i], int(picked)]],
-            "tooltip": {"formatter": "picked: " + hover},
         })  # fmt: skip
     if log_y:
         y_axis = echarts_axis("KL(P‖Q)", *decades(kl[lo:hi]), log=True, gap=Y_NAME_GAP)
