@@ -501,6 +501,25 @@ def test_clicking_a_marker_of_the_kl_curve_picks_its_candidate():
     assert at.slider(key="explore_candidate").value == 300
 
 
+def test_a_click_after_a_narrower_zoom_is_not_lost():
+    """A marker selected on the whole curve may not exist on a narrower zoom (ECharts
+    drops it): the next click still picks the marker clicked."""
+    at = run_app()
+    last = trace(at, "candidates")["customdata"][-2]  # a late marker: index 298 of ~300
+    click_kl_curve(at, last)
+    assert at.slider(key="explore_candidate").value == last
+    at.slider(key="explore_kl_zoom").set_value((300, 400)).run()
+    group = {
+        "series_index": 1,
+        "series_id": None,
+        "series_name": "candidates",
+        "data_type": "main",
+        "data_indices": [10],
+    }  # ECharts kept only the new one
+    select_on_kl_curve(at, [group])
+    assert at.slider(key="explore_candidate").value == 310
+
+
 # --------------------------------------------------------------------------------------
 # uploads
 # --------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from calib.explore import (
     max_target_bins,
     parse_explore_query,
 )
-from calib.figures.explore import candidate_clicked
+from calib.figures.explore import candidate_clicked, kl_markers
 from calib.histogram import Histogram
 from calib.methods import DEFAULT_NUM_BITS
 from calib.numbers import fmt
@@ -383,15 +383,19 @@ def pick_candidate(
 
     The chart (widget key ``<key>_kl_curve``) keeps one instance across reruns, and its
     markers are in ECharts' "multiple" selection mode: each click toggles one marker in
-    or out of the selection, which the chart keeps. The marker clicked is the one
-    selection differs by from the last one handled (remembered here); a change by more
-    than one marker (a double click clears them all) picks nothing.
+    or out of the selection, which the chart keeps. The marker clicked is the one the
+    selection gained since the last one handled (remembered here), or else the one it
+    lost; markers the curve no longer has (a narrower zoom) do not count, and a change by
+    more than one marker (a double click clears them all) picks nothing.
     """
     s = st.session_state
     now = _selected_markers(s.get(f"{key}_kl_curve"))
     memo = f"{key}_kl_selected"
-    toggled = now ^ set(s.get(memo, ()))
+    n_markers = kl_markers(result, span).size
+    before = {i for i in s.get(memo, ()) if i < n_markers}
     s[memo] = sorted(now)
+    gained, lost = now - before, before - now
+    toggled = gained if gained else lost
     if len(toggled) == 1:
         state = {"selected": [{"series_name": "candidates", "data_indices": [toggled.pop()]}]}
         clicked = candidate_clicked(state, result, span)
