@@ -141,7 +141,7 @@ with explore.synced_query_params(KEY):
         )
         kl_curve = kl_curve_figure(r, picked=picked, span=span)
         kl_slot.echarts_chart(
-            kl_curve, key=f"{KEY}_kl_curve", height=FIGURE_HEIGHT,
+            kl_curve, key=explore.kl_chart_key(r, span, KEY), height=FIGURE_HEIGHT,
             alt=kl_curve["title"]["text"], on_select="rerun",
         )  # fmt: skip
         if why.undefined:

@@ -61,6 +61,7 @@ __all__ = [
     "compute_view",
     "explore_controls",
     "explore_view",
+    "kl_chart_key",
     "pick_candidate",
     "policy_overrides",
     "synced_query_params",
@@ -374,6 +375,16 @@ def _selected_markers(chart: Any) -> set[int]:
     }
 
 
+def kl_chart_key(result: SweepResult, span: tuple[int, int] | None, key: str = "explore") -> str:
+    """The KL curve's widget key: one chart for the whole curve (a new sweep updates it in
+    place), a new one for each zoom. A zoom changes which markers there are, and ECharts
+    keeps a selection by marker index: a fresh chart starts with none."""
+    c = result.candidates
+    if span is None or (span[0], span[1]) == (int(c[0]), int(c[-1])):
+        return f"{key}_kl_curve"
+    return f"{key}_kl_curve_{span[0]}_{span[1]}"
+
+
 def pick_candidate(
     result: SweepResult, key: str = "explore", span: tuple[int, int] | None = None
 ) -> int:
@@ -381,7 +392,7 @@ def pick_candidate(
     for ``span``, the zoom) moves it. The slider starts at the widest candidate
     (clipping least), to contrast with the chosen one.
 
-    The chart (widget key ``<key>_kl_curve``) keeps one instance across reruns, and its
+    The chart (widget key :func:`kl_chart_key`) keeps one instance across reruns, and its
     markers are in ECharts' "multiple" selection mode: each click toggles one marker in
     or out of the selection, which the chart keeps. The marker clicked is the one the
     selection gained since the last one handled (remembered here), or else the one it
@@ -389,8 +400,11 @@ def pick_candidate(
     more than one marker (a double click clears them all) picks nothing.
     """
     s = st.session_state
-    now = _selected_markers(s.get(f"{key}_kl_curve"))
+    chart = kl_chart_key(result, span, key)
     memo = f"{key}_kl_selected"
+    if chart not in s:  # a new chart (a zoom, or back from another page): nothing selected
+        s.pop(memo, None)
+    now = _selected_markers(s.get(chart))
     n_markers = kl_markers(result, span).size
     before = {i for i in s.get(memo, ()) if i < n_markers}
     s[memo] = sorted(now)

@@ -169,10 +169,10 @@ EMPTY = "-"
 
 
 DRAWN_DIGITS = 6
-"""Significant digits of a point drawn on Explore's charts (a millionth of an axis is
-under a pixel), but for whole numbers (counts), kept whole: each JSON number is then about
-8 characters, not 18, and an option half the size. The lines and bands at a clip, and the
-axes' ranges, keep every digit."""
+"""Significant digits of a value drawn on Explore's charts (a probability, a KL; whole
+numbers, the counts, are kept whole): each JSON number is then about 8 characters, not 18.
+Positions along an axis are rounded to its span instead (:func:`on_axis`). The lines and
+bands at a clip, and the axes' ranges, keep every digit."""
 
 
 def drawn(values: np.ndarray) -> np.ndarray:
@@ -202,9 +202,31 @@ def finite_or_gap(values: np.ndarray, positive: bool = False) -> list:
     return out
 
 
-def points(x: np.ndarray, y: list) -> list[list]:
+def axis_range(lo: float, hi: float) -> tuple[float, float]:
+    """An axis's range for data from ``lo`` to ``hi``: that, or 5% either side of a
+    single value (1 either side of 0)."""
+    if hi <= lo:
+        pad = abs(lo) * 0.05 or 1.0
+        lo, hi = lo - pad, hi + pad
+    return float(lo), float(hi)
+
+
+def on_axis(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Positions ``x`` on an axis from ``lo`` to ``hi``, rounded to a millionth of its span
+    (under a pixel; monotonic, so a line never turns back, and an end point stays on the
+    axis's end, where ECharts would otherwise leave a marker a hair outside undrawn).
+
+    >>> on_axis(np.array([12.264242049306631, 195.75066492706537]), 0.0, 195.75).tolist()
+    [12.2642, 195.7507]
+    """
+    lo, hi = axis_range(lo, hi)
+    step = (hi - lo) / 1e6
+    return np.round(np.asarray(x, dtype=np.float64), max(0, int(np.ceil(-np.log10(step)))))
+
+
+def points(x: list, y: list) -> list[list]:
     """``[[x, y], ...]``, the data of an ECharts series on two value axes."""
-    return [list(p) for p in zip(drawn(x).tolist(), y, strict=True)]
+    return [list(p) for p in zip(x, y, strict=True)]
 
 
 def decades(values: np.ndarray) -> tuple[float, float] | None:
@@ -229,10 +251,8 @@ def echarts_axis(name: str, lo: float | None = None, hi: float | None = None, *,
     if log:
         axis["logBase"] = 10
     if lo is not None and hi is not None:
-        if hi <= lo:  # one value: a range around it
-            pad = abs(lo) * 0.05 or 1.0
-            lo, hi = lo - pad, hi + pad
-        axis["min"], axis["max"] = float(lo), float(hi)
+        lo, hi = axis_range(lo, hi)
+        axis["min"], axis["max"] = lo, hi
         if not log:  # an end is labelled only if it is a round number (not 195.75066...)
             axis["axisLabel"] = {"showMinLabel": _round(lo), "showMaxLabel": _round(hi)}
     return axis

@@ -26,6 +26,7 @@ import numpy as np
 
 from calib.figures.base import (
     CLIP_COLOR,
+    EMPTY,
     KEPT_COLOR,
     MAX_DRAWN_BINS,
     OTHER_COLOR,
@@ -37,6 +38,7 @@ from calib.figures.base import (
     echarts_axis,
     echarts_base,
     finite_or_gap,
+    on_axis,
     points,
     spread_indices,
     step_points,
@@ -181,7 +183,8 @@ def histogram_figure(
     ]
     series = [
         {
-            "name": "histogram", "type": "line", "data": points(x, finite_or_gap(y, log)),
+            "name": "histogram", "type": "line",
+            "data": points(on_axis(x, lo, hi).tolist(), finite_or_gap(y, log)),
             "step": "end", "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1},
             "areaStyle": {"opacity": 0.35},
             "markLine": {"silent": True, "symbol": "none", "label": {"show": False},
@@ -258,11 +261,15 @@ def kl_curve_figure(
     minimum and the picked candidate are marked only inside it.
     """
     kl = np.asarray(result.kl, dtype=np.float64)
-    finite = np.isfinite(kl)
-    log_y = bool(finite.any() and (kl[finite] > 0).all())
     lo, hi = _shown(result, span)
     t = result.thresholds
+    shown = kl[lo:hi][np.isfinite(kl[lo:hi])]
+    # a log axis when every defined value shown is positive (a zoom may show none)
+    span_y = decades(shown) if shown.size and (shown > 0).all() else None
+    log_y = span_y is not None
     y = finite_or_gap(kl, log_y)
+    x = on_axis(t, float(t[lo]), float(t[hi - 1]))
+    x0, x1 = float(x[lo]), float(x[hi - 1])  # the axis's ends: the first and last as drawn
     marks = _marker_indices(result, span)
     line = curve_indices(kl[lo:hi])
     hover = "threshold {@[0]} (bin {@[2]})<br/>KL {@[1]}"
@@ -270,14 +277,13 @@ def kl_curve_figure(
         {
             # through every candidate's local extremes: at most MAX_DRAWN_BINS // 2 points
             "name": "KL", "type": "line",
-            "data": points(t[lo + line], [y[lo + i] for i in line.tolist()]),
+            "data": points(x[lo + line].tolist(), [y[lo + i] for i in line.tolist()]),
             "showSymbol": False, "color": KEPT_COLOR, "lineStyle": {"width": 1.5},
             "silent": True, "tooltip": {"show": False},  # hover and clicks: the markers
         },
         {
             "name": "candidates", "type": "scatter", "symbolSize": 5, "color": KEPT_COLOR,
-            "data": [[x, y[i], int(result.candidates[i])]
-                     for i, x in zip(marks.tolist(), drawn(t[marks]).tolist(), strict=True)],
+            "data": [[float(x[i]), y[i], int(result.candidates[i])] for i in marks.tolist()],
             "label": {"show": False},
             # a click toggles its marker in or out of the selection, unseen: the page
             # reads which one changed (calib.app.explore.pick_candidate) and marks it
@@ -285,33 +291,33 @@ def kl_curve_figure(
             "select": {"itemStyle": {"color": KEPT_COLOR}},
         },
     ]  # fmt: skip
-    if not result.dead and lo <= result.best_index < hi:
+    b = result.best_index
+    if not result.dead and lo <= b < hi and y[b] != EMPTY:  # no finite KL: no minimum
         series.append({
             "name": "minimum", "type": "scatter", "symbol": "diamond", "symbolSize": 12,
             "color": CLIP_COLOR, "z": 3, "silent": True,  # clicks go to the marker under it
-            "data": [[*drawn(np.array([result.amax, result.min_kl])).tolist(), int(result.best)]],
+            "data": [[float(x[b]), y[b], int(result.best)]],
         })  # fmt: skip
     i = None if picked is None or result.dead else result.index_of(picked)
     if i is not None and lo <= i < hi:
         series.append({
             "name": "picked", "type": "scatter", "symbol": "emptyCircle", "symbolSize": 14,
             "color": PICKED_COLOR, "itemStyle": {"borderWidth": 2}, "z": 4, "silent": True,
-            "data": [[float(drawn(t[i])), y[i], int(picked)]],
+            "data": [[float(x[i]), y[i], int(picked)]],
         })  # fmt: skip
     if log_y:
-        y_axis = echarts_axis("KL(P‖Q)", *decades(kl[lo:hi]), log=True, gap=Y_NAME_GAP)
-    else:
-        shown = kl[lo:hi][finite[lo:hi]]
-        top = float(shown.max()) if shown.size else 1.0
-        y_axis = echarts_axis("KL(P‖Q)", min(0.0, float(shown.min(initial=0.0))),
-                              top * 1.05 or 1.0, gap=Y_NAME_GAP)  # fmt: skip
+        y_axis = echarts_axis("KL(P‖Q)", *span_y, log=True, gap=Y_NAME_GAP)
+    else:  # linear, from the values as drawn, so that none falls outside
+        v = drawn(shown) if shown.size else np.zeros(1)
+        bottom, top = min(0.0, float(v.min())), max(0.0, float(v.max()))
+        y_axis = echarts_axis("KL(P‖Q)", bottom, top + 0.05 * (top - bottom) or 1.0,
+                              gap=Y_NAME_GAP)  # fmt: skip
     title = "KL divergence of each candidate"
     if hi - lo < result.candidates.size:
         title += f" ({hi - lo:,} of {result.candidates.size:,})"
     option = echarts_base(
-        title, echarts_axis("threshold (activation units)", float(t[lo]), float(t[hi - 1])),
-        y_axis, tooltip="item",
-    )  # fmt: skip
+        title, echarts_axis("threshold (activation units)", x0, x1), y_axis, tooltip="item"
+    )
     option["series"] = series
     return option
 
@@ -331,6 +337,9 @@ def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> dict[
         outlines.append(step_points(pq.edges, v / total if total > 0 else v, MAX_DRAWN_BINS // 2))
     y_axis, log = _y_axis(np.concatenate([y for _, y in outlines]), "probability", log_y)
     (px, py), (qx, qy) = outlines
+    edges = np.asarray(pq.edges, dtype=np.float64)
+    x0, x1 = float(edges[0]), float(edges[-1])
+    px, qx = on_axis(px, x0, x1).tolist(), on_axis(qx, x0, x1).tolist()
     series = [
         {
             "name": "P", "type": "line", "data": points(px, finite_or_gap(py, log)),
@@ -345,9 +354,6 @@ def pq_figure(pq: PQ, log_y: bool = False, *, title: str | None = None) -> dict[
     ]  # fmt: skip
     if title is None:
         title = f"P and Q at threshold {pq.threshold:.4g} (KL {pq.kl:.4g})"
-    edges = np.asarray(pq.edges, dtype=np.float64)
-    option = echarts_base(
-        title, echarts_axis("activation", float(edges[0]), float(edges[-1])), y_axis
-    )
+    option = echarts_base(title, echarts_axis("activation", x0, x1), y_axis)
     option["series"] = series
     return option
