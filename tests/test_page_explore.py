@@ -531,8 +531,12 @@ def test_a_marker_clicked_before_a_zoom_is_picked_again_after_it():
     click_kl_curve(at, marks[-2])
     at.slider(key="explore_candidate").set_value(300).run()
     at.slider(key="explore_kl_zoom").set_value((300, 400)).run()
+    zoomed = [c.proto.id for c in at.get("echarts_chart") if "explore_kl_curve" in c.proto.id]
+    assert len(zoomed) == 1 and zoomed[0].endswith("explore_kl_curve_300_400")  # its own chart
     at.slider(key="explore_kl_zoom").set_value((int(marks[0]), int(marks[-1]))).run()
     assert at.slider(key="explore_candidate").value == 300
+    # the whole curve's chart is drawn afresh: nothing is remembered as selected on it
+    assert list(at.session_state["explore_kl_selected"]) == []
     click_kl_curve(at, marks[-2])
     assert at.slider(key="explore_candidate").value == marks[-2]
 

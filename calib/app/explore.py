@@ -434,9 +434,9 @@ def _candidate_slider(label: str, result: SweepResult, **kw: Any) -> Any:
     whose message to the browser is three numbers, where a select slider sends every
     option's label (2,000 of them, 89 kB on every rerun)."""
     c = result.candidates
-    if c.size < 2:  # one candidate: nothing to slide
+    if c.size < 2:  # one candidate: nothing to slide (the zoom is not drawn then)
         st.caption(f"{label}: the one candidate, bin {int(c[0])}")
-        return int(c[0]) if "value" not in kw else (int(c[0]), int(c[0]))
+        return int(c[0])
     return st.slider(
         label, min_value=int(c[0]), max_value=int(c[-1]), step=int(c[1] - c[0]),
         format="bin %d", **kw,
