@@ -359,7 +359,7 @@ def clip_mse_curve(
     The same closed-form integrals as :func:`clip_metrics`, reorganised so that each clip
     costs O(min(n_bins, qmax)), not O(n_bins) (:mod:`calib._mse`: suffix moments for the
     clipping error, cell by cell sums for the rounding error); it agrees with calling
-    ``clip_metrics`` clip by clip (``calib.dev.reference.clip_mse_direct``) to a relative
+    ``clip_metrics`` clip by clip (``calib.reference.clip_mse_direct``) to a relative
     1e-10. A search of more than ``calib.limits.MAX_SEARCH_CELLS`` (clip, cell) pairs is
     refused.
     """

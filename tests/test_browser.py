@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from calib import io as cio
-from calib.app import browser, sources
+from calib.app import sources
+from calib.dev import browser
 from calib.histogram import Histogram
 from calib.policies import DEFAULT_TARGET_BINS
 from calib.sweep import kl_sweep
@@ -60,7 +61,7 @@ def server(tmp_path_factory) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _streamlit(log: Path) -> Iterator[str]:
-    """A fresh server (``calib.app.browser.streamlit_server``); a test fails if it does not
+    """A fresh server (``calib.dev.browser.streamlit_server``); a test fails if it does not
     start."""
     _require_browser()
     with contextlib.ExitStack() as stack:
@@ -80,7 +81,7 @@ def chromium():
     # expect() waits 5 s by default; a first, cold run of a page on a busy machine is slower
     expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_playwright() as pw:
-        chrome = browser.chromium(pw)  # Debian's, with the flags in calib.app.browser
+        chrome = browser.chromium(pw)  # Debian's, with the flags in calib.dev.browser
         try:
             yield chrome
         finally:

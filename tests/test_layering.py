@@ -1,8 +1,11 @@
 """The layering rule, checked by folder: pages -> calib.app -> calib.figures -> the core.
 
-Every module of the package outside ``calib/app/`` and ``calib/figures/`` is core: it must
-neither import streamlit or plotly nor, once imported, have loaded them. Figures must not
-import streamlit. New modules are covered without editing this file.
+Every module of the package outside ``calib/app/``, ``calib/figures/`` and ``calib/dev/`` is
+core: it must neither import streamlit or plotly nor, once imported, have loaded them. Figures
+must not import streamlit. ``calib/dev/`` holds the maintainers' tools (benchmarks, the browser
+driver), which the wheel leaves out: no module outside it imports it by name (``calib bench``
+loads it by name at run time and says it needs a checkout when it is not there). New modules
+are covered without editing this file.
 """
 
 import ast
@@ -22,7 +25,8 @@ def _module(path: Path) -> str:
 
 
 MODULES = sorted(_module(p) for p in PACKAGE.rglob("*.py"))
-CORE = [m for m in MODULES if not m.startswith(("calib.app", "calib.figures"))]
+CORE = [m for m in MODULES if not m.startswith(("calib.app", "calib.figures", "calib.dev"))]
+DEV = [m for m in MODULES if m.startswith("calib.dev")]
 IMPORTABLE = [m for m in CORE if m != "calib.__main__"]  # that one runs the CLI
 FIGURES = [m for m in MODULES if m.startswith("calib.figures")]
 
@@ -45,8 +49,14 @@ def test_the_folders_hold_what_the_layout_says():
     assert {"calib.histogram", "calib.policies", "calib.sweep", "calib.methods", "calib.io"} <= set(
         CORE
     )
-    assert {"calib.dev.reference", "calib.dev.bench", "calib.collect"} <= set(CORE)
+    assert {"calib.reference", "calib.collect"} <= set(CORE)
+    assert {"calib.dev.bench", "calib.dev.browser", "calib.dev.bench_app"} <= set(DEV)
     assert "calib.figures.base" in FIGURES
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - set(DEV)))
+def test_nothing_the_wheel_ships_imports_the_maintainers_tools(module):
+    assert not {m for m in _imports(module) if m.startswith("calib.dev")}
 
 
 @pytest.mark.parametrize("module", CORE)

@@ -14,7 +14,7 @@ import calib
 import calib._mse
 import calib.limits
 import calib.methods as methods
-from calib.dev import reference
+from calib import reference
 from calib.histogram import Histogram
 from calib.methods import (
     METHODS,

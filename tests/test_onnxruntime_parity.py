@@ -32,7 +32,7 @@ import pytest
 
 ort_calibrate = pytest.importorskip("onnxruntime.quantization.calibrate")
 
-from calib.dev.reference import onnxruntime_loop  # noqa: E402
+from calib.reference import onnxruntime_loop  # noqa: E402
 from calib.histogram import Histogram  # noqa: E402
 from calib.sweep import kl_sweep  # noqa: E402
 

@@ -25,7 +25,7 @@ from calib import Histogram, cli, kl_sweep, learn, numbers, sweep
 from calib.app import layers, sources
 from calib.collect import HistogramAccumulator
 from calib.compare import _sweeper as compare_sweeper
-from calib.dev import reference
+from calib import reference
 from calib.explore import default_target_bins
 from calib.histogram import DEFAULT_BINS, grown_edges, range_growth
 from calib.methods import DEFAULT_NUM_BITS, amax_mse, clip_metrics, max_code

@@ -1,4 +1,4 @@
-"""The vectorised sweep against the slow loops of calib.dev.reference, on generated histograms.
+"""The vectorised sweep against the slow loops of calib.reference, on generated histograms.
 
 Every variant's ``kl_sweep`` (engine "dense", and "fast" wherever the sweep accepts it, else
 "auto") must give, candidate by candidate, the KL its loop gives: inf exactly where the loop
@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from calib.dev.reference import (
+from calib.reference import (
     modelopt_loop,
     mxnet_loop,
     mxnet_smooth,
