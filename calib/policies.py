@@ -93,7 +93,21 @@ POLICY_CHOICES: dict[str, tuple[str, ...]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    """One complete set of choices; see the module docstring for each field."""
+    """One complete set of choices; see the module docstring for each field.
+
+    Examples
+    --------
+    >>> import calib
+    >>> seed = calib.VARIANTS["seed"]
+    >>> seed == calib.Policy()
+    True
+    >>> calib.VARIANTS["ncnn"].changes_from(seed)["smoothing"]
+    ('none', 'add_eps')
+    >>> calib.Policy(layout="signed")
+    Traceback (most recent call last):
+        ...
+    ValueError: candidates='kept_bins' does not fit layout='signed': half_window goes with ...
+    """
 
     layout: str = "unsigned"
     candidates: str = "kept_bins"
