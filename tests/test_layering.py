@@ -85,3 +85,14 @@ def test_importing_the_whole_core_loads_neither_streamlit_nor_plotly():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+def test_import_calib_and_a_sweep_load_no_pandas_plotly_or_streamlit():
+    """The check a user of ``pip install calib`` (numpy alone) relies on, here where all of
+    them are installed: tests/test_packaging.py runs it in a venv that has only numpy."""
+    code = (
+        "import calib, sys; calib.kl_sweep([1, 2, 3, 2, 1] * 100); "
+        "bad = {'pandas', 'plotly', 'streamlit'} & set(sys.modules); assert not bad, bad"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
