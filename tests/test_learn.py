@@ -10,8 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from calib import Histogram, kl_sweep, learn
-from calib.reference import seed_loop
 from calib.policies import VARIANTS
+from calib.reference import seed_loop
 
 LESSONS = list(learn.LESSONS)
 

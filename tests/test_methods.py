@@ -345,6 +345,7 @@ def test_the_mse_curve_is_clip_metrics_clip_by_clip(case):
     assert chosen <= scores.min() * (1 + 1e-9)
 
 
+@pytest.mark.slow
 def test_the_mse_search_costs_cells_not_bins_squared(monkeypatch):
     """At 8 bits every candidate costs at most qmax + 1 = 128 cells, so 65,536 bins search in
     8.4 million cells (the direct search would take 4.3 billion piece integrals); at 16 bits

@@ -31,6 +31,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from calib.histogram import Histogram
+from calib.policies import VARIANTS
 from calib.reference import (
     modelopt_loop,
     mxnet_loop,
@@ -41,8 +43,6 @@ from calib.reference import (
     seed_as_published,
     seed_loop,
 )
-from calib.histogram import Histogram
-from calib.policies import VARIANTS
 from calib.sweep import kl_sweep
 
 RTOL = 1e-9
@@ -174,6 +174,7 @@ def sweep_engines(h, T, variant, **policies):
 
 
 # -- the seed and ncnn: kept bins, fractional merges ------------------------------------------
+@pytest.mark.slow
 @SETTINGS
 @given(counts=histograms(max_n=300), data=st.data())
 def test_seed_matches_seed_loop(counts, data):
@@ -192,6 +193,7 @@ def test_seed_matches_seed_loop(counts, data):
     assert s.best == kl_sweep(Histogram(counts, edges), T, "seed", engine="fast").best
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(counts=histograms(max_n=200), data=st.data())
 def test_the_seed_as_published_picks_what_seed_loop_picks(counts, data):
