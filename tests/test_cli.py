@@ -161,3 +161,15 @@ def test_bench_without_the_maintainers_folder_says_it_needs_a_checkout(monkeypat
     missing = "onnx"
     with pytest.raises(ModuleNotFoundError, match="onnx"):
         main(["bench", "evaluate"])
+
+
+def test_the_package_runs_as_a_program_in_process(monkeypatch, capsys):
+    """``calib/__main__.py`` in this process (``python -m calib`` in a child is tested
+    above), with the console script's name in the usage line."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/calib", "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("calib", run_name="__main__")
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: calib ")
