@@ -8,8 +8,8 @@ histogram type, the sweep, the MSE search, the collector and the app all import 
 bounds from here; nothing else in calib writes a limit of its own.
 
 The figures each cap was chosen by (the worst accepted input's time and memory, measured
-on this project's 2-core machine) are in the README's "Limits" section, with the
-command that measures them again (``PYTHONPATH=. python tests/test_hostile.py``).
+on this project's 2-core machine) are in ``docs/limits.md``, with the command that
+measures them again (``PYTHONPATH=. python tests/test_hostile.py``).
 
 Settings
 --------
