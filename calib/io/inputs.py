@@ -28,6 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from calib import limits
+from calib.io._safe import _short
+
 __all__ = ["BATCH_KEY", "load_inputs"]
 
 BATCH_KEY = re.compile(r"(?P<input>.+)__b(?P<k>0|[1-9][0-9]*)")
@@ -66,6 +69,9 @@ def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray]
             )
         if hasattr(src, "seek"):
             src.seek(start)
+        _check_members(src, what)
+        if hasattr(src, "seek"):
+            src.seek(start)
         if max_bytes is not None:
             _check_unpacked_inputs(src, what, max_bytes)
             if hasattr(src, "seek"):
@@ -102,8 +108,6 @@ def _check_unpacked_inputs(src: Any, what: str, max_bytes: int) -> None:
     total = 0
     with zipfile.ZipFile(src) as zf:
         infos = zf.infolist()
-        if len(infos) > 2**20:
-            raise ValueError(f"inputs: {what} holds {len(infos):,} arrays, more than 2**20")
         for info in infos:
             with zf.open(info) as f:
                 total += _check_npy_header(f, f"inputs: {what}", repr(info.filename),
@@ -113,6 +117,20 @@ def _check_unpacked_inputs(src: Any, what: str, max_bytes: int) -> None:
                     f"inputs: {what} unpacks (widened to 8 bytes an element) to more than "
                     f"the limit of {max_bytes:,} bytes"
                 )
+
+
+def _check_members(src: Any, what: str) -> None:
+    """Refuse, from the zip directory alone, more than MAX_BATCHES arrays (a batch's arrays
+    are one member each) and two members numpy would load under one key."""
+    from calib.io._safe import _unique_npz_keys
+
+    with zipfile.ZipFile(src) as zf:
+        names = zf.namelist()
+    if len(names) > limits.MAX_BATCHES:
+        raise ValueError(
+            limits.exceeds(f"inputs: {what} holds", len(names), "MAX_BATCHES", " arrays")
+        )
+    _unique_npz_keys(names, f"inputs: {what}")
 
 
 def check_arrays(arrays: Mapping[str, Any], what: str = "inputs") -> dict[str, np.ndarray]:
@@ -135,13 +153,19 @@ def check_arrays(arrays: Mapping[str, Any], what: str = "inputs") -> dict[str, n
 
 def _batches(arrays: dict[str, np.ndarray], what: str) -> list[Batch]:
     by_k: dict[int, Batch] = {}
+    digits = len(str(limits.MAX_BATCHES))
     for key, a in arrays.items():
         name, k = key.rsplit("__b", 1)  # every key matched BATCH_KEY (the caller checked)
+        if len(k) > digits or int(k) >= limits.MAX_BATCHES:  # before int() sizes anything
+            raise ValueError(
+                f"inputs: {what}: key {_short(key)!r} names batch {_short(k, 24)}; batches "
+                f"run 0, 1, 2, ... below MAX_BATCHES = {limits.MAX_BATCHES:,}"
+            )
         by_k.setdefault(int(k), {})[name] = a
     ks = sorted(by_k)
-    if ks != list(range(len(ks))):
-        missing = sorted(set(range(ks[-1] + 1)) - set(ks))[:3]
-        raise ValueError(f"inputs: {what} has no batch {missing[0]} (batches run 0, 1, 2, ...)")
+    gap = next((j for j, k in enumerate(ks) if k != j), None)  # the first batch missing
+    if gap is not None:
+        raise ValueError(f"inputs: {what} has no batch {gap} (batches run 0, 1, 2, ...)")
     names = set(by_k[0])
     batches = []
     for k in ks:
