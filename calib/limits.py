@@ -40,6 +40,7 @@ __all__ = [
     "MAX_SEARCH_CELLS",
     "MAX_TEXT_BYTES",
     "MAX_TRACE_METHODS",
+    "MAX_UPLOAD_BYTES",
     "MAX_UNPACKED_BYTES",
     "MIN_MAGNITUDE",
     "CollectBudget",
@@ -51,6 +52,14 @@ __all__ = [
 MAX_FILE_BYTES = 200 * 2**20
 """The largest binary file (``.npz``, ``.npy``, a model's inputs) any reader accepts, in
 bytes. Files are read whole, so this bounds the bytes held before parsing."""
+
+MAX_UPLOAD_BYTES = 256 * 2**20
+"""The largest file the app takes as an upload, in bytes: an ONNX model (all-MiniLM-L6-v2
+is 90 MB, a BERT-base 440 MB is for the command line) or anything else, which its reader
+then bounds by its own cap (``MAX_FILE_BYTES``, ``MAX_TEXT_BYTES``). Streamlit's
+``server.maxUploadSize`` in ``.streamlit/config.toml`` is this in MiB (a test holds them
+equal); the command line reads a user's own model whatever its size. An uploaded model
+then runs under :func:`app_collect_budget`."""
 
 MAX_TEXT_BYTES = 32 * 2**20
 """The largest text file (``.csv``, ``.json``, calibration caches) any reader accepts, in
