@@ -153,7 +153,9 @@ def transformer_model(
         param = prefix.strip("/").replace("/", ".") + f".encoder.layer.{i}"
         att = f"{scope}/attention/self"
 
-        def view(name: str, perm: list[int], src: str = x, att: str = att, i: int = i) -> str:
+        def view(
+            name: str, perm: list[int], src: str = x, att: str = att, param: str = param
+        ) -> str:
             y = _linear(g, f"{att}/{name}", src, f"{param}.attention.self.{name}", hidden, hidden)
             y = g.one(att, "Reshape", [y, heads_shape])
             return g.one(att, "Transpose", [y], perm=perm)

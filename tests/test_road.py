@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
-from graphs import (  # noqa: E402
+from graphs import (
     F32_MIN,
     cnn_inputs,
     cnn_model,
@@ -24,9 +24,9 @@ from graphs import (  # noqa: E402
     transformer_model,
 )
 
-import calib  # noqa: E402
-from calib import evaluate, selection  # noqa: E402
-from calib.cli import main  # noqa: E402
+import calib
+from calib import evaluate, selection
+from calib.cli import main
 
 MODELS = {
     "transformer": (transformer_model, transformer_inputs, "MatMul"),
@@ -106,7 +106,7 @@ def test_collect_thresholds_exports_converge_evaluate(road, flags, capsys):
 
 def test_evaluate_collects_what_it_quantizes(road, capsys):
     """``evaluate --inputs`` collects for itself: the same selection, one rule."""
-    kind, d, proto, op_types = road
+    _, d, proto, op_types = road
     assert main(["evaluate", str(d / "model.onnx"), "--inputs", str(d / "calib.npz"),
                  "--eval-inputs", str(d / "eval.npz"), "--methods", "max", "--op-types",
                  op_types, "--no-sensitivity", "--workers", "1", "--quiet", "--format",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ __all__ = ["FLOAT_TYPES", "RELAYOUT_OPS", "collect_histograms", "collect_meta", 
 def _tensor_types(onnx: Any, proto: Any) -> dict[str, _TensorType]:
     """:func:`calib.selection.tensor_types` (``onnx`` already imported by the caller)."""
     return tensor_types(proto)
+
 
 DEFAULT_BATCH_SIZE = 32
 """Samples per onnxruntime run when the model's batch axis is dynamic."""

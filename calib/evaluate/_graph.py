@@ -56,7 +56,8 @@ def select_tensors(proto: Any, op_types: Any = None, tensors: Any = None) -> Sel
     """
     require_onnx()
     chosen = _selection.select_tensors(proto, op_types, tensors)
-    unread = {n: "no node reads it: nothing to quantize" for n, r in chosen.readers.items() if not r}
+    unread = {n: "no node reads it: nothing to quantize" for n, r in chosen.readers.items()
+              if not r}  # fmt: skip
     return chosen.without(unread)  # a model output, under op_types="all"
 
 
