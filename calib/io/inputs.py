@@ -7,13 +7,14 @@ Two layouts, told apart by the keys:
     array has the same number of samples. The collector cuts them into batches of
     ``batch_size``. ``np.savez("x.npz", input_ids=ids, attention_mask=mask)``.
 ``<input>__b<k>`` (batches of any shape)
-    Batch ``k`` (0, 1, 2, ... with no gap) of input ``<input>``: every input has the same
+    Batch ``k`` (0, 1, 2, ... with no gap, below ``calib.limits.MAX_BATCHES``, which also
+    bounds the archive's arrays) of input ``<input>``: every input has the same
     batches, and within a batch its arrays have the same number of samples; shapes may
     differ from batch to batch (sentences grouped by length, each batch padded only to its
     own longest). Each batch is one run of the model, as given.
     ``np.savez("x.npz", input_ids__b0=a0, attention_mask__b0=m0, input_ids__b1=a1, ...)``.
 
-No pickle: object arrays are refused. In Python, :func:`calib.collect.collect_histograms`
+No pickle: object arrays are refused, and so are two archive members of one name. In Python, :func:`calib.collect.collect_histograms`
 also takes a dict of arrays or any iterable of ``{input: array}`` batches directly.
 """
 
