@@ -14,8 +14,9 @@ Two layouts, told apart by the keys:
     own longest). Each batch is one run of the model, as given.
     ``np.savez("x.npz", input_ids__b0=a0, attention_mask__b0=m0, input_ids__b1=a1, ...)``.
 
-No pickle: object arrays are refused, and so are two archive members of one name. In Python, :func:`calib.collect.collect_histograms`
-also takes a dict of arrays or any iterable of ``{input: array}`` batches directly.
+No pickle: object arrays are refused, and so are two archive members of one name. In
+Python, :func:`calib.collect.collect_histograms` also takes a dict of arrays or any iterable
+of ``{input: array}`` batches directly.
 """
 
 from __future__ import annotations
