@@ -122,3 +122,32 @@ def test_a_trace_longer_than_max_batches_is_refused(monkeypatch):
     monkeypatch.setattr(limits, "MAX_BATCHES", 3)
     with pytest.raises(ValueError, match="4 batches, more than MAX_BATCHES = 3"):
         calib.load_convergence(trace_file(["max"], samples=[1, 2, 3, 4]))
+
+
+def test_an_array_declaring_more_than_its_member_holds_is_refused_before_numpy_allocates():
+    """On the command line (no byte budget) too: a 200-byte member whose header declares a
+    terabyte made numpy allocate it before reading a byte."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (2**37,)}
+    )
+    data = zip_of([("x.npy", header.getvalue() + b"\0" * 64)])
+    with pytest.raises(ValueError, match="declares shape"):
+        load_inputs(io.BytesIO(data))
+    # and a directory that lies about the unpacked size (2 GB) does not make it look present:
+    # 100 deflated bytes unpack to at most 1032 times as many
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (2**27,)}
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("x.npy", header.getvalue() + b"\0" * 64)
+    raw = bytearray(buf.getvalue())
+    for sig, offset in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):
+        i = raw.find(sig)
+        raw[i + offset : i + offset + 4] = (2**31).to_bytes(4, "little")
+    with pytest.raises(ValueError, match="declares shape"):
+        load_inputs(io.BytesIO(bytes(raw)))
+    # an honest archive loads as it did
+    assert load_inputs(io.BytesIO(npz_bytes(x=np.arange(3.0))))["x"].tolist() == [0, 1, 2]

@@ -323,6 +323,22 @@ def _unique_npz_keys(members: list[str], what: str) -> None:
         seen.add(key)
 
 
+DEFLATE_MAX_RATIO = 1032  # deflate expands a byte to at most 1032 (258 bytes per 2 bits)
+
+
+def _member_size(info: zipfile.ZipInfo) -> int:
+    """The most bytes a zip member can hold once unpacked: what its directory entry says,
+    but no more than its compressed bytes can give (stored: as many; deflate: at most
+    ``DEFLATE_MAX_RATIO`` times as many). A directory that lies (claims 4 GB for 100 bytes)
+    cannot make the size an ``.npy`` header declares look present, and numpy allocates that
+    size before it reads a byte."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        return min(info.file_size, info.compress_size)
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        return min(info.file_size, DEFLATE_MAX_RATIO * info.compress_size + 64)
+    return info.file_size
+
+
 def _check_npz_members(zf: zipfile.ZipFile, what: str) -> None:
     _unique_npz_keys(zf.namelist(), what)
     if "names.npy" in zf.namelist():  # the project's format: count its layers first
@@ -336,8 +352,9 @@ def _check_npz_members(zf: zipfile.ZipFile, what: str) -> None:
     total = 0
     for info in zf.infolist():
         limit = "MAX_META_CHARS" if info.filename in DOCUMENT_MEMBERS else "MAX_NAME_CHARS"
+        size = _member_size(info)
         with zf.open(info) as f:
-            total += _check_npy_header(f, what, repr(info.filename), info.file_size, limit)
+            total += _check_npy_header(f, what, repr(info.filename), size, limit)
         _check_unpacked(total, what)
 
 

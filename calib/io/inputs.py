@@ -74,10 +74,9 @@ def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray]
         _check_members(src, what)
         if hasattr(src, "seek"):
             src.seek(start)
-        if max_bytes is not None:
-            _check_unpacked_inputs(src, what, max_bytes)
-            if hasattr(src, "seek"):
-                src.seek(start)
+        _check_unpacked_inputs(src, what, max_bytes)
+        if hasattr(src, "seek"):
+            src.seek(start)
         with np.load(src, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ValueError as exc:
@@ -100,21 +99,23 @@ def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray]
     return check_arrays(arrays, what)
 
 
-def _check_unpacked_inputs(src: Any, what: str, max_bytes: int) -> None:
+def _check_unpacked_inputs(src: Any, what: str, max_bytes: int | None) -> None:
     """Refuse, from the zip directory and the ``.npy`` headers alone, an archive that holds
-    object arrays or whose arrays take more than ``max_bytes`` once widened to 8 bytes an
-    element (the model may take its inputs as int64 or float64, whatever they are stored
-    as: a 5.8 MB archive of bytes once became 6 GB). Also at most 2**20 members."""
-    from calib.io._safe import _check_npy_header  # the one header check, no pickle
+    object arrays, an array declaring more bytes than its member holds (or than deflate can
+    expand its compressed bytes to: numpy allocates what the header declares before reading
+    a byte), or, with ``max_bytes``, arrays that take more than that once widened to 8 bytes
+    an element (the model may take its inputs as int64 or float64, whatever they are stored
+    as: a 5.8 MB archive of bytes once became 6 GB)."""
+    from calib.io._safe import _check_npy_header, _member_size  # the one header check
 
     total = 0
     with zipfile.ZipFile(src) as zf:
         infos = zf.infolist()
         for info in infos:
+            size = _member_size(info)
             with zf.open(info) as f:
-                total += _check_npy_header(f, f"inputs: {what}", repr(info.filename),
-                                           info.file_size)  # fmt: skip
-            if total > max_bytes:
+                total += _check_npy_header(f, f"inputs: {what}", repr(info.filename), size)
+            if max_bytes is not None and total > max_bytes:
                 raise ValueError(
                     f"inputs: {what} unpacks (widened to 8 bytes an element) to more than "
                     f"the limit of {max_bytes:,} bytes"
