@@ -164,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
         help="record every tensor's amax after each batch (python -m calib converge reads it)",
     )
     c.add_argument("--tensors", metavar="REGEX", help="only tensors whose name matches")
-    c.add_argument("--op-types", metavar="OPS", help="only outputs of these ops: MatMul,Gemm")
+    c.add_argument("--op-types", metavar="OPS", help="only what these ops read, as evaluate's "
+                   "--op-types: MatMul,Gemm (default: every float activation)")  # fmt: skip
     c.add_argument("--batch-size", type=int, default=None, help="samples per run")
     c.add_argument("--quiet", action="store_true", help="no progress output")
     _evaluate_parser(sub)
@@ -512,12 +513,12 @@ def _evaluate(ns: argparse.Namespace) -> int:
         histograms = ns.histograms
         if histograms is None and ns.inputs:
             proto, _ = evaluate.load_model(ns.model)
-            names = evaluate.select_tensors(proto, ns.op_types, ns.tensors).names
             source = held.calibration if held is not None else ns.inputs
-            histograms = collect.collect_histograms(
-                proto, source, tensors=list(names), batch_size=ns.batch_size,
+            histograms = collect.collect_histograms(  # the tensors evaluate quantizes
+                proto, source, op_types=ns.op_types or evaluate.DEFAULT_OP_TYPES,
+                tensors=ns.tensors, batch_size=ns.batch_size,
                 progress=None if ns.quiet else _progress_printer(),
-            ).histograms  # fmt: skip
+            )  # fmt: skip
         ev = evaluate.evaluate(
             ns.model,
             eval_inputs,

@@ -318,7 +318,9 @@ class Evaluation:
             "outputs": list(self.outputs),
             "quantized": {
                 "description": self.selection.describe(),
-                "op_types": list(self.selection.op_types),
+                "op_types": [self.selection.op_types]
+                if isinstance(self.selection.op_types, str)
+                else list(self.selection.op_types),
                 "pattern": self.selection.pattern,
                 "tensors": list(self.selection.names),
                 "skipped": dict(self.selection.skipped),
@@ -527,15 +529,20 @@ def evaluate(
     if isinstance(model, (str, os.PathLike)):
         label = os.path.basename(os.fspath(model))
     selection = select_tensors(proto, op_types, tensors)
-    names = selection.names
 
     clips: list[Clips] = []
     if histograms is not None:
         if isinstance(histograms, (str, os.PathLike)):
-            from calib.io import load_histograms
+            from calib.io.histograms import load_histograms_and_meta
 
-            histograms = load_histograms(histograms)
-        clips += clips_from_histograms(histograms, names, methods, num_bits)
+            histograms, meta = load_histograms_and_meta(histograms)
+            left_out = meta.get("not_activations")
+        else:  # a Collection lists them too
+            left_out = getattr(histograms, "not_activations", None)
+        if isinstance(left_out, Mapping):  # additive masks: listed, not calibrated
+            selection = selection.without({str(n): str(w) for n, w in left_out.items()})
+        clips += clips_from_histograms(histograms, selection.names, methods, num_bits)
+    names = selection.names
     clips += [clips_from_cache(c) for c in caches]
     for name, table in (amax or {}).items():
         clips.append(Clips(name=str(name), method="given", variant="", amax=dict(table)))
