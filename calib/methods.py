@@ -102,6 +102,8 @@ class Calibration:
         A one-line explanation of the clip.
     sweep : SweepResult or None
         The KL sweep that chose the clip (``"entropy"`` on a live histogram), else None.
+        Left out of ``==`` (its arrays have no single truth value): two records are equal
+        when their spec, clip, metrics, note and flags are.
     dead : bool
         True when every count is zero; ``amax`` is then 0.0 whatever the method.
     error : str
@@ -113,7 +115,7 @@ class Calibration:
     amax: float
     metrics: ClipMetrics | None
     note: str = ""
-    sweep: SweepResult | None = None
+    sweep: SweepResult | None = dataclasses.field(default=None, compare=False)
     dead: bool = False
     error: str = ""
 
