@@ -214,6 +214,33 @@ class Spec:
                 f"{self.percentile!r:.80} for method {method!r}"
             )
 
+    @classmethod
+    def build(
+        cls,
+        method: str,
+        variant: str | None = None,
+        num_bits: int = DEFAULT_NUM_BITS,
+        levels: int | None = None,
+        percentile: float | None = None,
+        *,
+        unsigned: bool = False,
+        overrides: Any = (),
+    ) -> Spec:
+        """A spec from loose settings, as a page's sidebar or a command line holds them
+        (a variant chosen while the method is max): those that do not apply to the method
+        are dropped, the rest checked. :meth:`parse` takes a text; the constructor refuses
+        what does not apply."""
+        entropy = method == "entropy"
+        return cls(
+            method,
+            variant if entropy else None,
+            num_bits,
+            unsigned,
+            levels if entropy else None,
+            percentile if method == "percentile" else None,
+            overrides if method in ("entropy", "mse") else (),
+        )
+
     # -- what the calibrators need ------------------------------------------------------
     @property
     def target_bins(self) -> int | None:
