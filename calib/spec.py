@@ -275,6 +275,21 @@ class Spec:
         u = self.unsigned if unsigned is None else unsigned
         return dataclasses.replace(self, num_bits=num_bits, unsigned=u)
 
+    def at_bits(self, num_bits: int, *, strict: bool = False) -> Spec:
+        """This spec for a ``num_bits`` quantizer when it names none of its own (signed 8
+        bits, the default): what a room with its own bit width (``compare``'s, an
+        evaluation's) does with the specs it is given. A spec that names its own bits keeps
+        them; ``strict``: it is a ValueError unless they are ``num_bits`` (signed)."""
+        num_bits = check_num_bits(num_bits)
+        if self.num_bits == DEFAULT_NUM_BITS and not self.unsigned:
+            return self.with_quantizer(num_bits)
+        if strict and (self.num_bits != num_bits or self.unsigned):
+            raise ValueError(
+                f"calibrator {str(self)!r} names its own quantizer, not the signed "
+                f"{num_bits} bits asked for"
+            )
+        return self
+
     # -- text -----------------------------------------------------------------------------
     def __str__(self) -> str:
         text = self.method

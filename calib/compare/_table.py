@@ -36,9 +36,7 @@ def _variant_row(
 
 def _method_spec(method: Any, num_bits: int, target_bins: int | None) -> Spec:
     """A method row's spec: its text, at ``num_bits`` and ``target_bins`` unless it says."""
-    spec = Spec.parse(method)
-    if spec.num_bits == DEFAULT_NUM_BITS and not spec.unsigned:
-        spec = spec.with_quantizer(num_bits)
+    spec = Spec.parse(method).at_bits(num_bits)
     if spec.method == "entropy" and target_bins is not None and spec.levels is None:
         spec = dataclasses.replace(spec, levels=target_bins)
     return spec

@@ -24,9 +24,9 @@ from calib.evaluate._graph import (
 from calib.evaluate._metrics import RunResult, spearman
 from calib.evaluate._runner import Payload, Run, Runner
 from calib.histogram import Histogram
-from calib.policies import VARIANTS
 from calib.report import CachedThresholds, LayerRow, layer_row, read_calibration_file
 from calib.report._exports import json_value
+from calib.spec import Spec
 
 DEFAULT_METHODS = (
     "max",
@@ -88,38 +88,31 @@ class Clips:
     rows: dict[str, LayerRow] = dataclasses.field(default_factory=dict)
 
 
-def parse_method(spec: Any) -> tuple[str, str]:
-    """``"entropy:onnxruntime"`` -> ``("entropy", "onnxruntime")``; ``"entropy"`` means the
-    seed; ``"max"``, ``"percentile"``, ``"mse"`` have no variant."""
-    if not isinstance(spec, str):
-        raise ValueError(f"methods: {spec!r} is not a method name")
-    method, _, variant = spec.strip().partition(":")
-    if method == "entropy":
-        variant = variant or "seed"
-        if variant not in VARIANTS:
-            raise ValueError(
-                f"methods: {spec!r}: unknown variant {variant!r} (one of {', '.join(VARIANTS)})"
-            )
-        return method, variant
-    if method in ("max", "percentile", "mse") and not variant:
-        return method, ""
-    raise ValueError(
-        f"methods: {spec!r} is not one of max, percentile, mse, entropy or entropy:<variant> "
-        f"(variants: {', '.join(VARIANTS)})"
-    )
+def parse_method(text: Any) -> tuple[str, str]:
+    """``(method, variant)`` of a calibrator's text, read by :meth:`calib.Spec.parse` (the
+    one parser): ``"entropy:onnxruntime"`` -> ``("entropy", "onnxruntime")``, ``"entropy"``
+    the seed, ``"max"`` -> ``("max", "")``. Kept for old callers; a :class:`calib.Spec`
+    says more."""
+    spec = Spec.parse(text)
+    return spec.method, spec.variant or ""
 
 
 def clips_from_histograms(
     hists: Mapping[str, Histogram],
     names: Sequence[str],
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[Any] = DEFAULT_METHODS,
     num_bits: int = 8,
 ) -> list[Clips]:
-    """A :class:`Clips` per method, each tensor's clip by :func:`calib.calibrate` (through
-    :func:`calib.report.layer_row`, so the flags are the Layers page's)."""
+    """A :class:`Clips` per calibrator (a :class:`calib.Spec` or its text, at ``num_bits``
+    unless it names those bits), each tensor's clip by :func:`calib.calibrate` (through
+    :func:`calib.report.layer_row`, so the flags are the Layers page's). A calibration is
+    named by its spec's canonical text without the evaluation's bits (``"entropy:seed"``)."""
     if isinstance(methods, str):
         methods = [m for m in methods.split(",") if m.strip()]
-    specs = [parse_method(m) for m in methods]
+    try:
+        specs = [Spec.parse(m) for m in methods]
+    except ValueError as exc:
+        raise ValueError(f"methods: {exc}") from None
     if not specs:
         raise ValueError("methods: none given")
     missing = [n for n in names if n not in hists]
@@ -130,11 +123,16 @@ def clips_from_histograms(
             " collect them from the model (calib collect) or choose other tensors"
         )
     out = []
-    for method, variant in dict.fromkeys(specs):
-        rows = {n: layer_row(n, hists[n], method, variant or "seed", num_bits) for n in names}
-        name = f"{method}:{variant}" if variant else method
+    for spec in dict.fromkeys(specs):
+        ran = spec.at_bits(num_bits, strict=True)
+        rows = {n: layer_row(n, hists[n], ran) for n in names}
         amax = {n: r.amax for n, r in rows.items()}
-        out.append(Clips(name=name, method=method, variant=variant, amax=amax, rows=rows))
+        out.append(
+            Clips(
+                name=str(spec), method=spec.method, variant=spec.variant or "", amax=amax,
+                rows=rows,
+            )
+        )  # fmt: skip
     return out
 
 
