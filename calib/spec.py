@@ -49,6 +49,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from calib import limits
 from calib.methods import (
     DEFAULT_NUM_BITS,
@@ -60,6 +62,7 @@ from calib.methods import (
 )
 from calib.policies import (
     MODELOPT_START_BIN,
+    TARGET_BINS_MIN,
     VARIANTS,
     Policy,
     check_num_bits,
@@ -178,7 +181,16 @@ class Spec:
                 ),
             )
             if self.levels is not None:
-                levels = _check_int(self.levels, "levels", 1, limits.MAX_BINS)
+                levels = self.levels
+                if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
+                    raise ValueError(f"levels must be an integer, got {levels!r:.80}")
+                if not TARGET_BINS_MIN <= levels <= limits.MAX_BINS:
+                    raise ValueError(
+                        f"levels (target_bins) must be at least {TARGET_BINS_MIN} (the levels "
+                        f"of a 2-bit quantizer) and at most MAX_BINS = {limits.MAX_BINS}, "
+                        f"got {levels}"
+                    )
+                levels = int(levels)
                 own = levels_for(variant, self.num_bits, self.unsigned)
                 put("levels", None if levels == own else levels)
         else:

@@ -83,7 +83,8 @@ def test_levels_follow_the_bits():
         ("max/stride=2", "takes no option 'stride'"),
         ("entropy/smoothing=bogus", "smoothing must be one of"),
         ("entropy:seed/merge=whole/remainder=orphan", "needs normalize='pq'"),
-        ("entropy/levels=0", "levels must be"),
+        ("entropy/levels=0", "levels (target_bins) must be at least 2"),
+        ("entropy/levels=1", "levels (target_bins) must be at least 2"),
         ("entropy/levels", "is not KEY=VALUE"),
         ("entropy/levels=3/levels=4", "given twice"),
         ("", "unknown method ''"),
@@ -128,7 +129,7 @@ def specs(draw) -> Spec:
     kw = {"num_bits": draw(hs.integers(2, 16)), "unsigned": draw(hs.booleans())}
     if method == "entropy":
         kw["variant"] = draw(hs.sampled_from(tuple(VARIANTS)))
-        kw["levels"] = draw(hs.none() | hs.integers(1, 8192))
+        kw["levels"] = draw(hs.none() | hs.integers(2, 8192))
         keys = draw(hs.lists(hs.sampled_from(sorted(_policy_values)), max_size=3, unique=True))
         kw["overrides"] = {k: draw(_policy_values[k]) for k in keys}
     elif method == "percentile":
