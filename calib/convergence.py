@@ -18,6 +18,7 @@ is the figure to read: more calibration data past it would not move those thresh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 
 from calib.histogram import Histogram
 from calib.io.histograms import Trace
-from calib.methods import try_calibrate
+from calib.methods import amax_of
 from calib.spec import Spec
 
 __all__ = [
@@ -71,12 +72,24 @@ def check_methods(convergence: Any) -> tuple[str, ...]:
 
 
 def amax_row(h: Histogram | None, methods: tuple[str, ...]) -> tuple[float, ...]:
-    """Each calibrator's amax on ``h`` (:func:`calib.methods.try_calibrate`; 0 for a tensor
+    """Each calibrator's amax on ``h`` (:func:`calib.methods.amax_of`; 0 for a tensor
     that has held only zeros so far; NaN where the calibrator cannot run on it, such as
     fewer bins than the variant's levels)."""
     if h is None or h.is_dead:
         return (0.0,) * len(methods)
-    return tuple(float(try_calibrate(h, m).amax) for m in methods)
+    out = []
+    for spec in _specs(tuple(methods)):
+        try:
+            out.append(amax_of(h, spec))
+        except ValueError:  # fewer bins than the variant's levels: no answer
+            out.append(math.nan)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _specs(methods: tuple[str, ...]) -> tuple[Spec, ...]:
+    """The specs of a collection's traced methods, read once, not after every batch."""
+    return tuple(Spec.parse(m) for m in methods)
 
 
 def _check_tol(tol: float) -> float:

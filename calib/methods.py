@@ -40,6 +40,7 @@ __all__ = [
     "ClipMetrics",
     "amax_max",
     "amax_mse",
+    "amax_of",
     "amax_percentile",
     "calibrate",
     "clip_metrics",
@@ -695,6 +696,16 @@ def calibrate(
             spec=spec, amax=0.0, metrics=metrics, note="dead layer: every count is zero",
             dead=True,
         )  # fmt: skip
+    amax, note, sweep = _choose(h, spec)
+    if amax > 0:
+        metrics = clip_metrics(h, amax, num_bits, unsigned)
+    else:
+        metrics = _metrics_at_zero(h)
+    return Calibration(spec=spec, amax=float(amax), metrics=metrics, note=note, sweep=sweep)
+
+
+def _choose(h: Histogram, spec: Spec) -> tuple[float, str, SweepResult | None]:
+    """The clip ``spec`` chooses on a live histogram, a note on it, and the KL sweep."""
     sweep = None
     if spec.method == "max":
         amax = amax_max(h)
@@ -703,7 +714,7 @@ def calibrate(
         amax = amax_percentile(h, spec.percentile)
         note = f"{spec.percentile:g}th percentile of |x| (ModelOpt's rule) = {amax:.6g}"
     elif spec.method == "mse":
-        amax = amax_mse(h, num_bits, unsigned, **spec.options)
+        amax = amax_mse(h, spec.num_bits, spec.unsigned, **spec.options)
         note = f"minimum expected MSE over bin edges at amax = {amax:.6g}"
     else:
         from calib import sweep as _sweep  # lazy: the sweep engine is its own module
@@ -716,11 +727,17 @@ def calibrate(
             f"smallest KL of the {sweep.variant} sweep at {sweep.target_bins} levels: "
             f"amax = {amax:.6g}"
         )
-    if amax > 0:
-        metrics = clip_metrics(h, amax, num_bits, unsigned)
-    else:
-        metrics = _metrics_at_zero(h)
-    return Calibration(spec=spec, amax=float(amax), metrics=metrics, note=note, sweep=sweep)
+    return float(amax), note, sweep
+
+
+def amax_of(hist: Any, spec: Any) -> float:
+    """:func:`calibrate`'s ``amax`` alone, without measuring the clip (what a trace after
+    every batch needs): 0.0 for a dead histogram; a ValueError when the calibrator
+    refuses."""
+    from calib.spec import Spec
+
+    h, spec = as_histogram(hist), Spec.parse(spec)
+    return 0.0 if h.is_dead else _choose(h, spec)[0]
 
 
 def try_calibrate(hist: Any, spec: Any) -> Calibration:
