@@ -616,9 +616,10 @@ def _spec_of_call(
             changes["levels"] = policies.pop("target_bins")
     if policies:
         changes["overrides"] = {**spec.options, **policies}
+    default = Spec.build(m)
     for k, v in changes.items():
         mine = getattr(spec, k)
-        if k in ("num_bits", "unsigned") and mine != getattr(Spec(), k) and mine != v:
+        if k != "overrides" and mine != getattr(default, k) and mine != v:
             raise ValueError(f"{k}={_show(v)} contradicts the spec {str(spec)!r}")
     return dataclasses.replace(spec, **changes) if changes else spec
 

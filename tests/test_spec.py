@@ -192,6 +192,10 @@ def test_calibrate_takes_a_spec_or_its_text_or_the_old_keywords(text, call):
 def test_calibrate_refuses_keywords_that_contradict_the_spec():
     with pytest.raises(ValueError, match="contradicts"):
         calib.calibrate(_hist(), "entropy@4", num_bits=6)
+    with pytest.raises(ValueError, match="variant='ncnn' contradicts the spec 'entropy:mxnet'"):
+        calib.calibrate(_hist(), "entropy:mxnet", variant="ncnn")
+    with pytest.raises(ValueError, match="contradicts"):
+        calib.calibrate(_hist(), "percentile:99.9", percentile=50.0)
     # the same width, or the default, leaves the spec alone
     assert calib.calibrate(_hist(), "entropy@4", num_bits=4).spec.num_bits == 4
     assert calib.calibrate(_hist(), "entropy@4").sweep.target_bins == 8
