@@ -402,6 +402,10 @@ def test_methods_side_by_side_the_best_one_and_the_json(tmp_path):
     one = evaluate(attention_model(), {"X": x[12:]}, histograms=hists, methods=["max"],
                    sensitivity_of="max", workers=1, sensitivity=False)  # fmt: skip
     assert one.methods[0].sqnr_db == ev.methods[0].sqnr_db and one.sensitivity == ()
+    # "entropy" names the seed's calibration: one spec, whichever way it is written
+    seed = evaluate(attention_model(), {"X": x[12:]}, histograms=hists, methods=["entropy"],
+                    sensitivity_of="entropy", workers=1, sensitivity=False)  # fmt: skip
+    assert seed.calibration == "entropy:seed" and seed.methods[0].name == "entropy:seed"
 
 
 def test_a_cache_and_missing_tensors_stay_in_float(tmp_path):

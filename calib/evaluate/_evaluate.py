@@ -471,16 +471,19 @@ def evaluate(
         :func:`hold_out` for a share of the calibration inputs).
     histograms : mapping of str to Histogram, or a histogram file path, optional
         The quantized tensors' histograms; each of ``methods`` calibrates them.
-    methods : sequence of str
-        ``"max"``, ``"percentile"``, ``"mse"``, ``"entropy:<variant>"``
-        (:data:`DEFAULT_METHODS`: all of them); used with ``histograms``.
+    methods : sequence of str or calib.Spec
+        Calibrators, as :meth:`calib.Spec.parse` reads them: ``"max"``, ``"percentile"``,
+        ``"percentile:99.9"``, ``"mse"``, ``"entropy:<variant>"`` (:data:`DEFAULT_METHODS`:
+        every method and variant); used with ``histograms``. Each runs at ``num_bits``
+        unless it names those bits; a calibration is named by its canonical text.
     caches : sequence of paths or CachedThresholds
         TensorRT caches or ONNX Runtime tables: one more calibration each.
     amax : mapping of name to (mapping of tensor to amax), optional
         Calibrations given as clips.
     sensitivity_of : str
         The calibration whose per-tensor sensitivity and keep-in-float list are measured:
-        a calibration's name (``"entropy:seed"``), or ``"best"`` (default, :data:`BEST`):
+        a calibration's name (``"entropy:seed"``, or any text that names the same
+        calibrator: ``"entropy"``), or ``"best"`` (default, :data:`BEST`):
         the highest output SQNR among the calibrations that quantize the most tensors (a
         method that refuses a tensor leaves it in float, which must not win it the title).
     op_types, tensors
@@ -542,6 +545,11 @@ def evaluate(
     labels = [c.name for c in clips]
     if len(set(labels)) != len(labels):
         raise ValueError(f"calibrations: names repeat ({labels})")
+    if sensitivity_of != BEST and sensitivity_of not in labels:
+        try:  # a calibrator named another way: "entropy" is "entropy:seed"
+            sensitivity_of = str(Spec.parse(sensitivity_of))
+        except ValueError:
+            pass
     if sensitivity_of != BEST and sensitivity_of not in labels:
         raise ValueError(f"sensitivity_of: {sensitivity_of!r} is not 'best' nor one of {labels}")
     shortlist = _check_shortlist(shortlist)
