@@ -231,18 +231,33 @@ class MethodRow:
 class SensitivityRow:
     """One tensor: the output error with only it quantized, and with all but it.
 
-    ``hist_sqnr_db``, ``kl``, ``clipped`` and ``flags`` are what its histogram says of the
-    clip (nan / empty for a cache's clips): the proxy the measured numbers are set against.
+    ``row`` is its :class:`calib.report.LayerRow` (its clip's :class:`calib.Calibration`
+    and flags; None for a cache's clips): ``hist_sqnr_db``, ``kl``, ``clipped`` and
+    ``flags`` are read off it (nan / empty without one), the proxy the measured numbers are
+    set against.
     """
 
     layer: str
     amax: float
     only_this: RunResult
     all_but_this: RunResult
-    hist_sqnr_db: float = math.nan
-    kl: float = math.nan
-    clipped: float = math.nan
-    flags: tuple[str, ...] = ()
+    row: LayerRow | None = None
+
+    @property
+    def hist_sqnr_db(self) -> float:
+        return math.nan if self.row is None else self.row.sqnr_db
+
+    @property
+    def kl(self) -> float:
+        return math.nan if self.row is None else self.row.kl
+
+    @property
+    def clipped(self) -> float:
+        return math.nan if self.row is None else self.row.clipped
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return () if self.row is None else self.row.flags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -629,10 +644,7 @@ def evaluate(
                         amax=float(table[k, i]),
                         only_this=res[pos],
                         all_but_this=res[len(live) + pos],
-                        hist_sqnr_db=lr.sqnr_db if lr else math.nan,
-                        kl=lr.kl if lr else math.nan,
-                        clipped=lr.clipped if lr else math.nan,
-                        flags=lr.flags if lr else (),
+                        row=lr,
                     )
                 )
             if max_float:
