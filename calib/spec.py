@@ -116,7 +116,7 @@ def _pairs(overrides: Any) -> dict[str, Any]:
     return dict(pairs)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Spec:
     """One calibration: what decides a clip, validated once.
 
@@ -303,6 +303,10 @@ class Spec:
         return self
 
     # -- text -----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        """The call that makes it: ``Spec.parse('entropy:mxnet@4')``."""
+        return f"Spec.parse({str(self)!r})"
+
     def __str__(self) -> str:
         text = self.method
         if self.method == "entropy":

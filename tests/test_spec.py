@@ -151,6 +151,7 @@ def test_parse_of_str_is_the_spec(s):
     assert Spec.parse(text) == s
     assert str(Spec.parse(text)) == text
     assert Spec.parse(s) is s
+    assert repr(s) == f"Spec.parse({text!r})"  # the call that makes it
 
 
 @given(specs())
