@@ -32,6 +32,7 @@ from calib.methods import DEFAULT_NUM_BITS, METHODS
 from calib.numbers import fmt
 from calib.policies import VARIANTS
 from calib.report import CLI_COLUMNS
+from calib.spec import SYNTAX, Spec
 
 __all__ = ["main", "printable"]
 
@@ -112,15 +113,38 @@ def _converge(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _thresholds_spec(ns: argparse.Namespace) -> Spec:
+    """The calibrator of ``thresholds``: ``--method`` with ``--variant``, ``--num-bits`` and
+    ``--target-bins``, or a ``--method`` text that says them itself (not both)."""
+    loose = {"--variant": ns.variant, "--num-bits": ns.num_bits, "--target-bins": ns.target_bins}
+    if ns.method in METHODS:
+        bits = DEFAULT_NUM_BITS if ns.num_bits is None else ns.num_bits
+        return report.table_spec(ns.method, ns.variant or "seed", bits, ns.target_bins)
+    spec = Spec.parse(ns.method)
+    given = [k for k, v in loose.items() if v is not None]
+    if given:
+        raise ValueError(
+            f"--method {ns.method!r} says its calibrator whole; give {', '.join(given)} in it "
+            f"({SYNTAX}) or use a bare method name"
+        )
+    return spec
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m calib", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("thresholds", help="threshold table for a histogram file (default)")
     t.add_argument("file", help="histogram file: .npz (multi-layer), .npy, .csv or .json")
-    t.add_argument("--method", choices=METHODS, default="entropy")
-    t.add_argument("--variant", choices=tuple(VARIANTS), default="seed")
+    t.add_argument(
+        "--method",
+        default="entropy",
+        help=f"a method ({', '.join(METHODS)}) with the options below, or a calibrator that "
+        f"says them itself, {SYNTAX}: entropy:mxnet@4, percentile:99.9, "
+        "entropy:onnxruntime/levels=200 (default: entropy)",
+    )
+    t.add_argument("--variant", choices=tuple(VARIANTS), default=None, help="default: seed")
     t.add_argument("--target-bins", type=int, default=None)
-    t.add_argument("--num-bits", type=int, default=DEFAULT_NUM_BITS)
+    t.add_argument("--num-bits", type=int, default=None, help=f"default: {DEFAULT_NUM_BITS}")
     t.add_argument("--format", choices=("table", "csv", "json"), default="table")
     t.add_argument("--trt-cache", metavar="OUT", help="also write a TensorRT calibration cache")
     t.add_argument(
@@ -196,7 +220,8 @@ def _evaluate_parser(sub) -> None:
     e.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
-        help="comma-separated: max, percentile, mse, entropy:<variant> (default: all)",
+        help="comma-separated calibrators: max, percentile[:P], mse, entropy[:<variant>] "
+        "(default: all; any calib.Spec text)",
     )
     e.add_argument(
         "--cache",
@@ -382,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open(ns.file, "rb") as f:
             hists = cio.load_histogram_file(f, ns.file)
-        layer_rows = report.layer_table(hists, ns.method, ns.variant, ns.num_bits, ns.target_bins)
+        layer_rows = report.layer_table(hists, _thresholds_spec(ns))
         rows = report.cli_records(layer_rows)
         # the Layers page's exports: scales only for a positive, finite amax; each file
         # written whole or not at all (a temporary file beside it, then a rename)
@@ -391,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cio.write_text(ns.trt_cache, text)
             _note_skipped(ns.trt_cache, skipped)
         if ns.ort_json:
-            text, skipped = report.ort_json_text(layer_rows, ns.method)
+            text, skipped = report.ort_json_text(layer_rows, _thresholds_spec(ns))
             cio.write_text(ns.ort_json, text)
             _note_skipped(ns.ort_json, skipped)
     except (ValueError, OSError) as exc:

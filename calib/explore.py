@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,13 +21,11 @@ from calib.demos import DEMOS
 from calib.histogram import Histogram
 from calib.methods import (
     DEFAULT_NUM_BITS,
-    DEFAULT_PERCENTILE,
+    Calibration,
     ClipMetrics,
-    amax_max,
-    amax_mse,
-    amax_percentile,
     clip_metrics,
     max_code,
+    try_calibrate,
 )
 from calib.numbers import fmt
 from calib.policies import (
@@ -40,6 +38,7 @@ from calib.policies import (
     levels_for,
     resolve_policy,
 )
+from calib.spec import Spec
 from calib.sweep import PQ, SweepResult, kl_sweep
 
 __all__ = [
@@ -91,9 +90,10 @@ EXPLORE_QUERY_KEYS = (
 
 
 def default_target_bins(variant: str, num_bits: int = DEFAULT_NUM_BITS) -> int:
-    """The variant's levels for a ``num_bits`` quantizer (:func:`calib.policies.levels_for`),
-    clamped to the target-bins slider's range."""
-    return int(min(max(levels_for(variant, num_bits), TARGET_BINS_MIN), TARGET_BINS_MAX))
+    """The variant's levels for a ``num_bits`` quantizer: :func:`calib.policies.levels_for`,
+    whatever a slider can show (13 bits: the seed's 4096). A page that cannot show the
+    value says so; it never computes with another."""
+    return levels_for(variant, num_bits)
 
 
 POLICY_INTS = ("start_bin", "stride")
@@ -146,7 +146,8 @@ def policy_error(variant: str, overrides: Mapping[str, Any]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class OtherClip:
-    """Another calibrator's threshold on the same histogram.
+    """Another calibrator's threshold on the same histogram: a label and its
+    :class:`calib.Calibration` (the one record of a clip and its metrics).
 
     A calibrator that cannot run on this histogram (MSE's first candidate, bin 128, on a
     64-bin histogram; a variant whose levels the histogram cannot hold) has ``amax`` nan
@@ -154,9 +155,21 @@ class OtherClip:
     """
 
     name: str  # "max", "percentile", "mse", or a variant's name
-    amax: float
-    metrics: ClipMetrics | None  # None where amax is 0 (a dead histogram) or nan
-    note: str = ""  # why it is left out ("" when it is not)
+    calibration: Calibration
+
+    @property
+    def amax(self) -> float:
+        return self.calibration.amax
+
+    @property
+    def metrics(self) -> ClipMetrics | None:
+        """The clip's metrics; None where amax is 0 (a dead histogram) or nan."""
+        return self.calibration.metrics if self.amax > 0 else None
+
+    @property
+    def note(self) -> str:
+        """Why it is left out ("" when it is not)."""
+        return self.calibration.error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +199,13 @@ class View:
     why: Why = dataclasses.field(default_factory=lambda: Why())
 
     @property
+    def spec(self) -> Spec:
+        """The view's calibration as a :class:`calib.Spec` (``entropy:<variant>@<bits>``,
+        its levels and overrides): what ``calib.calibrate`` takes to give the same clip."""
+        return Spec("entropy", self.variant, self.num_bits, levels=self.target_bins,
+                    overrides=self.overrides)  # fmt: skip
+
+    @property
     def max_abs(self) -> float:
         return self.hist.max_abs
 
@@ -205,14 +225,9 @@ class View:
         return [f"{c.name}: {c.note}" for c in (*self.methods, *self.variants) if c.note]
 
 
-def _other(h: Histogram, name: str, amax: Callable[[], float], num_bits: int) -> OtherClip:
-    """``amax()``'s clip and its metrics; a ValueError leaves it out with the reason."""
-    try:
-        value = float(amax())
-    except ValueError as exc:
-        return OtherClip(name, math.nan, None, note=str(exc))
-    m = clip_metrics(h, value, num_bits) if value > 0 else None
-    return OtherClip(name, value, m)
+def _other(h: Histogram, name: str, spec: Spec) -> OtherClip:
+    """``spec``'s clip and its metrics; a ValueError leaves it out with the reason."""
+    return OtherClip(name, try_calibrate(h, spec))
 
 
 def build_view(
@@ -230,14 +245,15 @@ def build_view(
 ) -> View:
     """The sweep of ``hist``, its metrics and the other methods' thresholds.
 
-    ``target_bins`` defaults to the variant's levels for ``num_bits``. ``methods`` (max,
+    ``target_bins`` defaults to the variant's levels for ``num_bits`` (``levels_for``,
+    never clamped to a slider's range). ``methods`` (max,
     percentile, mse) are computed unless given (a page caches them apart: they do not
     depend on the variant); ``variants`` are the other variants' clips to draw, if any.
     ValueError (from the core) names an impossible policy combination or a target_bins the
     histogram cannot take.
     """
     pairs = tuple(dict(overrides).items())
-    T = default_target_bins(variant, num_bits) if target_bins is None else int(target_bins)
+    T = levels_for(variant, num_bits) if target_bins is None else int(target_bins)
     result = kl_sweep(hist, target_bins=T, variant=variant, **dict(pairs))
     metrics = None if result.dead else clip_metrics(hist, result.amax, num_bits)
     chosen = None if result.dead else result.distributions()
@@ -366,20 +382,13 @@ def explain(
 def every_method(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
     """The max, percentile and MSE thresholds of ``h`` (one the core refuses, such as an
     MSE search past ``calib.limits.MAX_SEARCH_CELLS``, keeps its reason as a note)."""
-    return (
-        _other(h, "max", lambda: amax_max(h), num_bits),
-        _other(h, "percentile", lambda: amax_percentile(h, DEFAULT_PERCENTILE), num_bits),
-        _other(h, "mse", lambda: amax_mse(h, num_bits), num_bits),
-    )
+    return tuple(_other(h, m, Spec(m, num_bits=num_bits)) for m in ("max", "percentile", "mse"))
 
 
 def every_variant(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
-    """Every variant's threshold at its own levels for ``num_bits`` (a variant whose levels
-    this histogram cannot hold is left out, with the reason)."""
-    return tuple(
-        _other(h, v, lambda v=v: kl_sweep(h, default_target_bins(v, num_bits), v).amax, num_bits)
-        for v in VARIANTS
-    )
+    """Every variant's threshold at its own levels for ``num_bits`` (``levels_for``; a
+    variant whose levels this histogram cannot hold is left out, with the reason)."""
+    return tuple(_other(h, v, Spec("entropy", v, num_bits)) for v in VARIANTS)
 
 
 def kl_curve_csv(result: SweepResult) -> str:
@@ -518,10 +527,11 @@ def parse_explore_query(
             ignore("num_bits", f"an integer in {NUM_BITS_CHOICES[0]}..{NUM_BITS_CHOICES[-1]}")
     if "target_bins" in params:
         v = _as_int(params["target_bins"])
-        if v is not None and TARGET_BINS_MIN <= v <= TARGET_BINS_MAX:
+        top = max(TARGET_BINS_MAX, levels_for(variant, num_bits))  # the slider's, at these bits
+        if v is not None and TARGET_BINS_MIN <= v <= top:
             out[f"{key}_target_bins"] = v
         else:
-            ignore("target_bins", f"an integer in {TARGET_BINS_MIN}..{TARGET_BINS_MAX}")
+            ignore("target_bins", f"an integer in {TARGET_BINS_MIN}..{top}")
     if f"{key}_target_bins" not in out and (f"{key}_variant" in out or f"{key}_num_bits" in out):
         out[f"{key}_target_bins"] = default_target_bins(variant, num_bits)
     if "hist_bins" in params:

@@ -49,7 +49,8 @@ def model_source(layer: str = sources.DEFAULT_LAYER) -> sources.Source:
         ("mxnet", 2, 3),
         ("modelopt", 10, 512),
         ("seed", 12, 2048),
-        ("mxnet", 12, 2048),  # 4095 clamped to the slider's top
+        ("mxnet", 12, 4095),  # past the slider's 2048: never clamped (main gave 2048)
+        ("seed", 13, 4096),
     ],
 )
 def test_default_target_bins(variant, bits, levels):
@@ -124,6 +125,23 @@ def test_other_variants_at_their_own_levels():
     # with overrides the preset itself is another answer, so it is drawn too
     overridden = explore.compute_view(src, "seed", {"zero_q": "inf"}, with_variants=True)
     assert [o.name for o in overridden.variants] == list(VARIANTS)
+
+
+def test_the_view_computes_with_the_true_levels_at_any_width():
+    """At 13 bits the seed uses 4096 levels, past the slider's 2048: the view sweeps at
+    4096, as calibrate does (main clamped to 2048: 3.01 against calibrate's 5.98 on the
+    ReLU demo at 8192 bins); its spec gives the same clip through calibrate."""
+    from calib.demos import demo_histogram
+
+    h = demo_histogram("ReLU with zero spike", 8192)
+    view = calib.explore.build_view(h, "seed", (), None, 13)
+    cal = calib.calibrate(h, num_bits=13)
+    assert view.target_bins == cal.sweep.target_bins == 4096
+    assert view.result.amax == cal.amax
+    assert calib.calibrate(h, view.spec).amax == view.result.amax
+    assert str(view.spec) == "entropy:seed@13"
+    others = {o.name: o for o in calib.explore.every_variant(h, 13)}
+    assert others["seed"].amax == cal.amax and others["mxnet"].calibration.spec.target_bins == 8191
 
 
 def test_dead_view_has_no_metrics():

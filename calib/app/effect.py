@@ -25,6 +25,7 @@ from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
 from calib.numbers import fmt
+from calib.spec import Spec
 
 __all__ = [
     "APP_MAX_FLOAT",
@@ -263,9 +264,12 @@ def explore_params(shown: Shown, layer: str) -> dict[str, str] | None:
     session (as Layers hands its own); for the shipped results, its Linear layer's input
     in the shipped histograms. None when Explore has no histogram of it."""
     doc = shown.doc
-    method, _, variant = str(doc.get("calibration", "")).partition(":")
+    try:  # a cache's name ("cache:calib.cache") is no calibrator: no variant
+        spec = Spec.parse(str(doc.get("calibration", "")))
+    except ValueError:
+        spec = None
     common = {
-        "variant": variant if method == "entropy" else None,
+        "variant": spec.variant if spec is not None else None,
         "num_bits": doc["quantized"]["num_bits"],
     }
     if shown.hists is not None:
