@@ -312,6 +312,8 @@ def explain(
                 )
                 + f"costs more: the next candidate's KL is {fmt(float(r.kl[1]))}."
             )
+    if r.notes:  # the answer is not simply the curve's minimum, or the tool would refuse
+        floor = " ".join(n[0].upper() + n[1:] + "." for n in r.notes)
     if n_plus:
         shape = r.min_kl - n_plus
         shape_text = "about 0" if abs(shape) < 1e-6 * max(1.0, r.min_kl) else fmt(shape)

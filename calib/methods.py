@@ -638,6 +638,9 @@ def calibrate(
             f"smallest KL of the {sweep.variant} sweep at {sweep.target_bins} levels: "
             f"amax = {amax:.6g}"
         )
+        if sweep.notes:  # the answer is not simply the smallest KL, or the tool would refuse
+            note = f"{sweep.variant} sweep at {sweep.target_bins} levels: amax = {amax:.6g}. "
+            note += ". ".join(sweep.notes)
     if amax > 0:
         metrics = clip_metrics(h, amax, num_bits, unsigned)
     else:

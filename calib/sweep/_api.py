@@ -81,6 +81,7 @@ def kl_sweep(
     T = _check_target_bins(target_bins, variant, h.n_bins)
     if h.is_dead:
         return _dead_result(variant, policy, T, h)
+    _refuse_truncated_fractions(policy, h)
     prep = _prepare(h, T, policy)
     dense = uses_dense_engine(policy)
     if engine == "fast" and dense:
@@ -119,38 +120,65 @@ def _dead_result(variant: str, policy: Policy, T: int, h: Histogram) -> SweepRes
     )  # fmt: skip
 
 
+START_KL = {"inf": np.inf, "1e13": 1e13}
+"""``Policy.start_kl``: the KL a search starts below (the seed's ``min_kl_divergence``)."""
+
+
 def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
     kl = np.where(np.isnan(kl), np.inf, kl)
-    if not np.isfinite(kl).any() and policy.truncate != "none":
-        _refuse_truncated_fractions(policy, h)
     eps = policy.eps if policy.smoothing != "none" else 0.0
     i = pick_minimum(kl, policy.ties, tie_scale(prep.h, policy.normalize == "pq", eps))
+    notes = []
+    start = START_KL[policy.start_kl]
+    if np.isfinite(kl[i]) and kl[i] >= start:
+        # the seed keeps its first candidate unless some KL is below where it started
+        notes.append(
+            f"every candidate's KL is at least {policy.start_kl}, where the seed's search "
+            f"starts (min_kl_divergence = 10000000000000; these raw counts total "
+            f"{h.total:.3g}), so it answers its first candidate, {int(prep.cand[0])}; the "
+            f"smallest KL is at {int(prep.cand[i])}. Normalise the counts (divide by their "
+            "total) or set start_kl='inf' for the minimum"
+        )
+        i = 0
+    if variant == "modelopt":
+        total = float(prep.h.sum())
+        if round(total) != total:
+            notes.append(
+                f"ModelOpt's own _compute_amax_entropy stops with 'Count mismatch' on these "
+                f"counts: it checks that they total a whole number (they total {total:.6g}), "
+                "as sample counts do; this is what its arithmetic (scipy's entropy) gives"
+            )
     return SweepResult(
         variant=variant, policy=policy, target_bins=T, histogram=h, candidates=prep.cand,
         kl=kl, thresholds=prep.thresholds,
         best=int(prep.cand[i]), best_index=i, amax=float(prep.thresholds[i]), dead=False,
+        notes=tuple(notes),
     )  # fmt: skip
 
 
 def _refuse_truncated_fractions(policy: Policy, h: Histogram) -> None:
-    """Refuse a sweep whose integer truncation left no candidate a finite KL because the
-    counts are fractions: a normalised histogram (counts that sum to 1) under MXNet's or
-    ONNX Runtime's truncation, which cuts every level's mass to 0.
+    """Refuse integer truncation (MXNet's and ONNX Runtime's) of counts that are not whole
+    numbers.
 
-    Both tools would answer their first candidate (``argmin`` of all-inf), the search's
-    floor rather than a minimum (69% of the mass clipped on a normal layer), and say
-    nothing. They never see such counts (they count samples themselves), so no answer of
-    theirs exists to reproduce; a warning would still hand a number to a calibration cache;
-    scaling the counts would invent a sample count, on which truncation and the smoothing's
-    absolute eps both depend. So the sweep refuses and says what to do. (Other sweeps with
-    no finite KL, such as ModelOpt's on a histogram its ``bins[0] = bins[1]`` empties, keep
-    the variant's own answer: that is what the tool does on its own counts.)
+    Neither tool ever sees such counts (they count samples), and on them no one answer of
+    theirs exists to reproduce: ONNX Runtime sums each level left to right and truncates,
+    so a level of 0.3 + 0.7 that sums to 0.9999999999999999 is cut to 0 and its answer
+    hangs on the last bit of a float sum (the prefix sums here round differently: first KL
+    4.23 against its 0.321); MXNet's Python truncates each level's numpy sum, its C++ op
+    (``calibrate_entropy``, which TVM follows) every bin before summing, and the two
+    disagree; a normalised histogram (counts that sum to 1) is cut to 0 everywhere. A
+    warning would still hand a number to a calibration cache, and scaling the counts would
+    invent a sample count, on which truncation and the smoothing's absolute eps both
+    depend. So the sweep refuses and says what to do.
     """
-    if np.array_equal(h.counts, np.floor(h.counts)):
+    if policy.truncate == "none" or np.array_equal(h.counts, np.floor(h.counts)):
         return
+    frac = h.counts[h.counts != np.floor(h.counts)]
     raise ValueError(
-        f"no candidate has a finite KL, so no clip can be chosen: truncate={policy.truncate!r} "
-        f"cuts each level's mass to a whole number, and these counts are fractions (they "
-        f"total {h.total:.6g}: a normalised histogram?), so every level is cut to 0. Give "
-        "raw counts, or set truncate='none'"
+        f"truncate={policy.truncate!r} casts each level's mass to a whole number, as MXNet "
+        f"and ONNX Runtime do with the sample counts they collect, and these counts are not "
+        f"whole numbers ({frac.size:,} bins hold fractions such as {float(frac[0]):.6g}; "
+        f"they total {h.total:.6g}): the tools' answers on them depend on how a float sum "
+        "rounds, and differ between MXNet's own two implementations. Give raw sample counts, "
+        "or set truncate='none'"
     )

@@ -115,13 +115,16 @@ def _prepare(h: Histogram, T: int, policy: Policy) -> _Prep:
             f"bins; the smallest keeps {(b - a).min()} (raise start_bin)"
         )
     H = np.concatenate([[0.0], np.cumsum(c)])
+    # the mass right of each window summed from the right: H[-1] - H[b] would lose a tail
+    # of tiny counts behind a large prefix (an empty edge bin would then look empty in P)
+    S = np.concatenate([np.cumsum(c[::-1])[::-1], [0.0]])
     e = h.edges
     if policy.threshold == "edge":
         thr = e[b]
     else:
         thr = e[b] + 0.5 * (e[b] - e[b - 1])
     return _Prep(
-        h=c, T=T, cand=cand, a=a, b=b, tail_lo=H[a], tail_hi=H[-1] - H[b],
+        h=c, T=T, cand=cand, a=a, b=b, tail_lo=H[a], tail_hi=S[b],
         thresholds=np.asarray(thr, dtype=np.float64),
     )  # fmt: skip
 

@@ -68,6 +68,10 @@ class SweepResult:
     histogram : Histogram
         The histogram swept: the input, folded to |x| or mirrored to signed when the
         variant's layout asked for it.
+    notes : tuple of str
+        Where this answer is not simply the smallest KL, or where the tool the variant
+        reproduces would not give it, one sentence each saying why (the seed's search
+        starting below 1e13; ModelOpt's count check). Empty for an ordinary sweep.
     """
 
     variant: str
@@ -81,6 +85,7 @@ class SweepResult:
     best_index: int
     amax: float
     dead: bool
+    notes: tuple[str, ...] = ()
 
     @property
     def min_kl(self) -> float:
