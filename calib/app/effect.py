@@ -24,7 +24,7 @@ from calib.app.layers import EXPLORE
 from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
-from calib.numbers import fmt
+from calib.numbers import DB_FORMAT, fmt, fmt_db
 
 __all__ = [
     "APP_MAX_FLOAT",
@@ -76,9 +76,9 @@ the Layers page ranks by) against the measured only-this output SQNR.
 
 _SENSITIVITY_COLUMNS = {
     "layer": st.column_config.TextColumn("tensor", width="large"),
-    "only this (dB)": st.column_config.NumberColumn(format="%.2f"),
-    "all but this (dB)": st.column_config.NumberColumn(format="%.2f"),
-    "histogram SQNR (dB)": st.column_config.NumberColumn(format="%.2f"),
+    "only this (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
+    "all but this (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
+    "histogram SQNR (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
     "KL": st.column_config.NumberColumn(format="%.4g"),
     "clipped %": st.column_config.NumberColumn(format="%.4g"),
     "amax": st.column_config.NumberColumn(format="%.4g"),
@@ -288,7 +288,7 @@ def keep_float_section(doc: Mapping[str, Any]) -> None:
         return
     if not steps:
         st.success(
-            f"Every tensor quantized already gives {fmt(start, 2, fixed=True, unit=' dB')}, "
+            f"Every tensor quantized already gives {fmt_db(start)}, "
             f"at or above the target of {fmt(target, 4, unit=' dB')}: nothing to keep in float."
         )
         return

@@ -28,7 +28,7 @@ from calib.app import sources
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
-from calib.numbers import fmt
+from calib.numbers import DB_FORMAT, fmt
 from calib.policies import (
     NUM_BITS_CHOICES,
     TARGET_BINS_MIN,
@@ -109,7 +109,7 @@ COLUMNS = {
     ),
     "KL": st.column_config.NumberColumn("KL", format="%.4g", help="At the minimum (entropy)."),
     "SQNR dB": st.column_config.NumberColumn(
-        "SQNR dB", format="%.2f", help="Signal over rounding + clipping error. Sorted on."
+        "SQNR dB", format=DB_FORMAT, help="Signal over rounding + clipping error. Sorted on."
     ),
     "zero %": st.column_config.NumberColumn(
         "zero %", format="%.2f", help="Share in the bin(s) touching zero."

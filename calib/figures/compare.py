@@ -45,6 +45,11 @@ def line_style(name: str, kind: str) -> dict:
     return {"color": METHOD_COLORS.get(name, FALLBACK_COLOR), "width": 2, "dash": "dot"}
 
 
+def _coincide(a: float, b: float) -> bool:
+    """Two clips a reader cannot tell apart on the chart (a millionth of either)."""
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b))
+
+
 def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
     """The histogram with every variant's and method's clip as a vertical line.
 
@@ -60,10 +65,24 @@ def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
             hovertemplate="x = %{x:.4g}<br>count = %{y:.4g}<extra></extra>",
         )
     )  # fmt: skip
-    for row in comparison.rows:
-        if not (math.isfinite(row.amax) and row.amax > 0):
-            continue
-        style = {"line": line_style(row.name, row.kind), "legendgroup": row.name}
+    drawn = [r for r in comparison.rows if math.isfinite(r.amax) and r.amax > 0]
+    for row in drawn:
+        # clips that coincide (the seed's and ncnn's, often) would hide one another: the
+        # first drawn is the widest, each next one narrower and dashed on top of it, and
+        # the legend says which coincide
+        same = [r for r in drawn if _coincide(r.amax, row.amax)]
+        k = same.index(row)
+        line = line_style(row.name, row.kind)
+        style: dict = {"line": line, "legendgroup": row.name}
+        if len(same) > 1:
+            line = {**line, "width": 2 + 3 * (len(same) - 1 - k)}
+            if k:
+                line["dash"] = "dash" if line["dash"] == "solid" else "dashdot"
+            group = " = ".join(r.name for r in same)
+            style = {
+                "line": line, "legendgroup": group,
+                "legendgrouptitle": {"text": f"one clip: {group}"},
+            }  # fmt: skip
         fig.add_vline(x=row.amax, name=row.name, showlegend=True, **style)
         if hist.is_signed:
             fig.add_vline(x=-row.amax, name=f"{row.name} -", showlegend=False, **style)

@@ -81,7 +81,6 @@ def kl_sweep(
     T = _check_target_bins(target_bins, variant, h.n_bins)
     if h.is_dead:
         return _dead_result(variant, policy, T, h)
-    _refuse_truncated_fractions(policy, h)
     prep = _prepare(h, T, policy)
     dense = uses_dense_engine(policy)
     if engine == "fast" and dense:
@@ -126,6 +125,8 @@ START_KL = {"inf": np.inf, "1e13": 1e13}
 
 def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
     kl = np.where(np.isnan(kl), np.inf, kl)
+    if not np.isfinite(kl).any() and policy.truncate != "none":
+        _refuse_truncated_fractions(policy, h)
     eps = policy.eps if policy.smoothing != "none" else 0.0
     i = pick_minimum(kl, policy.ties, tie_scale(prep.h, policy.normalize == "pq", eps))
     notes = []
@@ -140,6 +141,13 @@ def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
             "total) or set start_kl='inf' for the minimum"
         )
         i = 0
+    if policy.truncate == "mass" and not prep.whole_counts:
+        notes.append(
+            "these counts are not whole numbers: MXNet's Python truncates each level's sum "
+            "(followed here, levels summed left to right), while its C++ op "
+            "calibrate_entropy (which TVM follows) truncates every bin before summing, and "
+            "may answer otherwise on fractions. Give raw sample counts to agree with both"
+        )
     if variant == "modelopt":
         total = float(prep.h.sum())
         if round(total) != total:
@@ -157,28 +165,24 @@ def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
 
 
 def _refuse_truncated_fractions(policy: Policy, h: Histogram) -> None:
-    """Refuse integer truncation (MXNet's and ONNX Runtime's) of counts that are not whole
-    numbers.
+    """Refuse a sweep whose integer truncation left no candidate a finite KL because the
+    counts are fractions: a normalised histogram (counts that sum to 1) under MXNet's or
+    ONNX Runtime's truncation, which cuts every level's mass to 0.
 
-    Neither tool ever sees such counts (they count samples), and on them no one answer of
-    theirs exists to reproduce: ONNX Runtime sums each level left to right and truncates,
-    so a level of 0.3 + 0.7 that sums to 0.9999999999999999 is cut to 0 and its answer
-    hangs on the last bit of a float sum (the prefix sums here round differently: first KL
-    4.23 against its 0.321); MXNet's Python truncates each level's numpy sum, its C++ op
-    (``calibrate_entropy``, which TVM follows) every bin before summing, and the two
-    disagree; a normalised histogram (counts that sum to 1) is cut to 0 everywhere. A
-    warning would still hand a number to a calibration cache, and scaling the counts would
-    invent a sample count, on which truncation and the smoothing's absolute eps both
-    depend. So the sweep refuses and says what to do.
+    Both tools would answer their first candidate (``argmin`` of all-inf), the search's
+    floor rather than a minimum (69% of the mass clipped on a normal layer), and say
+    nothing. They never see such counts (they count samples themselves), so no answer of
+    theirs exists to reproduce; a warning would still hand a number to a calibration cache;
+    scaling the counts would invent a sample count, on which truncation and the smoothing's
+    absolute eps both depend. So the sweep refuses and says what to do. (Other sweeps with
+    no finite KL, such as ModelOpt's on a histogram its ``bins[0] = bins[1]`` empties, keep
+    the variant's own answer: that is what the tool does on its own counts.)
     """
-    if policy.truncate == "none" or np.array_equal(h.counts, np.floor(h.counts)):
+    if np.array_equal(h.counts, np.floor(h.counts)):
         return
-    frac = h.counts[h.counts != np.floor(h.counts)]
     raise ValueError(
-        f"truncate={policy.truncate!r} casts each level's mass to a whole number, as MXNet "
-        f"and ONNX Runtime do with the sample counts they collect, and these counts are not "
-        f"whole numbers ({frac.size:,} bins hold fractions such as {float(frac[0]):.6g}; "
-        f"they total {h.total:.6g}): the tools' answers on them depend on how a float sum "
-        "rounds, and differ between MXNet's own two implementations. Give raw sample counts, "
-        "or set truncate='none'"
+        f"no candidate has a finite KL, so no clip can be chosen: truncate={policy.truncate!r} "
+        f"cuts each level's mass to a whole number, and these counts are fractions (they "
+        f"total {h.total:.6g}: a normalised histogram?), so every level is cut to 0. Give "
+        "raw counts, or set truncate='none'"
     )

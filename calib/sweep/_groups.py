@@ -218,6 +218,31 @@ def _resum_cancelled(
     return out
 
 
+def _sequential_level_sums(
+    h: np.ndarray, a: np.ndarray, L: np.ndarray, T: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's T whole-bin level sums and its remainder's sum, added left to right
+    in float64 as ONNX Runtime's ``sum(sliced[start:end])`` and the loop references do.
+
+    Truncating a float sum to an integer depends on its last bit (0.1 + 0.2 + 0.7 is
+    0.9999999999999999, cut to 0, where a prefix-sum difference may give 1.0), so the
+    truncating variants sum fractional counts this way rather than off prefix sums: O(L)
+    per candidate, the dense engine's cost. (``np.cumsum`` adds in order; ``np.sum``
+    and ``np.add.reduceat`` add pairwise.)
+    """
+    R = a.size
+    sums = np.zeros((R, T))
+    rest = np.zeros(R)
+    for r in range(R):
+        m = int(L[r]) // T
+        window = h[a[r] : a[r] + L[r]]
+        if m:
+            sums[r] = np.cumsum(window[: T * m].reshape(T, m), axis=1)[:, -1]
+        if L[r] > T * m:
+            rest[r] = np.cumsum(window[T * m :])[-1]
+    return sums, rest
+
+
 def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _Groups:
     T = prep.T
     a, b = prep.a[rows], prep.b[rows]
@@ -248,9 +273,15 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
         # MXNet and ONNX Runtime store the last group in an integer array, then add the
         # remainder to it: trunc(trunc(group) + remainder)
         group_end = a + T * (L // T)
-        group = tab.H[group_end] - tab.H[e[:, -2]]
         mass = mass.copy()
-        mass[:, -1] = np.trunc(np.trunc(group) + (tab.H[b] - tab.H[group_end]))
+        if prep.whole_counts:  # integer prefix sums are exact
+            group = tab.H[group_end] - tab.H[e[:, -2]]
+            rest = tab.H[b] - tab.H[group_end]
+        else:  # where a truncation falls hangs on the last bit: sum as the sources do
+            sums, rest = _sequential_level_sums(prep.h, a, L, T)
+            mass[:, :-1] = sums[:, :-1]
+            group = sums[:, -1]
+        mass[:, -1] = np.trunc(np.trunc(group) + rest)
     if policy.expand == "uniform":
         count = (e_rel[:, 1:] - e_rel[:, :-1]).astype(np.float64)
     else:

@@ -70,6 +70,7 @@ class _Prep:
     tail_lo: np.ndarray  # mass left of the window, folded into bin a
     tail_hi: np.ndarray  # mass right of the window, folded into bin b - 1
     thresholds: np.ndarray
+    whole_counts: bool = True  # every count a whole number (prefix sums of them are exact)
 
 
 def prepared_counts(h: Histogram, policy: Policy) -> np.ndarray:
@@ -126,6 +127,7 @@ def _prepare(h: Histogram, T: int, policy: Policy) -> _Prep:
     return _Prep(
         h=c, T=T, cand=cand, a=a, b=b, tail_lo=H[a], tail_hi=S[b],
         thresholds=np.asarray(thr, dtype=np.float64),
+        whole_counts=bool(np.array_equal(c, np.floor(c)) and H[-1] < 2.0**53),
     )  # fmt: skip
 
 

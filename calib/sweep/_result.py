@@ -12,7 +12,7 @@ import numpy as np
 from calib.histogram import Histogram
 from calib.policies import Policy
 from calib.sweep._dense import _dense_block, _dense_terms
-from calib.sweep._prepare import _prepare
+from calib.sweep._prepare import _prepare, prepared_counts, tie_scale
 
 
 # --------------------------------------------------------------------------------------
@@ -90,6 +90,15 @@ class SweepResult:
     @property
     def min_kl(self) -> float:
         return float(self.kl[self.best_index])
+
+    @property
+    def kl_scale(self) -> float:
+        """The size of the terms each KL is summed from (``calib.sweep.tie_scale``): a KL
+        within ``calib.numbers.KL_ROUNDING`` of it is 0 within rounding
+        (``calib.numbers.fmt_kl(kl, result.kl_scale)``)."""
+        eps = self.policy.eps if self.policy.smoothing != "none" else 0.0
+        counts = prepared_counts(self.histogram, self.policy)
+        return tie_scale(counts, self.policy.normalize == "pq", eps)
 
     def index_of(self, candidate: int) -> int:
         """Index into ``candidates`` of one candidate; ValueError if it is not one."""
