@@ -380,14 +380,16 @@ def key_rows(c: Candidate) -> str:
     return ("Rows to look for: " + "; ".join(rows) + ".") if rows else ""
 
 
-def show_key_rows(c: Candidate, columns: tuple[str, ...], key: str) -> None:
-    """The rows :func:`key_rows` names, as a table of their own above the full one, whose
-    first screen may end before them (bin 18 below a cut-off at bin 16)."""
+def bin_table_with_key_rows(c: Candidate, columns: tuple[str, ...], key: str) -> None:
+    """The bin table, the rows :func:`key_rows` names above it, and those rows again as a
+    table of their own under it: the full table's first screen may end before them (bin
+    18 below a cut-off at bin 16)."""
     idx = key_row_indices(c)
-    if not idx:
-        return
-    st.caption(key_rows(c))
-    table({k: [c.rows[k][i] for i in idx] for k in columns}, key=key)
+    if idx:
+        st.caption(key_rows(c))
+    table({k: c.rows[k] for k in columns}, key=key)
+    if idx and len(c.rows["bin"]) > len(idx):
+        table({k: [c.rows[k][i] for i in idx] for k in columns}, key=f"{key}_named")
 
 
 def step_levels(c: Candidate) -> None:
@@ -476,7 +478,7 @@ def step_quantized(c: Candidate) -> None:
 
 def step_expand(c: Candidate) -> None:
     """4. Expand Q over the bins."""
-    pq, levels, policy, rows = c.pq, c.levels, c.policy, c.rows
+    pq, levels, policy = c.pq, c.levels, c.policy
     st.header("4. Expand Q over the bins")
     shares = " (a shared bin counts as its share)" if policy.merge == "fractional" else ""
     if policy.nonzero_from == "hist":
@@ -502,11 +504,7 @@ def step_expand(c: Candidate) -> None:
     st.write(expand_text)
     st.plotly_chart(fl.expand_figure(pq, c.fold.window, levels, c.log_y), key="learn_expand")
     cols = ("bin", "from", "to", "count", "P", "levels", "Q", "note")
-    show_key_rows(c, cols, "learn_key_rows_q")
-    table(
-        {k: rows[k] for k in cols},
-        key="learn_bins_q",
-    )
+    bin_table_with_key_rows(c, cols, "learn_bins_q")
 
 
 def smoothing_text(side: str, sm: learn.Smoothing) -> str:
@@ -550,8 +548,7 @@ def step_terms(c: Candidate) -> None:
     m[2].metric("Bins with p > 0", f"{int((pq.p > 0).sum())}")
     st.plotly_chart(fl.terms_figure(pq, c.fold.window, plus_one), key="learn_terms")
     cols = ("bin", "p", "q", "term", "note")
-    show_key_rows(c, cols, "learn_key_rows_kl")
-    table({k: c.rows[k] for k in cols}, key="learn_bins_kl")
+    bin_table_with_key_rows(c, cols, "learn_bins_kl")
 
 
 def step_sweep(c: Candidate) -> None:
