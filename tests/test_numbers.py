@@ -166,3 +166,18 @@ def test_learn_shows_the_rows_it_points_at_and_one_kl_for_one_candidate():
     at.button(key="learn_go_best").click().run()
     m = {x.label: x.value for x in at.metric}
     assert m["KL at this candidate"] == m["Minimum KL"]
+
+
+def test_compare_axes_say_no_si_for_a_kl_nor_for_normalised_counts():
+    """'plotly axes say 100µ for a KL and for counts': plotly's default SI exponents."""
+    from calib.compare import compare
+    from calib.figures.compare import clips_figure, kl_curves_figure
+
+    rng = np.random.default_rng(2)
+    h = Histogram.from_samples(np.abs(rng.normal(size=20_000)), bins=256)
+    normalised = Histogram(h.counts / h.total, h.edges)
+    c = compare(normalised, explain=False)
+    assert clips_figure(c, log_y=True).layout.yaxis.tickformat == "~g"
+    assert clips_figure(compare(h, explain=False)).layout.yaxis.tickformat == "~s"  # 1k
+    fig = kl_curves_figure(c.sweeps)
+    assert fig.layout.yaxis.tickformat == "~g" and fig.layout.yaxis.exponentformat == "e"

@@ -24,7 +24,7 @@ from calib.app.layers import EXPLORE
 from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
-from calib.numbers import DB_FORMAT, fmt, fmt_db
+from calib.numbers import DB_FORMAT, fmt, fmt_db, plural
 
 __all__ = [
     "APP_MAX_FLOAT",
@@ -218,7 +218,9 @@ def methods_section(doc: Mapping[str, Any]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="effect_methods_table")
     left = {m["label"]: m["left_float"] for m in doc["methods"] if m["left_float"]}
     for name, why in left.items():
-        st.caption(f"{name} leaves {len(why)} tensors in float: {next(iter(why.values()))}")
+        st.caption(
+            f"{name} leaves {plural(len(why), 'tensor')} in float: {next(iter(why.values()))}"
+        )
 
 
 def sensitivity_table(doc: Mapping[str, Any]) -> str | None:

@@ -28,7 +28,7 @@ from calib.app import sources
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
-from calib.numbers import DB_FORMAT, fmt
+from calib.numbers import DB_FORMAT, fmt, plural
 from calib.policies import (
     NUM_BITS_CHOICES,
     TARGET_BINS_MIN,
@@ -498,7 +498,7 @@ def cache_findings(
     """The cache's header and what ``report.check_cache`` found in it."""
     st.subheader(f"Calibration cache: {cache.name}")
     head = f"{cache.kind}" + (f", header {cache.header!r}" if cache.header else "")
-    st.caption(f"{head}; {len(cache.amax)} tensors, {len(matches)} matched by name.")
+    st.caption(f"{head}; {plural(len(cache.amax), 'tensor')}, {len(matches)} matched by name.")
     checks = report.check_cache(cache, list(layers.hists), s.method)
     for check in report.CHECKS:
         found = [c.message for c in checks if c.check == check]

@@ -20,13 +20,13 @@ from calib.figures.base import (
     COMPARE_HEIGHT,
     FALLBACK_COLOR,
     KEPT_COLOR,
-    LOG_AXIS,
     METHOD_COLORS,
     PALE_COLOR,
     VARIANT_COLORS,
     base_layout,
     step_outline,
 )
+from calib.numbers import axis_ticks
 from calib.sweep import SweepResult
 
 __all__ = ["attribution_figure", "clips_figure", "kl_curves_figure", "line_style"]
@@ -91,8 +91,9 @@ def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
     fig.update_layout(
         legend={"orientation": "v", "x": 1.01, "y": 1, "xanchor": "left", "yanchor": "top"}
     )
-    if log_y:
-        fig.update_yaxes(LOG_AXIS)
+    positive = hist.counts[hist.counts > 0]
+    lo = float(positive.min()) if positive.size else None
+    fig.update_yaxes(axis_ticks("count", log=log_y, lo=lo))  # no "100µ" counts
     return fig
 
 
@@ -135,8 +136,7 @@ def kl_curves_figure(sweeps: Mapping[str, SweepResult]) -> go.Figure:
         )  # fmt: skip
     _layout(fig, "Each variant's KL curve, scaled to its largest value", "threshold "
             "(activation units)", "KL / largest KL")  # fmt: skip
-    if fig.data and all_positive:
-        fig.update_yaxes(LOG_AXIS)
+    fig.update_yaxes(axis_ticks("kl", log=bool(fig.data and all_positive)))
     return fig
 
 
