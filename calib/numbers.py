@@ -161,11 +161,9 @@ def fmt_kl(x: Any, scale: float = 1.0, digits: int = 4) -> str:
     >>> fmt_kl(0.3214567), fmt_kl(-1.863e-15), fmt_kl(3.638e-12, scale=5.7e6), fmt_kl(2e-9)
     ('0.3215', '0 (within rounding)', '0 (within rounding)', '2e-09')
     >>> fmt_kl(float("inf")), fmt_kl(0.0)
-    ('inf', '0')
+    ('inf', '0 (within rounding)')
     """
-    if x is not None and float(x) == 0:
-        return "0"
-    if is_zero_kl(x, scale):
+    if is_zero_kl(x, scale):  # an exact 0 too: the other engine's may be -9e-13
         return ZERO_KL_TEXT
     return fmt(x, digits)
 
