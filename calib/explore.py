@@ -27,7 +27,7 @@ from calib.methods import (
     max_code,
     try_calibrate,
 )
-from calib.numbers import fmt
+from calib.numbers import fmt, fmt_count, fmt_db, fmt_kl, fmt_pct
 from calib.policies import (
     NUM_BITS_CHOICES,
     POLICY_CHOICES,
@@ -288,7 +288,7 @@ class Why:
 
 def _count(total: float) -> str:
     """A total count as people write it: 5,757,312 (or 4 digits when not whole)."""
-    return f"{total:,.0f}" if float(total).is_integer() else fmt(total)
+    return fmt_count(total)
 
 
 CLIP_ONLY_BITS = 16
@@ -326,26 +326,29 @@ def explain(
                     if raw
                     else "its shape error "
                 )
-                + f"costs more: the next candidate's KL is {fmt(float(r.kl[1]))}."
+                + f"costs more: the next candidate's KL is {fmt_kl(r.kl[1], r.kl_scale)}."
             )
+    if r.notes:  # the answer is not simply the curve's minimum, or the tool would refuse
+        floor = " ".join(n[0].upper() + n[1:] + "." for n in r.notes)
     if n_plus:
         shape = r.min_kl - n_plus
         shape_text = "about 0" if abs(shape) < 1e-6 * max(1.0, r.min_kl) else fmt(shape)
         bins = f"{n_plus} bin of P holds" if n_plus == 1 else f"{n_plus} bins of P hold"
         penalty = (
-            f"Of the KL at the minimum ({fmt(r.min_kl)}), {n_plus} is the seed's \"+1 where "
-            f'Q = 0" rule: {bins} the folded tail where the histogram is empty, and Q, '
+            f"Of the KL at the minimum ({fmt_kl(r.min_kl, r.kl_scale)}), {n_plus} is the "
+            f'seed\'s "+1 where Q = 0" rule: {bins} the folded tail where the histogram '
+            "is empty, and Q, "
             "spread over the histogram's non-zero bins only, is 0 there. The shape mismatch "
             f"itself is {shape_text}."
         )
     if metrics is not None and metrics.mse > 0:
         clip_only = clip_metrics(hist, r.amax, CLIP_ONLY_BITS).mse
         share = min(max(clip_only / metrics.mse, 0.0), 1.0)
-        sqnr = fmt(metrics.sqnr_db, 1, fixed=True, unit=" dB")
+        sqnr = fmt_db(metrics.sqnr_db)
         if share >= 0.5:
             error = (
                 f"SQNR {sqnr}: clipping causes {share:.0%} of the error. The "
-                f"{fmt(100 * metrics.clipped_fraction, 2, unit='%')} of the values beyond the "
+                f"{fmt_pct(metrics.clipped_fraction)} of the values beyond the "
                 f"clip reach {fmt(hist.max_abs)} ({fmt(hist.max_abs / r.amax, 2)}x the clip), "
                 "and each is stored as the clip."
             )
@@ -355,7 +358,7 @@ def explain(
                 f"SQNR {sqnr}: nothing is clipped, so all of the error is rounding, {step}."
                 if metrics.clipped_fraction == 0
                 else f"SQNR {sqnr}: rounding causes {1 - share:.0%} of the error, {step}; "
-                f"clipping the rest ({fmt(100 * metrics.clipped_fraction, 2, unit='%')} of "
+                f"clipping the rest ({fmt_pct(metrics.clipped_fraction)} of "
                 "the values lie beyond the clip)."
             )
     n_inf = int((~np.isfinite(r.kl)).sum())

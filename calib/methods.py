@@ -728,6 +728,9 @@ def _choose(h: Histogram, spec: Spec) -> tuple[float, str, SweepResult | None]:
             f"smallest KL of the {sweep.variant} sweep at {sweep.target_bins} levels: "
             f"amax = {amax:.6g}"
         )
+        if sweep.notes:  # the answer is not simply the smallest KL, or the tool would refuse
+            note = f"{sweep.variant} sweep at {sweep.target_bins} levels: amax = {amax:.6g}. "
+            note += ". ".join(sweep.notes)
     return float(amax), note, sweep
 
 

@@ -18,6 +18,7 @@ from calib.app import explore, sources
 from calib.demos import DEMOS
 from calib.histogram import DEFAULT_BINS, Histogram
 from calib.methods import amax_max, amax_mse, amax_percentile, clip_metrics
+from calib.numbers import fmt_db
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS, Policy
 from calib.sweep import kl_sweep
 
@@ -313,7 +314,7 @@ def test_explain_says_where_the_error_comes_from():
     m = view.metrics
     clip_only = clip_metrics(h, view.result.amax, 16).mse
     assert clip_only < 0.5 * m.mse  # a half-normal's clip costs less than its rounding
-    assert view.why.error.startswith(f"SQNR {m.sqnr_db:.1f} dB: rounding causes")
+    assert view.why.error.startswith(f"SQNR {fmt_db(m.sqnr_db)}: rounding causes")
     assert not view.why.floor and not view.why.undefined  # a minimum inside the search
     # no clip at all (a clip at the max): all of the error is rounding
     assert (

@@ -202,7 +202,7 @@ def test_the_default_view_says_why_its_numbers_are_what_they_are():
     text = " ".join(m.value for m in at.markdown)
     assert "chose its first candidate (bin 128" in text and "one bin each" in text
     assert '"+1 where Q = 0"' in text and "Of the KL at the minimum (1), 1 is" in text
-    assert "SQNR 0.7 dB: clipping causes 100% of the error" in text
+    assert "SQNR 0.67 dB: clipping causes 100% of the error" in text
     # P is filled, Q dashed over it, and the caption says they coincide
     chosen = chart(at, "pq_chosen")["series"]
     assert chosen[0]["name"] == "P" and "areaStyle" in chosen[0]

@@ -24,7 +24,7 @@ from calib.app.layers import EXPLORE
 from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
-from calib.numbers import fmt
+from calib.numbers import DB_FORMAT, fmt, fmt_db, plural
 from calib.spec import Spec
 
 __all__ = [
@@ -77,9 +77,9 @@ the Layers page ranks by) against the measured only-this output SQNR.
 
 _SENSITIVITY_COLUMNS = {
     "layer": st.column_config.TextColumn("tensor", width="large"),
-    "only this (dB)": st.column_config.NumberColumn(format="%.2f"),
-    "all but this (dB)": st.column_config.NumberColumn(format="%.2f"),
-    "histogram SQNR (dB)": st.column_config.NumberColumn(format="%.2f"),
+    "only this (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
+    "all but this (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
+    "histogram SQNR (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
     "KL": st.column_config.NumberColumn(format="%.4g"),
     "clipped %": st.column_config.NumberColumn(format="%.4g"),
     "amax": st.column_config.NumberColumn(format="%.4g"),
@@ -219,7 +219,9 @@ def methods_section(doc: Mapping[str, Any]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="effect_methods_table")
     left = {m["label"]: m["left_float"] for m in doc["methods"] if m["left_float"]}
     for name, why in left.items():
-        st.caption(f"{name} leaves {len(why)} tensors in float: {next(iter(why.values()))}")
+        st.caption(
+            f"{name} leaves {plural(len(why), 'tensor')} in float: {next(iter(why.values()))}"
+        )
 
 
 def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
@@ -292,7 +294,7 @@ def keep_float_section(doc: Mapping[str, Any]) -> None:
         return
     if not steps:
         st.success(
-            f"Every tensor quantized already gives {fmt(start, 2, fixed=True, unit=' dB')}, "
+            f"Every tensor quantized already gives {fmt_db(start)}, "
             f"at or above the target of {fmt(target, 4, unit=' dB')}: nothing to keep in float."
         )
         return

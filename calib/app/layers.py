@@ -28,7 +28,7 @@ from calib.app import sources
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
-from calib.numbers import fmt
+from calib.numbers import DB_FORMAT, fmt, plural
 from calib.policies import (
     NUM_BITS_CHOICES,
     TARGET_BINS_MIN,
@@ -110,7 +110,7 @@ COLUMNS = {
     ),
     "KL": st.column_config.NumberColumn("KL", format="%.4g", help="At the minimum (entropy)."),
     "SQNR dB": st.column_config.NumberColumn(
-        "SQNR dB", format="%.2f", help="Signal over rounding + clipping error. Sorted on."
+        "SQNR dB", format=DB_FORMAT, help="Signal over rounding + clipping error. Sorted on."
     ),
     "zero %": st.column_config.NumberColumn(
         "zero %", format="%.2f", help="Share in the bin(s) touching zero."
@@ -490,7 +490,7 @@ def cache_findings(
     """The cache's header and what ``report.check_cache`` found in it."""
     st.subheader(f"Calibration cache: {cache.name}")
     head = f"{cache.kind}" + (f", header {cache.header!r}" if cache.header else "")
-    st.caption(f"{head}; {len(cache.amax)} tensors, {len(matches)} matched by name.")
+    st.caption(f"{head}; {plural(len(cache.amax), 'tensor')}, {len(matches)} matched by name.")
     checks = report.check_cache(cache, list(layers.hists), s.method)
     for check in report.CHECKS:
         found = [c.message for c in checks if c.check == check]

@@ -70,7 +70,7 @@ def change_groups(
     Examples
     --------
     >>> [g.name for g in change_groups("onnxruntime")]  # doctest: +NORMALIZE_WHITESPACE
-    ['window + merge + expand + normalize', 'truncate', 'smoothing', 'zero_q',
+    ['window + merge + expand + normalize', 'truncate', 'smoothing', 'zero_q', 'ties',
      'threshold']
     >>> change_groups("ncnn")[0].describe()
     'expand: nonzero → uniform'

@@ -42,7 +42,12 @@ GROUPS: tuple[PolicyGroup, ...] = (
     PolicyGroup("smoothing", ("smoothing", "eps"), "eps added to empty bins of P and Q"),
     PolicyGroup("zero_q", ("zero_q",), "the KL term where P > 0 and Q == 0"),
     PolicyGroup("normalize", ("normalize",), "whether P and Q are scaled to sum 1"),
-    PolicyGroup("ties", ("ties",), "the first or the last of equal minima"),
+    PolicyGroup(
+        "ties",
+        ("ties", "start_kl"),
+        "which minimum is chosen: the first or the last of equal minima, and the KL the "
+        "search starts below (the seed's 1e13)",
+    ),
     PolicyGroup("threshold", ("threshold",), "where in the last kept bin the clip is put"),
     PolicyGroup("precision", ("precision",), "float64, or ONNX Runtime's own float32 arithmetic"),
 )
