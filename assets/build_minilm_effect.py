@@ -83,9 +83,8 @@ def main() -> None:
     t0 = time.perf_counter()
 
     proto, _ = evaluate.load_model(model)
-    selection = evaluate.select_tensors(proto)
     calib_batches = collect.load_inputs(folder / "inputs_by_length.npz")
-    found = collect.collect_histograms(proto, calib_batches, tensors=list(selection.names))
+    found = collect.collect_histograms(proto, calib_batches, op_types=evaluate.DEFAULT_OP_TYPES)
     t_collect = time.perf_counter() - t0
     print(f"collected {len(found)} histograms from {found.n_samples} sentences "
           f"in {t_collect:.0f} s", file=sys.stderr)  # fmt: skip

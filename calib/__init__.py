@@ -38,6 +38,7 @@ from calib.methods import (
     clip_mse_curve,
 )
 from calib.policies import DEFAULT_TARGET_BINS, VARIANT_NOTES, VARIANTS, Policy
+from calib.spec import Spec
 from calib.sweep import PQ, SweepResult, kl_sweep
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "ClipMetrics",
     "Histogram",
     "Policy",
+    "Spec",
     "SweepResult",
     "amax_max",
     "amax_mse",

@@ -32,6 +32,7 @@ from calib.methods import DEFAULT_NUM_BITS, METHODS
 from calib.numbers import fmt
 from calib.policies import VARIANTS
 from calib.report import CLI_COLUMNS
+from calib.spec import SYNTAX, Spec
 
 __all__ = ["main", "printable"]
 
@@ -112,6 +113,23 @@ def _converge(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _thresholds_spec(ns: argparse.Namespace) -> Spec:
+    """The calibrator of ``thresholds``: ``--method`` with ``--variant``, ``--num-bits`` and
+    ``--target-bins``, or a ``--method`` text that says them itself (not both)."""
+    loose = {"--variant": ns.variant, "--num-bits": ns.num_bits, "--target-bins": ns.target_bins}
+    if ns.method in METHODS:
+        bits = DEFAULT_NUM_BITS if ns.num_bits is None else ns.num_bits
+        return report.table_spec(ns.method, ns.variant or "seed", bits, ns.target_bins)
+    spec = Spec.parse(ns.method)
+    given = [k for k, v in loose.items() if v is not None]
+    if given:
+        raise ValueError(
+            f"--method {ns.method!r} says its calibrator whole; give {', '.join(given)} in it "
+            f"({SYNTAX}) or use a bare method name"
+        )
+    return spec
+
+
 def _parser() -> argparse.ArgumentParser:
     # the console script is "calib"; python -m calib would show argparse "__main__.py"
     prog = "calib" if os.path.basename(sys.argv[0]) == "calib" else "python -m calib"
@@ -119,10 +137,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("thresholds", help="threshold table for a histogram file (default)")
     t.add_argument("file", help="histogram file: .npz (multi-layer), .npy, .csv or .json")
-    t.add_argument("--method", choices=METHODS, default="entropy")
-    t.add_argument("--variant", choices=tuple(VARIANTS), default="seed")
+    t.add_argument(
+        "--method",
+        default="entropy",
+        help=f"a method ({', '.join(METHODS)}) with the options below, or a calibrator that "
+        f"says them itself, {SYNTAX}: entropy:mxnet@4, percentile:99.9, "
+        "entropy:onnxruntime/levels=200 (default: entropy)",
+    )
+    t.add_argument("--variant", choices=tuple(VARIANTS), default=None, help="default: seed")
     t.add_argument("--target-bins", type=int, default=None)
-    t.add_argument("--num-bits", type=int, default=DEFAULT_NUM_BITS)
+    t.add_argument("--num-bits", type=int, default=None, help=f"default: {DEFAULT_NUM_BITS}")
     t.add_argument("--format", choices=("table", "csv", "json"), default="table")
     t.add_argument("--trt-cache", metavar="OUT", help="also write a TensorRT calibration cache")
     t.add_argument(
@@ -166,7 +190,8 @@ def _parser() -> argparse.ArgumentParser:
         help="record every tensor's amax after each batch (python -m calib converge reads it)",
     )
     c.add_argument("--tensors", metavar="REGEX", help="only tensors whose name matches")
-    c.add_argument("--op-types", metavar="OPS", help="only outputs of these ops: MatMul,Gemm")
+    c.add_argument("--op-types", metavar="OPS", help="only what these ops read, as evaluate's "
+                   "--op-types: MatMul,Gemm (default: every float activation)")  # fmt: skip
     c.add_argument("--batch-size", type=int, default=None, help="samples per run")
     c.add_argument("--quiet", action="store_true", help="no progress output")
     _evaluate_parser(sub)
@@ -197,7 +222,8 @@ def _evaluate_parser(sub) -> None:
     e.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
-        help="comma-separated: max, percentile, mse, entropy:<variant> (default: all)",
+        help="comma-separated calibrators: max, percentile[:P], mse, entropy[:<variant>] "
+        "(default: all; any calib.Spec text)",
     )
     e.add_argument(
         "--cache",
@@ -400,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open(ns.file, "rb") as f:
             hists = cio.load_histogram_file(f, ns.file)
-        layer_rows = report.layer_table(hists, ns.method, ns.variant, ns.num_bits, ns.target_bins)
+        layer_rows = report.layer_table(hists, _thresholds_spec(ns))
         rows = report.cli_records(layer_rows)
         # the Layers page's exports: scales only for a positive, finite amax; each file
         # written whole or not at all (a temporary file beside it, then a rename)
@@ -409,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cio.write_text(ns.trt_cache, text)
             _note_skipped(ns.trt_cache, skipped)
         if ns.ort_json:
-            text, skipped = report.ort_json_text(layer_rows, ns.method)
+            text, skipped = report.ort_json_text(layer_rows, _thresholds_spec(ns))
             cio.write_text(ns.ort_json, text)
             _note_skipped(ns.ort_json, skipped)
     except (ValueError, OSError) as exc:
@@ -531,12 +557,12 @@ def _evaluate(ns: argparse.Namespace) -> int:
         histograms = ns.histograms
         if histograms is None and ns.inputs:
             proto, _ = evaluate.load_model(ns.model)
-            names = evaluate.select_tensors(proto, ns.op_types, ns.tensors).names
             source = held.calibration if held is not None else ns.inputs
-            histograms = collect.collect_histograms(
-                proto, source, tensors=list(names), batch_size=ns.batch_size,
+            histograms = collect.collect_histograms(  # the tensors evaluate quantizes
+                proto, source, op_types=ns.op_types or evaluate.DEFAULT_OP_TYPES,
+                tensors=ns.tensors, batch_size=ns.batch_size,
                 progress=None if ns.quiet else _progress_printer(),
-            ).histograms  # fmt: skip
+            )  # fmt: skip
         ev = evaluate.evaluate(
             ns.model,
             eval_inputs,

@@ -18,6 +18,7 @@ is the figure to read: more calibration data past it would not move those thresh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -26,9 +27,8 @@ import numpy as np
 
 from calib.histogram import Histogram
 from calib.io.histograms import Trace
-from calib.methods import amax_max, amax_percentile
-from calib.policies import VARIANTS
-from calib.sweep import kl_sweep
+from calib.methods import amax_of
+from calib.spec import Spec
 
 __all__ = [
     "CONVERGENCE_METHODS",
@@ -46,54 +46,50 @@ __all__ = [
 DEFAULT_TOL = 0.01
 """Within 1% of the final amax counts as settled."""
 
-CONVERGENCE_METHODS = ("max", "percentile", "entropy:seed", "entropy:onnxruntime")
+CONVERGENCE_METHODS = ("max", "percentile", "entropy:seed", "entropy:onnxruntime")  # canonical
 """What a collection traces by default after each batch: max, ModelOpt's percentile (the
 default 99.99), and the entropy clip of the seed (on ``|x|``) and of ONNX Runtime (signed)."""
 
 
 def check_methods(convergence: Any) -> tuple[str, ...]:
-    """The methods to trace: :data:`CONVERGENCE_METHODS` for True, none for False, or the
-    names given, checked."""
+    """The calibrators to trace, as canonical texts (:class:`calib.Spec`):
+    :data:`CONVERGENCE_METHODS` for True, none for False, or the specs given (any
+    calibrator, read by :meth:`calib.Spec.parse`; ``"entropy"`` is ``"entropy:seed"``)."""
     if convergence is False or convergence is None:
         return ()
     if convergence is True:
         return CONVERGENCE_METHODS
-    if isinstance(convergence, str) or not all(isinstance(m, str) for m in convergence):
+    if isinstance(convergence, (str, Spec)) or not all(
+        isinstance(m, (str, Spec)) for m in convergence
+    ):
         raise ValueError(
-            f"convergence must be True, False or a list of methods, got {convergence!r}"
+            f"convergence must be True, False or a list of methods, got {convergence!r:.120}"
         )
-    methods = tuple(convergence)
-    for m in methods:
-        method, _, variant = m.partition(":")
-        ok = (method in ("max", "percentile") and not variant) or (
-            method == "entropy" and variant in VARIANTS
-        )
-        if not ok:
-            raise ValueError(
-                f"convergence: {m!r} is not a method; use max, percentile or "
-                f"entropy:<variant> with a variant of {tuple(VARIANTS)}"
-            )
-    return methods
+    try:
+        return tuple(dict.fromkeys(str(Spec.parse(m)) for m in convergence))
+    except ValueError as exc:
+        raise ValueError(f"convergence: {exc}") from None
 
 
 def amax_row(h: Histogram | None, methods: tuple[str, ...]) -> tuple[float, ...]:
-    """Each method's amax on ``h`` (0 for a tensor that has held only zeros so far; NaN
-    where the method cannot run on it, such as fewer bins than the variant's levels)."""
+    """Each calibrator's amax on ``h`` (:func:`calib.methods.amax_of`; 0 for a tensor
+    that has held only zeros so far; NaN where the calibrator cannot run on it, such as
+    fewer bins than the variant's levels)."""
     if h is None or h.is_dead:
         return (0.0,) * len(methods)
     out = []
-    for m in methods:
-        method, _, variant = m.partition(":")
-        if method == "max":
-            out.append(amax_max(h))
-        elif method == "percentile":
-            out.append(amax_percentile(h))
-        else:
-            try:
-                out.append(kl_sweep(h, variant=variant).amax)
-            except ValueError:  # fewer bins than the variant's levels: no answer
-                out.append(math.nan)
-    return tuple(float(a) for a in out)
+    for spec in _specs(tuple(methods)):
+        try:
+            out.append(amax_of(h, spec))
+        except ValueError:  # fewer bins than the variant's levels: no answer
+            out.append(math.nan)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _specs(methods: tuple[str, ...]) -> tuple[Spec, ...]:
+    """The specs of a collection's traced methods, read once, not after every batch."""
+    return tuple(Spec.parse(m) for m in methods)
 
 
 def _check_tol(tol: float) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,15 +21,13 @@ from calib.demos import DEMOS
 from calib.histogram import Histogram
 from calib.methods import (
     DEFAULT_NUM_BITS,
-    DEFAULT_PERCENTILE,
+    Calibration,
     ClipMetrics,
-    amax_max,
-    amax_mse,
-    amax_percentile,
     clip_metrics,
     max_code,
+    try_calibrate,
 )
-from calib.numbers import fmt
+from calib.numbers import fmt, fmt_count, fmt_db, fmt_kl, fmt_pct
 from calib.policies import (
     NUM_BITS_CHOICES,
     POLICY_CHOICES,
@@ -40,6 +38,7 @@ from calib.policies import (
     levels_for,
     resolve_policy,
 )
+from calib.spec import Spec
 from calib.sweep import PQ, SweepResult, kl_sweep
 
 __all__ = [
@@ -91,9 +90,10 @@ EXPLORE_QUERY_KEYS = (
 
 
 def default_target_bins(variant: str, num_bits: int = DEFAULT_NUM_BITS) -> int:
-    """The variant's levels for a ``num_bits`` quantizer (:func:`calib.policies.levels_for`),
-    clamped to the target-bins slider's range."""
-    return int(min(max(levels_for(variant, num_bits), TARGET_BINS_MIN), TARGET_BINS_MAX))
+    """The variant's levels for a ``num_bits`` quantizer: :func:`calib.policies.levels_for`,
+    whatever a slider can show (13 bits: the seed's 4096). A page that cannot show the
+    value says so; it never computes with another."""
+    return levels_for(variant, num_bits)
 
 
 POLICY_INTS = ("start_bin", "stride")
@@ -146,7 +146,8 @@ def policy_error(variant: str, overrides: Mapping[str, Any]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class OtherClip:
-    """Another calibrator's threshold on the same histogram.
+    """Another calibrator's threshold on the same histogram: a label and its
+    :class:`calib.Calibration` (the one record of a clip and its metrics).
 
     A calibrator that cannot run on this histogram (MSE's first candidate, bin 128, on a
     64-bin histogram; a variant whose levels the histogram cannot hold) has ``amax`` nan
@@ -154,9 +155,21 @@ class OtherClip:
     """
 
     name: str  # "max", "percentile", "mse", or a variant's name
-    amax: float
-    metrics: ClipMetrics | None  # None where amax is 0 (a dead histogram) or nan
-    note: str = ""  # why it is left out ("" when it is not)
+    calibration: Calibration
+
+    @property
+    def amax(self) -> float:
+        return self.calibration.amax
+
+    @property
+    def metrics(self) -> ClipMetrics | None:
+        """The clip's metrics; None where amax is 0 (a dead histogram) or nan."""
+        return self.calibration.metrics if self.amax > 0 else None
+
+    @property
+    def note(self) -> str:
+        """Why it is left out ("" when it is not)."""
+        return self.calibration.error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +199,13 @@ class View:
     why: Why = dataclasses.field(default_factory=lambda: Why())
 
     @property
+    def spec(self) -> Spec:
+        """The view's calibration as a :class:`calib.Spec` (``entropy:<variant>@<bits>``,
+        its levels and overrides): what ``calib.calibrate`` takes to give the same clip."""
+        return Spec("entropy", self.variant, self.num_bits, levels=self.target_bins,
+                    overrides=self.overrides)  # fmt: skip
+
+    @property
     def max_abs(self) -> float:
         return self.hist.max_abs
 
@@ -205,14 +225,9 @@ class View:
         return [f"{c.name}: {c.note}" for c in (*self.methods, *self.variants) if c.note]
 
 
-def _other(h: Histogram, name: str, amax: Callable[[], float], num_bits: int) -> OtherClip:
-    """``amax()``'s clip and its metrics; a ValueError leaves it out with the reason."""
-    try:
-        value = float(amax())
-    except ValueError as exc:
-        return OtherClip(name, math.nan, None, note=str(exc))
-    m = clip_metrics(h, value, num_bits) if value > 0 else None
-    return OtherClip(name, value, m)
+def _other(h: Histogram, name: str, spec: Spec) -> OtherClip:
+    """``spec``'s clip and its metrics; a ValueError leaves it out with the reason."""
+    return OtherClip(name, try_calibrate(h, spec))
 
 
 def build_view(
@@ -230,14 +245,15 @@ def build_view(
 ) -> View:
     """The sweep of ``hist``, its metrics and the other methods' thresholds.
 
-    ``target_bins`` defaults to the variant's levels for ``num_bits``. ``methods`` (max,
+    ``target_bins`` defaults to the variant's levels for ``num_bits`` (``levels_for``,
+    never clamped to a slider's range). ``methods`` (max,
     percentile, mse) are computed unless given (a page caches them apart: they do not
     depend on the variant); ``variants`` are the other variants' clips to draw, if any.
     ValueError (from the core) names an impossible policy combination or a target_bins the
     histogram cannot take.
     """
     pairs = tuple(dict(overrides).items())
-    T = default_target_bins(variant, num_bits) if target_bins is None else int(target_bins)
+    T = levels_for(variant, num_bits) if target_bins is None else int(target_bins)
     result = kl_sweep(hist, target_bins=T, variant=variant, **dict(pairs))
     metrics = None if result.dead else clip_metrics(hist, result.amax, num_bits)
     chosen = None if result.dead else result.distributions()
@@ -272,7 +288,7 @@ class Why:
 
 def _count(total: float) -> str:
     """A total count as people write it: 5,757,312 (or 4 digits when not whole)."""
-    return f"{total:,.0f}" if float(total).is_integer() else fmt(total)
+    return fmt_count(total)
 
 
 CLIP_ONLY_BITS = 16
@@ -310,26 +326,29 @@ def explain(
                     if raw
                     else "its shape error "
                 )
-                + f"costs more: the next candidate's KL is {fmt(float(r.kl[1]))}."
+                + f"costs more: the next candidate's KL is {fmt_kl(r.kl[1], r.kl_scale)}."
             )
+    if r.notes:  # the answer is not simply the curve's minimum, or the tool would refuse
+        floor = " ".join(n[0].upper() + n[1:] + "." for n in r.notes)
     if n_plus:
         shape = r.min_kl - n_plus
         shape_text = "about 0" if abs(shape) < 1e-6 * max(1.0, r.min_kl) else fmt(shape)
         bins = f"{n_plus} bin of P holds" if n_plus == 1 else f"{n_plus} bins of P hold"
         penalty = (
-            f"Of the KL at the minimum ({fmt(r.min_kl)}), {n_plus} is the seed's \"+1 where "
-            f'Q = 0" rule: {bins} the folded tail where the histogram is empty, and Q, '
+            f"Of the KL at the minimum ({fmt_kl(r.min_kl, r.kl_scale)}), {n_plus} is the "
+            f'seed\'s "+1 where Q = 0" rule: {bins} the folded tail where the histogram '
+            "is empty, and Q, "
             "spread over the histogram's non-zero bins only, is 0 there. The shape mismatch "
             f"itself is {shape_text}."
         )
     if metrics is not None and metrics.mse > 0:
         clip_only = clip_metrics(hist, r.amax, CLIP_ONLY_BITS).mse
         share = min(max(clip_only / metrics.mse, 0.0), 1.0)
-        sqnr = fmt(metrics.sqnr_db, 1, fixed=True, unit=" dB")
+        sqnr = fmt_db(metrics.sqnr_db)
         if share >= 0.5:
             error = (
                 f"SQNR {sqnr}: clipping causes {share:.0%} of the error. The "
-                f"{fmt(100 * metrics.clipped_fraction, 2, unit='%')} of the values beyond the "
+                f"{fmt_pct(metrics.clipped_fraction)} of the values beyond the "
                 f"clip reach {fmt(hist.max_abs)} ({fmt(hist.max_abs / r.amax, 2)}x the clip), "
                 "and each is stored as the clip."
             )
@@ -339,7 +358,7 @@ def explain(
                 f"SQNR {sqnr}: nothing is clipped, so all of the error is rounding, {step}."
                 if metrics.clipped_fraction == 0
                 else f"SQNR {sqnr}: rounding causes {1 - share:.0%} of the error, {step}; "
-                f"clipping the rest ({fmt(100 * metrics.clipped_fraction, 2, unit='%')} of "
+                f"clipping the rest ({fmt_pct(metrics.clipped_fraction)} of "
                 "the values lie beyond the clip)."
             )
     n_inf = int((~np.isfinite(r.kl)).sum())
@@ -366,20 +385,13 @@ def explain(
 def every_method(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
     """The max, percentile and MSE thresholds of ``h`` (one the core refuses, such as an
     MSE search past ``calib.limits.MAX_SEARCH_CELLS``, keeps its reason as a note)."""
-    return (
-        _other(h, "max", lambda: amax_max(h), num_bits),
-        _other(h, "percentile", lambda: amax_percentile(h, DEFAULT_PERCENTILE), num_bits),
-        _other(h, "mse", lambda: amax_mse(h, num_bits), num_bits),
-    )
+    return tuple(_other(h, m, Spec(m, num_bits=num_bits)) for m in ("max", "percentile", "mse"))
 
 
 def every_variant(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
-    """Every variant's threshold at its own levels for ``num_bits`` (a variant whose levels
-    this histogram cannot hold is left out, with the reason)."""
-    return tuple(
-        _other(h, v, lambda v=v: kl_sweep(h, default_target_bins(v, num_bits), v).amax, num_bits)
-        for v in VARIANTS
-    )
+    """Every variant's threshold at its own levels for ``num_bits`` (``levels_for``; a
+    variant whose levels this histogram cannot hold is left out, with the reason)."""
+    return tuple(_other(h, v, Spec("entropy", v, num_bits)) for v in VARIANTS)
 
 
 def kl_curve_csv(result: SweepResult) -> str:
@@ -518,10 +530,11 @@ def parse_explore_query(
             ignore("num_bits", f"an integer in {NUM_BITS_CHOICES[0]}..{NUM_BITS_CHOICES[-1]}")
     if "target_bins" in params:
         v = _as_int(params["target_bins"])
-        if v is not None and TARGET_BINS_MIN <= v <= TARGET_BINS_MAX:
+        top = max(TARGET_BINS_MAX, levels_for(variant, num_bits))  # the slider's, at these bits
+        if v is not None and TARGET_BINS_MIN <= v <= top:
             out[f"{key}_target_bins"] = v
         else:
-            ignore("target_bins", f"an integer in {TARGET_BINS_MIN}..{TARGET_BINS_MAX}")
+            ignore("target_bins", f"an integer in {TARGET_BINS_MIN}..{top}")
     if f"{key}_target_bins" not in out and (f"{key}_variant" in out or f"{key}_num_bits" in out):
         out[f"{key}_target_bins"] = default_target_bins(variant, num_bits)
     if "hist_bins" in params:

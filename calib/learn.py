@@ -24,6 +24,7 @@ from calib import sweep
 from calib.demos import demo_histogram, demo_samples
 from calib.histogram import Histogram
 from calib.methods import clip_metrics, max_code
+from calib.policies import levels_for
 from calib.sweep import PQ, SweepResult, kl_sweep
 
 __all__ = [
@@ -410,7 +411,7 @@ class SeedExample:
 
 
 SEED_RAMP_BINS = 2048
-SEED_RAMP_LEVELS = 128
+SEED_RAMP_LEVELS = levels_for("seed")  # 128: int8's levels, the seed's own
 
 
 def seed_example() -> SeedExample:
@@ -478,8 +479,8 @@ def symmetric_demo(demo: str = "GELU", bins: int = 2048) -> SymmetricDemo:
         raise ValueError(f"demo {demo!r} has no samples; pick one with raw activations")
     abs_hist = Histogram.from_samples(x, bins=bins)
     signed_hist = Histogram.from_samples(x, bins=bins, signed=True)
-    amax_abs = kl_sweep(abs_hist, variant="seed", target_bins=128).amax
-    amax_signed = kl_sweep(signed_hist, variant="mxnet", target_bins=255).amax
+    amax_abs = kl_sweep(abs_hist, variant="seed", target_bins=levels_for("seed")).amax
+    amax_signed = kl_sweep(signed_hist, variant="mxnet", target_bins=levels_for("mxnet")).amax
     lo = float(x.min())
 
     def code(amax: float) -> int:
@@ -523,16 +524,17 @@ class ReluSpike:
 
 def relu_spike(fractions: tuple[float, ...] = RELU_FRACTIONS) -> ReluSpike:
     seed, fixed, mo, best = [], [], [], []
+    T = levels_for("seed")  # int8's 128, the seed's smallest candidate too
     for f in fractions:
         h = relu_histogram(f)
-        s = kl_sweep(h, target_bins=128, variant="seed")
+        s = kl_sweep(h, target_bins=T, variant="seed")
         seed.append(s.amax)
         best.append(s.best)
-        fixed.append(kl_sweep(h, target_bins=128, variant="seed", zero_spike="copy_next").amax)
-        mo.append(kl_sweep(h, target_bins=128, variant="modelopt").amax)
+        fixed.append(kl_sweep(h, target_bins=T, variant="seed", zero_spike="copy_next").amax)
+        mo.append(kl_sweep(h, target_bins=levels_for("modelopt"), variant="modelopt").amax)
     return ReluSpike(
         fractions=tuple(fractions), seed=tuple(seed), seed_fixed=tuple(fixed),
-        modelopt=tuple(mo), seed_best=tuple(best), smallest=128,
+        modelopt=tuple(mo), seed_best=tuple(best), smallest=T,
     )  # fmt: skip
 
 
@@ -548,7 +550,7 @@ class SpikeTerms:
 
 
 def spike_terms(zero_fraction: float, candidates: tuple[int, ...]) -> SpikeTerms:
-    s = kl_sweep(relu_histogram(zero_fraction), target_bins=128, variant="seed")
+    s = kl_sweep(relu_histogram(zero_fraction), target_bins=levels_for("seed"), variant="seed")
     bin0, rest, width = [], [], []
     for c in candidates:
         pq = s.distributions(int(c))

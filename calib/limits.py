@@ -8,8 +8,8 @@ histogram type, the sweep, the MSE search, the collector and the app all import 
 bounds from here; nothing else in calib writes a limit of its own.
 
 The figures each cap was chosen by (the worst accepted input's time and memory, measured
-on this project's 2-core machine) are in the README's "Limits" section, with the
-command that measures them again (``PYTHONPATH=. python tests/test_hostile.py``).
+on this project's 2-core machine) are in ``docs/limits.md``, with the command that
+measures them again (``PYTHONPATH=. python tests/test_hostile.py``).
 
 Settings
 --------
@@ -28,16 +28,20 @@ import os
 __all__ = [
     "APP_COLLECT_BYTES",
     "APP_COLLECT_SECONDS",
+    "MAX_BATCHES",
     "MAX_BINS",
     "MAX_CSV_CELLS",
     "MAX_FILE_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_LAYERS",
     "MAX_MAGNITUDE",
+    "MAX_META_CHARS",
     "MAX_NAME_CHARS",
     "MAX_SEARCH_CELLS",
     "MAX_TEXT_BYTES",
+    "MAX_TRACE_METHODS",
     "MAX_UNPACKED_BYTES",
+    "MAX_UPLOAD_BYTES",
     "MIN_MAGNITUDE",
     "CollectBudget",
     "app_collect_budget",
@@ -48,6 +52,14 @@ __all__ = [
 MAX_FILE_BYTES = 200 * 2**20
 """The largest binary file (``.npz``, ``.npy``, a model's inputs) any reader accepts, in
 bytes. Files are read whole, so this bounds the bytes held before parsing."""
+
+MAX_UPLOAD_BYTES = 256 * 2**20
+"""The largest file the app takes as an upload, in bytes: an ONNX model (all-MiniLM-L6-v2
+is 90 MB, a BERT-base 440 MB is for the command line) or anything else, which its reader
+then bounds by its own cap (``MAX_FILE_BYTES``, ``MAX_TEXT_BYTES``). Streamlit's
+``server.maxUploadSize`` in ``.streamlit/config.toml`` is this in MiB (a test holds them
+equal); the command line reads a user's own model whatever its size. An uploaded model
+then runs under :func:`app_collect_budget`."""
 
 MAX_TEXT_BYTES = 32 * 2**20
 """The largest text file (``.csv``, ``.json``, calibration caches) any reader accepts, in
@@ -71,6 +83,30 @@ more), counted by walking the zip directory before ``zipfile`` parses it."""
 MAX_NAME_CHARS = 1024
 """The longest tensor name a file may hold, in characters (ONNX names run to a couple of
 hundred at most). Read from an ``.npz``'s header before its names are unpacked."""
+
+MAX_META_CHARS = 2**24
+"""The longest metadata document a histogram ``.npz`` may hold (its ``meta``: provenance as
+a JSON object), in characters; :func:`calib.save_histograms` refuses to write a longer one.
+A collection's provenance lists every Reshape/Transpose alias and every tensor left out
+(an exported transformer has thousands of aliases: 28,914 characters for a 40-block chain,
+about a megabyte for ``MAX_LAYERS`` aliases of exporter-length names), so it is a document,
+not a name: at most ``MAX_LAYERS`` aliases and ``MAX_LAYERS`` tensors left out, all named
+with ``MAX_NAME_CHARS`` characters, take under 13.2 million characters. Read from the
+``.npy`` header before it is unpacked (16.8 million characters are 64 MiB as numpy
+stores them)."""
+
+MAX_BATCHES = 2**20
+"""The most batches one file may describe: the batches of a model's inputs ``.npz``
+(``<input>__b<k>`` keys: ``k`` below this, and at most this many arrays in the archive),
+and the batches a convergence trace records (its length). Checked on the keys and headers
+before any range, loop or array is sized by them: ``x__b99999999999999999999`` is refused
+by its index, not by building a range of 1e20."""
+
+MAX_TRACE_METHODS = 64
+"""The most methods a convergence trace (``trace_methods``) may name: calib records
+:data:`calib.convergence.CONVERGENCE_METHODS` (a handful) or the methods asked for, each
+once. Every method costs a loop over every tensor when the trace is read
+(``python -m calib converge``, the Layers page)."""
 
 MAX_CSV_CELLS = 2**18
 """The most cells (rows times columns) a CSV may hold, so at most 262,144 rows: a histogram

@@ -25,9 +25,10 @@ import numpy as np
 
 from calib import _mse, limits
 from calib.histogram import Histogram, as_histogram
-from calib.policies import MODELOPT_START_BIN, check_num_bits, levels_for
+from calib.policies import MODELOPT_START_BIN, check_num_bits
 
 if TYPE_CHECKING:
+    from calib.spec import Spec
     from calib.sweep import SweepResult
 
 __all__ = [
@@ -39,11 +40,13 @@ __all__ = [
     "ClipMetrics",
     "amax_max",
     "amax_mse",
+    "amax_of",
     "amax_percentile",
     "calibrate",
     "clip_metrics",
     "clip_mse_curve",
     "max_code",
+    "try_calibrate",
 ]
 
 METHODS = ("max", "percentile", "mse", "entropy")
@@ -95,22 +98,27 @@ class ClipMetrics:
 
 @dataclasses.dataclass(frozen=True)
 class Calibration:
-    """One calibration method's answer for one histogram.
+    """One calibrator's answer for one histogram: the one record of a clip and its metrics.
 
     Attributes
     ----------
-    method : str
-        One of :data:`METHODS`.
+    spec : Spec
+        The calibration asked for (:class:`calib.Spec`: method, variant, bits, levels...).
     amax : float
-        The chosen clip, activation units (0.0 for a dead histogram).
-    metrics : ClipMetrics
-        :func:`clip_metrics` at ``amax``.
+        The chosen clip, activation units (0.0 for a dead histogram, nan when refused).
+    metrics : ClipMetrics or None
+        :func:`clip_metrics` at ``amax``; None when the calibrator refused the histogram.
     note : str
         A one-line explanation of the clip.
     sweep : SweepResult or None
         The KL sweep that chose the clip (``"entropy"`` on a live histogram), else None.
+        Left out of ``==`` (its arrays have no single truth value): two records are equal
+        when their spec, clip, metrics, note and flags are.
     dead : bool
         True when every count is zero; ``amax`` is then 0.0 whatever the method.
+    error : str
+        Why the calibrator refused the histogram ("" when it did not):
+        :func:`try_calibrate`'s record of a ``ValueError``.
 
     Examples
     --------
@@ -122,12 +130,46 @@ class Calibration:
     'dead layer: every count is zero'
     """
 
-    method: str
+    spec: Spec
     amax: float
-    metrics: ClipMetrics
-    note: str
-    sweep: SweepResult | None = None
+    metrics: ClipMetrics | None
+    note: str = ""
+    sweep: SweepResult | None = dataclasses.field(default=None, compare=False)
     dead: bool = False
+    error: str = ""
+
+    @property
+    def method(self) -> str:
+        """The spec's method: one of :data:`METHODS`."""
+        return self.spec.method
+
+    @property
+    def name(self) -> str:
+        """The spec's canonical text (``"entropy:mxnet@4"``)."""
+        return str(self.spec)
+
+    @property
+    def kl(self) -> float:
+        """KL(P || Q) at the chosen candidate (entropy on a live histogram; inf where
+        undefined); nan for the other methods, a dead histogram or a refusal."""
+        if self.sweep is None or self.dead:
+            return math.nan
+        return float(self.sweep.min_kl)
+
+    @property
+    def clipped(self) -> float:
+        """Share of the mass beyond the clip (nan when refused)."""
+        return math.nan if self.metrics is None else self.metrics.clipped_fraction
+
+    @property
+    def sqnr_db(self) -> float:
+        """SQNR of the clip in dB (nan when dead or refused)."""
+        return math.nan if self.metrics is None else self.metrics.sqnr_db
+
+    @classmethod
+    def refused(cls, spec: Spec, error: str) -> Calibration:
+        """The record of a calibrator that refused the histogram: amax nan, the reason."""
+        return cls(spec=spec, amax=math.nan, metrics=None, error=str(error))
 
 
 # -- input checks ----------------------------------------------------------------------------
@@ -594,26 +636,51 @@ def amax_mse(
 
 
 # -- one entry point -------------------------------------------------------------------------
-def _check_method(method: Any) -> str:
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {_show(method)}")
-    return str(method)
+def _spec_of_call(
+    method: Any, num_bits: Any, unsigned: Any, variant: Any, percentile: Any, policies: dict
+) -> Spec:
+    """The :class:`Spec` a call of :func:`calibrate` names: ``method`` (a spec, its text, or
+    a method name) with the keyword arguments that differ from their defaults applied."""
+    from calib.spec import Spec  # lazy: calib.spec builds on this module
 
-
-def _entropy(
-    h: Histogram, num_bits: int, unsigned: bool, variant: str, policies: dict
-) -> SweepResult:
-    """Run the KL sweep at the variant's own levels for the quantizer (``levels_for``)."""
-    from calib import sweep  # lazy: the sweep engine is its own module
-
-    if "target_bins" not in policies:
-        policies = {**policies, "target_bins": levels_for(variant, num_bits, unsigned)}
-    return sweep.kl_sweep(h, variant=variant, **policies)
+    if not isinstance(method, (str, Spec)):
+        raise ValueError(f"method must be one of {METHODS} or a calib.Spec, got {_show(method)}")
+    spec = Spec.parse(method)
+    m = spec.method
+    if m in ("max", "percentile") and policies:
+        raise ValueError(f"method {m!r} takes no policies, got {sorted(policies)}")
+    if m == "mse":
+        unknown = sorted(set(policies) - {"start_bin", "stride"})
+        if unknown:
+            raise ValueError(f"method 'mse' takes policies start_bin and stride, got {unknown}")
+    changes: dict[str, Any] = {}
+    if not (type(num_bits) is int and num_bits == DEFAULT_NUM_BITS):
+        changes["num_bits"] = num_bits
+    if unsigned is not False:
+        changes["unsigned"] = unsigned
+    if not (type(percentile) is float and percentile == DEFAULT_PERCENTILE):
+        percentile = _check_percentile(percentile)  # checked whatever the method, as always
+        if m == "percentile":
+            changes["percentile"] = percentile
+    if variant != "seed" and m == "entropy":
+        changes["variant"] = variant
+    if m == "entropy":
+        policies = dict(policies)
+        if "target_bins" in policies:
+            changes["levels"] = policies.pop("target_bins")
+    if policies:
+        changes["overrides"] = {**spec.options, **policies}
+    default = Spec.build(m)
+    for k, v in changes.items():
+        mine = getattr(spec, k)
+        if k != "overrides" and mine != getattr(default, k) and mine != v:
+            raise ValueError(f"{k}={_show(v)} contradicts the spec {str(spec)!r}")
+    return dataclasses.replace(spec, **changes) if changes else spec
 
 
 def calibrate(
     hist: Any,
-    method: str = "entropy",
+    method: str | Spec = "entropy",
     num_bits: int = DEFAULT_NUM_BITS,
     unsigned: bool = False,
     *,
@@ -621,14 +688,16 @@ def calibrate(
     percentile: float = DEFAULT_PERCENTILE,
     **policies: Any,
 ) -> Calibration:
-    """Calibrate one histogram with one method and measure the clip it chose.
+    """Calibrate one histogram with one calibrator and measure the clip it chose.
 
     Parameters
     ----------
     hist : Histogram or array_like
         A bare counts array is unit-width bins from 0.
-    method : str
-        ``"max"``, ``"percentile"``, ``"mse"`` or ``"entropy"`` (see :data:`METHODS`).
+    method : Spec or str
+        A :class:`calib.Spec`, or its text (``"entropy:mxnet@4"``, ``"percentile:99.9"``,
+        ``"mse"``; see :mod:`calib.spec`). A bare method name, ``"max"``, ``"percentile"``,
+        ``"mse"`` or ``"entropy"``, takes the rest from the keyword arguments.
     num_bits : int
         2..16; sets the quantizer the metrics (and ``"mse"``) use.
     unsigned : bool
@@ -638,13 +707,19 @@ def calibrate(
     percentile : float
         ``"percentile"`` only: in [0, 100].
     **policies
-        ``"entropy"``: passed to ``kl_sweep``. ``"mse"``: ``start_bin`` and ``stride`` of
-        :func:`amax_mse`. ``"max"`` and ``"percentile"`` take none.
+        ``"entropy"``: the spec's policy overrides, and ``target_bins`` its levels.
+        ``"mse"``: ``start_bin`` and ``stride`` of :func:`amax_mse`. ``"max"`` and
+        ``"percentile"`` take none.
+
+    The keyword arguments are the old way to say what a spec says: each one left at its
+    default leaves the spec's value alone, and one that contradicts the spec's bits is an
+    error.
 
     Returns
     -------
     Calibration
-        ``metrics = clip_metrics(hist, amax, num_bits, unsigned)``.
+        ``spec`` the calibration run, ``metrics = clip_metrics(hist, amax, num_bits,
+        unsigned)``.
 
     Notes
     -----
@@ -653,12 +728,18 @@ def calibrate(
     method answers 0.0 (ModelOpt's percentile rule on a layer that is mostly zeros) gets the
     metrics of the limit amax -> 0: everything clipped, ``mse = signal_power``, 0 dB.
 
-    For ``"entropy"`` with no ``target_bins`` among the policies, the sweep is given the
-    variant's own levels for the quantizer, :func:`calib.policies.levels_for` (signed int8:
+    ``"entropy"`` sweeps at the spec's levels, :attr:`calib.Spec.target_bins`: unless set,
+    the variant's own for the quantizer, :func:`calib.policies.levels_for` (signed int8:
     128, MXNet's 255; 4 bits: 8, MXNet's 15).
 
     Examples
     --------
+    >>> import numpy as np
+    >>> h = Histogram(np.exp(-np.linspace(0, 8, 2048)), np.linspace(0, 8, 2049))
+    >>> c = calibrate(h, "entropy:mxnet@4")
+    >>> c.name, c.sweep.target_bins, c.spec == calibrate(h, "entropy", 4, variant="mxnet").spec
+    ('entropy:mxnet@4', 15, True)
+
     >>> import numpy as np, calib
     >>> h = calib.Histogram.from_samples(np.random.default_rng(0).standard_normal(100_000))
     >>> for method in calib.METHODS:
@@ -670,42 +751,72 @@ def calibrate(
     entropy    amax 3.814  SQNR 40.4 dB
     """
     h = as_histogram(hist)
-    method = _check_method(method)
-    num_bits = check_num_bits(num_bits)
-    unsigned = _check_unsigned(unsigned)
-    percentile = _check_percentile(percentile)
-    if method in ("max", "percentile") and policies:
-        raise ValueError(f"method {method!r} takes no policies, got {sorted(policies)}")
+    spec = _spec_of_call(method, num_bits, unsigned, variant, percentile, policies)
+    num_bits, unsigned = spec.num_bits, spec.unsigned
     if h.is_dead:
         metrics = ClipMetrics(
             amax=0.0, clipped_fraction=0.0, mse=0.0, signal_power=0.0, sqnr_db=math.nan, scale=0.0
         )
         return Calibration(
-            method=method, amax=0.0, metrics=metrics, note="dead layer: every count is zero",
+            spec=spec, amax=0.0, metrics=metrics, note="dead layer: every count is zero",
             dead=True,
         )  # fmt: skip
+    amax, note, sweep = _choose(h, spec)
+    if amax > 0:
+        metrics = clip_metrics(h, amax, num_bits, unsigned)
+    else:
+        metrics = _metrics_at_zero(h)
+    return Calibration(spec=spec, amax=float(amax), metrics=metrics, note=note, sweep=sweep)
+
+
+def _choose(h: Histogram, spec: Spec) -> tuple[float, str, SweepResult | None]:
+    """The clip ``spec`` chooses on a live histogram, a note on it, and the KL sweep."""
     sweep = None
-    if method == "max":
+    if spec.method == "max":
         amax = amax_max(h)
         note = f"max |x| = {amax:.6g}"
-    elif method == "percentile":
-        amax = amax_percentile(h, percentile)
-        note = f"{percentile:g}th percentile of |x| (ModelOpt's rule) = {amax:.6g}"
-    elif method == "mse":
-        unknown = sorted(set(policies) - {"start_bin", "stride"})
-        if unknown:
-            raise ValueError(f"method 'mse' takes policies start_bin and stride, got {unknown}")
-        amax = amax_mse(h, num_bits, unsigned, **policies)
+    elif spec.method == "percentile":
+        amax = amax_percentile(h, spec.percentile)
+        note = f"{spec.percentile:g}th percentile of |x| (ModelOpt's rule) = {amax:.6g}"
+    elif spec.method == "mse":
+        amax = amax_mse(h, spec.num_bits, spec.unsigned, **spec.options)
         note = f"minimum expected MSE over bin edges at amax = {amax:.6g}"
     else:
-        sweep = _entropy(h, num_bits, unsigned, variant, policies)
+        from calib import sweep as _sweep  # lazy: the sweep engine is its own module
+
+        sweep = _sweep.kl_sweep(
+            h, target_bins=spec.target_bins, variant=spec.variant, **spec.options
+        )
         amax = float(sweep.amax)
         note = (
             f"smallest KL of the {sweep.variant} sweep at {sweep.target_bins} levels: "
             f"amax = {amax:.6g}"
         )
-    if amax > 0:
-        metrics = clip_metrics(h, amax, num_bits, unsigned)
-    else:
-        metrics = _metrics_at_zero(h)
-    return Calibration(method=method, amax=float(amax), metrics=metrics, note=note, sweep=sweep)
+        if sweep.notes:  # the answer is not simply the smallest KL, or the tool would refuse
+            note = f"{sweep.variant} sweep at {sweep.target_bins} levels: amax = {amax:.6g}. "
+            note += ". ".join(sweep.notes)
+    return float(amax), note, sweep
+
+
+def amax_of(hist: Any, spec: Any) -> float:
+    """:func:`calibrate`'s ``amax`` alone, without measuring the clip (what a trace after
+    every batch needs): 0.0 for a dead histogram; a ValueError when the calibrator
+    refuses."""
+    from calib.spec import Spec
+
+    h, spec = as_histogram(hist), Spec.parse(spec)
+    return 0.0 if h.is_dead else _choose(h, spec)[0]
+
+
+def try_calibrate(hist: Any, spec: Any) -> Calibration:
+    """:func:`calibrate` with a spec (or its text), a refusal kept as a record: a
+    ``ValueError`` of the calibrator becomes :meth:`Calibration.refused` with its message
+    (a bad spec still raises). What a table of many tensors or calibrators calls, so that
+    one refusal leaves one row out, not the table."""
+    from calib.spec import Spec
+
+    spec = Spec.parse(spec)
+    try:
+        return calibrate(hist, spec)
+    except ValueError as exc:
+        return Calibration.refused(spec, str(exc))

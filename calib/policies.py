@@ -38,6 +38,9 @@ zero_q             where P > 0 and Q == 0: "one" adds 1 (seed); "inf"
 normalize          "none"; "histogram": the histogram scaled to sum 1 once (ncnn 2021+);
                    "pq": P and Q each scaled to sum 1 for every candidate (scipy)
 ties               "first" or "last" minimum (ModelOpt takes the last)
+start_kl           the KL the search starts below: "inf" (the smallest KL wins); "1e13":
+                   the seed's ``min_kl_divergence = 10000000000000``, so where every KL is
+                   at least 1e13 (raw counts totalling ~1e15) its first candidate is chosen
 threshold          "edge_plus_half": (i + 0.5) bin widths (ncnn); "edge": the upper
                    edge of the kept bins or window (MXNet, ONNX Runtime, ModelOpt)
 precision          "float64"; "float32": ONNX Runtime's own smoothing and entropy, op for
@@ -86,6 +89,7 @@ POLICY_CHOICES: dict[str, tuple[str, ...]] = {
     "zero_q": ("one", "inf"),
     "normalize": ("none", "histogram", "pq"),
     "ties": ("first", "last"),
+    "start_kl": ("inf", "1e13"),
     "threshold": ("edge_plus_half", "edge"),
     "precision": ("float64", "float32"),
 }
@@ -99,8 +103,8 @@ class Policy:
     --------
     >>> import calib
     >>> seed = calib.VARIANTS["seed"]
-    >>> seed == calib.Policy()
-    True
+    >>> seed.changes_from(calib.Policy())
+    {'start_kl': ('inf', '1e13')}
     >>> calib.VARIANTS["ncnn"].changes_from(seed)["smoothing"]
     ('none', 'add_eps')
     >>> calib.Policy(layout="signed")
@@ -124,6 +128,7 @@ class Policy:
     zero_q: str = "one"
     normalize: str = "none"
     ties: str = "first"
+    start_kl: str = "inf"
     threshold: str = "edge_plus_half"
     precision: str = "float64"
 
@@ -186,8 +191,9 @@ class Policy:
 
 _SEED = Policy()
 VARIANTS: dict[str, Policy] = {
-    # The seed's numpy loop = ncnn's 2019 C++ (QuantizeData::threshold_distribution) = MNN.
-    "seed": _SEED,
+    # The seed's numpy loop = ncnn's 2019 C++ (QuantizeData::threshold_distribution) = MNN;
+    # its search starts at min_kl_divergence = 10000000000000.
+    "seed": dataclasses.replace(_SEED, start_kl="1e13"),
     # Tencent/ncnn tools/quantize/ncnn2table.cpp, QuantNet::quantize_KL (2021+).
     "ncnn": dataclasses.replace(
         _SEED, expand="uniform", smoothing="add_eps", normalize="histogram", zero_q="inf"

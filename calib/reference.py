@@ -299,7 +299,9 @@ def _half_window(hist, i: int) -> tuple[int, list[float], list[float]]:
     return stop, sliced, p
 
 
-def _whole_group_masses(sliced: list[float], T: int, separately: bool = True) -> list[int]:
+def _whole_group_masses(
+    sliced: list[float], T: int, separately: bool = True, truncate: bool = True
+) -> list[float]:
     """Groups of ``len // T`` whole bins, masses cast to integers as MXNet / ONNX Runtime do.
 
     Both write each group's sum into an integer array (truncation), then do
@@ -307,6 +309,7 @@ def _whole_group_masses(sliced: list[float], T: int, separately: bool = True) ->
     ``trunc(trunc(last group) + remainder)`` (``separately=True``, the sources).
     ``separately=False`` truncates the last group's whole mass once,
     ``trunc(last group + remainder)``. The two differ only for non-integer counts.
+    ``truncate=False`` keeps the float sums (``calib.kl_sweep``'s ``truncate="none"``).
     """
     m = len(sliced) // T
     quantized = [0] * T
@@ -318,6 +321,9 @@ def _whole_group_masses(sliced: list[float], T: int, separately: bool = True) ->
     rest = 0.0
     for j in range(T * m, len(sliced)):
         rest += sliced[j]
+    if not truncate:
+        quantized[-1] += rest
+        return quantized
     if separately:
         for k in range(T):
             quantized[k] = math.trunc(quantized[k])
@@ -396,7 +402,12 @@ def ncnn_loop(counts, edges, target_bin: int = 128) -> LoopResult:
 # MXNet / TVM
 # --------------------------------------------------------------------------------------
 def mxnet_loop(
-    counts, edges, num_quantized_bins: int = 255, *, truncate_remainder_separately: bool = True
+    counts,
+    edges,
+    num_quantized_bins: int = 255,
+    *,
+    truncate_remainder_separately: bool = True,
+    truncate: bool = True,
 ) -> LoopResult:
     """MXNet's Python ``_get_optimal_threshold`` (contrib/quantization.py), one bin at a time.
 
@@ -408,6 +419,8 @@ def mxnet_loop(
     (``mxnet_smooth``; inf where that fails) and ``KL = scipy.stats.entropy(p, q)``
     (both normalised), in float64. First minimum; ``amax = edges[window end]``.
     ``truncate_remainder_separately``: see ``_whole_group_masses`` (True is the source).
+    ``truncate=False`` keeps the masses as floats (``kl_sweep``'s ``truncate="none"``, the
+    only sweep of counts that are not whole numbers).
     """
     hist, e = _as_pair(counts, edges)
     n, T = hist.size, int(num_quantized_bins)
@@ -417,7 +430,7 @@ def mxnet_loop(
         stop, sliced, p = _half_window(hist, i)
         L = len(sliced)
         m = L // T
-        quantized = _whole_group_masses(sliced, T, truncate_remainder_separately)
+        quantized = _whole_group_masses(sliced, T, truncate_remainder_separately, truncate)
         q = [0.0] * L
         for k in range(T):
             s = k * m
@@ -446,7 +459,12 @@ def mxnet_loop(
 # ONNX Runtime as shipped
 # --------------------------------------------------------------------------------------
 def onnxruntime_loop(
-    counts, edges, num_quantized_bins: int = 128, *, truncate_remainder_separately: bool = True
+    counts,
+    edges,
+    num_quantized_bins: int = 128,
+    *,
+    truncate_remainder_separately: bool = True,
+    truncate: bool = True,
 ) -> LoopResult:
     """ONNX Runtime's ``HistogramCollector.get_entropy_threshold``, one bin at a time.
 
@@ -457,7 +475,8 @@ def onnxruntime_loop(
     of the level, zero in P or not. Both smoothed, ``KL`` normalised (float64 here; ORT
     computes it in float32). First minimum; ``amax`` = the upper window edge, not clamped
     to the data's max as ORT does afterwards. ``truncate_remainder_separately``: see
-    ``_whole_group_masses`` (True is the source).
+    ``_whole_group_masses`` (True is the source). ``truncate=False`` keeps the masses and Q
+    as floats (``kl_sweep``'s ``truncate="none"``).
     """
     hist, e = _as_pair(counts, edges)
     n, T = hist.size, int(num_quantized_bins)
@@ -467,7 +486,7 @@ def onnxruntime_loop(
         stop, sliced, p = _half_window(hist, i)
         L = len(sliced)
         m = L // T
-        quantized = _whole_group_masses(sliced, T, truncate_remainder_separately)
+        quantized = _whole_group_masses(sliced, T, truncate_remainder_separately, truncate)
         q = [0] * L
         for k in range(T):
             s = k * m
@@ -477,7 +496,7 @@ def onnxruntime_loop(
                     norm += 1
             if norm != 0:
                 for j in range(s, s + m):
-                    q[j] = math.trunc(quantized[k] / norm)
+                    q[j] = math.trunc(quantized[k] / norm) if truncate else quantized[k] / norm
         ps, qs = mxnet_smooth(p), mxnet_smooth(q)
         kl = math.inf if ps is None or qs is None else normalized_kl(ps, qs)
         candidates.append(i)

@@ -352,9 +352,9 @@ def _evaluate_task(workdir: Path, options: dict) -> None:
     else:
         held = evaluate.hold_out(inputs)
         calib_inputs, eval_inputs, data = held.calibration, held.evaluation, held.description
-    hists = collect.collect_histograms(
-        proto, calib_inputs, tensors=list(names), progress=_collect_progress
-    ).histograms
+    hists = collect.collect_histograms(  # what evaluate quantizes: the same selection
+        proto, calib_inputs, op_types=evaluate.DEFAULT_OP_TYPES, progress=_collect_progress
+    )
 
     def progress(p) -> None:
         _say(p.stage, min(p.done / max(p.total, 1), 1.0),

@@ -19,7 +19,7 @@ from calib.app import sources
 from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
 from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
-from calib.numbers import fmt
+from calib.numbers import fmt, plural
 from calib.policies import (
     DEFAULT_TARGET_BINS,
     TARGET_BINS_MAX,
@@ -79,7 +79,7 @@ with st.sidebar:
 target_bins = int(levels) if same else None
 hist = sources.sized_histogram(source, int(hist_bins))
 digest = histogram_digest(hist)
-st.caption(f"{source.label} · {hist.n_bins} bins")
+st.caption(f"{source.label} · {plural(hist.n_bins, 'bin')}")
 st.write(
     "Every KL variant (solid lines) and every calibration method (dotted) on one histogram: "
     "where each clips, what the clip costs, and, below, which choice moves each variant away "

@@ -18,6 +18,7 @@ from calib.app import explore, sources
 from calib.demos import DEMOS
 from calib.histogram import DEFAULT_BINS, Histogram
 from calib.methods import amax_max, amax_mse, amax_percentile, clip_metrics
+from calib.numbers import fmt_db
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS, Policy
 from calib.sweep import kl_sweep
 
@@ -49,7 +50,8 @@ def model_source(layer: str = sources.DEFAULT_LAYER) -> sources.Source:
         ("mxnet", 2, 3),
         ("modelopt", 10, 512),
         ("seed", 12, 2048),
-        ("mxnet", 12, 2048),  # 4095 clamped to the slider's top
+        ("mxnet", 12, 4095),  # past the slider's 2048: never clamped (main gave 2048)
+        ("seed", 13, 4096),
     ],
 )
 def test_default_target_bins(variant, bits, levels):
@@ -124,6 +126,23 @@ def test_other_variants_at_their_own_levels():
     # with overrides the preset itself is another answer, so it is drawn too
     overridden = explore.compute_view(src, "seed", {"zero_q": "inf"}, with_variants=True)
     assert [o.name for o in overridden.variants] == list(VARIANTS)
+
+
+def test_the_view_computes_with_the_true_levels_at_any_width():
+    """At 13 bits the seed uses 4096 levels, past the slider's 2048: the view sweeps at
+    4096, as calibrate does (main clamped to 2048: 3.01 against calibrate's 5.98 on the
+    ReLU demo at 8192 bins); its spec gives the same clip through calibrate."""
+    from calib.demos import demo_histogram
+
+    h = demo_histogram("ReLU with zero spike", 8192)
+    view = calib.explore.build_view(h, "seed", (), None, 13)
+    cal = calib.calibrate(h, num_bits=13)
+    assert view.target_bins == cal.sweep.target_bins == 4096
+    assert view.result.amax == cal.amax
+    assert calib.calibrate(h, view.spec).amax == view.result.amax
+    assert str(view.spec) == "entropy:seed@13"
+    others = {o.name: o for o in calib.explore.every_variant(h, 13)}
+    assert others["seed"].amax == cal.amax and others["mxnet"].calibration.spec.target_bins == 8191
 
 
 def test_dead_view_has_no_metrics():
@@ -295,7 +314,7 @@ def test_explain_says_where_the_error_comes_from():
     m = view.metrics
     clip_only = clip_metrics(h, view.result.amax, 16).mse
     assert clip_only < 0.5 * m.mse  # a half-normal's clip costs less than its rounding
-    assert view.why.error.startswith(f"SQNR {m.sqnr_db:.1f} dB: rounding causes")
+    assert view.why.error.startswith(f"SQNR {fmt_db(m.sqnr_db)}: rounding causes")
     assert not view.why.floor and not view.why.undefined  # a minimum inside the search
     # no clip at all (a clip at the max): all of the error is rounding
     assert (

@@ -224,3 +224,21 @@ def test_hist_bin_choices_and_snapping():
     assert sources.snap_hist_bins(10**6, choices, 7) == choices[-1]
     for bad in (None, "x", -5, 0, math.nan):
         assert sources.snap_hist_bins(bad, choices, 7) == 7
+
+
+def test_a_real_model_fits_the_upload_cap():
+    """Issue 17: an ONNX model of 256 MB is taken (all-MiniLM-L6-v2 is 90 MB); the page's
+    check, the server setting (above) and calib.limits hold one number."""
+    from calib import limits
+
+    class Sized:  # the page's check reads the length only: no 256 MB in a test
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __len__(self) -> int:
+            return self.n
+
+    assert sources.MAX_UPLOAD_BYTES == limits.MAX_UPLOAD_BYTES >= 256 * 2**20
+    sources.check_upload_size("model.onnx", Sized(256 * 2**20))
+    with pytest.raises(ValueError, match="uploads are limited to 256 MB"):
+        sources.check_upload_size("big.onnx", Sized(256 * 2**20 + 1))

@@ -48,6 +48,25 @@ def test_table_csv_and_json_agree_with_calibrate(hist_file, capsys):
     assert "conv1 / relu" in out and "amax/max" in out.splitlines()[0]
 
 
+def test_method_takes_a_calibrator_text(hist_file, capsys):
+    """--method takes what calib.Spec.parse reads (the same parser as evaluate's --methods
+    and convergence); the loose flags go with a bare method name only."""
+    path, hists = hist_file
+    assert main([str(path), "--method", "entropy:mxnet@4", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    want = calib.calibrate(hists["fc: out [0]"], "entropy", 4, variant="mxnet").amax
+    assert data[1]["amax"] == pytest.approx(want, rel=1e-12)
+    # the same as the loose flags
+    assert main([str(path), "--variant", "mxnet", "--num-bits", "4", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == data
+    assert main([str(path), "--method", "entropy:mxnet@4", "--num-bits", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "says its calibrator whole" in err and "--num-bits" in err
+    assert main([str(path), "--method", "entropy:tvm"]) == 2
+    err = capsys.readouterr().err
+    assert "calibrator 'entropy:tvm'" in err and "variant must be one of" in err
+
+
 def test_trt_cache_export_round_trips(hist_file, tmp_path, capsys):
     path, hists = hist_file
     cache = tmp_path / "calib.cache"
@@ -109,7 +128,7 @@ def test_an_input_is_never_written_over(hist_file, tmp_path, capsys):
 def test_target_bins_0_is_refused_not_the_default(hist_file, capsys):
     path, _ = hist_file
     assert main([str(path), "--target-bins", "0"]) == 2
-    assert "target_bins must be at least 2" in capsys.readouterr().err
+    assert "levels (target_bins) must be at least 2" in capsys.readouterr().err
 
 
 def test_json_is_strict_and_names_print_safely(tmp_path, capsys):

@@ -62,6 +62,6 @@ def test_errors_name_what_is_wrong(files, capsys):
     assert "give --eval-inputs, or --inputs" in capsys.readouterr().err
     args = ["evaluate", m, "--eval-inputs", str(files / "e.npz"), "--histograms"]
     assert main([*args, str(files / "h.npz"), "--methods", "kl", "--quiet"]) == 2
-    assert "'kl' is not one of max, percentile" in capsys.readouterr().err
+    assert "calibrator 'kl': unknown method 'kl'" in capsys.readouterr().err
     assert main([*args, str(files / "h.npz"), "--out", str(files / "h.npz")]) == 2
     assert "never written over" in capsys.readouterr().err

@@ -176,17 +176,19 @@ def test_selection_by_regex_op_type_and_name():
     x = eighths(np.random.default_rng(5), 8)
     model = mlp_model()
     assert list(collect_histograms(model, {"X": x}, tensors="^(h|r)$")) == ["h", "r"]
-    assert list(collect_histograms(model, {"X": x}, op_types="MatMul")) == ["h", "y2"]
-    assert list(collect_histograms(model, {"X": x}, op_types=["Relu", "Add"])) == ["r", "Y"]
-    assert list(collect_histograms(model, {"X": x}, tensors="y", op_types=["MatMul"])) == ["y2"]
-    assert list(collect_histograms(model, {"X": x}, tensors=["Y", "X"])) == ["Y", "X"]
-    with pytest.raises(ValueError, match="'Matmul' not in the model"):
+    # op types select the activations their nodes read (calib.selection), as evaluate does
+    assert list(collect_histograms(model, {"X": x}, op_types="MatMul")) == ["X", "Y"]
+    assert list(collect_histograms(model, {"X": x}, op_types=["Relu", "Add"])) == ["h", "r"]
+    assert list(collect_histograms(model, {"X": x}, tensors="Y", op_types=["MatMul"])) == ["Y"]
+    assert list(collect_histograms(model, {"X": x}, tensors=["Y", "X"])) == ["X", "Y"]
+    assert list(collect_histograms(model, {"X": x}, op_types="all")) == ["X", "h", "r", "Y", "y2"]
+    with pytest.raises(ValueError, match="none of 'Matmul' is in the model"):
         collect_histograms(model, {"X": x}, op_types="Matmul")
     with pytest.raises(ValueError, match="'nope' not an input or node output"):
         collect_histograms(model, {"X": x}, tensors=["nope"])
     with pytest.raises(ValueError, match="'Wt' not an input or node output"):
         collect_histograms(model, {"X": x}, tensors=["Wt"])  # a constant
-    with pytest.raises(ValueError, match="no float tensor selected"):
+    with pytest.raises(ValueError, match="no tensor selected"):
         collect_histograms(model, {"X": x}, tensors="^zzz")
     with pytest.raises(ValueError, match="not a regular expression"):
         collect_histograms(model, {"X": x}, tensors="(")
@@ -286,12 +288,12 @@ def test_cli_end_to_end(tmp_path, capsys):
     np.savez(tmp_path / "data.npz", X=x)
     out = tmp_path / "hist.npz"
     argv = ["collect", str(tmp_path / "mlp.onnx"), "--inputs", str(tmp_path / "data.npz")]
-    assert main([*argv, "--out", str(out), "--bins", "32", "--op-types", "MatMul,Relu"]) == 0
+    assert main([*argv, "--out", str(out), "--bins", "32", "--op-types", "MatMul,Add"]) == 0
     cap = capsys.readouterr()
     assert "wrote 3 histograms from 10 samples (1 batches)" in cap.out
     assert "10/10 samples" in cap.err  # the progress line
     hists = load_histograms(out)
-    assert list(hists) == ["h", "r", "y2"]
+    assert list(hists) == ["X", "r", "Y"]  # what MatMul and Add read
     r = activations(x)["r"].ravel()
     expected, _ = np.histogram(r, bins=grid(r.max(), 32))
     np.testing.assert_array_equal(hists["r"].counts, expected)

@@ -86,14 +86,15 @@ def test_each_preset_is_cut_into_the_documented_groups():
     names = {v: [g.name for g in change_groups(v)] for v in VARIANTS}
     assert names == {
         "seed": [],
-        "ncnn": ["expand", "smoothing", "zero_q", "normalize"],
+        # "ties" holds start_kl too: only the seed starts its search below a KL of 1e13
+        "ncnn": ["expand", "smoothing", "zero_q", "normalize", "ties"],
         "mxnet": [
             "levels", "window + merge", "truncate", "smoothing", "zero_q", "normalize",
-            "threshold",
+            "ties", "threshold",
         ],
         "onnxruntime": [
             "window + merge + expand + normalize", "truncate", "smoothing", "zero_q",
-            "threshold",
+            "ties", "threshold",
         ],
         "modelopt": [
             "window", "zero_spike", "merge", "expand", "zero_q", "normalize", "ties",
@@ -381,3 +382,24 @@ def test_histogram_digest_is_a_content_key():
     counts[100] += 1
     assert histogram_digest(Histogram(counts, h.edges)) != histogram_digest(h)
     assert histogram_digest(Histogram(h.counts.astype(float), h.edges)) != histogram_digest(h)
+
+
+@pytest.mark.parametrize("num_bits", [4, 6])
+def test_every_variant_sweeps_at_its_levels_for_the_bits(num_bits):
+    """compare(h, num_bits=4) sweeps each variant at levels_for(variant, 4), as calibrate
+    does: on main every variant swept at its 8-bit levels (the seed's clip 10.13 at 4 bits
+    on MiniLM's FFN output, against calibrate's 6.82)."""
+    from calib.policies import levels_for
+
+    h = relu_spike()
+    c = compare(h, num_bits=num_bits)
+    for v in VARIANTS:
+        row = row_of(c, v)
+        assert row.target_bins == levels_for(v, num_bits)
+        cal = calibrate(h, "entropy", num_bits, variant=v)
+        assert row.amax == cal.amax and c.sweeps[v].target_bins == cal.sweep.target_bins
+        assert row.sqnr_db == cal.metrics.sqnr_db
+    assert row_of(c, "entropy").amax == row_of(c, "seed").amax
+    for a in c.attributions.values():  # the seed it is measured against is the 4-bit one
+        assert a.seed_amax == row_of(c, "seed").amax
+        assert a.target_bins == levels_for(a.variant, num_bits)

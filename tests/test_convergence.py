@@ -153,5 +153,27 @@ def test_bad_arguments_are_named():
         settled_at(t, "max", tol=2)
     with pytest.raises(ValueError, match="was not traced"):
         settled_at(t, "mse")
-    with pytest.raises(ValueError, match="convergence: 'entropy:tensorrt' is not a method"):
+    with pytest.raises(
+        ValueError, match="convergence: calibrator 'entropy:tensorrt': variant must be one of"
+    ):
         collect_histograms(mlp_model(), {"X": batches_x()}, convergence=["entropy:tensorrt"])
+
+
+def test_any_calibrator_can_be_traced_by_its_spec():
+    """convergence takes what Spec.parse reads: "entropy" is the seed, a percentile and an
+    MSE clip are traced too, each named by its canonical text."""
+    from calib.convergence import check_methods
+
+    assert check_methods(["entropy", "entropy:seed", "percentile:99.9", "mse@4"]) == (
+        "entropy:seed",
+        "percentile:99.9",
+        "mse@4",
+    )
+    x = batches_x(1)
+    found = collect_histograms(
+        mlp_model(), {"X": x}, bins=256, batch_size=8, convergence=["percentile:99.9", "mse"]
+    )
+    for name, t in found.traces.items():
+        h = found[name]
+        assert t.amax["percentile:99.9"][-1] == amax_percentile(h, 99.9)
+        assert t.amax["mse"][-1] == calib.calibrate(h, "mse").amax

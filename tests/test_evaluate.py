@@ -146,7 +146,7 @@ def test_default_selection_is_the_activation_inputs_of_matmul_gemm_conv():
         select_tensors(proto, tensors=["W1t"])
     with pytest.raises(ValueError, match="not a regular expression"):
         select_tensors(proto, tensors="(")
-    with pytest.raises(ValueError, match="no tensor to quantize"):
+    with pytest.raises(ValueError, match="no tensor selected"):
         select_tensors(proto, tensors="^zzz$")
 
 
@@ -402,6 +402,10 @@ def test_methods_side_by_side_the_best_one_and_the_json(tmp_path):
     one = evaluate(attention_model(), {"X": x[12:]}, histograms=hists, methods=["max"],
                    sensitivity_of="max", workers=1, sensitivity=False)  # fmt: skip
     assert one.methods[0].sqnr_db == ev.methods[0].sqnr_db and one.sensitivity == ()
+    # "entropy" names the seed's calibration: one spec, whichever way it is written
+    seed = evaluate(attention_model(), {"X": x[12:]}, histograms=hists, methods=["entropy"],
+                    sensitivity_of="entropy", workers=1, sensitivity=False)  # fmt: skip
+    assert seed.calibration == "entropy:seed" and seed.methods[0].name == "entropy:seed"
 
 
 def test_a_cache_and_missing_tensors_stay_in_float(tmp_path):
@@ -433,7 +437,7 @@ def test_bad_arguments():
         evaluate(model, x, amax=ok, sensitivity_of="max")
     with pytest.raises(ValueError, match="no histogram for 5 of the 5 quantized tensors"):
         evaluate(model, x, histograms={"q": Histogram.from_samples(np.ones(3))})
-    with pytest.raises(ValueError, match="unknown variant 'tvm'"):
+    with pytest.raises(ValueError, match=r"methods: calibrator 'entropy:tvm': variant must be one"):
         evaluate(model, x, histograms={}, methods=["entropy:tvm"])
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         evaluate(model, x, amax=ok, workers=0)
@@ -545,3 +549,21 @@ def test_a_report_reads_back_with_its_infinities_and_gaps():
         read_report('{"outputs": []}')
     with pytest.raises(ValueError, match="not JSON"):
         read_report("{")
+
+
+def test_clips_read_calibrators_with_the_one_parser():
+    """Calibrators are specs (calib.Spec.parse): named by their canonical text without the
+    evaluation's bits, calibrated at those bits, and one naming other bits is refused."""
+    from calib import Spec, calibrate
+    from calib.evaluate import clips_from_histograms
+
+    h = Histogram.from_samples(np.random.default_rng(1).laplace(size=20_000), bins=1024)
+    clips = clips_from_histograms({"a": h}, ["a"], ["entropy", "percentile:99.9", "mse"], 4)
+    assert [c.name for c in clips] == ["entropy:seed", "percentile:99.9", "mse"]
+    assert clips[0].rows["a"].spec == Spec.parse("entropy@4")
+    assert clips[0].amax["a"] == calibrate(h, "entropy:seed@4").amax
+    assert clips[1].amax["a"] == calibrate(h, "percentile:99.9@4").amax
+    # "entropy" and "entropy:seed" are one calibration
+    assert len(clips_from_histograms({"a": h}, ["a"], "entropy,entropy:seed", 4)) == 1
+    with pytest.raises(ValueError, match="names its own quantizer"):
+        clips_from_histograms({"a": h}, ["a"], ["entropy:mxnet@6"], 4)

@@ -202,7 +202,7 @@ def test_the_default_view_says_why_its_numbers_are_what_they_are():
     text = " ".join(m.value for m in at.markdown)
     assert "chose its first candidate (bin 128" in text and "one bin each" in text
     assert '"+1 where Q = 0"' in text and "Of the KL at the minimum (1), 1 is" in text
-    assert "SQNR 0.7 dB: clipping causes 100% of the error" in text
+    assert "SQNR 0.67 dB: clipping causes 100% of the error" in text
     # P is filled, Q dashed over it, and the caption says they coincide
     chosen = chart(at, "pq_chosen")["series"]
     assert chosen[0]["name"] == "P" and "areaStyle" in chosen[0]
@@ -839,3 +839,25 @@ def test_the_view_survives_a_visit_to_another_page():
         assert at.selectbox(key="explore_model_layer").value == layer
         assert metrics(at) == view
         at.switch_page(str(pages[0].relative_to(Path(APP).parent))).run()
+
+
+def test_thirteen_bits_sweep_at_their_own_levels_and_say_so():
+    """At 13 bits the seed uses 4096 levels, past the slider's usual 2048: the page sweeps
+    at 4096 and says so (main clamped the slider, and the sweep, to 2048: a threshold of
+    3.01 on this demo against calibrate's 5.98). Where the histogram cannot take them it
+    says that too, never computing with fewer in silence."""
+    from calib import calibrate
+    from calib.demos import demo_histogram
+
+    name = "ReLU with zero spike"
+    at = run_app(src="demo", demo=name, hist_bins="8192", num_bits="13")
+    assert not at.error
+    assert at.slider(key="explore_target_bins").value == 4096
+    want = calibrate(demo_histogram(name, 8192), num_bits=13).amax
+    assert float(metrics(at)["Threshold"]) == pytest.approx(want, rel=1e-3)
+    said = " ".join(c.value for c in at.sidebar.caption)
+    assert "13 bits seed uses 4,096 levels" in said
+    # the real model's 2051 bins take at most 2050 levels: lowered, and said
+    at = run_app(num_bits="13")
+    assert at.slider(key="explore_target_bins").value == 2050
+    assert "(4096 asked" in " ".join(c.value for c in at.sidebar.caption)

@@ -332,7 +332,13 @@ def test_the_core_and_explores_links_take_exactly_the_bit_widths_on_offer():
     for t in (TARGET_BINS_MIN - 1, TARGET_BINS_MIN, TARGET_BINS_MAX, TARGET_BINS_MAX + 1):
         out, bad = calib.explore.parse_explore_query({"target_bins": str(t)}, {}, {})
         assert bool(out) == (TARGET_BINS_MIN <= t <= TARGET_BINS_MAX) != bool(bad)
-    assert default_target_bins("mxnet", NUM_BITS_CHOICES[-1]) == TARGET_BINS_MAX
+    # the levels are levels_for's at every width, never clamped to the slider's top (main
+    # clamped them to 2048: Explore swept 13 bits at 2048 levels, calibrate at 4096)
+    assert default_target_bins("mxnet", NUM_BITS_CHOICES[-1]) == 2 ** NUM_BITS_CHOICES[-1] - 1
+    assert default_target_bins("seed", 13) == levels_for("seed", 13) == 4096
+    # and a link may ask for them at that width
+    out, bad = calib.explore.parse_explore_query({"num_bits": "13", "target_bins": "4096"}, {}, {})
+    assert out["explore_target_bins"] == 4096 and not bad
 
 
 @pytest.mark.slow
@@ -379,7 +385,8 @@ def test_the_largest_code_is_one_rule_for_the_methods_the_lesson_and_the_levels(
 
 def test_the_command_line_defaults_are_the_cores():
     p = cli._parser()
-    assert p.parse_args(["thresholds", "h.npz"]).num_bits == DEFAULT_NUM_BITS
+    spec = cli._thresholds_spec(p.parse_args(["thresholds", "h.npz"]))  # its calibrator
+    assert spec == calib.Spec() and spec.num_bits == DEFAULT_NUM_BITS
     assert p.parse_args(["collect", "m.onnx", "--inputs", "i", "--out", "o"]).bins == DEFAULT_BINS
 
 

@@ -398,3 +398,17 @@ def test_a_signed_histogram_not_centred_on_zero_is_refused(variant):
     # float32 edges (as ONNX Runtime stores them) are symmetric to about 1e-7: accepted
     e32 = edges.astype(np.float32).astype(np.float64)
     assert kl_sweep(Histogram(counts, e32), variant=variant).amax > 2.0
+
+
+def test_the_seeds_first_candidate_on_huge_raw_counts_is_said_by_calibrate_and_explore():
+    """Issue 21: on raw counts totalling ~1e15 the seed answers its first candidate (every
+    KL is above its 1e13 start); calibrate's note and Explore's explanation say why."""
+    from calib.explore import explain
+    from calib.methods import calibrate
+
+    counts = np.random.default_rng(0).integers(0, 2 * 10**15 // 300, 300)
+    c = calibrate(counts, "entropy")
+    assert c.sweep.best == 128
+    assert "min_kl_divergence" in c.note and "start_kl='inf'" in c.note
+    why = explain(c.sweep.histogram, c.sweep, c.sweep.distributions(), c.metrics)
+    assert "Where the seed's search starts" in why.floor or "min_kl_divergence" in why.floor

@@ -18,7 +18,13 @@ as float64 can tell, and the sweep may take either. Where the loop's minimum is 
 more than that, the sweep must pick exactly the loop's candidate.
 
 Float counts are generated with a moderate dynamic range (nothing below 1e-6 of the largest
-bin): far beyond it the sweep's prefix sums lose digits (``test_tiny_group_next_to_a_big_prefix``).
+bin): far beyond it the seed family's prefix sums lose digits
+(``test_tiny_group_next_to_a_big_prefix``). Three regions a reference treats apart are drawn
+too: raw integer counts totalling ~1e15 (the seed starts its search below a KL of 1e13),
+float counts scaled down near the floor (1e-100..1e-50) and, for ModelOpt, counts spanning
+up to 57 decades (its whole-bin levels are re-summed where a prefix sum cannot hold them);
+float counts with fractional bins beside bins of 1 or more are refused by MXNet's and ONNX
+Runtime's truncation and compared with ``truncate="none"``.
 The last section pins, as minimal inputs, the disagreements these oracles found.
 """
 
@@ -58,10 +64,14 @@ SETTINGS = settings(
 
 # -- generated histograms ---------------------------------------------------------------------
 @st.composite
-def histograms(draw, min_n=20, max_n=400, kind=None):
-    """Counts with zero runs, ReLU zero spikes, one-bin mass, int or float, any size."""
+def histograms(draw, min_n=20, max_n=400, kind=None, wide=False):
+    """Counts with zero runs, ReLU zero spikes, one-bin mass, int or float, any size; raw
+    integer totals up to ~1e15; float counts near the floor (scaled by 1e-100..1e-50);
+    ``wide``: float counts spanning up to 57 decades."""
     n = draw(st.integers(min_n, max_n))
-    kind = kind or draw(st.sampled_from(["int", "float"]))
+    kind = kind or draw(st.sampled_from(["int", "float", "huge_int", "tiny"]))
+    if wide and draw(st.booleans()):
+        kind = "wide"
     shape = draw(st.sampled_from(["decay", "bump", "flat", "sparse", "one_bin", "two_bins"]))
     zero_runs = draw(st.integers(0, 3))
     spike = draw(st.sampled_from(["none", "none", "zero_spike", "empty_first"]))
@@ -86,11 +96,18 @@ def histograms(draw, min_n=20, max_n=400, kind=None):
     for _ in range(zero_runs):
         start = int(rng.integers(n))
         base[start : start + int(rng.integers(1, max(2, n // 4)))] = 0.0
-    if kind == "int":
-        peak = 10 ** rng.uniform(1, 4)
-        counts = rng.poisson(base * peak).astype(np.int64)
+    if kind in ("int", "huge_int"):
+        # huge_int: totals up to ~1e15, where the seed's unnormalised KLs pass 1e13
+        peak = 10 ** rng.uniform(1, 4) if kind == "int" else 10 ** rng.uniform(10, 13)
+        if kind == "int":
+            counts = rng.poisson(base * peak).astype(np.int64)
+        else:  # Poisson noise of a 1e12 peak is 1e-6 of it: noise of a tenth instead
+            counts = np.round(base * peak * rng.uniform(0.9, 1.1, n)).astype(np.int64)
         if shape in ("one_bin", "two_bins"):
             counts = np.round(base * peak).astype(np.int64)
+    elif kind == "wide":  # log-uniform counts spanning up to 57 decades, near the floor
+        top = rng.uniform(-60, 0)
+        counts = base * 10 ** rng.uniform(top - rng.uniform(10, 57), top, n)
     else:
         # moderate dynamic range: peaks from 1e-3 to 1e3, multiplicative noise, and (below)
         # nothing under 1e-6 of the largest bin (see test_tiny_group_next_to_a_big_prefix)
@@ -99,10 +116,15 @@ def histograms(draw, min_n=20, max_n=400, kind=None):
         counts[0] = counts[0] + counts.sum() * rng.uniform(0.5, 20) + (kind == "int")
     elif spike == "empty_first":
         counts[0] = 0
-    if kind == "float":
+    if kind in ("float", "tiny"):
         counts[counts < 1e-6 * counts.max()] = 0.0
     if not counts.any():
-        counts[int(rng.integers(n))] = 1 if kind == "int" else rng.uniform(0.01, 100)
+        integer = kind in ("int", "huge_int")
+        counts[int(rng.integers(n))] = 1 if integer else rng.uniform(0.01, 100)
+    if kind == "tiny":  # near the floor: totals down to about 1e-100 (MIN_MAGNITUDE)
+        counts = counts * 10 ** rng.uniform(-97, -50)
+    if kind == "wide" and counts.sum() < 1e-100:
+        counts = counts * (1e-99 / counts.sum())
     return counts
 
 
@@ -185,8 +207,17 @@ def test_seed_matches_seed_loop(counts, data):
     r = seed_loop(counts, T)
     cand, kls, best = r.candidates, r.kl, r.best
     amax = (best + 0.5) * width
+    scale = kl_scale(counts, "seed")
+    # a minimum within float64's reach of the seed's 1e13 start could fall on either side
+    assume(abs(kls.min() - 1e13) > 4 * ATOL_PER_SCALE * scale + RTOL * 1e13)
     for s in sweep_engines(Histogram(counts, edges), T, "seed"):
-        assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, "seed"))
+        if kls.min() >= 1e13:  # every KL above where the seed starts: its first candidate
+            assert s.best == best == cand[0]
+            assert s.notes and "min_kl_divergence" in s.notes[0]
+            np.testing.assert_allclose(s.kl, kls, rtol=RTOL, atol=ATOL_PER_SCALE * scale)
+        else:
+            assert_same_sweep(s, cand, kls, best, amax, scale)
+            assert s.notes == ()
         np.testing.assert_allclose(s.thresholds, (cand + 0.5) * width, rtol=1e-12)
     # a bare counts array is unit-width bins from 0
     s = kl_sweep(counts, T, "seed", engine="fast")
@@ -236,6 +267,11 @@ def test_mxnet_matches_mxnet_loop(counts, data):
     for s in sweep_engines(h, T, "mxnet"):
         assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, "mxnet"))
         np.testing.assert_array_equal(s.thresholds, edges[np.minimum(n // 2 + cand + 1, n)])
+    if not np.array_equal(counts, np.floor(counts)):  # the float arithmetic, cast off
+        r = mxnet_loop(counts, edges, T, truncate=False)
+        scale = kl_scale(counts, "mxnet")
+        for s in sweep_engines(h, T, "mxnet", truncate="none"):
+            assert_same_sweep(s, r.candidates, r.kl, r.best, r.amax, scale)
 
 
 @SETTINGS
@@ -255,11 +291,16 @@ def test_onnxruntime_matches_onnxruntime_loop(counts, data):
     for s in sweep_engines(h, T, "onnxruntime"):
         assert_same_sweep(s, cand, kls, best, amax, kl_scale(counts, "onnxruntime"))
         np.testing.assert_array_equal(s.thresholds, edges[np.minimum(n // 2 + cand + 1, n)])
+    if not np.array_equal(counts, np.floor(counts)):  # the float arithmetic, cast off
+        r = onnxruntime_loop(counts, edges, T, truncate=False)
+        scale = kl_scale(counts, "onnxruntime")
+        for s in sweep_engines(h, T, "onnxruntime", truncate="none"):
+            assert_same_sweep(s, r.candidates, r.kl, r.best, r.amax, scale)
 
 
 # -- ModelOpt: linspace groups, bins[0] = bins[1], last minimum -------------------------------
 @SETTINGS
-@given(counts=histograms(max_n=300), data=st.data())
+@given(counts=histograms(max_n=300, wide=True), data=st.data())
 def test_modelopt_matches_modelopt_loop(counts, data):
     n = counts.size
     T = data.draw(st.integers(2, n - 1), label="target_bins")
@@ -542,3 +583,72 @@ def test_tiny_group_next_to_a_big_prefix(engine):
     cand, kls, best = r.candidates, r.kl, r.best
     s = kl_sweep(counts, 2, "seed", engine=engine)
     assert_same_sweep(s, cand, kls, best, best + 0.5, kl_scale(counts, "seed"))
+
+
+# -- issue 21: answers that differ from their references without a word -----------------------
+def test_the_seed_starts_below_1e13_on_raw_counts_totalling_1e15():
+    """The seed's loop starts at ``min_kl_divergence = 10000000000000``: on raw counts
+    totalling ~1e15 every unnormalised KL is above it and it answers its first candidate.
+    calib answered the argmin (299 here) without a word."""
+    counts = np.random.default_rng(0).integers(0, 2 * 10**15 // 300, 300)
+    assert counts.sum() > 1e15
+    published = seed_as_published(counts, 128)
+    assert published == seed_loop(counts, 128).best == 128
+    for s in sweep_engines(counts, 128, "seed"):
+        assert s.kl.min() > 1e13
+        assert s.best == published and s.best_index == 0
+        assert len(s.notes) == 1 and "min_kl_divergence = 10000000000000" in s.notes[0]
+        assert "smallest KL is at 299" in s.notes[0]
+    # switched off, the minimum; normalised, the seed finds it itself
+    assert kl_sweep(counts, 128, "seed", start_kl="inf").best == 299
+    assert kl_sweep(counts / counts.sum(), 128, "seed").best == 299
+    assert kl_sweep(counts, 128, "seed", start_kl="inf").notes == ()
+
+
+def test_modelopt_on_counts_spanning_57_decades_has_finite_kls():
+    """Level masses read off prefix sums came out 0 behind a prefix 1e57 times larger, so
+    every candidate's KL was inf and the sweep answered the last one by its all-inf rule;
+    ModelOpt's own bin-by-bin sums and scipy's entropy (the loop) give finite KLs.
+    ModelOpt itself stops with 'Count mismatch' on counts that do not total a whole
+    number: the result says so."""
+    counts = np.r_[np.full(10, 1e-43), np.linspace(1, 3, 30) * 1e-100]
+    edges = unsigned_edges(40, 1.0)
+    r = modelopt_loop(counts, edges, start_bin=20, num_levels=8)
+    assert np.isfinite(r.kl).all()
+    for s in sweep_engines(Histogram(counts, edges), 8, "modelopt", start_bin=20):
+        assert np.isfinite(s.kl).all()
+        assert_same_sweep(s, r.candidates, r.kl, r.best, r.amax, kl_scale(counts, "modelopt"))
+        assert any("Count mismatch" in n for n in s.notes)
+    assert kl_sweep(np.arange(300) * 2, 128, "modelopt").notes == ()  # whole counts: no note
+
+
+@pytest.mark.parametrize("variant", ["mxnet", "onnxruntime"])
+def test_truncated_fractional_levels_are_summed_as_the_sources_sum_them(variant):
+    """Bins below 1 beside bins of 1 or more: the sources sum each level left to right and
+    cut it to an integer, so a level whose float sum lands a hair below a whole number is
+    cut one lower than a prefix-sum difference gives. Here the first KL was 1.0587 against
+    the loop's 1.1718, and the sweep answered candidate 2 (MXNet; ORT: 1, with an inf the
+    loop does not have) where the loop answers 3 (ORT: 2). Levels of fractional counts are
+    now summed in the sources' order."""
+    counts = np.array([2.0, 0.1, 0.0, 2.0, 0.0, 0.6, 0.0, 0.2])
+    edges = signed_edges(8, 1.0)
+    loop = mxnet_loop if variant == "mxnet" else onnxruntime_loop
+    r = loop(counts, edges, 2)
+    for s in sweep_engines(Histogram(counts, edges), 2, variant):
+        assert_same_sweep(s, r.candidates, r.kl, r.best, r.amax, kl_scale(counts, variant))
+    notes = kl_sweep(Histogram(counts, edges), 2, variant).notes
+    assert any("calibrate_entropy" in n for n in notes) == (variant == "mxnet")
+
+
+def test_truncated_fractional_levels_match_the_real_onnxruntime():
+    """The same, against ONNX Runtime itself (its float32 entropy: 1e-5)."""
+    pytest.importorskip("onnxruntime")
+    from test_onnxruntime_parity import ort_on_histogram
+
+    counts = np.array([0.0, 0.1, 0.0, 0.0, 0.5, 0.6, 149.2, 0.3, 0.0, 0.0, 0.0, 20.2, 0.0,
+                       567.7, 0.0, 46.0, 4780.3, 0.0, 28.9, 2.3, 17.6, 1962.3, 23.1, 0.4,
+                       291.6, 5.5, 222.5, 0.0, 0.0, 0.3, 1.9, 13.2, 0.0, 0.0, 233.0])  # fmt: skip
+    edges = signed_edges(counts.size, 1.0)
+    _, _, ort_kl = ort_on_histogram(counts, edges, 11)
+    s = kl_sweep(Histogram(counts, edges), 11, "onnxruntime")
+    np.testing.assert_allclose(s.kl, ort_kl, rtol=0, atol=1e-5)  # was 2.3e-4 off at i = 17

@@ -24,7 +24,8 @@ from calib.app.layers import EXPLORE
 from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
-from calib.numbers import fmt
+from calib.numbers import DB_FORMAT, fmt, fmt_db, plural
+from calib.spec import Spec
 
 __all__ = [
     "APP_MAX_FLOAT",
@@ -76,9 +77,9 @@ the Layers page ranks by) against the measured only-this output SQNR.
 
 _SENSITIVITY_COLUMNS = {
     "layer": st.column_config.TextColumn("tensor", width="large"),
-    "only this (dB)": st.column_config.NumberColumn(format="%.2f"),
-    "all but this (dB)": st.column_config.NumberColumn(format="%.2f"),
-    "histogram SQNR (dB)": st.column_config.NumberColumn(format="%.2f"),
+    "only this (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
+    "all but this (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
+    "histogram SQNR (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
     "KL": st.column_config.NumberColumn(format="%.4g"),
     "clipped %": st.column_config.NumberColumn(format="%.4g"),
     "amax": st.column_config.NumberColumn(format="%.4g"),
@@ -218,7 +219,9 @@ def methods_section(doc: Mapping[str, Any]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="effect_methods_table")
     left = {m["label"]: m["left_float"] for m in doc["methods"] if m["left_float"]}
     for name, why in left.items():
-        st.caption(f"{name} leaves {len(why)} tensors in float: {next(iter(why.values()))}")
+        st.caption(
+            f"{name} leaves {plural(len(why), 'tensor')} in float: {next(iter(why.values()))}"
+        )
 
 
 def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
@@ -263,9 +266,12 @@ def explore_params(shown: Shown, layer: str) -> dict[str, str] | None:
     session (as Layers hands its own); for the shipped results, its Linear layer's input
     in the shipped histograms. None when Explore has no histogram of it."""
     doc = shown.doc
-    method, _, variant = str(doc.get("calibration", "")).partition(":")
+    try:  # a cache's name ("cache:calib.cache") is no calibrator: no variant
+        spec = Spec.parse(str(doc.get("calibration", "")))
+    except ValueError:
+        spec = None
     common = {
-        "variant": variant if method == "entropy" else None,
+        "variant": spec.variant if spec is not None else None,
         "num_bits": doc["quantized"]["num_bits"],
     }
     if shown.hists is not None:
@@ -288,7 +294,7 @@ def keep_float_section(doc: Mapping[str, Any]) -> None:
         return
     if not steps:
         st.success(
-            f"Every tensor quantized already gives {fmt(start, 2, fixed=True, unit=' dB')}, "
+            f"Every tensor quantized already gives {fmt_db(start)}, "
             f"at or above the target of {fmt(target, 4, unit=' dB')}: nothing to keep in float."
         )
         return

@@ -162,15 +162,15 @@ def _on_target_typed(key: str) -> None:
     """The typed target bins move the slider (clamped to its range)."""
     s = st.session_state
     t = s.get(f"{key}_target_bins_typed")
-    if t is not None:
-        s[f"{key}_target_bins"] = int(min(max(int(t), TARGET_BINS_MIN), TARGET_BINS_MAX))
+    if t is not None:  # the box has the slider's range
+        s[f"{key}_target_bins"] = max(int(t), TARGET_BINS_MIN)
 
 
-def _fit_target_bins(key: str, t_max: int) -> int | None:
+def _fit_target_bins(key: str, t_max: int, cap: int = TARGET_BINS_MAX) -> int | None:
     """Target bins follow the histogram's size: above what it takes (``t_max``) they are
     lowered to it, and the value asked for comes back once the histogram takes it again,
-    unless the user moved the control meanwhile. Returns the value asked for while it is
-    lowered, else None."""
+    unless the user moved the control meanwhile (``cap``: the slider's top at this bit
+    width). Returns the value asked for while it is lowered, else None."""
     s = st.session_state
     tk, wanted, lowered = f"{key}_target_bins", f"{key}_target_wanted", f"{key}_target_lowered"
     t = int(s[tk])
@@ -178,7 +178,7 @@ def _fit_target_bins(key: str, t_max: int) -> int | None:
         t = int(s[wanted])  # untouched since it was lowered: the wish still stands
     else:
         s.pop(wanted, None)
-    t = int(min(max(t, TARGET_BINS_MIN), TARGET_BINS_MAX))
+    t = int(min(max(t, TARGET_BINS_MIN), cap))
     if t > t_max:
         s[wanted], s[lowered] = t, max(t_max, TARGET_BINS_MIN)
         t = s[lowered]
@@ -205,7 +205,7 @@ def explore_controls(source: Source, key: str = "explore") -> Controls:
     num_bits = side.select_slider(
         "Bit width", NUM_BITS_CHOICES, key=f"{key}_num_bits", on_change=_on_num_bits_change,
         args=(key,), help="The quantizer the SQNR and the MSE method assume; a new width "
-        f"also resets target bins to the variant's levels for it (at most {TARGET_BINS_MAX}).",
+        "also resets target bins to the variant's levels for it.",
     )  # fmt: skip
     # the histogram's size is settled first: the target bins it takes follow from it
     choices = hist_bin_choices(source)
@@ -218,9 +218,13 @@ def explore_controls(source: Source, key: str = "explore") -> Controls:
     s[f"{key}_hist_native"] = native
     layout = s.get(f"{key}_policy_layout", VARIANTS[variant].layout)
     signed = source.hist.is_signed if source.samples is None else layout == "signed"
-    t_max = min(TARGET_BINS_MAX, max_target_bins(s[hk], signed, layout))
-    _default(f"{key}_target_bins", default_target_bins(variant, num_bits))
-    asked = _fit_target_bins(key, t_max)
+    # the variant's own levels at this width may pass the usual top (13 bits: 4096): the
+    # slider then reaches them, and never computes with fewer than it says
+    own = default_target_bins(variant, num_bits)
+    cap = max(TARGET_BINS_MAX, own)
+    t_max = min(cap, max_target_bins(s[hk], signed, layout))
+    _default(f"{key}_target_bins", own)
+    asked = _fit_target_bins(key, t_max, cap)
     top = max(t_max, TARGET_BINS_MIN + 1)  # a slider needs min < max
     s[f"{key}_target_bins_typed"] = s[f"{key}_target_bins"]
     slot, typed = side.columns([3, 1], vertical_alignment="bottom")
@@ -238,6 +242,11 @@ def explore_controls(source: Source, key: str = "explore") -> Controls:
         key=f"{key}_target_bins_typed", on_change=_on_target_typed, args=(key,),
         label_visibility="collapsed",
     )  # fmt: skip
+    if own > TARGET_BINS_MAX:
+        side.caption(
+            f"At {num_bits} bits {variant} uses {own:,} levels, past the usual "
+            f"{TARGET_BINS_MAX:,}: the slider reaches {top:,} here."
+        )
     if asked is not None:
         side.caption(
             f"Target bins follow the histogram: {s[hk]} bins take at most {t_max} levels "

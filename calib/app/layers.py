@@ -28,7 +28,7 @@ from calib.app import sources
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
-from calib.numbers import fmt
+from calib.numbers import DB_FORMAT, fmt, plural
 from calib.policies import (
     NUM_BITS_CHOICES,
     TARGET_BINS_MIN,
@@ -36,6 +36,7 @@ from calib.policies import (
     VARIANTS,
     levels_for,
 )
+from calib.spec import Spec
 
 __all__ = [
     "CACHE_TYPES",
@@ -109,7 +110,7 @@ COLUMNS = {
     ),
     "KL": st.column_config.NumberColumn("KL", format="%.4g", help="At the minimum (entropy)."),
     "SQNR dB": st.column_config.NumberColumn(
-        "SQNR dB", format="%.2f", help="Signal over rounding + clipping error. Sorted on."
+        "SQNR dB", format=DB_FORMAT, help="Signal over rounding + clipping error. Sorted on."
     ),
     "zero %": st.column_config.NumberColumn(
         "zero %", format="%.2f", help="Share in the bin(s) touching zero."
@@ -148,16 +149,17 @@ class Settings:
     percentile: float
 
     @property
-    def key(self) -> tuple:
-        """Only what changes the rows: the variant and target bins matter to entropy only."""
-        entropy = self.method == "entropy"
-        return (
-            self.method,
-            self.variant if entropy else "",
-            self.num_bits,
-            self.target_bins if entropy else None,
-            self.percentile if self.method == "percentile" else None,
+    def spec(self) -> Spec:
+        """The table's calibrator: the settings that count for the method
+        (:func:`calib.report.table_spec`; the variant and target bins for entropy only)."""
+        return report.table_spec(
+            self.method, self.variant, self.num_bits, self.target_bins, self.percentile
         )
+
+    @property
+    def key(self) -> tuple:
+        """Only what changes the rows: the spec's canonical text."""
+        return (str(self.spec),)
 
 
 # -- caches (no widgets) -------------------------------------------------------------------
@@ -229,17 +231,7 @@ def table_rows(layers: Layers, s: Settings) -> tuple[report.LayerRow, ...]:
         def progress(done: int, total: int) -> None:
             bar.progress(done / total, text=f"Calibrating: {done} of {total} tensors")
 
-        rows = tuple(
-            report.layer_table(
-                layers.hists,
-                s.method,
-                s.variant,
-                s.num_bits,
-                s.target_bins,
-                progress,
-                percentile=s.percentile,
-            )
-        )
+        rows = tuple(report.layer_table(layers.hists, s.spec, progress=progress))
         bar.empty()
         row_store().put(key, rows)
     return rows
@@ -345,8 +337,8 @@ def choose_settings() -> Settings:
         key="layers_target_bins",
         placeholder=f"auto: {auto}",
         disabled=not entropy,
-        help="Quantized levels of the KL sweep; empty = the variant's own for 8 bits, "
-        "2^(bits-1) otherwise.",
+        help="Quantized levels of the KL sweep; empty = the variant's own for these bits "
+        "(2^(bits-1), MXNet's 2^bits - 1).",
     )
     percentile = DEFAULT_PERCENTILE
     if method == "percentile":
@@ -498,7 +490,7 @@ def cache_findings(
     """The cache's header and what ``report.check_cache`` found in it."""
     st.subheader(f"Calibration cache: {cache.name}")
     head = f"{cache.kind}" + (f", header {cache.header!r}" if cache.header else "")
-    st.caption(f"{head}; {len(cache.amax)} tensors, {len(matches)} matched by name.")
+    st.caption(f"{head}; {plural(len(cache.amax), 'tensor')}, {len(matches)} matched by name.")
     checks = report.check_cache(cache, list(layers.hists), s.method)
     for check in report.CHECKS:
         found = [c.message for c in checks if c.check == check]

@@ -19,7 +19,7 @@ from calib import learn
 from calib.app.sources import histogram_source, sized_histogram
 from calib.figures import learn as fl
 from calib.histogram import Histogram
-from calib.numbers import fmt
+from calib.numbers import fmt, fmt_kl, plural
 from calib.policies import MODELOPT_START_BIN, TARGET_BINS_MIN, VARIANT_NOTES, VARIANTS, Policy
 from calib.sweep import PQ, SweepResult
 
@@ -159,7 +159,8 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
     result = None
     if t_max < TARGET_BINS_MIN:
         st.error(
-            f"{label} has {hist.n_bins} bins; the lesson needs at least {TARGET_BINS_MIN + 1} "
+            f"{label} has {plural(hist.n_bins, 'bin')}; the lesson needs at least "
+            f"{TARGET_BINS_MIN + 1} "
             f"({TARGET_BINS_MIN} levels + 1)."
         )
     else:
@@ -222,6 +223,7 @@ class Candidate:
     levels: learn.LevelTable
     head: int | None  # the level tables show the first and last ``head`` levels
     sel: np.ndarray  # ... these rows of them
+    log_y: bool = False  # counts on a logarithmic axis
 
     @property
     def result(self) -> SweepResult:
@@ -265,6 +267,12 @@ def pick_candidate(sweep: Sweep) -> Candidate:
     pq = result.distributions(cand)
     levels = learn.level_table(result, pq)
     head = None if T <= 16 else 4
+    counts = learn.prepared_counts(result)
+    log_y = st.sidebar.checkbox(
+        "Log count axis", value=spans_decades(counts), key="learn_log_y",
+        help="Counts on a logarithmic axis: a bin holding most of the mass no longer "
+        "flattens the others (on by default when the counts span more than two decades).",
+    )  # fmt: skip
     return Candidate(
         sweep=sweep,
         cand=cand,
@@ -272,12 +280,21 @@ def pick_candidate(sweep: Sweep) -> Candidate:
         cand_hi=cand_hi,
         pq=pq,
         fold=learn.fold(result, pq),
-        counts=learn.prepared_counts(result),
+        counts=counts,
         rows=learn.bin_table(result, pq),
         levels=levels,
         head=head,
         sel=levels.rows(head),
+        log_y=log_y,
     )
+
+
+def spans_decades(counts: np.ndarray, decades: float = 2.0) -> bool:
+    """Whether the non-zero counts span more than ``decades`` powers of ten (a linear axis
+    then draws all but the largest bins flat: 5.7M counts in one of 16 bins)."""
+    nz = np.asarray(counts, dtype=np.float64)
+    nz = nz[nz > 0]
+    return bool(nz.size and nz.max() > 10.0**decades * nz.min())
 
 
 # --------------------------------------------------------------------------------------
@@ -335,7 +352,7 @@ def step_clip(c: Candidate) -> None:
     m[1].metric("Clip (activation units)", fmt(pq.threshold, 4))
     m[2].metric("Tail folded into P", fmt(f.tail_lo + f.tail_hi, DIGITS))
     m[3].metric("Clipped share", f"{f.clipped_fraction:.2%}")
-    st.plotly_chart(fl.fold_figure(counts, result.histogram.edges, f), key="learn_fold")
+    st.plotly_chart(fl.fold_figure(counts, result.histogram.edges, f, c.log_y), key="learn_fold")
 
 
 def clip_text(c: Candidate) -> str:
@@ -352,15 +369,27 @@ def clip_text(c: Candidate) -> str:
     return f"The clip is **{fmt(pq.threshold, DIGITS)}**, the kept window's upper edge."
 
 
+def key_row_indices(c: Candidate) -> list[int]:
+    """The rows of the bin tables worth finding (a folded tail, q = 0, a remainder bin)."""
+    return [i for i, note in enumerate(c.rows["note"]) if note and note != learn.NO_TERM]
+
+
 def key_rows(c: Candidate) -> str:
-    """The rows of the bin tables worth finding (a folded tail, q = 0, a remainder bin),
-    named above the tables, which scroll."""
-    rows = [
-        f"bin {b}: {note}"
-        for b, note in zip(c.rows["bin"], c.rows["note"], strict=True)
-        if note and note != learn.NO_TERM
-    ]
+    """The rows of the bin tables worth finding, named above the tables, which scroll."""
+    rows = [f"bin {c.rows['bin'][i]}: {c.rows['note'][i]}" for i in key_row_indices(c)]
     return ("Rows to look for: " + "; ".join(rows) + ".") if rows else ""
+
+
+def bin_table_with_key_rows(c: Candidate, columns: tuple[str, ...], key: str) -> None:
+    """The bin table, the rows :func:`key_rows` names above it, and those rows again as a
+    table of their own under it: the full table's first screen may end before them (bin
+    18 below a cut-off at bin 16)."""
+    idx = key_row_indices(c)
+    if idx:
+        st.caption(key_rows(c))
+    table({k: c.rows[k] for k in columns}, key=key)
+    if idx and len(c.rows["bin"]) > len(idx):
+        table({k: [c.rows[k][i] for i in idx] for k in columns}, key=f"{key}_named")
 
 
 def step_levels(c: Candidate) -> None:
@@ -396,7 +425,8 @@ def step_levels(c: Candidate) -> None:
             "bins from ceil(space[k]) to ceil(space[k+1]) - 1."
         )
     window_counts = np.array(c.rows["count"])
-    st.plotly_chart(fl.levels_figure(window_counts, c.fold.window, levels), key="learn_levels")
+    levels_fig = fl.levels_figure(window_counts, c.fold.window, levels, c.log_y)
+    st.plotly_chart(levels_fig, key="learn_levels")
     sel = c.sel
     table(
         {
@@ -434,7 +464,7 @@ def step_quantized(c: Candidate) -> None:
             "bin where P is not 0 (the folded tail): Q is 0 there, which step 5 scores."
         )
     st.write(mass_note)
-    st.plotly_chart(fl.quantized_figure(levels), key="learn_quantized")
+    st.plotly_chart(fl.quantized_figure(levels, c.log_y), key="learn_quantized")
     table(
         {
             "level": levels.level[sel],
@@ -448,7 +478,7 @@ def step_quantized(c: Candidate) -> None:
 
 def step_expand(c: Candidate) -> None:
     """4. Expand Q over the bins."""
-    pq, levels, policy, rows = c.pq, c.levels, c.policy, c.rows
+    pq, levels, policy = c.pq, c.levels, c.policy
     st.header("4. Expand Q over the bins")
     shares = " (a shared bin counts as its share)" if policy.merge == "fractional" else ""
     if policy.nonzero_from == "hist":
@@ -472,13 +502,9 @@ def step_expand(c: Candidate) -> None:
         f"{fmt(levels.mass.sum(), DIGITS)}.",
     }[policy.expand]
     st.write(expand_text)
-    st.plotly_chart(fl.expand_figure(pq, c.fold.window, levels), key="learn_expand")
-    if key_rows(c):
-        st.caption(key_rows(c))
-    table(
-        {k: rows[k] for k in ("bin", "from", "to", "count", "P", "levels", "Q", "note")},
-        key="learn_bins_q",
-    )
+    st.plotly_chart(fl.expand_figure(pq, c.fold.window, levels, c.log_y), key="learn_expand")
+    cols = ("bin", "from", "to", "count", "P", "levels", "Q", "note")
+    bin_table_with_key_rows(c, cols, "learn_bins_q")
 
 
 def smoothing_text(side: str, sm: learn.Smoothing) -> str:
@@ -514,16 +540,15 @@ def step_terms(c: Candidate) -> None:
         steps.append("Then P and Q are each scaled to sum 1 (scipy.stats.entropy).")
     st.write(" ".join([rule, *steps]))
     m = st.columns(3)
-    m[0].metric("KL at this candidate", fmt(pq.kl, DIGITS))
+    m[0].metric("KL at this candidate", fmt_kl(pq.kl, result.kl_scale, DIGITS))
     m[1].metric(
         "Bins where q = 0 < p", f"{int(((pq.p > 0) & (pq.q == 0)).sum())}",
         help="Each adds 1 in the seed; each makes the KL infinite elsewhere.",
     )  # fmt: skip
     m[2].metric("Bins with p > 0", f"{int((pq.p > 0).sum())}")
     st.plotly_chart(fl.terms_figure(pq, c.fold.window, plus_one), key="learn_terms")
-    if key_rows(c):
-        st.caption(key_rows(c))
-    table({k: c.rows[k] for k in ("bin", "p", "q", "term", "note")}, key="learn_bins_kl")
+    cols = ("bin", "p", "q", "term", "note")
+    bin_table_with_key_rows(c, cols, "learn_bins_kl")
 
 
 def step_sweep(c: Candidate) -> None:
@@ -539,7 +564,9 @@ def step_sweep(c: Candidate) -> None:
     m = st.columns(3)
     m[0].metric("Best candidate", f"{result.best}")
     m[1].metric("Its clip", fmt(result.amax, 4))
-    m[2].metric("Minimum KL", fmt(result.min_kl, DIGITS))
+    m[2].metric("Minimum KL", fmt_kl(result.min_kl, result.kl_scale, DIGITS))
+    for note in result.notes:  # the answer is not simply the minimum (the seed's 1e13 start)
+        st.info(note[0].upper() + note[1:] + ".")
     st.plotly_chart(fl.sweep_figure(result, c.cand), key="learn_sweep")
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import streamlit as st
 
 from calib import io as cio
+from calib import limits
 from calib.demos import DEMOS, demo_histogram, demo_samples
 from calib.explore import DEFAULT_LAYER, MODEL_NAME, SOURCE_KINDS
 from calib.histogram import DEFAULT_BINS, Histogram
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 ASSET_PATH = Path(__file__).resolve().parents[2] / "assets" / "minilm_histograms.npz"
-MAX_UPLOAD_BYTES = 50 * 2**20  # also .streamlit/config.toml's maxUploadSize
+MAX_UPLOAD_BYTES = limits.MAX_UPLOAD_BYTES  # also .streamlit/config.toml's maxUploadSize
 HISTOGRAM_TYPES = ["npz", "npy", "csv", "json"]
 SAMPLE_TYPES = ["npy", "csv"]
 

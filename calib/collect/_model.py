@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,31 @@ from calib.convergence import Trace, amax_row, check_methods
 from calib.histogram import DEFAULT_BINS, Histogram, _check_bins
 from calib.io.inputs import check_arrays
 from calib.io.inputs import load_inputs as read_inputs
+from calib.selection import (
+    ALL,
+    FLOAT_TYPES,
+    RELAYOUT_OPS,
+    UNKNOWN,
+    select_tensors,
+    tensor_types,
+)
+from calib.selection import TensorType as _TensorType
+from calib.selection import graph_inputs as _graph_inputs
+from calib.selection import pick_by_name as pick_by_name
+
+_UNKNOWN = UNKNOWN
+__all__ = ["FLOAT_TYPES", "RELAYOUT_OPS", "collect_histograms", "collect_meta", "pick_by_name"]
+
+
+def _tensor_types(onnx: Any, proto: Any) -> dict[str, _TensorType]:
+    """:func:`calib.selection.tensor_types` (``onnx`` already imported by the caller)."""
+    return tensor_types(proto)
+
 
 DEFAULT_BATCH_SIZE = 32
 """Samples per onnxruntime run when the model's batch axis is dynamic."""
 
-FLOAT_TYPES = {1: "float", 10: "float16", 11: "double"}
-"""ONNX element types collected (``TensorProto.FLOAT``, ``FLOAT16``, ``DOUBLE``)."""
-
 INSTALL_HINT = "pip install onnx onnxruntime"
-
-RELAYOUT_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity")
-"""Ops whose first output holds the values of their first input, only laid out anew."""
 
 FLOAT_ELEM = 1  # TensorProto.FLOAT
 
@@ -124,136 +137,6 @@ def _load_model(onnx: Any, model: Any) -> tuple[Any, str]:
 
 def _has_external_data(proto: Any) -> bool:
     return any(t.data_location == 1 for t in proto.graph.initializer)  # TensorProto.EXTERNAL
-
-
-@dataclasses.dataclass(frozen=True)
-class _TensorType:
-    """A tensor's ONNX element type and dims (an int, a symbolic name or None per axis)."""
-
-    elem_type: int = 0  # TensorProto.UNDEFINED: not known
-    dims: list | None = None  # None: rank unknown
-
-
-_UNKNOWN = _TensorType()
-
-
-def _tensor_types(onnx: Any, proto: Any) -> dict[str, _TensorType]:
-    """name -> its type and dims, for every typed tensor, after shape inference."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
-    except Exception:  # a custom op or a model too odd to infer: use what the model says
-        inferred = proto
-    out: dict[str, _TensorType] = {}
-    g = inferred.graph
-    for vi in [*g.input, *g.value_info, *g.output]:
-        t = vi.type
-        if t.WhichOneof("value") != "tensor_type":
-            continue
-        dims = None
-        if t.tensor_type.HasField("shape"):
-            dims = [
-                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                for d in t.tensor_type.shape.dim
-            ]
-        out[vi.name] = _TensorType(t.tensor_type.elem_type, dims)
-    return out
-
-
-def _graph_inputs(proto: Any) -> list:
-    """The inputs that need feeding: graph inputs that are not initializers."""
-    init = {t.name for t in proto.graph.initializer}
-    return [vi for vi in proto.graph.input if vi.name not in init]
-
-
-def _dynamic_tensors(proto: Any, fed: set[str]) -> dict[str, str]:
-    """Node outputs that depend on the fed inputs, name -> producing op type, in graph order.
-
-    Tensors computed from initializers alone (a transposed weight, shape arithmetic) are
-    constants, not activations. Nodes with subgraphs (If, Loop, Scan) count as dynamic.
-    """
-    dynamic = set(fed)
-    out: dict[str, str] = {}
-    for node in proto.graph.node:
-        has_subgraph = any(a.type in (5, 10) for a in node.attribute)  # GRAPH, GRAPHS
-        if has_subgraph or any(i in dynamic for i in node.input if i):
-            for o in node.output:
-                if o:
-                    dynamic.add(o)
-                    out[o] = node.op_type
-    return out
-
-
-def pick_by_name(names: Sequence[str], tensors: Any, known: Iterable[str], what: str) -> list[str]:
-    """What a ``tensors=`` argument keeps, for the collector and ``calib.evaluate`` alike.
-
-    None keeps ``names``; a regular expression (a string or a compiled pattern) keeps those
-    of ``names`` it finds; a non-empty list of names keeps those names, once each, in its
-    own order, and each must be in ``known`` (a container; a ``ValueError`` says it is
-    not ``what``).
-    Anything else is a ``ValueError``.
-    """
-    if tensors is None:
-        return list(names)
-    if isinstance(tensors, (str, re.Pattern)):
-        try:
-            rx = re.compile(tensors)
-        except re.error as exc:
-            raise ValueError(f"tensors: {tensors!r} is not a regular expression ({exc})") from None
-        return [n for n in names if rx.search(n)]
-    if isinstance(tensors, Iterable):
-        wanted = list(tensors)
-        if not wanted or not all(isinstance(n, str) for n in wanted):
-            raise ValueError(
-                f"tensors must be a regex or a non-empty list of names, got {wanted!r}"
-            )
-        missing = [n for n in wanted if n not in known]
-        if missing:
-            raise ValueError(f"tensors: {', '.join(map(repr, missing[:5]))} not {what}")
-        return list(dict.fromkeys(wanted))
-    raise ValueError(f"tensors must be None, a regex or a list of names, got {tensors!r}")
-
-
-def _select(
-    candidates: dict[str, str | None],
-    types: dict[str, _TensorType],
-    all_ops: set[str],
-    tensors: Any,
-    op_types: Any,
-) -> list[str]:
-    """The tensor names to histogram (see collect_histograms)."""
-    if isinstance(op_types, str):
-        op_types = [s.strip() for s in op_types.split(",") if s.strip()]
-    if op_types is not None:
-        op_types = list(op_types)
-        if not op_types or not all(isinstance(o, str) for o in op_types):
-            raise ValueError(
-                f"op_types must be a non-empty list of op type names, got {op_types!r}"
-            )
-        unknown = [o for o in op_types if o not in all_ops]
-        if unknown:
-            raise ValueError(
-                f"op_types: {', '.join(map(repr, unknown))} not in the model "
-                f"(its op types: {', '.join(sorted(all_ops))})"
-            )
-    floats = [n for n in candidates if types.get(n, _UNKNOWN).elem_type in FLOAT_TYPES]
-    chosen = pick_by_name(
-        floats, tensors, candidates,
-        "an input or node output of the model (or computed from initializers alone)",
-    )  # fmt: skip
-    not_float = [n for n in chosen if types.get(n, _UNKNOWN).elem_type not in FLOAT_TYPES]
-    if not_float:  # only names given one by one can be
-        raise ValueError(
-            f"tensors: {', '.join(map(repr, not_float[:5]))} not float tensors "
-            "(or of a type shape inference could not tell)"
-        )
-    if op_types is not None:
-        chosen = [n for n in chosen if candidates[n] in op_types]
-    if not chosen:
-        raise ValueError(
-            f"no float tensor selected (tensors={tensors!r}, op_types={op_types!r}; "
-            f"the model has {len(floats)} float tensors)"
-        )
-    return chosen
 
 
 def load_inputs(inputs: Any, max_bytes: int | None = None) -> dict[str, np.ndarray] | list:
@@ -456,19 +339,6 @@ class Collection(Mapping):
         return len(self.histograms)
 
 
-def _aliases(proto: Any, dynamic: set[str]) -> dict[str, str]:
-    """Tensor -> the tensor whose values it holds in another layout (through chains of
-    RELAYOUT_OPS), for the outputs of those ops whose data input is an activation."""
-    root: dict[str, str] = {}
-    for node in proto.graph.node:
-        if node.op_type in RELAYOUT_OPS and node.input and node.input[0] in dynamic:
-            src = node.input[0]
-            for out in node.output[:1]:
-                if out:
-                    root[out] = root.get(src, src)
-    return root
-
-
 def collect_histograms(
     model: Any,
     inputs: Any,
@@ -497,13 +367,16 @@ def collect_histograms(
         cast to the model's element type within the same kind (float to float, int to
         int); inputs that are initializers (have defaults) may be left out.
     tensors : None, str (regex) or list of str
-        None: every float tensor the inputs reach (float graph inputs and node outputs,
-        the model's outputs among them; tensors computed from initializers alone are
-        constants and left out). A str is a regular expression searched in the names
-        (``re.search``). A list names tensors exactly.
+        Narrow the selection: a str is a regular expression searched in the names
+        (``re.search``), a list names tensors exactly. :mod:`calib.selection` says what
+        both arguments mean, for this and for :func:`calib.evaluate.evaluate` alike.
     op_types : None, str or list of str
-        Keep only outputs of these op types (``"MatMul,Gemm"`` or ``["MatMul", "Gemm"]``);
-        graph inputs are then left out. Combines with ``tensors`` (both must hold).
+        None (or ``"all"``): every float activation, the tensors the inputs reach (float
+        graph inputs and node outputs, the model's outputs among them; tensors computed
+        from initializers alone are constants and left out). Op types
+        (``"MatMul,Gemm"`` or ``["MatMul", "Gemm"]``): the activations read at a data
+        input of those ops, exactly what ``evaluate`` quantizes with the same op types.
+        Combines with ``tensors`` (both must hold).
     bins : int
         Bins of each ``|x|`` histogram's first range (2048: TensorRT's and ModelOpt's
         default); a signed histogram has twice as many, of the same width.
@@ -563,17 +436,16 @@ def collect_histograms(
     batches, total = _batches(onnx, proto, inputs, types, batch_size)
 
     fed = [vi.name for vi in _graph_inputs(proto)]
-    candidates: dict[str, str | None] = dict.fromkeys(fed)
-    candidates.update(_dynamic_tensors(proto, set(fed)))
-    all_ops = {node.op_type for node in proto.graph.node}
-    names = _select(candidates, types, all_ops, tensors, op_types)
+    selection = select_tensors(
+        proto, op_types, tensors, default=ALL, elem_types=FLOAT_TYPES, types=types
+    )
+    names = list(selection.names)
     if len(names) > limits.MAX_LAYERS:
         raise ValueError(
             limits.exceeds("the selection holds", len(names), "MAX_LAYERS", " tensors")
             + "; narrow it with tensors= (a regular expression) or op_types="
         )
-    relayout = _aliases(proto, set(candidates))
-    aliases = {n: relayout[n] for n in names if n in relayout}
+    aliases = dict(selection.aliases)
     counted = list(dict.fromkeys(aliases.get(n, n) for n in names))
     fetch = [n for n in counted if n not in fed]
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from calib.compare._results import GROUPS, LEVELS, SEED, Attribution, ChangeGroup, GroupEffect
 from calib.compare._sweeper import Sweeper, _check_variants, _levels
-from calib.policies import VARIANTS, Policy, check_variant
+from calib.methods import DEFAULT_NUM_BITS
+from calib.policies import VARIANTS, Policy, check_num_bits, check_variant
 
 
 # --------------------------------------------------------------------------------------
@@ -40,7 +41,11 @@ def _mix(base: dict[str, Any], other: dict[str, Any], fields: Iterable[str]) -> 
 
 
 def change_groups(
-    variant: str, target_bins: int | None = None, seed_target_bins: int | None = None
+    variant: str,
+    target_bins: int | None = None,
+    seed_target_bins: int | None = None,
+    *,
+    num_bits: int = DEFAULT_NUM_BITS,
 ) -> tuple[ChangeGroup, ...]:
     """The variant's differences from the seed, cut into groups that can each be measured.
 
@@ -49,7 +54,10 @@ def change_groups(
     variant : str
         One of ``VARIANTS``.
     target_bins, seed_target_bins : int, optional
-        Levels of the variant and of the seed (each its own default when None).
+        Levels of the variant and of the seed (each its own for ``num_bits`` when None,
+        :func:`calib.policies.levels_for`).
+    num_bits : int
+        The quantizer the levels are for.
 
     Returns
     -------
@@ -62,14 +70,14 @@ def change_groups(
     Examples
     --------
     >>> [g.name for g in change_groups("onnxruntime")]  # doctest: +NORMALIZE_WHITESPACE
-    ['window + merge + expand + normalize', 'truncate', 'smoothing', 'zero_q',
+    ['window + merge + expand + normalize', 'truncate', 'smoothing', 'zero_q', 'ties',
      'threshold']
     >>> change_groups("ncnn")[0].describe()
     'expand: nonzero → uniform'
     """
     check_variant(variant)
-    seed = _choices(VARIANTS[SEED], _levels(SEED, seed_target_bins))
-    mine = _choices(VARIANTS[variant], _levels(variant, target_bins))
+    seed = _choices(VARIANTS[SEED], _levels(SEED, seed_target_bins, num_bits))
+    mine = _choices(VARIANTS[variant], _levels(variant, target_bins, num_bits))
     parts = [
         (g.name, tuple(f for f in g.fields if seed[f] != mine[f]))
         for g in GROUPS
@@ -131,10 +139,12 @@ class _Plan:
         return out
 
 
-def _plan(variant: str, target_bins: int | None, seed_target_bins: int | None) -> _Plan:
-    groups = change_groups(variant, target_bins, seed_target_bins)  # checks the names
-    seed = _choices(VARIANTS[SEED], _levels(SEED, seed_target_bins))
-    mine = _choices(VARIANTS[variant], _levels(variant, target_bins))
+def _plan(
+    variant: str, target_bins: int | None, seed_target_bins: int | None, num_bits: int
+) -> _Plan:
+    groups = change_groups(variant, target_bins, seed_target_bins, num_bits=num_bits)
+    seed = _choices(VARIANTS[SEED], _levels(SEED, seed_target_bins, num_bits))
+    mine = _choices(VARIANTS[variant], _levels(variant, target_bins, num_bits))
     return _Plan(seed=seed, mine=mine, groups=groups)
 
 
@@ -144,6 +154,7 @@ def attribute(
     target_bins: int | None = None,
     seed_target_bins: int | None = None,
     *,
+    num_bits: int = DEFAULT_NUM_BITS,
     sweeper: Sweeper | None = None,
 ) -> Attribution:
     """Which of a variant's choices move its amax away from the seed's, on one histogram.
@@ -155,7 +166,9 @@ def attribute(
     variant : str
         One of ``VARIANTS``.
     target_bins, seed_target_bins : int, optional
-        Levels of the variant and of the seed; each its own default when None.
+        Levels of the variant and of the seed; each its own for ``num_bits`` when None.
+    num_bits : int
+        The quantizer the default levels are for (:func:`calib.policies.levels_for`).
     sweeper : Sweeper, optional
         Share sweeps with other calls on the same histogram.
 
@@ -193,7 +206,7 @@ def attribute(
     (True, 'zero_spike')
     """
     sw = sweeper if sweeper is not None else Sweeper(hist)
-    plan = _plan(variant, target_bins, seed_target_bins)
+    plan = _plan(variant, target_bins, seed_target_bins, check_num_bits(num_bits))
     seed, mine, groups = plan.seed, plan.mine, plan.groups
     sw.prefetch(_build(c) for c in plan.choices())
     s_run, v_run = sw.run(*_build(seed)), sw.run(*_build(mine))
@@ -248,16 +261,23 @@ def attribute_all(
     target_bins: int | None = None,
     *,
     variants: Iterable[str] = tuple(VARIANTS),
+    num_bits: int = DEFAULT_NUM_BITS,
     workers: int = 1,
     sweeper: Sweeper | None = None,
 ) -> dict[str, Attribution]:
     """:func:`attribute` for every variant but the seed, sharing (and prefetching) sweeps.
 
     ``target_bins`` is given to every variant and to the seed alike; None lets each use
-    its own default.
+    its own levels for ``num_bits``.
     """
     variants = _check_variants(variants)
+    bits = check_num_bits(num_bits)
     sw = sweeper if sweeper is not None else Sweeper(hist, workers)
     explained = [v for v in variants if v != SEED]
-    sw.prefetch(_build(c) for v in explained for c in _plan(v, target_bins, target_bins).choices())
-    return {v: attribute(sw.hist, v, target_bins, target_bins, sweeper=sw) for v in explained}
+    sw.prefetch(
+        _build(c) for v in explained for c in _plan(v, target_bins, target_bins, bits).choices()
+    )
+    return {
+        v: attribute(sw.hist, v, target_bins, target_bins, num_bits=bits, sweeper=sw)
+        for v in explained
+    }

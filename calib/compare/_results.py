@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from calib.histogram import Histogram
+from calib.methods import Calibration
 from calib.numbers import NOT_APPLICABLE, fmt
+from calib.spec import Spec
 from calib.sweep import SweepResult
 
 SEED = "seed"
@@ -40,7 +42,12 @@ GROUPS: tuple[PolicyGroup, ...] = (
     PolicyGroup("smoothing", ("smoothing", "eps"), "eps added to empty bins of P and Q"),
     PolicyGroup("zero_q", ("zero_q",), "the KL term where P > 0 and Q == 0"),
     PolicyGroup("normalize", ("normalize",), "whether P and Q are scaled to sum 1"),
-    PolicyGroup("ties", ("ties",), "the first or the last of equal minima"),
+    PolicyGroup(
+        "ties",
+        ("ties", "start_kl"),
+        "which minimum is chosen: the first or the last of equal minima, and the KL the "
+        "search starts below (the seed's 1e13)",
+    ),
     PolicyGroup("threshold", ("threshold",), "where in the last kept bin the clip is put"),
     PolicyGroup("precision", ("precision",), "float64, or ONNX Runtime's own float32 arithmetic"),
 )
@@ -261,17 +268,58 @@ class Spread:
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One line of the comparison table; NaN where a value is undefined."""
+    """One line of the comparison table: a label, its :class:`calib.Calibration` (the one
+    record of a clip and its metrics) and a note; NaN where a value is undefined.
+
+    ``amax``, ``clipped``, ``kl``, ``sqnr_db`` and ``target_bins`` are read off the
+    calibration; the clip's metrics are shown for a positive clip only.
+    """
 
     name: str
     kind: str  # "variant" or "method"
-    amax: float
-    ratio: float  # amax / max|x|
-    clipped: float  # share of the mass beyond amax
-    kl: float  # the variant's own minimum KL (each in its own normalisation); NaN for methods
-    sqnr_db: float
-    target_bins: int | None = None
+    calibration: Calibration
+    max_abs: float  # max |x| of the histogram, for the ratio
     note: str = ""
+
+    @property
+    def spec(self) -> Spec:
+        return self.calibration.spec
+
+    @property
+    def amax(self) -> float:
+        return self.calibration.amax
+
+    @property
+    def ratio(self) -> float:
+        """amax / max|x|."""
+        a = self.amax
+        return a / self.max_abs if self.max_abs > 0 and math.isfinite(a) else math.nan
+
+    @property
+    def _clips(self) -> bool:
+        a = self.amax
+        return not self.calibration.dead and math.isfinite(a) and a > 0
+
+    @property
+    def clipped(self) -> float:
+        """Share of the mass beyond amax."""
+        return self.calibration.clipped if self._clips else math.nan
+
+    @property
+    def sqnr_db(self) -> float:
+        return self.calibration.sqnr_db if self._clips else math.nan
+
+    @property
+    def kl(self) -> float:
+        """The variant's own minimum KL (each in its own normalisation); NaN for methods and
+        where no candidate has a defined one."""
+        kl = self.calibration.kl
+        return kl if math.isfinite(kl) else math.nan
+
+    @property
+    def target_bins(self) -> int | None:
+        """The KL sweep's levels (None for max, percentile and mse)."""
+        return self.calibration.spec.target_bins
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,8 @@ import numpy as np
 
 from calib.compare._results import SEED
 from calib.histogram import as_histogram
-from calib.policies import DEFAULT_TARGET_BINS, Policy, check_variant
+from calib.methods import DEFAULT_NUM_BITS
+from calib.policies import Policy, check_variant, levels_for
 from calib.sweep import SweepResult, kl_sweep, uses_dense_engine
 
 # --------------------------------------------------------------------------------------
@@ -114,9 +115,10 @@ def _check_workers(workers: Any) -> int:
     return workers
 
 
-def _levels(variant: str, target_bins: Any) -> int:
+def _levels(variant: str, target_bins: Any, num_bits: int = DEFAULT_NUM_BITS) -> int:
+    """``target_bins``, or the variant's own levels for ``num_bits`` (``levels_for``)."""
     if target_bins is None:
-        return DEFAULT_TARGET_BINS[variant]
+        return levels_for(variant, num_bits)
     if isinstance(target_bins, bool) or not isinstance(target_bins, (int, np.integer)):
         raise ValueError(f"target_bins must be an integer or None, got {target_bins!r}")
     return int(target_bins)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import math
 from collections.abc import Iterable
 from types import MappingProxyType
 from typing import Any
@@ -11,33 +11,35 @@ from typing import Any
 import numpy as np
 
 from calib.compare._attribution import attribute_all
-from calib.compare._results import LEVELS, Comparison, Row
+from calib.compare._results import Comparison, Row
 from calib.compare._sweeper import Sweeper, _check_variants, _levels, _undefined_note
 from calib.histogram import Histogram, as_histogram
-from calib.methods import DEFAULT_NUM_BITS, METHODS, calibrate, clip_metrics
-from calib.policies import VARIANTS
+from calib.methods import DEFAULT_NUM_BITS, METHODS, Calibration, clip_metrics, try_calibrate
+from calib.policies import VARIANTS, check_num_bits
+from calib.spec import Spec
+from calib.sweep import SweepResult
 
 
-def _row(name, kind, h, amax, kl, target_bins, num_bits, note="") -> Row:
-    max_abs = h.max_abs
-    ratio = amax / max_abs if max_abs > 0 and math.isfinite(amax) else math.nan
-    clipped = sqnr_db = math.nan
-    if not h.is_dead and math.isfinite(amax) and amax > 0:
-        m = clip_metrics(h, amax, num_bits)
-        clipped, sqnr_db = m.clipped_fraction, m.sqnr_db
-    return Row(
-        name=name, kind=kind, amax=amax, ratio=ratio, clipped=clipped, kl=kl,
-        sqnr_db=sqnr_db, target_bins=target_bins, note=note,
-    )  # fmt: skip
+def _variant_row(
+    h: Histogram, spec: Spec, result: SweepResult | None, note: str, num_bits: int
+) -> Row:
+    """A variant's line: its sweep as a :class:`Calibration` of ``spec``, or the refusal."""
+    if result is None:
+        return Row(spec.variant, "variant", Calibration.refused(spec, note), h.max_abs, note)
+    amax = float(result.amax)
+    metrics = clip_metrics(h, amax, num_bits) if amax > 0 and not h.is_dead else None
+    cal = Calibration(
+        spec=spec, amax=amax, metrics=metrics, note=note, sweep=result, dead=h.is_dead
+    )
+    return Row(spec.variant, "variant", cal, h.max_abs, note)
 
 
-def _refused(name: str, kind: str, target_bins: int | None, why: str) -> Row:
-    """The row of a sweep or method the core refused: NaN values and its message."""
-    nan = math.nan
-    return Row(
-        name=name, kind=kind, amax=nan, ratio=nan, clipped=nan, kl=nan, sqnr_db=nan,
-        target_bins=target_bins, note=why,
-    )  # fmt: skip
+def _method_spec(method: Any, num_bits: int, target_bins: int | None) -> Spec:
+    """A method row's spec: its text, at ``num_bits`` and ``target_bins`` unless it says."""
+    spec = Spec.parse(method).at_bits(num_bits)
+    if spec.method == "entropy" and target_bins is not None and spec.levels is None:
+        spec = dataclasses.replace(spec, levels=target_bins)
+    return spec
 
 
 def compare(
@@ -56,12 +58,16 @@ def compare(
     ----------
     hist : Histogram or array_like
     target_bins : int, optional
-        Levels for every variant (and the entropy method); None gives each its own default
-        (``DEFAULT_TARGET_BINS``: 255 for MXNet, 128 for the others).
+        Levels for every variant (and the entropy method); None gives each its own for
+        ``num_bits`` (:func:`calib.policies.levels_for`: at 8 bits 255 for MXNet, 128 for
+        the others).
     variants, methods : iterables of str
-        Which rows to compute (names from ``VARIANTS`` and ``METHODS``).
+        Which rows to compute: names from ``VARIANTS``, and calibrators (``METHODS``, or
+        any :class:`calib.Spec` or its text, ``"percentile:99.9"``; one that names no bits
+        is at ``num_bits``).
     num_bits : int
-        The quantizer the metrics (and the "mse" method) assume.
+        The quantizer: the metrics, the "mse" method and every variant's levels
+        (``levels_for(variant, num_bits)`` unless ``target_bins`` is given).
     explain : bool
         Also attribute every variant's gap to the seed (:func:`attribute`).
     workers : int
@@ -77,35 +83,28 @@ def compare(
     """
     h = as_histogram(hist)
     variants, methods = _check_variants(variants), tuple(methods)
+    num_bits = check_num_bits(num_bits)
+    _levels("seed", target_bins)  # checks target_bins
+    specs = [(m, _method_spec(m, num_bits, target_bins)) for m in methods]
     sw = Sweeper(h, workers)
     # the attributions' sweeps include every variant's own: run them all in one batch
-    attributions = attribute_all(h, target_bins, variants=variants, sweeper=sw) if explain else {}
-    sw.prefetch((VARIANTS[v], _levels(v, target_bins)) for v in variants)
+    attributions = (
+        attribute_all(h, target_bins, variants=variants, num_bits=num_bits, sweeper=sw)
+        if explain
+        else {}
+    )
+    sw.prefetch((VARIANTS[v], _levels(v, target_bins, num_bits)) for v in variants)
     rows, sweeps = [], {}
     for name in variants:
-        T = _levels(name, target_bins)
-        run = sw.run(VARIANTS[name], T)
-        r = run.result
-        if r is None:
-            rows.append(_refused(name, "variant", T, run.note))
-            continue
-        sweeps[name] = r
-        kl = math.nan if r.dead else _finite_or_nan(r.min_kl)
-        rows.append(_row(name, "variant", h, r.amax, kl, T, num_bits, run.note))
-    for method in methods:
-        extra = {} if method != "entropy" or target_bins is None else {LEVELS: target_bins}
-        try:
-            c = calibrate(h, method, num_bits, **extra)
-        except ValueError as exc:
-            rows.append(_refused(method, "method", extra.get(LEVELS), str(exc)))
-            continue
-        s = c.sweep  # entropy on a live histogram
-        if s is None:
-            rows.append(_row(method, "method", h, c.amax, math.nan, None, num_bits))
-        else:
-            kl = _finite_or_nan(s.min_kl)
-            note = _undefined_note(s)
-            rows.append(_row(method, "method", h, c.amax, kl, s.target_bins, num_bits, note))
+        spec = Spec("entropy", name, num_bits, levels=_levels(name, target_bins, num_bits))
+        run = sw.run(VARIANTS[name], spec.target_bins)
+        if run.result is not None:
+            sweeps[name] = run.result
+        rows.append(_variant_row(h, spec, run.result, run.note, num_bits))
+    for method, spec in specs:
+        c = try_calibrate(h, spec)
+        note = c.error or (_undefined_note(c.sweep) if c.sweep is not None else "")
+        rows.append(Row(str(method), "method", c, h.max_abs, note))
     return Comparison(
         histogram=h,
         max_abs=h.max_abs,
@@ -114,11 +113,6 @@ def compare(
         attributions=MappingProxyType(attributions),
         n_sweeps=sw.n_sweeps,
     )
-
-
-def _finite_or_nan(x: float) -> float:
-    """NaN for an infinite KL: no candidate had a defined one."""
-    return float(x) if math.isfinite(x) else math.nan
 
 
 def histogram_digest(hist: Histogram) -> str:

@@ -18,11 +18,14 @@ every tensor collected (quantizing a LayerNorm's internals or a mask measures no
 deployment does). An activation is a graph input or a node output that the fed inputs
 reach; initializers and tensors computed from them alone are weights. ``op_types`` and a
 name pattern (``tensors``) choose another set; every report says which
-(:meth:`Selection.describe`). Only the selected ops read the quantized copy of a tensor;
-its other readers (a residual Add) keep the float tensor, as in a QDQ deployment that
-quantizes those ops. Weights stay in float unless ``weights=True``, so that what is
-measured is the calibration's effect; then the quantized ops' float32 weight initializers
-are quantized per output channel with max (:func:`quantize_weight`).
+(:meth:`Selection.describe`). The rule is :mod:`calib.selection`'s, shared with the
+collector, so ``collect --op-types X`` collects what ``evaluate --op-types X`` quantizes
+and a default collection (every activation) serves any evaluation; a tensor the collection
+listed as no activation (an additive mask) is left in float. Only the selected ops read the
+quantized copy of a tensor; its other readers (a residual Add) keep the float tensor, as in
+a QDQ deployment that quantizes those ops. Weights stay in float unless ``weights=True``,
+so that what is measured is the calibration's effect; then the quantized ops' float32
+weight initializers are quantized per output channel with max (:func:`quantize_weight`).
 
 The quantizer
 -------------

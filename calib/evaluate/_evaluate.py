@@ -24,9 +24,9 @@ from calib.evaluate._graph import (
 from calib.evaluate._metrics import RunResult, spearman
 from calib.evaluate._runner import Payload, Run, Runner
 from calib.histogram import Histogram
-from calib.policies import VARIANTS
 from calib.report import CachedThresholds, LayerRow, layer_row, read_calibration_file
 from calib.report._exports import json_value
+from calib.spec import Spec
 
 DEFAULT_METHODS = (
     "max",
@@ -88,38 +88,31 @@ class Clips:
     rows: dict[str, LayerRow] = dataclasses.field(default_factory=dict)
 
 
-def parse_method(spec: Any) -> tuple[str, str]:
-    """``"entropy:onnxruntime"`` -> ``("entropy", "onnxruntime")``; ``"entropy"`` means the
-    seed; ``"max"``, ``"percentile"``, ``"mse"`` have no variant."""
-    if not isinstance(spec, str):
-        raise ValueError(f"methods: {spec!r} is not a method name")
-    method, _, variant = spec.strip().partition(":")
-    if method == "entropy":
-        variant = variant or "seed"
-        if variant not in VARIANTS:
-            raise ValueError(
-                f"methods: {spec!r}: unknown variant {variant!r} (one of {', '.join(VARIANTS)})"
-            )
-        return method, variant
-    if method in ("max", "percentile", "mse") and not variant:
-        return method, ""
-    raise ValueError(
-        f"methods: {spec!r} is not one of max, percentile, mse, entropy or entropy:<variant> "
-        f"(variants: {', '.join(VARIANTS)})"
-    )
+def parse_method(text: Any) -> tuple[str, str]:
+    """``(method, variant)`` of a calibrator's text, read by :meth:`calib.Spec.parse` (the
+    one parser): ``"entropy:onnxruntime"`` -> ``("entropy", "onnxruntime")``, ``"entropy"``
+    the seed, ``"max"`` -> ``("max", "")``. Kept for old callers; a :class:`calib.Spec`
+    says more."""
+    spec = Spec.parse(text)
+    return spec.method, spec.variant or ""
 
 
 def clips_from_histograms(
     hists: Mapping[str, Histogram],
     names: Sequence[str],
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[Any] = DEFAULT_METHODS,
     num_bits: int = 8,
 ) -> list[Clips]:
-    """A :class:`Clips` per method, each tensor's clip by :func:`calib.calibrate` (through
-    :func:`calib.report.layer_row`, so the flags are the Layers page's)."""
+    """A :class:`Clips` per calibrator (a :class:`calib.Spec` or its text, at ``num_bits``
+    unless it names those bits), each tensor's clip by :func:`calib.calibrate` (through
+    :func:`calib.report.layer_row`, so the flags are the Layers page's). A calibration is
+    named by its spec's canonical text without the evaluation's bits (``"entropy:seed"``)."""
     if isinstance(methods, str):
         methods = [m for m in methods.split(",") if m.strip()]
-    specs = [parse_method(m) for m in methods]
+    try:
+        specs = [Spec.parse(m) for m in methods]
+    except ValueError as exc:
+        raise ValueError(f"methods: {exc}") from None
     if not specs:
         raise ValueError("methods: none given")
     missing = [n for n in names if n not in hists]
@@ -130,11 +123,16 @@ def clips_from_histograms(
             " collect them from the model (calib collect) or choose other tensors"
         )
     out = []
-    for method, variant in dict.fromkeys(specs):
-        rows = {n: layer_row(n, hists[n], method, variant or "seed", num_bits) for n in names}
-        name = f"{method}:{variant}" if variant else method
+    for spec in dict.fromkeys(specs):
+        ran = spec.at_bits(num_bits, strict=True)
+        rows = {n: layer_row(n, hists[n], ran) for n in names}
         amax = {n: r.amax for n, r in rows.items()}
-        out.append(Clips(name=name, method=method, variant=variant, amax=amax, rows=rows))
+        out.append(
+            Clips(
+                name=str(spec), method=spec.method, variant=spec.variant or "", amax=amax,
+                rows=rows,
+            )
+        )  # fmt: skip
     return out
 
 
@@ -233,18 +231,33 @@ class MethodRow:
 class SensitivityRow:
     """One tensor: the output error with only it quantized, and with all but it.
 
-    ``hist_sqnr_db``, ``kl``, ``clipped`` and ``flags`` are what its histogram says of the
-    clip (nan / empty for a cache's clips): the proxy the measured numbers are set against.
+    ``row`` is its :class:`calib.report.LayerRow` (its clip's :class:`calib.Calibration`
+    and flags; None for a cache's clips): ``hist_sqnr_db``, ``kl``, ``clipped`` and
+    ``flags`` are read off it (nan / empty without one), the proxy the measured numbers are
+    set against.
     """
 
     layer: str
     amax: float
     only_this: RunResult
     all_but_this: RunResult
-    hist_sqnr_db: float = math.nan
-    kl: float = math.nan
-    clipped: float = math.nan
-    flags: tuple[str, ...] = ()
+    row: LayerRow | None = None
+
+    @property
+    def hist_sqnr_db(self) -> float:
+        return math.nan if self.row is None else self.row.sqnr_db
+
+    @property
+    def kl(self) -> float:
+        return math.nan if self.row is None else self.row.kl
+
+    @property
+    def clipped(self) -> float:
+        return math.nan if self.row is None else self.row.clipped
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return () if self.row is None else self.row.flags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,7 +331,9 @@ class Evaluation:
             "outputs": list(self.outputs),
             "quantized": {
                 "description": self.selection.describe(),
-                "op_types": list(self.selection.op_types),
+                "op_types": [self.selection.op_types]
+                if isinstance(self.selection.op_types, str)
+                else list(self.selection.op_types),
                 "pattern": self.selection.pattern,
                 "tensors": list(self.selection.names),
                 "skipped": dict(self.selection.skipped),
@@ -473,16 +488,19 @@ def evaluate(
         :func:`hold_out` for a share of the calibration inputs).
     histograms : mapping of str to Histogram, or a histogram file path, optional
         The quantized tensors' histograms; each of ``methods`` calibrates them.
-    methods : sequence of str
-        ``"max"``, ``"percentile"``, ``"mse"``, ``"entropy:<variant>"``
-        (:data:`DEFAULT_METHODS`: all of them); used with ``histograms``.
+    methods : sequence of str or calib.Spec
+        Calibrators, as :meth:`calib.Spec.parse` reads them: ``"max"``, ``"percentile"``,
+        ``"percentile:99.9"``, ``"mse"``, ``"entropy:<variant>"`` (:data:`DEFAULT_METHODS`:
+        every method and variant); used with ``histograms``. Each runs at ``num_bits``
+        unless it names those bits; a calibration is named by its canonical text.
     caches : sequence of paths or CachedThresholds
         TensorRT caches or ONNX Runtime tables: one more calibration each.
     amax : mapping of name to (mapping of tensor to amax), optional
         Calibrations given as clips.
     sensitivity_of : str
         The calibration whose per-tensor sensitivity and keep-in-float list are measured:
-        a calibration's name (``"entropy:seed"``), or ``"best"`` (default, :data:`BEST`):
+        a calibration's name (``"entropy:seed"``, or any text that names the same
+        calibrator: ``"entropy"``), or ``"best"`` (default, :data:`BEST`):
         the highest output SQNR among the calibrations that quantize the most tensors (a
         method that refuses a tensor leaves it in float, which must not win it the title).
     op_types, tensors
@@ -527,15 +545,20 @@ def evaluate(
     if isinstance(model, (str, os.PathLike)):
         label = os.path.basename(os.fspath(model))
     selection = select_tensors(proto, op_types, tensors)
-    names = selection.names
 
     clips: list[Clips] = []
     if histograms is not None:
         if isinstance(histograms, (str, os.PathLike)):
-            from calib.io import load_histograms
+            from calib.io.histograms import load_histograms_and_meta
 
-            histograms = load_histograms(histograms)
-        clips += clips_from_histograms(histograms, names, methods, num_bits)
+            histograms, meta = load_histograms_and_meta(histograms)
+            left_out = meta.get("not_activations")
+        else:  # a Collection lists them too
+            left_out = getattr(histograms, "not_activations", None)
+        if isinstance(left_out, Mapping):  # additive masks: listed, not calibrated
+            selection = selection.without({str(n): str(w) for n, w in left_out.items()})
+        clips += clips_from_histograms(histograms, selection.names, methods, num_bits)
+    names = selection.names
     clips += [clips_from_cache(c) for c in caches]
     for name, table in (amax or {}).items():
         clips.append(Clips(name=str(name), method="given", variant="", amax=dict(table)))
@@ -544,6 +567,11 @@ def evaluate(
     labels = [c.name for c in clips]
     if len(set(labels)) != len(labels):
         raise ValueError(f"calibrations: names repeat ({labels})")
+    if sensitivity_of != BEST and sensitivity_of not in labels:
+        try:  # a calibrator named another way: "entropy" is "entropy:seed"
+            sensitivity_of = str(Spec.parse(sensitivity_of))
+        except ValueError:
+            pass
     if sensitivity_of != BEST and sensitivity_of not in labels:
         raise ValueError(f"sensitivity_of: {sensitivity_of!r} is not 'best' nor one of {labels}")
     shortlist = _check_shortlist(shortlist)
@@ -623,10 +651,7 @@ def evaluate(
                         amax=float(table[k, i]),
                         only_this=res[pos],
                         all_but_this=res[len(live) + pos],
-                        hist_sqnr_db=lr.sqnr_db if lr else math.nan,
-                        kl=lr.kl if lr else math.nan,
-                        clipped=lr.clipped if lr else math.nan,
-                        flags=lr.flags if lr else (),
+                        row=lr,
                     )
                 )
             if max_float:

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from calib.collect._model import (
-    _dynamic_tensors,
-    _graph_inputs,
-    _load_model,
-    _tensor_types,
-    pick_by_name,
-)
+from calib import selection as _selection
+from calib.collect._model import _load_model
 from calib.collect._model import require_onnx as _require_onnx
 from calib.methods import max_code
+from calib.selection import DEFAULT_OP_TYPES, Selection
+from calib.selection import graph_inputs as _graph_inputs
+from calib.selection import node_name as _node_name
 
-DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Conv")
-"""The ops whose activation inputs are quantized by default: ONNX Runtime's
-``quantize_static`` default op types that carry the compute of a transformer or a CNN."""
+__all__ = ["DEFAULT_OP_TYPES", "Selection", "select_tensors"]
 
-DATA_INPUTS = {"MatMul": (0, 1), "Gemm": (0, 1), "Conv": (0, 1), "ConvTranspose": (0, 1)}
-"""Inputs of these ops that carry data (not a bias); any other op: all its inputs."""
+_WEIGHT_SLOTS = {"MatMul": (0, 1), "Gemm": (0, 1), "Conv": (0, 1), "ConvTranspose": (0, 1)}
+"""Inputs of these ops whose float32 initializers ``weights=True`` quantizes per channel."""
 
 MIN_OPSET = 13
 """QuantizeLinear / DequantizeLinear per axis (the weights) and Clip with run-time bounds."""
@@ -50,125 +45,20 @@ def load_model(model: Any) -> tuple[Any, str]:
     return _load_model(onnx, model)
 
 
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """The activation tensors a fake-quantized copy quantizes, and how they were chosen.
-
-    Attributes
-    ----------
-    names : tuple of str
-        The quantized tensors, in graph order of their first reader.
-    op_types : tuple of str
-        The ops whose inputs were considered.
-    pattern : str or None
-        The regular expression the names had to match (``re.search``), if any.
-    readers : dict of str to tuple of str
-        Tensor -> the names of the nodes (of ``op_types``) that read its quantized copy;
-        other readers keep reading the float tensor.
-    skipped : dict of str to str
-        Inputs of those ops that are activations but are not quantized, and why (not
-        float32).
-    """
-
-    names: tuple[str, ...]
-    op_types: tuple[str, ...]
-    pattern: str | None
-    readers: dict[str, tuple[str, ...]]
-    skipped: dict[str, str]
-
-    def describe(self) -> str:
-        """One line for a report: how many tensors, which ops, which pattern."""
-        where = f", names matching {self.pattern!r}" if self.pattern else ""
-        return (
-            f"{len(self.names)} activation tensors: the non-constant data inputs of "
-            f"{', '.join(self.op_types)}{where}"
-        )
-
-
-def _check_op_types(op_types: Any, all_ops: set[str]) -> tuple[str, ...]:
-    if isinstance(op_types, str):
-        op_types = [s.strip() for s in op_types.split(",") if s.strip()]
-    if op_types is None:
-        return DEFAULT_OP_TYPES
-    op_types = list(op_types)
-    if not op_types or not all(isinstance(o, str) and o for o in op_types):
-        raise ValueError(f"op_types must be a non-empty list of op type names, got {op_types!r}")
-    if not any(o in all_ops for o in op_types):
-        raise ValueError(
-            f"op_types: none of {', '.join(map(repr, op_types))} is in the model "
-            f"(its op types: {', '.join(sorted(all_ops))})"
-        )
-    return tuple(dict.fromkeys(op_types))
-
-
-def _node_name(node: Any, k: int) -> str:
-    return node.name or f"{node.op_type}#{k}"
-
-
 def select_tensors(proto: Any, op_types: Any = None, tensors: Any = None) -> Selection:
-    """The activation tensors to quantize in ``proto`` (see :class:`Selection`).
+    """The activation tensors an evaluation quantizes: :func:`calib.selection.select_tensors`
+    with its evaluation defaults (the data inputs of :data:`DEFAULT_OP_TYPES`, float32).
 
-    Parameters
-    ----------
-    proto : onnx.ModelProto
-    op_types : None, str or list of str
-        The ops whose activation inputs are quantized (default :data:`DEFAULT_OP_TYPES`;
-        ``"MatMul,Gemm"`` or a list). Op types the model lacks are allowed as long as one
-        is present.
-    tensors : None, str (regex) or list of str
-        Keep only these: a regular expression searched in the names, or exact names (each
-        must be an activation input of one of the ops).
-
-    Notes
-    -----
     An activation is a graph input or a node output that the fed inputs reach: an
     initializer, or a tensor computed from initializers alone (a transposed weight), is a
     constant (a weight), not an activation. Only float32 activations are quantized; the
     others are listed in ``skipped``.
     """
-    onnx, _ = require_onnx()
-    all_ops = {n.op_type for n in proto.graph.node}
-    ops = _check_op_types(op_types, all_ops)
-    fed = [vi.name for vi in _graph_inputs(proto)]
-    activations = set(fed) | set(_dynamic_tensors(proto, set(fed)))
-    types = _tensor_types(onnx, proto)
-    readers: dict[str, list[str]] = {}
-    for k, node in enumerate(proto.graph.node):
-        if node.op_type not in ops:
-            continue
-        slots = DATA_INPUTS.get(node.op_type, range(len(node.input)))
-        for i in slots:
-            if i < len(node.input) and node.input[i] in activations:
-                readers.setdefault(node.input[i], []).append(_node_name(node, k))
-    skipped = {}
-    for name in readers:
-        elem = types[name].elem_type if name in types else 0
-        if elem != _FLOAT:
-            what = onnx.helper.tensor_dtype_to_string(elem) if elem else "an unknown type"
-            skipped[name] = f"{what}, not float32: left in float"
-    names = [n for n in readers if n not in skipped]
-    chosen = pick_by_name(
-        names, tensors, readers, f"an activation input of {', '.join(ops)} in the model"
-    )
-    bad = [n for n in chosen if n in skipped]  # only names given one by one can be
-    if bad:
-        raise ValueError(f"tensors: {bad[0]!r} is {skipped[bad[0]]}")
-    keep = set(chosen)
-    names = [n for n in names if n in keep]  # in the model's order
-    pattern = tensors.pattern if isinstance(tensors, re.Pattern) else tensors
-    pattern = pattern if isinstance(pattern, str) else None
-    if not names:
-        raise ValueError(
-            f"no tensor to quantize (op_types={list(ops)}, tensors={tensors!r}; the model has "
-            f"{len(readers)} activation inputs of those ops, {len(skipped)} of them not float32)"
-        )
-    return Selection(
-        names=tuple(names),
-        op_types=ops,
-        pattern=pattern,
-        readers={n: tuple(readers[n]) for n in names},
-        skipped=skipped,
-    )
+    require_onnx()
+    chosen = _selection.select_tensors(proto, op_types, tensors)
+    unread = {n: "no node reads it: nothing to quantize" for n, r in chosen.readers.items()
+              if not r}  # fmt: skip
+    return chosen.without(unread)  # a model output, under op_types="all"
 
 
 # -- the switched copy ----------------------------------------------------------------------
@@ -359,7 +249,7 @@ def switched_model(
         for k in readers:
             node = nodes[k]
             attrs = {a.name: a.i for a in node.attribute if a.type == 2}  # INT
-            for slot in DATA_INPUTS.get(node.op_type, ()):
+            for slot in _WEIGHT_SLOTS.get(node.op_type, ()):
                 t = inits.get(node.input[slot]) if slot < len(node.input) else None
                 if t is None or t.data_type != _FLOAT:
                     continue

@@ -20,13 +20,13 @@ from calib.figures.base import (
     COMPARE_HEIGHT,
     FALLBACK_COLOR,
     KEPT_COLOR,
-    LOG_AXIS,
     METHOD_COLORS,
     PALE_COLOR,
     VARIANT_COLORS,
     base_layout,
     step_outline,
 )
+from calib.numbers import axis_ticks
 from calib.sweep import SweepResult
 
 __all__ = ["attribution_figure", "clips_figure", "kl_curves_figure", "line_style"]
@@ -45,6 +45,11 @@ def line_style(name: str, kind: str) -> dict:
     return {"color": METHOD_COLORS.get(name, FALLBACK_COLOR), "width": 2, "dash": "dot"}
 
 
+def _coincide(a: float, b: float) -> bool:
+    """Two clips a reader cannot tell apart on the chart (a millionth of either)."""
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b))
+
+
 def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
     """The histogram with every variant's and method's clip as a vertical line.
 
@@ -60,10 +65,24 @@ def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
             hovertemplate="x = %{x:.4g}<br>count = %{y:.4g}<extra></extra>",
         )
     )  # fmt: skip
-    for row in comparison.rows:
-        if not (math.isfinite(row.amax) and row.amax > 0):
-            continue
-        style = {"line": line_style(row.name, row.kind), "legendgroup": row.name}
+    drawn = [r for r in comparison.rows if math.isfinite(r.amax) and r.amax > 0]
+    for row in drawn:
+        # clips that coincide (the seed's and ncnn's, often) would hide one another: the
+        # first drawn is the widest, each next one narrower and dashed on top of it, and
+        # the legend says which coincide
+        same = [r for r in drawn if _coincide(r.amax, row.amax)]
+        k = same.index(row)
+        line = line_style(row.name, row.kind)
+        style: dict = {"line": line, "legendgroup": row.name}
+        if len(same) > 1:
+            line = {**line, "width": 2 + 3 * (len(same) - 1 - k)}
+            if k:
+                line["dash"] = "dash" if line["dash"] == "solid" else "dashdot"
+            group = " = ".join(r.name for r in same)
+            style = {
+                "line": line, "legendgroup": group,
+                "legendgrouptitle": {"text": f"one clip: {group}"},
+            }  # fmt: skip
         fig.add_vline(x=row.amax, name=row.name, showlegend=True, **style)
         if hist.is_signed:
             fig.add_vline(x=-row.amax, name=f"{row.name} -", showlegend=False, **style)
@@ -72,8 +91,9 @@ def clips_figure(comparison: Comparison, log_y: bool = False) -> go.Figure:
     fig.update_layout(
         legend={"orientation": "v", "x": 1.01, "y": 1, "xanchor": "left", "yanchor": "top"}
     )
-    if log_y:
-        fig.update_yaxes(LOG_AXIS)
+    positive = hist.counts[hist.counts > 0]
+    lo = float(positive.min()) if positive.size else None
+    fig.update_yaxes(axis_ticks("count", log=log_y, lo=lo))  # no "100µ" counts
     return fig
 
 
@@ -116,8 +136,7 @@ def kl_curves_figure(sweeps: Mapping[str, SweepResult]) -> go.Figure:
         )  # fmt: skip
     _layout(fig, "Each variant's KL curve, scaled to its largest value", "threshold "
             "(activation units)", "KL / largest KL")  # fmt: skip
-    if fig.data and all_positive:
-        fig.update_yaxes(LOG_AXIS)
+    fig.update_yaxes(axis_ticks("kl", log=bool(fig.data and all_positive)))
     return fig
 
 

@@ -25,14 +25,21 @@ from calib.convergence import Settling
 from calib.figures.base import LAYERS_HEIGHT, OTHER_COLOR, base_layout
 from calib.figures.compare import line_style
 from calib.io import Trace
+from calib.spec import Spec
 
 __all__ = ["amax_figure", "log_ticks", "method_line", "settled_share_figure"]
 
 
 def method_line(method: str) -> dict:
-    """A traced method's line: ``entropy:<variant>`` as that variant's, others as methods'."""
-    kind, _, variant = method.partition(":")
-    return line_style(variant, "variant") if variant else line_style(kind, "method")
+    """A traced method's line: ``entropy:<variant>`` as that variant's, others as methods'
+    (read by :meth:`calib.Spec.parse`; a name it does not read is drawn as a method's)."""
+    try:
+        spec = Spec.parse(method)
+    except ValueError:
+        return line_style(method, "method")
+    if spec.method == "entropy":
+        return line_style(spec.variant, "variant")
+    return line_style(spec.method, "method")
 
 
 def amax_figure(

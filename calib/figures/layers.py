@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from calib.figures.base import CLIP_COLOR, KEPT_COLOR, LAYERS_HEIGHT, base_layout
+from calib.numbers import DB_FORMAT, axis_ticks
 from calib.report import LayerRow
 
 __all__ = ["sqnr_figure"]
@@ -44,7 +45,9 @@ def sqnr_figure(rows: Sequence[LayerRow], title: str = "SQNR of each tensor") ->
                 name=name,
                 mode="markers",
                 marker={"color": color, "size": 8 if name == "flagged" else 6},
-                hovertemplate="%{customdata}<br>SQNR %{y:.3g} dB<br>%{text}<extra></extra>",
+                hovertemplate="%{customdata}<br>SQNR %{y:"
+                + DB_FORMAT.replace("%", "")
+                + "} dB<br>%{text}<extra></extra>",
             )
         )
     fig.update_layout(
@@ -52,4 +55,7 @@ def sqnr_figure(rows: Sequence[LayerRow], title: str = "SQNR of each tensor") ->
             title, "tensor (file order)", "SQNR (dB)", height=LAYERS_HEIGHT, hovermode="closest"
         )
     )
+    # whole-number positions (two tensors read 0, 1, not 0, 0.2 ... 1)
+    fig.update_xaxes(axis_ticks("index", n=len(rows)))
+    fig.update_yaxes(axis_ticks("db"))
     return fig

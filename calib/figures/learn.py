@@ -32,7 +32,7 @@ from calib.learn import (
     SymmetricDemo,
     Window,
 )
-from calib.numbers import fmt
+from calib.numbers import axis_ticks, fmt, fmt_kl
 from calib.sweep import PQ, SweepResult
 
 __all__ = [
@@ -102,12 +102,21 @@ def fold_figure(counts: np.ndarray, edges: np.ndarray, f: Fold, log_y: bool = Fa
     fig.update_layout(barmode="stack")
     title = f"P: bins {f.window.a}..{f.window.b - 1} kept, the clipped mass folded in"
     _layout(fig, title, "bin", "count")
-    if log_y:
-        fig.update_yaxes(LOG_AXIS)
+    _count_axis(fig, c, log_y)
     return fig
 
 
-def levels_figure(counts: np.ndarray, w: Window, levels: LevelTable) -> go.Figure:
+def _count_axis(fig: go.Figure, counts: np.ndarray, log_y: bool) -> None:
+    """The count axis (``calib.numbers.axis_ticks``): SI ticks for counts of 1 or more,
+    ``~g`` for fractions; logarithmic with ``log_y``."""
+    c = np.asarray(counts, dtype=np.float64)
+    lo = float(c[c > 0].min()) if (c > 0).any() else None
+    fig.update_yaxes(axis_ticks("count", log=log_y, lo=lo))
+
+
+def levels_figure(
+    counts: np.ndarray, w: Window, levels: LevelTable, log_y: bool = False
+) -> go.Figure:
     """The kept bins' counts (without the folded tail, which no level takes) and the
     level boundaries."""
     j = w.a + np.arange(w.size)
@@ -119,12 +128,13 @@ def levels_figure(counts: np.ndarray, w: Window, levels: LevelTable) -> go.Figur
     )  # fmt: skip
     _boundaries(fig, levels)
     _layout(fig, f"{levels.level.size} levels over {w.size} bins", "bin", "count", True)
+    _count_axis(fig, counts, log_y)
     return fig
 
 
-def quantized_figure(levels: LevelTable) -> go.Figure:
+def quantized_figure(levels: LevelTable, log_y: bool = False) -> go.Figure:
     """Each level's mass: the quantized histogram."""
-    text = [f"{m:.4g}" for m in levels.mass]
+    text = [fmt(m) for m in levels.mass]
     fig = go.Figure(
         go.Bar(
             x=levels.level, y=levels.mass, name="level mass", marker_color=Q_COLOR,
@@ -133,11 +143,12 @@ def quantized_figure(levels: LevelTable) -> go.Figure:
         )
     )  # fmt: skip
     _layout(fig, "The quantized histogram: one mass per level", "level", "mass")
-    fig.update_xaxes(dtick=1 if levels.level.size <= 32 else None)
+    fig.update_xaxes(axis_ticks("index", n=levels.level.size))
+    _count_axis(fig, levels.mass, log_y)
     return fig
 
 
-def expand_figure(pq: PQ, w: Window, levels: LevelTable) -> go.Figure:
+def expand_figure(pq: PQ, w: Window, levels: LevelTable, log_y: bool = False) -> go.Figure:
     """P against Q before smoothing: each level's mass spread back over its bins."""
     j = w.a + np.arange(pq.p.size) + 0.5
     fig = go.Figure()
@@ -153,6 +164,7 @@ def expand_figure(pq: PQ, w: Window, levels: LevelTable) -> go.Figure:
         )  # fmt: skip
     _boundaries(fig, levels)
     _layout(fig, "Q expanded over the bins, next to P", "bin", "P, Q", True)
+    _count_axis(fig, np.concatenate([pq.p_raw, pq.q_raw]), log_y)
     return fig
 
 
@@ -180,7 +192,8 @@ def terms_figure(pq: PQ, w: Window, plus_one: np.ndarray) -> go.Figure:
         )  # fmt: skip
     for x, term in zip(j[~finite], t[~finite], strict=True):
         fig.add_annotation(x=float(x), y=0, text=fmt(term), showarrow=True, arrowhead=2, ay=-30)
-    _layout(fig, f"Each bin's term; they sum to KL = {fmt(pq.kl, 6)}", "bin", "p log(p / q)")
+    _layout(fig, f"Each bin's term; they sum to KL = {fmt_kl(pq.kl)}", "bin", "p log(p / q)")
+    fig.update_yaxes(axis_ticks("kl"))
     return fig
 
 
@@ -231,6 +244,7 @@ def sweep_figure(
             xanchor="left", yanchor="top",
         )  # fmt: skip
     _layout(fig, "KL of every candidate", "candidate (as the variant's loop counts it)", "KL")
+    fig.update_yaxes(axis_ticks("kl"))
     return fig
 
 

@@ -5,7 +5,9 @@ numpy and the standard library only. No pickle, ever: every ``np.load`` passes
 reads any data. No ``eval``. Every input is bounded (:mod:`calib.limits`): a binary file by
 ``MAX_FILE_BYTES``, a text file by ``MAX_TEXT_BYTES``, an ``.npz`` by its number of arrays
 and the bytes they take once widened (``MAX_UNPACKED_BYTES``), histograms by ``MAX_BINS``,
-files by ``MAX_LAYERS`` tensors and names by ``MAX_NAME_CHARS`` characters, a CSV by
+files by ``MAX_LAYERS`` tensors, names by ``MAX_NAME_CHARS`` characters and a histogram
+file's metadata, a document, by ``MAX_META_CHARS``; batches and convergence traces by
+``MAX_BATCHES`` and a trace's methods by ``MAX_TRACE_METHODS``; a CSV by
 ``MAX_CSV_CELLS`` cells and JSON by ``MAX_JSON_DEPTH`` levels. Bad input raises
 ``ValueError`` naming what was wrong and what was expected, and the limit by name.
 
@@ -32,18 +34,20 @@ A zip of ``.npy`` arrays, as ``np.savez_compressed`` writes it, with exactly the
 ``edges_<i>``   the edges of layer ``names[i]``, 1-D float64, strictly increasing,
                 ``len(counts_<i>) + 1`` of them
 ``meta``        optional 0-d unicode array holding a JSON object (provenance: model, data
-                set, tool, date)
+                set, tool, date; a collection's aliases and the tensors it left out), at
+                most ``MAX_META_CHARS`` characters (the writer refuses a longer one)
 ``trace_*``     optional, written by ``collect --convergence``: ``trace_samples`` (1-D
                 int64, the samples seen after each of B batches), ``trace_methods`` (1-D
-                unicode, M names: ``max``, ``percentile``, ``entropy:<variant>``) and
+                unicode, M distinct names: ``max``, ``percentile``, ``entropy:<variant>``;
+                M <= ``MAX_TRACE_METHODS``, B <= ``MAX_BATCHES``, samples never decrease) and
                 ``trace_<i>`` (float64, M x B) for each layer traced: each method's amax
                 on the histogram collected so far, after each batch
                 (:func:`calib.load_convergence`)
 ==============  ===========================================================================
 
 Layer names live inside the ``names`` array, never in zip member names, so any name
-round-trips. A missing key, any other key, a duplicate name, a newer version or an array of
-the wrong kind is refused.
+round-trips. A missing key, any other key, a duplicate name, two archive members of one
+name (numpy would keep the last), a newer version or an array of the wrong kind is refused.
 
 A *plain* ``.npz`` (no ``format`` key), as other tools write it, is read too: keys
 ``<layer>.counts`` (with an optional ``<layer>.edges``) give a layer with those edges, and

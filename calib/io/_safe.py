@@ -33,6 +33,7 @@ Source = str | os.PathLike | IO[bytes] | IO[str]
 
 NPZ_ARRAYS_PER_LAYER = 3  # counts_<i>, edges_<i>, trace_<i>
 NPZ_OTHER_ARRAYS = 6  # format, version, names, meta, trace_samples, trace_methods
+DOCUMENT_MEMBERS = ("meta.npy",)  # documents (MAX_META_CHARS), not names (MAX_NAME_CHARS)
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError)
 # -- reading sources --------------------------------------------------------------------
 
@@ -233,16 +234,19 @@ def _npy_header(f: IO[bytes], what: str, key: str) -> tuple[tuple[int, ...], np.
     return shape, dtype
 
 
-def _check_npy_header(f: IO[bytes], what: str, key: str, size: int) -> int:
-    """Read one .npy header; refuse object dtypes, names longer than MAX_NAME_CHARS and data
+def _check_npy_header(
+    f: IO[bytes], what: str, key: str, size: int, text_limit: str = "MAX_NAME_CHARS"
+) -> int:
+    """Read one .npy header; refuse object dtypes, strings longer than the cap
+    ``text_limit`` names (a name: MAX_NAME_CHARS; a document: MAX_META_CHARS) and data
     larger than the bytes present. Returns the array's :func:`widened_bytes`."""
     shape, dtype = _npy_header(f, what, key)
     if dtype.hasobject:
         raise ValueError(_pickle_refused(what, key))
-    if dtype.kind == "U" and dtype.itemsize // 4 > limits.MAX_NAME_CHARS:
+    if dtype.kind == "U" and dtype.itemsize // 4 > getattr(limits, text_limit):
         raise ValueError(
             limits.exceeds(f"{what}: {key} holds strings of", dtype.itemsize // 4,
-                           "MAX_NAME_CHARS", " characters")
+                           text_limit, " characters")
         )  # fmt: skip
     need = math.prod(shape) * dtype.itemsize
     if need > size - f.tell():
@@ -305,7 +309,38 @@ def _zip_member_count(data: bytes, what: str, most: int) -> None:
             )
 
 
+def _unique_npz_keys(members: list[str], what: str) -> None:
+    """Refuse an archive with two members numpy would load under one key (``x.npy`` twice,
+    or ``x`` beside ``x.npy``): ``np.load`` would silently keep the last."""
+    seen: set[str] = set()
+    for member in members:
+        key = member[:-4] if member.endswith(".npy") else member
+        if key in seen:
+            raise ValueError(
+                f"{what} holds two arrays named {_short(key)!r} (duplicate archive members); "
+                "numpy would keep only the last"
+            )
+        seen.add(key)
+
+
+DEFLATE_MAX_RATIO = 1032  # deflate expands a byte to at most 1032 (258 bytes per 2 bits)
+
+
+def _member_size(info: zipfile.ZipInfo) -> int:
+    """The most bytes a zip member can hold once unpacked: what its directory entry says,
+    but no more than its compressed bytes can give (stored: as many; deflate: at most
+    ``DEFLATE_MAX_RATIO`` times as many). A directory that lies (claims 4 GB for 100 bytes)
+    cannot make the size an ``.npy`` header declares look present, and numpy allocates that
+    size before it reads a byte."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        return min(info.file_size, info.compress_size)
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        return min(info.file_size, DEFLATE_MAX_RATIO * info.compress_size + 64)
+    return info.file_size
+
+
 def _check_npz_members(zf: zipfile.ZipFile, what: str) -> None:
+    _unique_npz_keys(zf.namelist(), what)
     if "names.npy" in zf.namelist():  # the project's format: count its layers first
         with zf.open("names.npy") as f:
             shape, _ = _npy_header(f, what, "'names.npy'")
@@ -316,8 +351,10 @@ def _check_npz_members(zf: zipfile.ZipFile, what: str) -> None:
             )  # fmt: skip
     total = 0
     for info in zf.infolist():
+        limit = "MAX_META_CHARS" if info.filename in DOCUMENT_MEMBERS else "MAX_NAME_CHARS"
+        size = _member_size(info)
         with zf.open(info) as f:
-            total += _check_npy_header(f, what, repr(info.filename), info.file_size)
+            total += _check_npy_header(f, what, repr(info.filename), size, limit)
         _check_unpacked(total, what)
 
 

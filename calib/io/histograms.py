@@ -200,6 +200,21 @@ def _parse_traces(arrays: dict[str, np.ndarray], names: list[str], what: str) ->
         raise ValueError(f"{what}: trace_samples must be 1-D integers, with trace_methods")
     if methods.ndim != 1 or methods.dtype.kind != "U":
         raise ValueError(f"{what}: trace_methods must be a 1-D unicode array")
+    # sizes first: each method is a loop over every tensor for whoever reads the trace
+    if methods.size > limits.MAX_TRACE_METHODS:
+        raise ValueError(limits.exceeds(f"{what}: trace_methods names", methods.size,
+                                        "MAX_TRACE_METHODS", " methods"))  # fmt: skip
+    if samples.size > limits.MAX_BATCHES:
+        raise ValueError(limits.exceeds(f"{what}: trace_samples records", samples.size,
+                                        "MAX_BATCHES", " batches"))  # fmt: skip
+    if methods.size == 0 or samples.size == 0:
+        raise ValueError(f"{what}: a trace needs at least one method and one batch")
+    named = [_check_name(str(m), f"{what}: trace_methods") for m in methods]
+    if len(set(named)) != len(named):
+        twice = next(m for m in named if named.count(m) > 1)
+        raise ValueError(f"{what}: trace_methods names {_short(twice)!r} twice")
+    if np.any(samples < 0) or np.any(np.diff(samples) < 0):
+        raise ValueError(f"{what}: trace_samples must be counts that never decrease")
     out = {}
     for i, name in enumerate(names):
         a = arrays.get(f"trace_{i}")
@@ -210,7 +225,7 @@ def _parse_traces(arrays: dict[str, np.ndarray], names: list[str], what: str) ->
                 f"{what}: trace_{i} ({name!r}) must be float, {methods.size} methods x "
                 f"{samples.size} batches, got {a.dtype} {a.shape}"
             )
-        out[name] = Trace(samples.copy(), {str(m): a[j].copy() for j, m in enumerate(methods)})
+        out[name] = Trace(samples.copy(), {m: a[j].copy() for j, m in enumerate(named)})
     return out
 
 
@@ -240,9 +255,15 @@ def _meta_json(meta: Any) -> str:
     if not isinstance(meta, Mapping):
         raise ValueError(f"meta must be a dict (a JSON object), got {type(meta).__name__}")
     try:
-        return json.dumps(dict(meta), allow_nan=False, ensure_ascii=False)
+        text = json.dumps(dict(meta), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"meta must be JSON-serialisable (no NaN or inf): {exc}") from None
+    if len(text) > limits.MAX_META_CHARS:  # never write what no reader takes
+        raise ValueError(
+            limits.exceeds("meta: the JSON document has", len(text), "MAX_META_CHARS",
+                           " characters")
+        )  # fmt: skip
+    return text
 
 
 def save_histograms(
@@ -320,6 +341,12 @@ def load_histograms(path: Source) -> dict[str, Histogram]:
     """
     what = _label(path)
     return _parse_npz(_read_bytes(path, what), what)[0]
+
+
+def load_histograms_and_meta(path: Source) -> tuple[dict[str, Histogram], dict]:
+    """:func:`load_histograms` and :func:`load_histograms_meta` of one reading of the file."""
+    what = _label(path)
+    return _parse_npz(_read_bytes(path, what), what)
 
 
 def load_histograms_meta(path: Source) -> dict:

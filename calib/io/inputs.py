@@ -7,14 +7,16 @@ Two layouts, told apart by the keys:
     array has the same number of samples. The collector cuts them into batches of
     ``batch_size``. ``np.savez("x.npz", input_ids=ids, attention_mask=mask)``.
 ``<input>__b<k>`` (batches of any shape)
-    Batch ``k`` (0, 1, 2, ... with no gap) of input ``<input>``: every input has the same
+    Batch ``k`` (0, 1, 2, ... with no gap, below ``calib.limits.MAX_BATCHES``, which also
+    bounds the archive's arrays) of input ``<input>``: every input has the same
     batches, and within a batch its arrays have the same number of samples; shapes may
     differ from batch to batch (sentences grouped by length, each batch padded only to its
     own longest). Each batch is one run of the model, as given.
     ``np.savez("x.npz", input_ids__b0=a0, attention_mask__b0=m0, input_ids__b1=a1, ...)``.
 
-No pickle: object arrays are refused. In Python, :func:`calib.collect.collect_histograms`
-also takes a dict of arrays or any iterable of ``{input: array}`` batches directly.
+No pickle: object arrays are refused, and so are two archive members of one name. In
+Python, :func:`calib.collect.collect_histograms` also takes a dict of arrays or any iterable
+of ``{input: array}`` batches directly.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from calib import limits
+from calib.io._safe import _short
 
 __all__ = ["BATCH_KEY", "load_inputs"]
 
@@ -66,10 +71,12 @@ def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray]
             )
         if hasattr(src, "seek"):
             src.seek(start)
-        if max_bytes is not None:
-            _check_unpacked_inputs(src, what, max_bytes)
-            if hasattr(src, "seek"):
-                src.seek(start)
+        _check_members(src, what)
+        if hasattr(src, "seek"):
+            src.seek(start)
+        _check_unpacked_inputs(src, what, max_bytes)
+        if hasattr(src, "seek"):
+            src.seek(start)
         with np.load(src, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ValueError as exc:
@@ -92,27 +99,41 @@ def load_inputs(src: Any, max_bytes: int | None = None) -> dict[str, np.ndarray]
     return check_arrays(arrays, what)
 
 
-def _check_unpacked_inputs(src: Any, what: str, max_bytes: int) -> None:
+def _check_unpacked_inputs(src: Any, what: str, max_bytes: int | None) -> None:
     """Refuse, from the zip directory and the ``.npy`` headers alone, an archive that holds
-    object arrays or whose arrays take more than ``max_bytes`` once widened to 8 bytes an
-    element (the model may take its inputs as int64 or float64, whatever they are stored
-    as: a 5.8 MB archive of bytes once became 6 GB). Also at most 2**20 members."""
-    from calib.io._safe import _check_npy_header  # the one header check, no pickle
+    object arrays, an array declaring more bytes than its member holds (or than deflate can
+    expand its compressed bytes to: numpy allocates what the header declares before reading
+    a byte), or, with ``max_bytes``, arrays that take more than that once widened to 8 bytes
+    an element (the model may take its inputs as int64 or float64, whatever they are stored
+    as: a 5.8 MB archive of bytes once became 6 GB)."""
+    from calib.io._safe import _check_npy_header, _member_size  # the one header check
 
     total = 0
     with zipfile.ZipFile(src) as zf:
         infos = zf.infolist()
-        if len(infos) > 2**20:
-            raise ValueError(f"inputs: {what} holds {len(infos):,} arrays, more than 2**20")
         for info in infos:
+            size = _member_size(info)
             with zf.open(info) as f:
-                total += _check_npy_header(f, f"inputs: {what}", repr(info.filename),
-                                           info.file_size)  # fmt: skip
-            if total > max_bytes:
+                total += _check_npy_header(f, f"inputs: {what}", repr(info.filename), size)
+            if max_bytes is not None and total > max_bytes:
                 raise ValueError(
                     f"inputs: {what} unpacks (widened to 8 bytes an element) to more than "
                     f"the limit of {max_bytes:,} bytes"
                 )
+
+
+def _check_members(src: Any, what: str) -> None:
+    """Refuse, from the zip directory alone, more than MAX_BATCHES arrays (a batch's arrays
+    are one member each) and two members numpy would load under one key."""
+    from calib.io._safe import _unique_npz_keys
+
+    with zipfile.ZipFile(src) as zf:
+        names = zf.namelist()
+    if len(names) > limits.MAX_BATCHES:
+        raise ValueError(
+            limits.exceeds(f"inputs: {what} holds", len(names), "MAX_BATCHES", " arrays")
+        )
+    _unique_npz_keys(names, f"inputs: {what}")
 
 
 def check_arrays(arrays: Mapping[str, Any], what: str = "inputs") -> dict[str, np.ndarray]:
@@ -135,13 +156,19 @@ def check_arrays(arrays: Mapping[str, Any], what: str = "inputs") -> dict[str, n
 
 def _batches(arrays: dict[str, np.ndarray], what: str) -> list[Batch]:
     by_k: dict[int, Batch] = {}
+    digits = len(str(limits.MAX_BATCHES))
     for key, a in arrays.items():
         name, k = key.rsplit("__b", 1)  # every key matched BATCH_KEY (the caller checked)
+        if len(k) > digits or int(k) >= limits.MAX_BATCHES:  # before int() sizes anything
+            raise ValueError(
+                f"inputs: {what}: key {_short(key)!r} names batch {_short(k, 24)}; batches "
+                f"run 0, 1, 2, ... below MAX_BATCHES = {limits.MAX_BATCHES:,}"
+            )
         by_k.setdefault(int(k), {})[name] = a
     ks = sorted(by_k)
-    if ks != list(range(len(ks))):
-        missing = sorted(set(range(ks[-1] + 1)) - set(ks))[:3]
-        raise ValueError(f"inputs: {what} has no batch {missing[0]} (batches run 0, 1, 2, ...)")
+    gap = next((j for j, k in enumerate(ks) if k != j), None)  # the first batch missing
+    if gap is not None:
+        raise ValueError(f"inputs: {what} has no batch {gap} (batches run 0, 1, 2, ...)")
     names = set(by_k[0])
     batches = []
     for k in ks:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from calib import io as cio
-from calib.report._table import CLI_COLUMNS, LayerRow
+from calib.report._table import CLI_COLUMNS, LayerRow, table_spec
 
 if TYPE_CHECKING:
     from calib.report._caches import CacheMatch
@@ -89,11 +89,13 @@ def trt_cache_text(
     return buf.getvalue(), skipped
 
 
-def ort_json_text(rows: Sequence[LayerRow], method: str = "entropy") -> tuple[str, list[str]]:
+def ort_json_text(rows: Sequence[LayerRow], method: Any = "entropy") -> tuple[str, list[str]]:
     """An ONNX Runtime ``calibration.json`` with ``(lowest, highest) = (-amax, amax)`` (the
-    symmetric quantizer's range), and the skipped names."""
+    symmetric quantizer's range), and the skipped names. ``method``: a method name, a
+    :class:`calib.Spec` or its text."""
     amax, skipped = exportable_amax(rows)
-    ort_method = {"entropy": "Entropy", "percentile": "Percentile", "max": "MinMax"}.get(method)
+    name = table_spec(method).method
+    ort_method = {"entropy": "Entropy", "percentile": "Percentile", "max": "MinMax"}.get(name)
     buf = io.StringIO()
     cio.write_ort_calibration_json(buf, {k: (-a, a) for k, a in amax.items()}, method=ort_method)
     return buf.getvalue(), skipped

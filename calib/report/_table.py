@@ -10,8 +10,15 @@ from typing import Any
 import numpy as np
 
 from calib.histogram import Histogram
-from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS, amax_percentile, calibrate
-from calib.policies import check_num_bits, check_variant
+from calib.methods import (
+    DEFAULT_NUM_BITS,
+    DEFAULT_PERCENTILE,
+    METHODS,
+    Calibration,
+    amax_percentile,
+    try_calibrate,
+)
+from calib.spec import Spec
 
 ZERO_SPIKE_SHARE = 0.10
 """Least share of the mass in the bin(s) touching zero for a ``zero spike``."""
@@ -106,48 +113,69 @@ Progress = Callable[[int, int], None]
 # -- one row ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class LayerRow:
-    """One tensor's calibration and the numbers it is judged by.
+    """One tensor: its name, its :class:`calib.Calibration` (the one record of a clip and
+    its metrics), what its histogram says, and the flags.
 
     Attributes
     ----------
     layer : str
         The tensor's name in the file.
+    calibration : Calibration
+        The clip and its metrics (:func:`calib.methods.try_calibrate`: a refusal is a
+        record with amax nan and its message).
     bins : int
         Bins of its histogram.
     max : float
         Largest ``|x|`` the histogram holds (0 when dead).
-    amax : float
-        The method's clip (0 when dead, nan on error).
-    ratio : float
-        ``amax / max`` (nan when dead or on error).
-    clipped : float
-        Share of the mass beyond the clip, 0..1.
-    kl : float
-        KL(P || Q) at the chosen candidate (entropy only; nan otherwise, inf if undefined).
-    sqnr_db : float
-        Signal-to-quantization-noise ratio of the clip, dB (nan when dead or on error).
     zero_share : float
         Share of the mass in the bin(s) touching zero.
     tail_ratio : float
         ``max / p99.99`` of ``|x|`` (inf when the percentile is 0, nan when dead).
     flags : tuple of str
         Those of :data:`FLAGS` that fire, in that order.
-    error : str
-        Why the method refused the tensor ("" when it did not).
+
+    ``amax`` (0 when dead, nan on error), ``ratio`` (``amax / max``), ``clipped`` (share of
+    the mass beyond the clip), ``kl`` (entropy only; nan otherwise, inf if undefined),
+    ``sqnr_db`` and ``error`` are read off the calibration.
     """
 
     layer: str
+    calibration: Calibration
     bins: int
     max: float
-    amax: float
-    ratio: float
-    clipped: float
-    kl: float
-    sqnr_db: float
     zero_share: float
     tail_ratio: float
     flags: tuple[str, ...] = ()
-    error: str = ""
+
+    @property
+    def spec(self) -> Spec:
+        return self.calibration.spec
+
+    @property
+    def amax(self) -> float:
+        return self.calibration.amax
+
+    @property
+    def ratio(self) -> float:
+        """``amax / max`` (nan when dead or on error)."""
+        return self.amax / self.max if self.max > 0 else math.nan
+
+    @property
+    def clipped(self) -> float:
+        return self.calibration.clipped
+
+    @property
+    def kl(self) -> float:
+        return self.calibration.kl
+
+    @property
+    def sqnr_db(self) -> float:
+        return self.calibration.sqnr_db
+
+    @property
+    def error(self) -> str:
+        """Why the method refused the tensor ("" when it did not)."""
+        return self.calibration.error
 
     @property
     def dead(self) -> bool:
@@ -226,53 +254,58 @@ def sparse(hist: Histogram) -> bool:
     return total < OUTLIER_MIN_COUNT or total < SPARSE_PER_BIN * np.count_nonzero(c)
 
 
-def _policies(method: str, target_bins: int | None) -> dict[str, Any]:
-    """The sweep's ``target_bins`` (entropy only): None keeps the variant's own; anything
-    else, 0 included, is the sweep's to check (0 never silently means the default)."""
-    if method != "entropy" or target_bins is None:
-        return {}
-    return {"target_bins": target_bins}
+def table_spec(
+    method: Any = "entropy",
+    variant: str = "seed",
+    num_bits: int = DEFAULT_NUM_BITS,
+    target_bins: int | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> Spec:
+    """The :class:`calib.Spec` of a table: ``method`` itself when it is a spec (or a
+    calibrator's text, ``"entropy:mxnet@4"``), else the loose settings of a page or the
+    command line (:meth:`calib.Spec.build`: the variant and ``target_bins`` count for
+    entropy only, the percentile for percentile)."""
+    if isinstance(method, Spec):
+        return method
+    if not isinstance(method, str):
+        raise ValueError(f"method must be one of {METHODS}, got {method!r:.60}")
+    if method not in METHODS:
+        try:
+            return Spec.parse(method)
+        except ValueError as exc:
+            raise ValueError(f"method must be one of {METHODS} or a calibrator: {exc}") from None
+    if target_bins is not None and (
+        isinstance(target_bins, bool) or not isinstance(target_bins, (int, np.integer))
+    ):
+        raise ValueError(f"target_bins must be an integer or None, got {target_bins!r:.60}")
+    return Spec.build(method, variant, num_bits, target_bins, percentile)
 
 
 def layer_row(
     name: str,
     hist: Histogram,
-    method: str = "entropy",
+    method: Any = "entropy",
     variant: str = "seed",
     num_bits: int = DEFAULT_NUM_BITS,
     target_bins: int | None = None,
     *,
     percentile: float = DEFAULT_PERCENTILE,
 ) -> LayerRow:
-    """One tensor's row: :func:`calib.methods.calibrate` and the flags (module docstring).
+    """One tensor's row: :func:`calib.methods.try_calibrate` and the flags (module
+    docstring). ``method`` is a :class:`calib.Spec`, its text, or a method name with the
+    loose settings after it (:func:`table_spec`).
 
     A ``ValueError`` from the method (a bad setting for this tensor) becomes a row with the
-    ``error`` flag and the message; ``method`` itself must be one of :data:`METHODS`.
+    ``error`` flag and the message; the spec itself must be valid.
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r:.60}")
+    spec = table_spec(method, variant, num_bits, target_bins, percentile)
     share, step = zero_spike(hist)
     tail = tail_ratio(hist)
     mx = hist.max_abs
     common = {"layer": name, "bins": hist.n_bins, "max": mx, "zero_share": share}
-    extra = {"percentile": percentile} if method == "percentile" else {}
-    try:
-        cal = calibrate(
-            hist, method, num_bits, variant=variant, **extra, **_policies(method, target_bins)
-        )
-    except ValueError as exc:
-        nan = math.nan
-        return LayerRow(
-            **common,
-            amax=nan,
-            ratio=nan,
-            clipped=nan,
-            kl=nan,
-            sqnr_db=nan,
-            tail_ratio=tail,
-            flags=("error",),
-            error=str(exc),
-        )
+    cal = try_calibrate(hist, spec)
+    if cal.error:
+        return LayerRow(**common, calibration=cal, tail_ratio=tail, flags=("error",))
     sweep = cal.sweep
     flags = []
     if cal.dead:
@@ -292,17 +325,7 @@ def layer_row(
             flags.append("smallest candidate")
         if cal.amax <= 0:
             flags.append("zero amax")
-    kl = sweep.min_kl if sweep is not None and not cal.dead else math.nan
-    return LayerRow(
-        **common,
-        amax=cal.amax,
-        ratio=cal.amax / mx if mx > 0 else math.nan,
-        clipped=cal.metrics.clipped_fraction,
-        kl=kl,
-        sqnr_db=cal.metrics.sqnr_db,
-        tail_ratio=tail,
-        flags=tuple(flags),
-    )
+    return LayerRow(**common, calibration=cal, tail_ratio=tail, flags=tuple(flags))
 
 
 def layer_table(
@@ -321,15 +344,16 @@ def layer_table(
     ----------
     hists : dict of str to Histogram
         The tensors, as :func:`calib.load_histograms` returns them.
-    method : str
-        One of :data:`calib.METHODS`.
+    method : Spec or str
+        A :class:`calib.Spec` or its text (``"entropy:mxnet@4"``), or one of
+        :data:`calib.METHODS` with the settings below (:func:`table_spec`).
     variant : str
         The KL sweep's preset (entropy only).
     num_bits : int
         The quantizer's bits (the metrics, and the MSE search, use it).
     target_bins : int or None
-        Quantized levels of the KL sweep (entropy only); None keeps the variant's own
-        (for int8) or ``2**(num_bits - 1)``, as :func:`calib.calibrate` does.
+        Quantized levels of the KL sweep (entropy only); None keeps the variant's own for
+        ``num_bits`` (:func:`calib.policies.levels_for`), as :func:`calib.calibrate` does.
     progress : callable, optional
         Called as ``progress(done, total)`` after each tensor.
     percentile : float
@@ -347,25 +371,16 @@ def layer_table(
     >>> [r.flags for r in layer_table({"flat": h, "dead": Histogram(np.zeros(4), np.arange(5.))})]
     [(), ('dead',)]
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r:.60}")
+    spec = table_spec(method, variant, num_bits, target_bins, percentile)
     if not isinstance(hists, Mapping):
         raise ValueError(f"hists must be a dict of name -> Histogram, got {type(hists).__name__}")
     for name, hist in hists.items():
         if not isinstance(hist, Histogram):
             raise ValueError(f"hists[{name!r:.60}] must be a Histogram, got {type(hist).__name__}")
-    check_variant(variant)
-    check_num_bits(num_bits)
-    if target_bins is not None and (
-        isinstance(target_bins, bool) or not isinstance(target_bins, (int, np.integer))
-    ):
-        raise ValueError(f"target_bins must be an integer or None, got {target_bins!r:.60}")
     rows = []
     total = len(hists)
     for done, (name, hist) in enumerate(hists.items(), start=1):
-        rows.append(
-            layer_row(name, hist, method, variant, num_bits, target_bins, percentile=percentile)
-        )
+        rows.append(layer_row(name, hist, spec))
         if progress is not None:
             progress(done, total)
     return rows

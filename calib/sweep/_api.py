@@ -119,16 +119,48 @@ def _dead_result(variant: str, policy: Policy, T: int, h: Histogram) -> SweepRes
     )  # fmt: skip
 
 
+START_KL = {"inf": np.inf, "1e13": 1e13}
+"""``Policy.start_kl``: the KL a search starts below (the seed's ``min_kl_divergence``)."""
+
+
 def _finish(variant, policy, T, h, prep, kl) -> SweepResult:
     kl = np.where(np.isnan(kl), np.inf, kl)
     if not np.isfinite(kl).any() and policy.truncate != "none":
         _refuse_truncated_fractions(policy, h)
     eps = policy.eps if policy.smoothing != "none" else 0.0
     i = pick_minimum(kl, policy.ties, tie_scale(prep.h, policy.normalize == "pq", eps))
+    notes = []
+    start = START_KL[policy.start_kl]
+    if np.isfinite(kl[i]) and kl[i] >= start:
+        # the seed keeps its first candidate unless some KL is below where it started
+        notes.append(
+            f"every candidate's KL is at least {policy.start_kl}, where the seed's search "
+            f"starts (min_kl_divergence = 10000000000000; these raw counts total "
+            f"{h.total:.3g}), so it answers its first candidate, {int(prep.cand[0])}; the "
+            f"smallest KL is at {int(prep.cand[i])}. Normalise the counts (divide by their "
+            "total) or set start_kl='inf' for the minimum"
+        )
+        i = 0
+    if policy.truncate == "mass" and not prep.whole_counts:
+        notes.append(
+            "these counts are not whole numbers: MXNet's Python truncates each level's sum "
+            "(followed here, levels summed left to right), while its C++ op "
+            "calibrate_entropy (which TVM follows) truncates every bin before summing, and "
+            "may answer otherwise on fractions. Give raw sample counts to agree with both"
+        )
+    if variant == "modelopt":
+        total = float(prep.h.sum())
+        if round(total) != total:
+            notes.append(
+                f"ModelOpt's own _compute_amax_entropy stops with 'Count mismatch' on these "
+                f"counts: it checks that they total a whole number (they total {total:.6g}), "
+                "as sample counts do; this is what its arithmetic (scipy's entropy) gives"
+            )
     return SweepResult(
         variant=variant, policy=policy, target_bins=T, histogram=h, candidates=prep.cand,
         kl=kl, thresholds=prep.thresholds,
         best=int(prep.cand[i]), best_index=i, amax=float(prep.thresholds[i]), dead=False,
+        notes=tuple(notes),
     )  # fmt: skip
 
 

@@ -321,7 +321,10 @@ class _SmoothTables:
         self.PLP = _prefix(np.where(large, hn * np.log(hn), 0.0))
         self.LP = _prefix(np.where(large, np.log(hn), 0.0))
         self.NZ = _prefix(large)
-        self.INV = [_prefix(np.where(large, hn ** (-k), 0.0)) for k in range(1, _TAYLOR_TERMS)]
+        if c_max > 0:
+            self.INV = [_prefix(np.where(large, hn ** (-k), 0.0)) for k in range(1, _TAYLOR_TERMS)]
+        else:  # no candidate shifts P: the series has no terms (and 1e-67 ** -5 overflows)
+            self.INV = [np.zeros(h.size + 1)] * (_TAYLOR_TERMS - 1)
         self.small_at = np.flatnonzero((h > 0) & ~large)
         self.small_h = h[self.small_at]
 

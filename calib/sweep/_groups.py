@@ -189,6 +189,60 @@ def _compute_whole_levels(L: np.ndarray, T: int, merge: str, remainder: str) -> 
     return _WholeLevels(e_rel, k_a, k_b)
 
 
+_CANCELLED = 2.0**-26  # a level mass below this share of the prefix before it is re-summed
+
+
+def _resum_cancelled(
+    h: np.ndarray, H: np.ndarray, e: np.ndarray, mass: np.ndarray, nz: np.ndarray
+) -> np.ndarray:
+    """Level masses ``H[e1] - H[e0]``, with those the subtraction cannot hold summed bin by bin.
+
+    A prefix sum keeps about 16 digits of the total before a level, so the mass of a level
+    of 1e-83 counts after 1e-25 of them reads as 0 (or as rounding noise): its Q would be 0
+    where P is not, and the KL inf, which the tools' own bin-by-bin sums never give
+    (ModelOpt's on counts spanning 1e-57, every candidate). Where a level with a non-zero bin
+    has a mass below 2**-26 of the prefix at its end (its relative error could pass 3e-9),
+    its bins are summed directly. Integer counts below 2**53 never need it.
+    """
+    suspect = (nz > 0) & (mass < _CANCELLED * H[e[:, 1:]])
+    if not suspect.any():
+        return mass
+    r, k = np.nonzero(suspect)
+    lo, hi = e[r, k], e[r, k + 1]
+    # reduceat over [lo, hi) pairs, interleaved; h has one empty bin of padding at the end
+    idx = np.empty(2 * lo.size, dtype=np.intp)
+    idx[0::2], idx[1::2] = lo, np.minimum(hi, h.size - 1)
+    sums = np.add.reduceat(h, idx)[0::2]
+    out = mass.copy()
+    out[r, k] = sums
+    return out
+
+
+def _sequential_level_sums(
+    h: np.ndarray, a: np.ndarray, L: np.ndarray, T: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's T whole-bin level sums and its remainder's sum, added left to right
+    in float64 as ONNX Runtime's ``sum(sliced[start:end])`` and the loop references do.
+
+    Truncating a float sum to an integer depends on its last bit (0.1 + 0.2 + 0.7 is
+    0.9999999999999999, cut to 0, where a prefix-sum difference may give 1.0), so the
+    truncating variants sum fractional counts this way rather than off prefix sums: O(L)
+    per candidate, the dense engine's cost. (``np.cumsum`` adds in order; ``np.sum``
+    and ``np.add.reduceat`` add pairwise.)
+    """
+    R = a.size
+    sums = np.zeros((R, T))
+    rest = np.zeros(R)
+    for r in range(R):
+        m = int(L[r]) // T
+        window = h[a[r] : a[r] + L[r]]
+        if m:
+            sums[r] = np.cumsum(window[: T * m].reshape(T, m), axis=1)[:, -1]
+        if L[r] > T * m:
+            rest[r] = np.cumsum(window[T * m :])[-1]
+    return sums, rest
+
+
 def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _Groups:
     T = prep.T
     a, b = prep.a[rows], prep.b[rows]
@@ -205,7 +259,9 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
     G = np.take(tab.stacked_hnz if s == 0 else tab.stacked_hnzw, e, axis=1)
     D = G[:, :, 1:] - G[:, :, :-1]
     mass, nz = D[0], D[1]
-    dw = D[0] if s == 0 else D[2]
+    if s == 0:
+        mass = _resum_cancelled(tab.h, tab.H, e, mass, nz)
+    dw = mass if s == 0 else D[2]
     orphan = policy.remainder == "orphan"
     if orphan:  # remainder bins [a + T m, b): their mass joins the last level, their Q is 0
         mass = mass.copy()
@@ -217,9 +273,15 @@ def _groups_whole(prep: _Prep, policy: Policy, rows: np.ndarray, tab=None) -> _G
         # MXNet and ONNX Runtime store the last group in an integer array, then add the
         # remainder to it: trunc(trunc(group) + remainder)
         group_end = a + T * (L // T)
-        group = tab.H[group_end] - tab.H[e[:, -2]]
         mass = mass.copy()
-        mass[:, -1] = np.trunc(np.trunc(group) + (tab.H[b] - tab.H[group_end]))
+        if prep.whole_counts:  # integer prefix sums are exact
+            group = tab.H[group_end] - tab.H[e[:, -2]]
+            rest = tab.H[b] - tab.H[group_end]
+        else:  # where a truncation falls hangs on the last bit: sum as the sources do
+            sums, rest = _sequential_level_sums(prep.h, a, L, T)
+            mass[:, :-1] = sums[:, :-1]
+            group = sums[:, -1]
+        mass[:, -1] = np.trunc(np.trunc(group) + rest)
     if policy.expand == "uniform":
         count = (e_rel[:, 1:] - e_rel[:, :-1]).astype(np.float64)
     else:

@@ -70,6 +70,7 @@ class _Prep:
     tail_lo: np.ndarray  # mass left of the window, folded into bin a
     tail_hi: np.ndarray  # mass right of the window, folded into bin b - 1
     thresholds: np.ndarray
+    whole_counts: bool = True  # every count a whole number (prefix sums of them are exact)
 
 
 def prepared_counts(h: Histogram, policy: Policy) -> np.ndarray:
@@ -115,14 +116,18 @@ def _prepare(h: Histogram, T: int, policy: Policy) -> _Prep:
             f"bins; the smallest keeps {(b - a).min()} (raise start_bin)"
         )
     H = np.concatenate([[0.0], np.cumsum(c)])
+    # the mass right of each window summed from the right: H[-1] - H[b] would lose a tail
+    # of tiny counts behind a large prefix (an empty edge bin would then look empty in P)
+    S = np.concatenate([np.cumsum(c[::-1])[::-1], [0.0]])
     e = h.edges
     if policy.threshold == "edge":
         thr = e[b]
     else:
         thr = e[b] + 0.5 * (e[b] - e[b - 1])
     return _Prep(
-        h=c, T=T, cand=cand, a=a, b=b, tail_lo=H[a], tail_hi=H[-1] - H[b],
+        h=c, T=T, cand=cand, a=a, b=b, tail_lo=H[a], tail_hi=S[b],
         thresholds=np.asarray(thr, dtype=np.float64),
+        whole_counts=bool(np.array_equal(c, np.floor(c)) and H[-1] < 2.0**53),
     )  # fmt: skip
 
 

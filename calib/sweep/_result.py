@@ -12,7 +12,7 @@ import numpy as np
 from calib.histogram import Histogram
 from calib.policies import Policy
 from calib.sweep._dense import _dense_block, _dense_terms
-from calib.sweep._prepare import _prepare
+from calib.sweep._prepare import _prepare, prepared_counts, tie_scale
 
 
 # --------------------------------------------------------------------------------------
@@ -84,6 +84,10 @@ class SweepResult:
     histogram : Histogram
         The histogram swept: the input, folded to |x| or mirrored to signed when the
         variant's layout asked for it.
+    notes : tuple of str
+        Where this answer is not simply the smallest KL, or where the tool the variant
+        reproduces would not give it, one sentence each saying why (the seed's search
+        starting below 1e13; ModelOpt's count check). Empty for an ordinary sweep.
 
     Examples
     --------
@@ -108,10 +112,20 @@ class SweepResult:
     best_index: int
     amax: float
     dead: bool
+    notes: tuple[str, ...] = ()
 
     @property
     def min_kl(self) -> float:
         return float(self.kl[self.best_index])
+
+    @property
+    def kl_scale(self) -> float:
+        """The size of the terms each KL is summed from (``calib.sweep.tie_scale``): a KL
+        within ``calib.numbers.KL_ROUNDING`` of it is 0 within rounding
+        (``calib.numbers.fmt_kl(kl, result.kl_scale)``)."""
+        eps = self.policy.eps if self.policy.smoothing != "none" else 0.0
+        counts = prepared_counts(self.histogram, self.policy)
+        return tie_scale(counts, self.policy.normalize == "pq", eps)
 
     def index_of(self, candidate: int) -> int:
         """Index into ``candidates`` of one candidate; ValueError if it is not one."""
