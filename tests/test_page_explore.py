@@ -841,6 +841,7 @@ def test_the_view_survives_a_visit_to_another_page():
         at.switch_page(str(pages[0].relative_to(Path(APP).parent))).run()
 
 
+@pytest.mark.slow
 def test_thirteen_bits_sweep_at_their_own_levels_and_say_so():
     """At 13 bits the seed uses 4096 levels, past the slider's usual 2048: the page sweeps
     at 4096 and says so (main clamped the slider, and the sweep, to 2048: a threshold of
