@@ -34,7 +34,7 @@ Rounding, per candidate in O(min(k, qmax + 1))
     the cell's own size, never a difference of running totals from 0 (which would lose
     about ``qmax^3`` ulps at the far cells: 4% of the answer at 16 bits).
 
-Agreement with the piece-by-piece reference (``calib.dev.reference.clip_mse_direct``):
+Agreement with the piece-by-piece reference (``calib.reference.clip_mse_direct``):
 a relative 1e-12 on every clip in the tests, at every bit width.
 """
 

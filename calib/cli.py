@@ -131,7 +131,9 @@ def _thresholds_spec(ns: argparse.Namespace) -> Spec:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m calib", description=__doc__.split("\n")[0])
+    # the console script is "calib"; python -m calib would show argparse "__main__.py"
+    prog = "calib" if os.path.basename(sys.argv[0]) == "calib" else "python -m calib"
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("thresholds", help="threshold table for a histogram file (default)")
     t.add_argument("file", help="histogram file: .npz (multi-layer), .npy, .csv or .json")
@@ -160,9 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=("table", "json"), default="table")
     b = sub.add_parser(
         "bench",
-        help="time the loop references against the sweep; 'bench evaluate' times a 200-tensor "
-        "sensitivity table against plain inference; 'bench collect DIR' times the "
-        "collector on a real model against plain inference and ONNX Runtime's",
+        help="(from a checkout) time the loop references against the sweep; 'bench evaluate' "
+        "times a 200-tensor sensitivity table against plain inference; 'bench collect DIR' "
+        "times the collector on a real model against plain inference and ONNX Runtime's",
     )
     b.add_argument("--quick", action="store_true", help="small sizes, one repeat (smoke test)")
     c = sub.add_parser("collect", help="histogram an ONNX model's tensors (needs onnxruntime)")
@@ -370,24 +372,41 @@ def _note_skipped(path: str, skipped: list[str]) -> None:
               f"or a name a line cannot hold): {names}{more}", file=sys.stderr)  # fmt: skip
 
 
+NEEDS_CHECKOUT = (
+    "error: 'calib bench' is a maintainers' tool: it runs from a checkout of calib's source "
+    "(python -m calib bench there); an installed calib leaves calib/dev out"
+)
+
+
+def _dev_tool(name: str):
+    """``calib.dev.<name>``, or None after one line on stderr when calib/dev is not there
+    (an installed wheel leaves the maintainers' folder out)."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"calib.dev.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("calib.dev", f"calib.dev.{name}"):
+            raise  # something calib.dev itself needs: the real error
+        print(NEEDS_CHECKOUT, file=sys.stderr)
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:2] == ["bench", "collect"]:  # the collector on a real model: its own options
-        from calib.dev import bench_collect
-
-        return bench_collect.main(args[2:])
-    if args[:2] == ["bench", "evaluate"]:  # the sensitivity table against plain inference
-        from calib.dev import bench_evaluate
-
-        return bench_evaluate.main(args[2:])
+    if args[:2] in (["bench", "collect"], ["bench", "evaluate"]):
+        # the collector on a real model; the sensitivity table against plain inference
+        tool = _dev_tool(f"bench_{args[1]}")
+        return 2 if tool is None else tool.main(args[2:])
     commands = ("thresholds", "bench", "collect", "converge", "evaluate", "-h", "--help")
     if args and args[0] not in commands:
         args.insert(0, "thresholds")
     ns = _parser().parse_args(args)
     if ns.command == "bench":
-        from calib.dev.bench import run_bench
-
-        rows = run_bench(quick=ns.quick)
+        bench = _dev_tool("bench")
+        if bench is None:
+            return 2
+        rows = bench.run_bench(quick=ns.quick)
         return 0 if all(r.met is not False for r in rows) else 1
     if ns.command == "collect":
         return _collect(ns)

@@ -108,6 +108,28 @@ class Histogram:
     Both arrays are copied and made read-only, so a Histogram never changes and
     never shares memory with the caller's arrays. Integer counts stay int64,
     anything else becomes float64.
+
+    Examples
+    --------
+    >>> import numpy as np, calib
+    >>> h = calib.Histogram([3, 1, 0, 2], [0.0, 0.5, 1.0, 1.5, 2.0])
+    >>> h
+    Histogram(4 bins, unsigned, [0, 2], total=6)
+    >>> h.n_bins, h.total, h.counts.dtype
+    (4, 6.0, dtype('int64'))
+    >>> h.counts[0] = 0
+    Traceback (most recent call last):
+        ...
+    ValueError: assignment destination is read-only
+    >>> calib.Histogram([1, 2], [0.0, 1.0, 1.0])
+    Traceback (most recent call last):
+        ...
+    ValueError: edges must be strictly increasing, got edges[1]=1.0 and edges[2]=1.0
+
+    From samples: ``|x|`` into ``bins`` equal bins from 0 to the largest ``|x|``.
+
+    >>> calib.Histogram.from_samples(np.array([-1.0, 0.25, 3.0]), bins=4)
+    Histogram(4 bins, unsigned, [0, 3], total=3)
     """
 
     counts: np.ndarray
@@ -470,7 +492,17 @@ def _redistribute(counts: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.nd
 
 
 def as_histogram(h: Any) -> Histogram:
-    """A Histogram as it is, or a bare counts array as unit-width bins from 0."""
+    """A Histogram as it is, or a bare counts array as unit-width bins from 0.
+
+    Examples
+    --------
+    >>> import calib
+    >>> h = calib.as_histogram([3, 1, 2])
+    >>> h.edges
+    array([0., 1., 2., 3.])
+    >>> calib.as_histogram(h) is h
+    True
+    """
     if isinstance(h, Histogram):
         return h
     return Histogram.from_counts(h)

@@ -97,7 +97,21 @@ POLICY_CHOICES: dict[str, tuple[str, ...]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    """One complete set of choices; see the module docstring for each field."""
+    """One complete set of choices; see the module docstring for each field.
+
+    Examples
+    --------
+    >>> import calib
+    >>> seed = calib.VARIANTS["seed"]
+    >>> seed.changes_from(calib.Policy())
+    {'start_kl': ('inf', '1e13')}
+    >>> calib.VARIANTS["ncnn"].changes_from(seed)["smoothing"]
+    ('none', 'add_eps')
+    >>> calib.Policy(layout="signed")
+    Traceback (most recent call last):
+        ...
+    ValueError: candidates='kept_bins' does not fit layout='signed': half_window goes with ...
+    """
 
     layout: str = "unsigned"
     candidates: str = "kept_bins"

@@ -145,6 +145,19 @@ class Spec:
         the preset already has.
 
     A parameter that does not apply to the method is refused, not ignored.
+
+    Examples
+    --------
+    >>> import calib
+    >>> s = calib.Spec.parse("entropy:mxnet@4")
+    >>> s.method, s.variant, s.num_bits, s.target_bins, str(s)
+    ('entropy', 'mxnet', 4, 15, 'entropy:mxnet@4')
+    >>> s == calib.Spec("entropy", "mxnet", 4)
+    True
+    >>> calib.Spec("max", variant="seed")
+    Traceback (most recent call last):
+        ...
+    ValueError: variant applies to method 'entropy' only, got variant='seed' for method 'max'
     """
 
     method: str = "entropy"

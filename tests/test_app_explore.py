@@ -128,6 +128,7 @@ def test_other_variants_at_their_own_levels():
     assert [o.name for o in overridden.variants] == list(VARIANTS)
 
 
+@pytest.mark.slow
 def test_the_view_computes_with_the_true_levels_at_any_width():
     """At 13 bits the seed uses 4096 levels, past the slider's 2048: the view sweeps at
     4096, as calibrate does (main clamped to 2048: 3.01 against calibrate's 5.98 on the

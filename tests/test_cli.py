@@ -156,3 +156,39 @@ def test_json_is_strict_and_names_print_safely(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "leaves out 2 tensors" in err and "\x1b" not in err
     assert list(calib.read_trt_cache(cache)) == ["red\x1b[31m"]  # exact in the file
+
+
+def test_bench_without_the_maintainers_folder_says_it_needs_a_checkout(monkeypatch, capsys):
+    """An installed wheel has no calib/dev: one line on stderr, exit 2, no traceback (the
+    wheel itself is tried in tests/test_packaging.py). A module calib/dev needs that is
+    missing is still its own error."""
+    import importlib
+
+    real = importlib.import_module
+    missing = "calib.dev"
+
+    def without(name, *args, **kwargs):
+        if name.startswith("calib.dev"):
+            raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", without)
+    for argv in (["bench"], ["bench", "--quick"], ["bench", "collect", "x"], ["bench", "evaluate"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "checkout" in err, err
+    missing = "onnx"
+    with pytest.raises(ModuleNotFoundError, match="onnx"):
+        main(["bench", "evaluate"])
+
+
+def test_the_package_runs_as_a_program_in_process(monkeypatch, capsys):
+    """``calib/__main__.py`` in this process (``python -m calib`` in a child is tested
+    above), with the console script's name in the usage line."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/calib", "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("calib", run_name="__main__")
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: calib ")

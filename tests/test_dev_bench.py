@@ -1,10 +1,13 @@
 """calib.dev.bench (``python -m calib bench``): every variant timed against its loop, and the
 per-cell cost line that explains the seed's ratio."""
 
+import pytest
+
 import calib
 from calib.dev.bench import BenchRow, _cell_costs, run_bench
 
 
+@pytest.mark.slow
 def test_bench_quick_runs_every_variant_and_agrees_with_the_loops():
     lines = []
     rows = run_bench(quick=True, out=lines.append)

@@ -114,6 +114,7 @@ def model_dir(tmp_path_factory):
 EXPECTED = {"x", "mm1", "pre", "h", "mm2", "y", "x0", "masked"}
 
 
+@pytest.mark.slow
 def test_cases_in_process(model_dir, tmp_path):
     kw = dict(batch_size=32, num_bins=256, target_bins=32)
     plain = bc.run_case("plain", model_dir, tmp_path, **kw)
@@ -146,6 +147,7 @@ def test_cases_in_process(model_dir, tmp_path):
     assert x["threshold"] == max(abs(x["lowest"]), abs(x["highest"]))
 
 
+@pytest.mark.slow
 def test_calib_builds_orts_grid(model_dir, tmp_path):
     got = bc.run_case("calib", model_dir, tmp_path, num_bins=256)
     assert got["tensors"] == len(EXPECTED) - 1  # the mask is listed, not collected
@@ -158,11 +160,13 @@ def test_calib_builds_orts_grid(model_dir, tmp_path):
     assert x.bin_width == pytest.approx(2 * first / 256, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_run_case_refuses_an_unknown_case(model_dir, tmp_path):
     with pytest.raises(ValueError, match="case must be one of"):
         bc.run_case("tensorrt", model_dir, tmp_path)
 
 
+@pytest.mark.slow
 def test_run_end_to_end_in_fresh_processes(model_dir):
     b = bc.run(model_dir, batch_size=32, batches=2, num_bins=256, target_bins=32)
     assert [r.case for r in b.results] == list(bc.CASES)
@@ -186,6 +190,7 @@ def test_run_end_to_end_in_fresh_processes(model_dir):
     assert "ORT failed on 1 tensors" in text and "masked" in text
 
 
+@pytest.mark.slow
 def test_a_failing_case_is_reported_not_raised(model_dir, tmp_path):
     (tmp_path / bc.MODEL_FILE).write_bytes(b"not onnx")
     (tmp_path / bc.INPUTS_FILE).write_bytes((model_dir / bc.INPUTS_FILE).read_bytes())
@@ -203,6 +208,7 @@ def test_main_refuses_a_folder_without_the_model(tmp_path, capsys):
     assert "model.onnx" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_command_line_runs_it(model_dir, capsys):
     from calib.cli import main
 

@@ -463,6 +463,7 @@ def _payload(model: bytes, x: dict, amax: dict) -> tuple[Payload, list[Run]]:
     return payload, runs
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_same_results_as_one_process():
     x = {"X": quarters(np.random.default_rng(10), (8, 4, 8))}
     amax = dict.fromkeys(["X", "r", "t", "a", "h"], dyadic_amax(2))
@@ -476,6 +477,7 @@ def test_process_pool_gives_the_same_results_as_one_process():
     assert seen[-1] == (12, 12)
 
 
+@pytest.mark.slow
 def test_a_dask_local_cluster_gives_the_same_results():
     distributed = pytest.importorskip("distributed")
     x = {"X": quarters(np.random.default_rng(11), (8, 4, 8))}

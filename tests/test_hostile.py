@@ -301,6 +301,7 @@ def _quiet(capsys):
     capsys.readouterr()  # the CLI cases print their tables and errors
 
 
+@pytest.mark.slow  # 20 large inputs against a wall-time cap: with the slow tests
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_every_hostile_input_ends_in_a_clear_error_or_a_right_answer(case):
     m = measure(case)

@@ -10,8 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from calib import Histogram, kl_sweep, learn
-from calib.dev.reference import seed_loop
 from calib.policies import VARIANTS
+from calib.reference import seed_loop
 
 LESSONS = list(learn.LESSONS)
 
@@ -50,7 +50,7 @@ def small_histograms(draw):
 # slow references
 # --------------------------------------------------------------------------------------
 def seed_shares_loop(L: int, T: int) -> np.ndarray:
-    """The seed's own boundary arithmetic, one level at a time (calib.dev.reference.seed_loop)."""
+    """The seed's own boundary arithmetic, one level at a time (calib.reference.seed_loop)."""
     W = np.zeros((L, T))
     num_per_bin = L / T
     for i in range(T):

@@ -14,7 +14,7 @@ import calib
 import calib._mse
 import calib.limits
 import calib.methods as methods
-from calib.dev import reference
+from calib import reference
 from calib.histogram import Histogram
 from calib.methods import (
     METHODS,
@@ -345,6 +345,7 @@ def test_the_mse_curve_is_clip_metrics_clip_by_clip(case):
     assert chosen <= scores.min() * (1 + 1e-9)
 
 
+@pytest.mark.slow
 def test_the_mse_search_costs_cells_not_bins_squared(monkeypatch):
     """At 8 bits every candidate costs at most qmax + 1 = 128 cells, so 65,536 bins search in
     8.4 million cells (the direct search would take 4.3 billion piece integrals); at 16 bits

@@ -73,6 +73,7 @@ def model_layer() -> Histogram:
 # --------------------------------------------------------------------------------------
 # the page
 # --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_default_view_shows_every_variant_and_method(model_layer):
     at = run_page()
     assert not at.error and not at.warning
@@ -99,6 +100,7 @@ def test_default_view_shows_every_variant_and_method(model_layer):
         assert len(at.dataframe) == 2 and len(at.get("plotly_chart")) == 3
 
 
+@pytest.mark.slow
 def test_table_is_the_direct_calls(model_layer):
     at = run_page()
     t = table(at)
@@ -140,6 +142,7 @@ def test_figure_lines_sit_at_the_table_amaxes():
     }
 
 
+@pytest.mark.slow
 def test_histogram_size_changes_the_numbers(model_layer):
     at = run_page()
     before = amaxes(at)
@@ -152,6 +155,7 @@ def test_histogram_size_changes_the_numbers(model_layer):
     assert after["mxnet"] == pytest.approx(mxnet, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_source_and_levels_change_the_numbers():
     at = run_page()
     before = amaxes(at)
@@ -178,6 +182,7 @@ def test_source_and_levels_change_the_numbers():
     assert "levels" not in set(at.dataframe[1].value["group"])  # MXNet's 255 is gone
 
 
+@pytest.mark.slow
 def test_dead_layer_demo_has_a_defined_result():
     at = run_page()
     at.session_state["compare_demo"] = "Dead layer"
@@ -194,6 +199,7 @@ def test_dead_layer_demo_has_a_defined_result():
         assert at.markdown[-1].value.startswith("dead layer")
 
 
+@pytest.mark.slow
 def test_every_demo_renders():
     at = run_page()
     at.session_state["compare_hist_bins"] = 512  # every demo offers 512: keeps the test fast
@@ -205,6 +211,7 @@ def test_every_demo_renders():
         assert len(table(at)) == len(VARIANTS) + len(METHODS)
 
 
+@pytest.mark.slow
 def test_failed_variants_are_counted_not_shown_as_a_range():
     """Issue 10, problem 9: "Variants clip between 65 and 65" when 4 of 5 failed."""
     counts = np.r_[np.arange(100, 0, -1)].astype(np.int64)
@@ -231,6 +238,7 @@ def _try(h: Histogram, variant: str) -> float:
         return math.nan
 
 
+@pytest.mark.slow
 def test_a_share_over_100_percent_is_explained(model_layer):
     """Issue 10, problem 9: "121% of the way back" needed a sentence."""
     at = run_page()

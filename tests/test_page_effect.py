@@ -78,6 +78,7 @@ def test_default_view_shows_the_shipped_minilm_results():
         assert steps["customdata"][1:] == [s["layer"] for s in doc["keep_float"]]
 
 
+@pytest.mark.slow
 def test_selecting_a_tensor_opens_its_histogram_in_explore():
     doc = shipped()
     row = next(i for i, r in enumerate(doc["sensitivity"]) if r["explore"])
@@ -94,6 +95,7 @@ def test_selecting_a_tensor_opens_its_histogram_in_explore():
     assert not any(t.value == "Effect on the model" for t in at.title)
 
 
+@pytest.mark.slow
 def test_a_tensor_explore_has_no_histogram_of_says_so():
     doc = shipped()
     row = next(i for i, r in enumerate(doc["sensitivity"]) if not r["explore"])
@@ -111,6 +113,7 @@ def _npz(**arrays) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_an_uploaded_model_runs_when_asked():
     x = quarters(np.random.default_rng(0), (20, 4, 8))
     at = run_page()
@@ -131,6 +134,7 @@ def test_an_uploaded_model_runs_when_asked():
     assert sorted(frame(at, "effect_sensitivity")["layer"]) == ["X", "a", "h", "r", "t"]
 
 
+@pytest.mark.slow
 def test_an_uploaded_tensor_opens_in_explore_with_its_histogram():
     x = quarters(np.random.default_rng(0), (20, 4, 8))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
@@ -151,6 +155,7 @@ def test_an_uploaded_tensor_opens_in_explore_with_its_histogram():
     assert at.selectbox(key="explore_layers_layer").value == "a"
 
 
+@pytest.mark.slow
 def test_a_bad_upload_shows_an_error_and_the_shipped_results():
     at = run_page()
     at.radio(key="effect_src").set_value("upload").run()

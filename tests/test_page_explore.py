@@ -210,6 +210,7 @@ def test_the_default_view_says_why_its_numbers_are_what_they_are():
     assert any("P and Q are equal here but in 1 bin" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_infinite_kl_candidates_are_counted():
     at = run_app(variant="modelopt")
     r = kl_sweep(model_hist(), variant="modelopt")
@@ -219,6 +220,7 @@ def test_infinite_kl_candidates_are_counted():
     assert notes and notes[0].startswith(f"{n_inf:,} of {r.kl.size:,} candidates")
 
 
+@pytest.mark.slow
 def test_target_bins_changes_the_answer_and_the_plots():
     at = run_app()
     before_kl = trace(at, "KL")["y"]
@@ -233,6 +235,7 @@ def test_target_bins_changes_the_answer_and_the_plots():
     assert at.query_params["target_bins"] == "64"
 
 
+@pytest.mark.slow
 def test_histogram_size_changes_the_answer_and_the_plots():
     at = run_app()
     at.select_slider(key="explore_hist_bins").set_value(1024).run()
@@ -245,6 +248,7 @@ def test_histogram_size_changes_the_answer_and_the_plots():
     assert at.query_params["hist_bins"] == "1024"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_renders_with_its_own_levels(variant):
     at = run_app()
@@ -257,6 +261,7 @@ def test_every_variant_renders_with_its_own_levels(variant):
     assert at.query_params["variant"] == variant
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("demo", list(DEMOS))
 def test_every_demo_renders(demo):
     at = run_app(src="demo", demo=demo)
@@ -277,6 +282,7 @@ def test_every_demo_renders(demo):
     assert_clip_at(at, r.amax, r.min_kl)
 
 
+@pytest.mark.slow
 def test_log_y_switches_the_count_axes():
     at = run_app()
     for name in ("histogram", "pq_chosen", "pq_picked"):
@@ -287,6 +293,7 @@ def test_log_y_switches_the_count_axes():
     assert at.query_params["log_y"] == "false"
 
 
+@pytest.mark.slow
 def test_bit_width_sets_levels_sqnr_and_mse_line():
     at = run_app()
     at.select_slider(key="explore_num_bits").set_value(4).run()
@@ -299,6 +306,7 @@ def test_bit_width_sets_levels_sqnr_and_mse_line():
     assert at.query_params["num_bits"] == "4"
 
 
+@pytest.mark.slow
 def test_other_variants_lines_on_request():
     at = run_app()
     assert not set(VARIANTS) & set(shapes(at))
@@ -314,6 +322,7 @@ def test_other_variants_lines_on_request():
 # --------------------------------------------------------------------------------------
 # policies
 # --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_overriding_a_policy_reruns_and_shows_the_override():
     at = run_app()
     expander = at.expander[0]
@@ -331,6 +340,7 @@ def test_overriding_a_policy_reruns_and_shows_the_override():
     assert "zero_q" not in at.query_params
 
 
+@pytest.mark.slow
 def test_a_new_variant_resets_the_policies():
     at = run_app()
     at.selectbox(key="explore_policy_ties").set_value("last").run()
@@ -340,6 +350,7 @@ def test_a_new_variant_resets_the_policies():
     assert at.number_input(key="explore_policy_eps").value == pytest.approx(1e-4)
 
 
+@pytest.mark.slow
 def test_an_impossible_combination_is_an_error_not_a_traceback():
     at = run_app()
     at.selectbox(key="explore_policy_layout").set_value("signed").run()
@@ -355,6 +366,7 @@ def test_an_impossible_combination_is_an_error_not_a_traceback():
     assert not at.error and len(at.metric) == 7
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bins", [16, 32, 64])
 def test_histograms_under_128_bins_open_with_target_bins_that_fit(bins):
     """Issue 10, problem 3: 16/32/64 bins replaced the whole view with "start_bin must be
@@ -378,6 +390,7 @@ def test_histograms_under_128_bins_open_with_target_bins_that_fit(bins):
     assert "mse" in shapes(at)
 
 
+@pytest.mark.slow
 def test_a_100_bin_upload_opens():
     counts = np.r_[np.arange(100, 0, -1), 0].astype(np.int64)[:100]
     at = upload(run_app(), "histogram", "h100.npy", npy(counts))
@@ -387,6 +400,7 @@ def test_a_100_bin_upload_opens():
     assert_clip_at(at, r.amax, r.min_kl)
 
 
+@pytest.mark.slow
 def test_a_sweep_of_one_candidate_opens():
     counts = np.r_[np.arange(129, 0, -1)].astype(np.int64)  # 129 bins, 128 levels: bin 128 only
     at = upload(run_app(), "histogram", "h129.npy", npy(counts))
@@ -394,6 +408,7 @@ def test_a_sweep_of_one_candidate_opens():
     assert metrics(at)["Threshold (bins)"] == "128"
 
 
+@pytest.mark.slow
 def test_the_kl_curve_zooms_to_a_range_of_candidates():
     """Issue 10, problem 11: a click resolved about 8 candidates a pixel; the curve now
     shows the range of candidates the zoom slider asks for."""
@@ -421,6 +436,7 @@ def test_the_kl_curve_zooms_to_a_range_of_candidates():
     assert trace(at, "candidates")["customdata"][-1] == every.candidates[-1]
 
 
+@pytest.mark.slow
 def test_target_bins_can_be_typed():
     """Issue 10, problem 11: 2..2048 on a 210-pixel slider; 127 cannot be set by mouse."""
     at = run_app()
@@ -436,6 +452,7 @@ def test_target_bins_can_be_typed():
 # --------------------------------------------------------------------------------------
 # picking a candidate: the threshold slider and a click on the KL curve
 # --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_threshold_slider_picks_a_candidate():
     at = run_app()
     r = kl_sweep(model_hist())
@@ -478,6 +495,7 @@ def click_kl_curve(at: AppTest, candidate: int) -> AppTest:
     return select_on_kl_curve(at, [group])
 
 
+@pytest.mark.slow
 def test_clicking_a_marker_of_the_kl_curve_picks_its_candidate():
     at = run_app()
     r = kl_sweep(model_hist())
@@ -509,6 +527,7 @@ def test_clicking_a_marker_of_the_kl_curve_picks_its_candidate():
     assert at.slider(key="explore_candidate").value == 300
 
 
+@pytest.mark.slow
 def test_coming_back_from_another_page_picks_nothing():
     """Streamlit drops the chart's state while another page runs; the first run back read
     the lost selection as a click on the marker clicked before."""
@@ -523,6 +542,7 @@ def test_coming_back_from_another_page_picks_nothing():
     assert at.query_params["candidate"] == "300"
 
 
+@pytest.mark.slow
 def test_a_marker_clicked_before_a_zoom_is_picked_again_after_it():
     """A zoom draws a new chart (a new key), and zooming back out another: each starts
     with nothing selected, so the marker clicked before the zoom is a new click after."""
@@ -541,6 +561,7 @@ def test_a_marker_clicked_before_a_zoom_is_picked_again_after_it():
     assert at.slider(key="explore_candidate").value == marks[-2]
 
 
+@pytest.mark.slow
 def test_a_zoom_on_undefined_kls_only_draws_a_linear_axis():
     """ModelOpt on the default layer: 1,875 of 1,924 KLs are infinite. A zoom on two of
     them crashed the page (a log axis of nothing)."""
@@ -554,6 +575,7 @@ def test_a_zoom_on_undefined_kls_only_draws_a_linear_axis():
     assert np.isnan(trace(at, "KL")["y"]).all()
 
 
+@pytest.mark.slow
 def test_a_click_after_a_narrower_zoom_is_not_lost():
     """A marker selected on the whole curve may not exist on a narrower zoom (ECharts
     drops it): the next click still picks the marker clicked."""
@@ -586,6 +608,7 @@ def two_layers() -> dict[str, Histogram]:
     }
 
 
+@pytest.mark.slow
 def test_multi_layer_npz_upload_with_layer_picker():
     hists = two_layers()
     buf = io.BytesIO()
@@ -621,6 +644,7 @@ def single_histogram_files() -> list[tuple[str, bytes, Histogram]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "data", "hist"), single_histogram_files(), ids=["npy", "csv", "json"]
 )
@@ -632,6 +656,7 @@ def test_single_histogram_uploads(name, data, hist):
     assert at.caption[0].value.startswith(f"**{name}**")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["npy", "csv"])
 def test_raw_sample_uploads_are_histogrammed_at_the_chosen_size(fmt):
     x = np.random.default_rng(8).laplace(size=(50, 40))
@@ -669,6 +694,7 @@ BAD_FILES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("what", "kind", "name", "data", "match"), BAD_FILES, ids=[b[0] for b in BAD_FILES]
 )
@@ -683,6 +709,7 @@ def test_bad_uploads_show_an_error_and_keep_the_previous_view(what, kind, name, 
     assert metrics(at) == before and charts(at) == 4
 
 
+@pytest.mark.slow
 def test_oversize_upload_is_refused(monkeypatch):
     # the server refuses files over maxUploadSize itself; the page checks again
     monkeypatch.setattr(sources, "MAX_UPLOAD_BYTES", 2000)
@@ -690,6 +717,7 @@ def test_oversize_upload_is_refused(monkeypatch):
     assert len(at.error) == 1 and "uploads are limited to" in at.error[0].value
 
 
+@pytest.mark.slow
 def test_a_bad_file_after_a_good_one_keeps_the_good_one():
     hist = single_histogram_files()[1][2]
     at = upload(run_app(), "histogram", "good.csv", single_histogram_files()[1][1])
@@ -706,6 +734,7 @@ def test_a_bad_file_after_a_good_one_keeps_the_good_one():
 # --------------------------------------------------------------------------------------
 # the query string
 # --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_query_params_set_before_the_run_are_honoured():
     layer = "encoder.layer.3.output.dense:output"
     at = run_app(
@@ -725,6 +754,7 @@ def test_query_params_set_before_the_run_are_honoured():
     assert at.query_params["layer"] == layer and at.query_params["truncate"] == "none"
 
 
+@pytest.mark.slow
 def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
     """Issue 10, problem 11: the URL left out the picked candidate and "show other
     variants"."""
@@ -742,6 +772,7 @@ def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
     assert other.slider(key="explore_candidate").value == kl_sweep(model_hist()).candidates[-1]
 
 
+@pytest.mark.slow
 def test_the_layers_page_link_opens_that_layer():
     layer = "encoder.layer.2.output.dense:output"
     link = calib.explore.explore_query("model", layer=layer, variant="ncnn")
@@ -751,6 +782,7 @@ def test_the_layers_page_link_opens_that_layer():
     assert_clip_at(at, r.amax, r.min_kl)
 
 
+@pytest.mark.slow
 def test_bad_query_values_are_ignored_with_a_warning():
     at = run_app(layer="no.such.layer", target_bins="lots", variant="mxnet")
     assert not at.error
@@ -766,6 +798,7 @@ def test_bad_query_values_are_ignored_with_a_warning():
     assert not at.warning  # said once
 
 
+@pytest.mark.slow
 def test_widget_changes_write_the_query_string_back():
     at = run_app()
     layer = "encoder.layer.4.output.dense:output"
@@ -787,6 +820,7 @@ def test_widget_changes_write_the_query_string_back():
     assert at.query_params["layer"] == layer
 
 
+@pytest.mark.slow
 def test_the_view_survives_a_visit_to_another_page():
     pages = [p for p in sorted((Path(APP).parent / "pages").glob("*.py")) if p.name != EXPLORE]
     layer = "encoder.layer.3.output.dense:output"
@@ -807,6 +841,7 @@ def test_the_view_survives_a_visit_to_another_page():
         at.switch_page(str(pages[0].relative_to(Path(APP).parent))).run()
 
 
+@pytest.mark.slow
 def test_thirteen_bits_sweep_at_their_own_levels_and_say_so():
     """At 13 bits the seed uses 4096 levels, past the slider's usual 2048: the page sweeps
     at 4096 and says so (main clamped the slider, and the sweep, to 2048: a threshold of

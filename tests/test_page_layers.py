@@ -100,6 +100,7 @@ def test_every_flag_shown_is_explained_and_unflagged_rows_say_so():
     assert [t["name"] for t in fig["data"]] == ["no flag", "flagged"]
 
 
+@pytest.mark.slow
 def test_variant_and_method_change_the_amaxes():
     at = run_page()
     seed = table(at).set_index("layer")["amax"]
@@ -118,6 +119,7 @@ def test_variant_and_method_change_the_amaxes():
     assert at.selectbox(key="layers_variant").disabled
 
 
+@pytest.mark.slow
 def test_target_bins_too_large_shows_an_error_and_keeps_the_other_rows():
     at = run_page()
     at.number_input(key="layers_target_bins").set_value(2500).run()
@@ -130,6 +132,7 @@ def test_target_bins_too_large_shows_an_error_and_keeps_the_other_rows():
     assert (df["bins"][errors] <= 2500).all() and (df["bins"][~errors] > 2500).all()
 
 
+@pytest.mark.slow
 def test_selecting_a_row_opens_it_in_explore():
     # switch_page resolves page paths against the entry point, so enter through app.py
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
@@ -173,6 +176,7 @@ def download(at: AppTest, key: str, saved: dict[str, bytes]) -> str:
     return saved[file_id].decode()
 
 
+@pytest.mark.slow
 def test_exports_read_back(downloads):
     at = upload_histograms(run_page(), "small.npz", npz_bytes(small_file()))
     assert not at.exception and not at.error
@@ -195,6 +199,7 @@ def test_exports_read_back(downloads):
     assert any("dead layer" in c.value and "no scale" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, data, says",
     [
@@ -217,6 +222,7 @@ def test_a_bad_upload_shows_an_error_and_keeps_the_previous_table(name, data, sa
     assert set(table(at)["layer"]) == set(small_file())  # the previous table stays
 
 
+@pytest.mark.slow
 def test_a_cache_shows_cached_thresholds_and_flags_problems():
     rows = model_rows()
     names = list(rows)
@@ -272,6 +278,7 @@ def _relu_model() -> bytes:
     return model.SerializeToString()
 
 
+@pytest.mark.slow
 def test_collect_from_an_uploaded_onnx_model():
     x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
     buf = io.BytesIO()
@@ -290,6 +297,7 @@ def test_collect_from_an_uploaded_onnx_model():
     assert sorted(table(at)["layer"]) == ["X", "Y", "h"]  # the last good file stays
 
 
+@pytest.mark.slow
 def test_a_collected_tensor_opens_in_explore_and_downloads(downloads):
     """Issue 10, problem 2: a row of histograms collected from an ONNX model used to open
     an empty Explore asking for "the same file", which the user never had."""

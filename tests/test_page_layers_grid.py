@@ -110,6 +110,7 @@ def test_the_grid_pages_through_the_tables_order():
     assert clips == maxes  # max calibration clips at the max
 
 
+@pytest.mark.slow
 def test_clicking_a_panel_opens_it_in_explore():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     at.switch_page(PAGE).run()
@@ -133,6 +134,7 @@ def test_clicking_a_panel_opens_it_in_explore():
     assert any(t.value == "Layers" for t in at.title)
 
 
+@pytest.mark.slow
 def test_two_hundred_and_forty_tensors_page_fast():
     at = run_page()
     t0 = time.perf_counter()
@@ -207,6 +209,7 @@ def test_convergence_of_the_shipped_model_is_calib_convergence():
         assert lines[f"{m} settled"]["x"] == [int(traces[other].samples[j])]
 
 
+@pytest.mark.slow
 def test_convergence_of_an_uploaded_file_and_of_one_without_traces():
     at = upload(run_page(), "many.npz", many_tensors())
     assert not at.exception and not at.error
@@ -225,6 +228,7 @@ def test_convergence_of_an_uploaded_file_and_of_one_without_traces():
     assert panels(at)  # the grid is there all the same
 
 
+@pytest.mark.slow
 def test_histograms_collected_on_the_page_have_a_grid_and_say_how_to_get_traces():
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

@@ -89,6 +89,7 @@ def test_default_view_shows_every_step_with_the_seeds_numbers():
     assert list(values(trace(fig, "minimum")["x"])) == [19]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_runs_and_shows_its_own_answer(variant):
     at = run_page()
@@ -104,6 +105,7 @@ def test_every_variant_runs_and_shows_its_own_answer(variant):
     assert len(at.get("plotly_chart")) >= 6
 
 
+@pytest.mark.slow
 def test_candidate_widget_changes_the_numbers():
     at = run_page()
     before = metrics(at)
@@ -121,6 +123,7 @@ def test_candidate_widget_changes_the_numbers():
     assert metrics(at)["Kept bins"] == before["Kept bins"]
 
 
+@pytest.mark.slow
 def test_target_bins_widget_changes_the_numbers():
     at = run_page()
     before = metrics(at)
@@ -145,6 +148,7 @@ def open_question(at: AppTest, title: str) -> AppTest:
     return rerun(at)
 
 
+@pytest.mark.slow
 def test_learner_questions_show_what_they_claim():
     at = run_page()
     assert [t.label for t in at.tabs] == list(ul.QUESTIONS)
@@ -165,6 +169,7 @@ def test_learner_questions_show_what_they_claim():
     assert len(set(relu["seed + bins[0] = bins[1]"])) == 1
 
 
+@pytest.mark.slow
 def test_lessons_and_real_sources_keep_the_chosen_levels():
     at = run_page()
     at.slider(key="learn_target_bins").set_value(10)
@@ -184,6 +189,7 @@ def test_lessons_and_real_sources_keep_the_chosen_levels():
         assert int(metrics(at)["Kept bins"]) >= 10
 
 
+@pytest.mark.slow
 def test_a_dead_demo_warns_and_the_rest_of_the_page_stays():
     at = run_page()
     at.selectbox(key="learn_lesson").set_value(OTHER)
@@ -198,6 +204,7 @@ def test_a_dead_demo_warns_and_the_rest_of_the_page_stays():
     assert m["Seed's answer (kept bins)"] == "2047"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_the_largest_target_bins_leave_the_page_whole(variant):
     """Issue 10, problem 4: at 31 levels on a 32-bin lesson the seed and ncnn have one
@@ -215,6 +222,7 @@ def test_the_largest_target_bins_leave_the_page_whole(variant):
     assert metrics(at)["Best candidate"] == str(r.best)
 
 
+@pytest.mark.slow
 def test_the_lesson_explains_the_half_bin_the_key_rows_and_the_mirror():
     """Issue 10, problem 8: the key row (the folded tail, q = 0) was only seen by scrolling
     inside the tables; the clip 19.5 for bins 0..18 was never explained; the signed

@@ -21,11 +21,10 @@ from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
 import calib
-from calib import Histogram, cli, kl_sweep, learn, numbers, sweep
+from calib import Histogram, cli, kl_sweep, learn, numbers, reference, sweep
 from calib.app import layers, sources
 from calib.collect import HistogramAccumulator
 from calib.compare import _sweeper as compare_sweeper
-from calib.dev import reference
 from calib.explore import default_target_bins
 from calib.histogram import DEFAULT_BINS, grown_edges, range_growth
 from calib.methods import DEFAULT_NUM_BITS, amax_mse, clip_metrics, max_code
@@ -282,6 +281,7 @@ def dead_file():
     }
 
 
+@pytest.mark.slow
 def test_every_page_and_the_cli_write_a_dead_layers_missing_numbers_the_same(tmp_path, capsys):
     nothing = fmt(None)
     # the command line's table: KL and SQNR of a dead layer
@@ -341,6 +341,7 @@ def test_the_core_and_explores_links_take_exactly_the_bit_widths_on_offer():
     assert out["explore_target_bins"] == 4096 and not bad
 
 
+@pytest.mark.slow
 def test_every_page_offers_the_same_bits_and_levels():
     bits = [str(b) for b in NUM_BITS_CHOICES]
 

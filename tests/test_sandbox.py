@@ -78,6 +78,7 @@ def test_a_model_is_collected_in_the_child_and_read_back_without_pickle():
     assert seen and seen[-1].fraction == 1.0 and "64 of 64" in seen[-1].text
 
 
+@pytest.mark.slow
 def test_a_model_that_loops_is_stopped_at_its_time_budget():
     t0 = time.monotonic()
     with pytest.raises(sandbox.BudgetExceeded, match=r"stopped after 3 s.*APP_COLLECT_SECONDS"):
@@ -85,6 +86,7 @@ def test_a_model_that_loops_is_stopped_at_its_time_budget():
     assert time.monotonic() - t0 < 20
 
 
+@pytest.mark.slow
 def test_a_model_past_its_memory_budget_is_stopped_with_what_was_exceeded():
     # 3.2 GB in one tensor against 1 GiB of address space
     with pytest.raises(sandbox.BudgetExceeded, match=r"memory budget, 1 GiB.*APP_COLLECT_BYTES"):
@@ -95,6 +97,7 @@ def test_a_model_past_its_memory_budget_is_stopped_with_what_was_exceeded():
     assert found.histograms["y"].total == 100_000_000
 
 
+@pytest.mark.slow
 def test_the_collectors_own_refusals_come_back_as_value_errors():
     with pytest.raises(ValueError, match="not an ONNX model"):
         sandbox.collect_upload(b"not onnx", X, budget=CollectBudget(60, 2**30))
@@ -118,6 +121,7 @@ def test_the_budget_is_a_setting_with_documented_defaults(monkeypatch):
         limits.app_collect_budget()
 
 
+@pytest.mark.slow
 def test_the_layers_page_shows_the_budget_and_stays_usable(monkeypatch):
     """The page's collection runs in the sandbox: a model that loops ends in st.error
     naming the budget, and the page keeps the last good table."""

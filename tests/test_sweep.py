@@ -79,6 +79,7 @@ def _compare(counts, T, variant, **over):
     assert fast.best == dense.best
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(
     counts=histograms(),
@@ -114,6 +115,7 @@ def test_fast_engine_sees_an_empty_q_when_all_mass_is_the_folded_tail(nonzero_fr
     _compare(counts, 2, "seed", **over)
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(
     counts=histograms(min_bins=20),
@@ -155,6 +157,7 @@ def ui_overrides(draw):
     return variant, over
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(counts=histograms(max_bins=90), choice=ui_overrides(), data=st.data())
 def test_every_combination_the_ui_offers_is_refused_or_matches_the_dense_engine(
@@ -307,6 +310,7 @@ def test_bad_arguments_name_the_parameter(kwargs, match):
         kl_sweep(np.ones(600), **kwargs)
 
 
+@pytest.mark.slow
 def test_every_policy_field_is_overridable_alone():
     c = np.random.default_rng(6).integers(0, 100, 700).astype(float)
     for name, choices in POLICY_CHOICES.items():

@@ -1,4 +1,4 @@
-"""The vectorised sweep against the slow loops of calib.dev.reference, on generated histograms.
+"""The vectorised sweep against the slow loops of calib.reference, on generated histograms.
 
 Every variant's ``kl_sweep`` (engine "dense", and "fast" wherever the sweep accepts it, else
 "auto") must give, candidate by candidate, the KL its loop gives: inf exactly where the loop
@@ -37,7 +37,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from calib.dev.reference import (
+from calib.histogram import Histogram
+from calib.policies import VARIANTS
+from calib.reference import (
     modelopt_loop,
     mxnet_loop,
     mxnet_smooth,
@@ -47,8 +49,6 @@ from calib.dev.reference import (
     seed_as_published,
     seed_loop,
 )
-from calib.histogram import Histogram
-from calib.policies import VARIANTS
 from calib.sweep import kl_sweep
 
 RTOL = 1e-9
@@ -196,6 +196,7 @@ def sweep_engines(h, T, variant, **policies):
 
 
 # -- the seed and ncnn: kept bins, fractional merges ------------------------------------------
+@pytest.mark.slow
 @SETTINGS
 @given(counts=histograms(max_n=300), data=st.data())
 def test_seed_matches_seed_loop(counts, data):
@@ -223,6 +224,7 @@ def test_seed_matches_seed_loop(counts, data):
     assert s.best == kl_sweep(Histogram(counts, edges), T, "seed", engine="fast").best
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(counts=histograms(max_n=200), data=st.data())
 def test_the_seed_as_published_picks_what_seed_loop_picks(counts, data):

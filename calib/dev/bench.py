@@ -1,7 +1,7 @@
 """``python -m calib bench``: the vectorised sweep against the loops, timed in one run.
 
 Each row times a loop reference (the seed's own loop, or a plain per-candidate loop
-following an implementation's algorithm, see ``calib.dev.reference``) and the sweep on the
+following an implementation's algorithm, see ``calib.reference``) and the sweep on the
 same histogram, and prints both medians and their ratio. The targets are checked
 against numbers measured in this run, never against constants from another machine.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calib.dev import reference
+from calib import reference
 from calib.histogram import Histogram
 from calib.sweep import kl_sweep
 
@@ -270,13 +270,13 @@ def _evaluate_rows() -> list[BenchRow]:
 
 
 def _app_rows() -> list[BenchRow]:
-    """The app's targets, measured by ``python -m calib.app.bench`` in a fresh interpreter.
+    """The app's targets, measured by ``python -m calib.dev.bench_app`` in a fresh interpreter.
 
     A separate process, not an import: the core never loads the UI, and the pages' first
     run is timed as a fresh server would meet it. Without Streamlit the rows are left out.
     """
     done = subprocess.run(
-        [sys.executable, "-m", "calib.app.bench"],
+        [sys.executable, "-m", "calib.dev.bench_app"],
         capture_output=True,
         text=True,
         timeout=600,

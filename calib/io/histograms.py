@@ -292,6 +292,16 @@ def save_histograms(
     ValueError
         Empty ``hists``, a name that is not a str, a value that is not a Histogram, or
         ``meta`` that JSON cannot hold.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> buf = io.BytesIO()
+    >>> relu = calib.as_histogram([4, 0, 1])
+    >>> calib.save_histograms(buf, {"relu": relu}, meta={"model": "net.onnx"})
+    >>> _ = buf.seek(0)
+    >>> calib.load_histograms(buf)
+    {'relu': Histogram(3 bins, unsigned, [0, 3], total=5)}
     """
     arrays = _npz_arrays(hists, meta)
     arrays.update(_trace_arrays(hists, traces or {}))
@@ -318,6 +328,16 @@ def load_histograms(path: Source) -> dict[str, Histogram]:
     ValueError
         A file that is too large, not an ``.npz``, holds object (pickled) arrays, or breaks
         the format: the message names the key or layer.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> buf = io.BytesIO()
+    >>> relu = calib.as_histogram([4, 0, 1])
+    >>> calib.save_histograms(buf, {"relu": relu}, meta={"model": "net.onnx"})
+    >>> _ = buf.seek(0)
+    >>> calib.load_histograms(buf)
+    {'relu': Histogram(3 bins, unsigned, [0, 3], total=5)}
     """
     what = _label(path)
     return _parse_npz(_read_bytes(path, what), what)[0]
@@ -333,6 +353,16 @@ def load_histograms_meta(path: Source) -> dict:
     """The provenance (``meta``) of a histogram ``.npz``; ``{}`` when it has none.
 
     The whole file is validated, as :func:`load_histograms` does.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> buf = io.BytesIO()
+    >>> relu = calib.as_histogram([4, 0, 1])
+    >>> calib.save_histograms(buf, {"relu": relu}, meta={"model": "net.onnx"})
+    >>> _ = buf.seek(0)
+    >>> calib.load_histograms_meta(buf)
+    {'model': 'net.onnx'}
     """
     what = _label(path)
     return _parse_npz(_read_bytes(path, what), what)[1]
@@ -343,6 +373,16 @@ def load_convergence(path: Source) -> dict[str, Trace]:
     the file has none; a plain ``.npz`` has none).
 
     The whole file is validated, as :func:`load_histograms` does.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> buf = io.BytesIO()
+    >>> relu = calib.as_histogram([4, 0, 1])
+    >>> calib.save_histograms(buf, {"relu": relu}, meta={"model": "net.onnx"})
+    >>> _ = buf.seek(0)
+    >>> calib.load_convergence(buf)  # saved without traces
+    {}
     """
     what = _label(path)
     arrays = _load_npz(_read_bytes(path, what), what)
@@ -566,6 +606,16 @@ def load_histogram_file(path_or_file: Source, name: str | None = None) -> dict[s
     ValueError
         Unsupported extension, empty file, non-numeric values, NaN or negative counts, a
         wrong shape or layout: the message says what was expected.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> calib.load_histogram_file(io.StringIO("lo,hi,counts\\n0,1,1\\n1,2,3\\n"), name="act.csv")
+    {'act': Histogram(2 bins, unsigned, [0, 2], total=4)}
+    >>> calib.load_histogram_file(io.StringIO("1 2"), name="act.txt")
+    Traceback (most recent call last):
+        ...
+    ValueError: ...
     """
     readers = {
         ".npz": lambda data, what, stem: _parse_npz(data, what)[0],
@@ -641,6 +691,12 @@ def load_samples_file(path_or_file: Source, name: str | None = None) -> np.ndarr
     ------
     ValueError
         Unsupported extension, empty file, no samples, non-numeric values, NaN or inf.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> calib.load_samples_file(io.StringIO("0.5,-1.5\\n2.0\\n"), name="samples.csv")
+    array([ 0.5, -1.5,  2. ])
     """
     readers = {
         ".npy": lambda data, what, stem: _samples(_load_npy(data, what), what),

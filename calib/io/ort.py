@@ -144,6 +144,20 @@ def read_ort_calibration_json(path_or_text_file: Source) -> OrtCalibration:
     ValueError
         Invalid JSON, no tensors, a tensor without lowest/highest, per-channel (list)
         ranges, lowest above highest, non-finite values, a malformed histogram.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> h = calib.Histogram([1, 2, 1], [-1.0, -0.5, 0.5, 1.0])
+    >>> buf = io.StringIO()
+    >>> calib.write_ort_calibration_json(
+    ...     buf, {"x": (-1.0, 1.0), "y": (0.0, 6.0)}, {"x": h}, method="Entropy"
+    ... )
+    >>> got = calib.read_ort_calibration_json(io.StringIO(buf.getvalue()))
+    >>> got.ranges, got.method
+    ({'x': (-1.0, 1.0), 'y': (0.0, 6.0)}, 'Entropy')
+    >>> got.histograms["x"] == h
+    True
     """
     what = _label(path_or_text_file)
     doc = _json_doc(_read_text(path_or_text_file, what), what)
@@ -230,6 +244,20 @@ def write_ort_calibration_json(
     ValueError
         A histogram for a tensor without a range, a range that is not a finite
         ``lowest <= highest`` pair, edges that float32 cannot keep apart, an unknown method.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> h = calib.Histogram([1, 2, 1], [-1.0, -0.5, 0.5, 1.0])
+    >>> buf = io.StringIO()
+    >>> calib.write_ort_calibration_json(
+    ...     buf, {"x": (-1.0, 1.0), "y": (0.0, 6.0)}, {"x": h}, method="Entropy"
+    ... )
+    >>> got = calib.read_ort_calibration_json(io.StringIO(buf.getvalue()))
+    >>> got.ranges, got.method
+    ({'x': (-1.0, 1.0), 'y': (0.0, 6.0)}, 'Entropy')
+    >>> got.histograms["x"] == h
+    True
     """
     histograms = {} if histograms is None else histograms
     if not isinstance(ranges, Mapping) or not isinstance(histograms, Mapping):
@@ -269,6 +297,14 @@ def read_ort_calibration_cache(path_or_text_file: Source) -> dict[str, float]:
     ValueError
         Empty file, a line without a value, a value that is not a finite number (the
         message gives the line number), a tensor named twice.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> buf = io.StringIO()
+    >>> calib.write_ort_calibration_cache(buf, {"conv1": 2.5, "my tensor": 0.75})
+    >>> calib.read_ort_calibration_cache(io.StringIO(buf.getvalue()))
+    {'conv1': 2.5, 'my tensor': 0.75}
     """
     what = _label(path_or_text_file)
     values: dict[str, float] = {}
@@ -310,6 +346,15 @@ def write_ort_calibration_cache(path: str | os.PathLike | IO, values: Mapping[st
     ValueError
         An empty name, one with a line break or ending in whitespace (it would not read
         back), or a value that is not a finite real number.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> buf = io.StringIO()
+    >>> calib.write_ort_calibration_cache(buf, {"conv1": 2.5, "my tensor": 0.75})
+    >>> print(buf.getvalue(), end="")
+    conv1 2.5
+    my tensor 0.75
     """
     if not isinstance(values, Mapping):
         raise ValueError(f"values must be a dict, got {type(values).__name__}")

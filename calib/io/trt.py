@@ -124,6 +124,17 @@ def read_trt_cache_full(path_or_text_file: Source) -> TrtCache:
     ValueError
         Empty file, a missing or malformed header, a line that is not ``<name>: <hex>``
         (the message gives its line number), or a tensor named twice.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> buf = io.StringIO()
+    >>> calib.write_trt_cache(buf, {"conv1": 2.54, "relu": 0.0})
+    >>> cache = calib.read_trt_cache_full(io.StringIO(buf.getvalue()))
+    >>> cache.version, cache.algorithm
+    (8601, 'EntropyCalibration2')
+    >>> cache.problems
+    ("line 3: 'relu': zero scale (amax 0: a dead tensor, or one that was never calibrated)",)
     """
     what = _label(path_or_text_file)
     lines = _lines(_read_text(path_or_text_file, what))
@@ -161,6 +172,15 @@ def read_trt_cache(path_or_text_file: Source) -> dict[str, float]:
 
     See :func:`read_trt_cache_full` for the header and the problems (zero, NaN, inf scales)
     that this function passes through without comment.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> buf = io.StringIO()
+    >>> calib.write_trt_cache(buf, {"conv1": 2.54, "relu": 0.0})
+    >>> amax = calib.read_trt_cache(io.StringIO(buf.getvalue()))
+    >>> round(amax["conv1"], 6), amax["relu"]
+    (2.54, 0.0)
     """
     return read_trt_cache_full(path_or_text_file).amax
 
@@ -197,6 +217,16 @@ def write_trt_cache(
     ValueError
         A malformed header, an empty name or one holding a line break, an amax that is
         negative, NaN, infinite or too large for float32.
+
+    Examples
+    --------
+    >>> import io, calib
+    >>> buf = io.StringIO()
+    >>> calib.write_trt_cache(buf, {"conv1": 2.54, "relu": 0.0})
+    >>> print(buf.getvalue(), end="")
+    TRT-8601-EntropyCalibration2
+    conv1: 3ca3d70a
+    relu: 00000000
     """
     _parse_trt_header(header, "header")
     if not isinstance(amax_by_name, Mapping):

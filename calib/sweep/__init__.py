@@ -16,7 +16,7 @@ the rare candidates where the series would not converge fast take the dense path
 which builds P and Q bin by bin for blocks of candidates (and also serves
 ``SweepResult.distributions`` and the tests).
 
-Both paths, and the slow loops in ``calib.dev.reference``, are compared in the tests.
+Both paths, and the slow loops in ``calib.reference``, are compared in the tests.
 """
 
 from calib.sweep._api import kl_sweep

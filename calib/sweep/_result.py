@@ -29,6 +29,22 @@ class PQ:
     (fractional for the seed's merge), ``group_mass`` each quantized level's mass,
     ``group_count`` the (weighted) number of bins it is spread over, as the variant counts
     them, and ``group_value`` the Q value each level spreads over its bins.
+
+    Examples
+    --------
+    Eight bins, two levels: the chosen candidate keeps 7 bins and adds the outlier bin to
+    the last one.
+
+    >>> import calib
+    >>> pq = calib.kl_sweep([8, 6, 5, 4, 3, 2, 1, 1], target_bins=2).distributions()
+    >>> pq.candidate, pq.threshold
+    (7, 7.5)
+    >>> pq.p_raw
+    array([8., 6., 5., 4., 3., 2., 2.])
+    >>> pq.group_edges, pq.group_mass
+    (array([0. , 3.5, 7. ]), array([21.,  8.]))
+    >>> round(float(pq.terms.sum()), 12) == round(pq.kl, 12)
+    True
     """
 
     candidate: int
@@ -72,6 +88,17 @@ class SweepResult:
         Where this answer is not simply the smallest KL, or where the tool the variant
         reproduces would not give it, one sentence each saying why (the seed's search
         starting below 1e13; ModelOpt's count check). Empty for an ordinary sweep.
+
+    Examples
+    --------
+    >>> import calib
+    >>> r = calib.kl_sweep([8, 6, 5, 4, 3, 2, 1, 1], target_bins=2)
+    >>> r.candidates
+    array([2, 3, 4, 5, 6, 7])
+    >>> r.best, r.amax, round(r.min_kl, 4)
+    (7, 7.5, 1.5312)
+    >>> float(r.thresholds[r.best_index]) == r.amax
+    True
     """
 
     variant: str

@@ -7,9 +7,9 @@ edge, and returns every candidate's KL for the tests; the other ``*_loop`` funct
 each implementation's algorithm as its source describes it, one candidate and one bin at a
 time. Every loop answers with a :class:`LoopResult`. ``clip_mse_direct`` is the MSE
 curve clip by clip, as ``calib.clip_metrics`` integrates one clip (the definition the
-linear-cost ``calib.clip_mse_curve`` is held to). They live in the package, not in
-tests/, so that ``python -m calib bench`` can time them against the sweep from an installed
-copy.
+linear-cost ``calib.clip_mse_curve`` is held to). They ship with the package, not in
+tests/, so that the tests, the maintainers' bench (``calib.dev.bench``) and a user who wants
+to check a result against the plain loop all call one copy.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The app's speed targets, measured for ``python -m calib bench``: the pages' server time
-under AppTest, and a reader's waits in Chromium (``calib.app.browser``) when it is there.
+under AppTest, and a reader's waits in Chromium (``calib.dev.browser``) when it is there.
 
 Kept apart from calib/dev/bench.py because it runs the pages (Streamlit's AppTest): the
-numerical benchmark must not need Streamlit. ``python -m calib.app.bench`` prints the rows
+numerical benchmark must not need Streamlit. ``python -m calib.dev.bench_app`` prints the rows
 as JSON (the fields of ``calib.dev.bench.BenchRow``); the core's bench runs it as a
 separate process.
 """
@@ -71,9 +71,9 @@ def layers_visit_ms() -> tuple[float, float]:
 
 
 def browser_rows() -> list[dict]:
-    """What a reader waits for in Chromium (``calib.app.browser.latencies``: medians) on a
+    """What a reader waits for in Chromium (``calib.dev.browser.latencies``: medians) on a
     server started for it; no rows without /usr/bin/chromium or Playwright."""
-    from calib.app import browser
+    from calib.dev import browser
 
     try:
         import playwright  # noqa: F401

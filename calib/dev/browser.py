@@ -3,7 +3,7 @@
 used), and the latencies a reader meets there.
 
 One home for both users: ``tests/test_browser.py`` drives the pages with these, and
-``python -m calib.app.bench`` (so ``python -m calib bench``) reports :func:`latencies`.
+``python -m calib.dev.bench_app`` (so ``python -m calib bench``) reports :func:`latencies`.
 
 Every latency is measured from the action in the browser (a navigation, a key press, a
 click) to the moment the browser shows its result, read off the page itself: a chart's
