@@ -28,6 +28,7 @@ import os
 __all__ = [
     "APP_COLLECT_BYTES",
     "APP_COLLECT_SECONDS",
+    "MAX_APP_MODEL_RUNS",
     "MAX_BINS",
     "MAX_CSV_CELLS",
     "MAX_FILE_BYTES",
@@ -122,6 +123,13 @@ an uploaded ONNX model in the app (environment variable ``CALIB_APP_COLLECT_BYTE
 Measured here: the child's interpreter, numpy and onnxruntime run a small model within
 384 MiB; the 178-byte Expand of issue 9 (one 800 MB tensor) peaks at 0.9 GB resident;
 all-MiniLM-L6-v2's 204 tensors on batches of 32 x 128 tokens at 2.9 GB."""
+
+
+MAX_APP_MODEL_RUNS = 2
+"""The most uploaded models the app runs at once, server-wide (one child process each; a
+session runs one at a time). A page past it waits in a queue, and says so, until one ends
+(or the visitor leaves). Two on this project's 2-core machine: each child runs below the
+server's priority (``nice`` 10), so pages stay responsive while two run."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -125,8 +125,13 @@ def run_upload(
         "target_sqnr_db": target, "weights": weights, "max_float": APP_MAX_FLOAT,
         "max_tensors": APP_MAX_TENSORS, "workers": APP_WORKERS,
     }  # fmt: skip
+    from calib.app import jobs
+
     try:
-        return sandbox.evaluate_upload(_model, _inputs, _eval, options=options, progress=progress)
+        with jobs.page_work() as cancel:  # the child ends with this page run
+            return sandbox.evaluate_upload(
+                _model, _inputs, _eval, options=options, progress=progress, cancel=cancel
+            )
     finally:
         bar.empty()
 

@@ -174,6 +174,7 @@ def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes)
     process under the app's time and memory budget (``calib.sandbox``; past it, a
     ValueError saying which budget)."""
     from calib import sandbox
+    from calib.app import jobs
 
     for what, data in (("the model file", _model), ("the inputs file", _inputs)):
         sources.check_upload_size(what, data)
@@ -183,7 +184,9 @@ def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes)
         bar.progress(p.fraction or 0.0, text=p.text)
 
     try:
-        return sandbox.collect_upload(_model, _inputs, progress=progress).histograms
+        with jobs.page_work() as cancel:  # the child ends with this page run
+            found = sandbox.collect_upload(_model, _inputs, progress=progress, cancel=cancel)
+        return found.histograms
     finally:
         bar.empty()
 
