@@ -16,6 +16,7 @@ from calib.app.navigation import ensure_navigation
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
 
 from calib.app import sources
+from calib.app.text import error, plain
 from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
 from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
@@ -79,7 +80,7 @@ with st.sidebar:
 target_bins = int(levels) if same else None
 hist = sources.sized_histogram(source, int(hist_bins))
 digest = histogram_digest(hist)
-st.caption(f"{source.label} · {hist.n_bins} bins")
+st.caption(f"{plain(source.label)} · {hist.n_bins} bins")
 st.write(
     "Every KL variant (solid lines) and every calibration method (dotted) on one histogram: "
     "where each clips, what the clip costs, and, below, which choice moves each variant away "
@@ -89,7 +90,7 @@ st.write(
 try:
     comparison = cached_comparison(digest, target_bins, hist)
 except ValueError as exc:  # the core names what is wrong; keep the page alive
-    st.error(f"Cannot compare on this histogram: {exc}")
+    error("Cannot compare on this histogram", exc)
     st.stop()
 if comparison.dead:
     st.warning(

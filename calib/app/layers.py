@@ -24,7 +24,8 @@ import streamlit as st
 
 from calib import io as cio
 from calib import report
-from calib.app import sources
+from calib.app import sources, text
+from calib.app.text import plain
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
@@ -272,16 +273,20 @@ def choose_layers() -> Layers:
             f"({', '.join('.' + t for t in HIST_TYPES)}).",
         )
         if upload is None:
-            st.info(f"Upload a histogram file in the sidebar; showing {last.label} meanwhile.")
+            st.info(
+                f"Upload a histogram file in the sidebar; showing {plain(last.label)} meanwhile."
+            )
             layers = last
         else:
             try:
                 hists = load_upload(upload.file_id, upload.name, upload.getvalue())
                 layers = Layers(f"upload:{upload.file_id}", upload.name, "layers", hists)
             except ValueError as exc:
-                st.error(
-                    f"Could not read {upload.name}: {exc}. Expected the project's "
-                    f"multi-layer .npz (see calib/io/); still showing {last.label}."
+                text.error(
+                    f"Could not read {plain(upload.name)}",
+                    exc,
+                    ". Expected the project's "
+                    f"multi-layer .npz (see calib/io/); still showing {plain(last.label)}.",
                 )
                 layers = last
     st.session_state["layers_last_good"] = layers
@@ -303,13 +308,14 @@ def choose_onnx(last: Layers) -> Layers:
         st.info(
             "Upload an ONNX model and an .npz of inputs (one array per model input, named "
             "after it, samples along axis 0); onnxruntime runs it on the CPU and histograms "
-            f"|x| of every float tensor in one pass. Showing {last.label} meanwhile."
+            f"|x| of every float tensor in one pass. Showing {plain(last.label)} meanwhile."
         )
         return last
     try:
         hists = collect_upload(model.file_id, inputs.file_id, model.getvalue(), inputs.getvalue())
     except (ValueError, ImportError) as exc:
-        st.error(f"Could not collect from {model.name}: {exc}; still showing {last.label}.")
+        text.error(f"Could not collect from {plain(model.name)}", exc,
+                   f"; still showing {plain(last.label)}.")  # fmt: skip
         return last
     label = f"{model.name} on {inputs.name}, {len(hists)} tensors"
     return Layers(f"onnx:{model.file_id}:{inputs.file_id}", label, "layers", hists)
@@ -381,8 +387,8 @@ def choose_cache() -> report.CachedThresholds | None:
         cache = load_cache(upload.file_id, upload.name, upload.getvalue())
     except ValueError as exc:
         cache = st.session_state.get("layers_last_cache")
-        keep = f"; still comparing with {cache.name}" if cache else ""
-        st.error(f"Could not read the cache {upload.name}: {exc}{keep}")
+        keep = f"; still comparing with {plain(cache.name)}" if cache else ""
+        text.error(f"Could not read the cache {plain(upload.name)}", exc, keep)
         return cache
     st.session_state["layers_last_cache"] = cache
     return cache
@@ -405,16 +411,16 @@ def summary(
 ) -> None:
     """What the table shows, the tensors that failed, and four metrics."""
     st.caption(
-        f"{layers.label}: {s.method}"
+        f"{plain(layers.label)}: {s.method}"
         + (f", {s.variant}" if s.method == "entropy" else "")
         + f", {s.num_bits} bits."
     )
     failed = [r for r in rows if r.error]
     if failed:
-        st.error(
+        text.error(
             f"{len(failed)} tensors could not be calibrated with these settings; the first, "
-            f"{failed[0].layer!r}: {failed[0].error}"
-        )
+            f"{plain(repr(failed[0].layer))}", failed[0].error,
+        )  # fmt: skip
     worst = next((r for r in ordered if math.isfinite(r.sqnr_db)), None)
     cols = st.columns(4)
     cols[0].metric("Tensors", len(rows))
@@ -422,7 +428,7 @@ def summary(
     cols[2].metric(
         "Lowest SQNR (dB)",
         fmt(worst.sqnr_db if worst else None, 2, fixed=True),
-        help=worst.layer if worst else None,
+        help=plain(worst.layer) if worst else None,
     )
     if matches is not None:
         cols[3].metric(
@@ -499,14 +505,14 @@ def cache_findings(
     s: Settings,
 ) -> None:
     """The cache's header and what ``report.check_cache`` found in it."""
-    st.subheader(f"Calibration cache: {cache.name}")
+    st.subheader(f"Calibration cache: {plain(cache.name)}")
     head = f"{cache.kind}" + (f", header {cache.header!r}" if cache.header else "")
-    st.caption(f"{head}; {len(cache.amax)} tensors, {len(matches)} matched by name.")
+    st.caption(f"{plain(head)}; {len(cache.amax)} tensors, {len(matches)} matched by name.")
     checks = report.check_cache(cache, list(layers.hists), s.method)
     for check in report.CHECKS:
         found = [c.message for c in checks if c.check == check]
         if found:
-            st.warning(f"**{check}**: " + "  \n".join(found[:10]))
+            st.warning(f"**{check}**: " + "  \n".join(plain(m) for m in found[:10]))
     if not checks:
         st.success("No problems found in the cache.")
 
@@ -527,7 +533,7 @@ def export_notes(skipped: Sequence[str], num_bits: int) -> list[str]:
     if skipped:
         notes.append(
             f"Left out of both calibration files ({len(skipped)}): dead tensors, zero "
-            f"amaxes and errors have no scale: {', '.join(skipped[:10])}"
+            f"amaxes and errors have no scale: {plain(', '.join(skipped[:10]))}"
         )
     if num_bits != 8:
         notes.append("A TensorRT cache is INT8: its scale is amax / 127 whatever the bits above.")

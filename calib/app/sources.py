@@ -22,6 +22,8 @@ import numpy as np
 import streamlit as st
 
 from calib import io as cio
+from calib.app import text
+from calib.app.text import plain
 from calib.demos import DEMOS, demo_histogram, demo_samples
 from calib.explore import DEFAULT_LAYER, MODEL_NAME, SOURCE_KINDS
 from calib.histogram import DEFAULT_BINS, Histogram
@@ -206,12 +208,11 @@ def histogram_source(key: str, default_kind: str = "model") -> Source:
         source = _choose(key, kind)
     except ValueError as exc:
         source = st.session_state.get(last_key) or _default_model_source(key)
-        st.error(
-            f"Could not use that file: {exc}\n\nStill showing the previous view: {source.label}."
-        )
+        text.error("Could not use that file", exc,
+                   f"\n\nStill showing the previous view: {plain(source.label)}.")  # fmt: skip
     if source is None:  # waiting for a file: keep the previous view meanwhile
         source = st.session_state.get(last_key) or _default_model_source(key)
-        st.info(_waiting_note(kind) + f" Showing {source.label} meanwhile.")
+        st.info(_waiting_note(kind) + f" Showing {plain(source.label)} meanwhile.")
     st.session_state[last_key] = source
     return source
 
@@ -311,7 +312,7 @@ def _layers_source(key: str) -> Source | None:
         return None
     layers = list(held.hists)
     name = _layer_picker(f"{key}_layers_layer", layers)
-    st.sidebar.caption(f"From the Layers page: {held.label}.")
+    st.sidebar.caption(f"From the Layers page: {plain(held.label)}.")
     return Source(
         "layers", f"{held.label}: {name}", held.hists[name], layer=name,
         key=f"layers:{held.key}:{name}",
