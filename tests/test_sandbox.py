@@ -142,7 +142,8 @@ def test_the_layers_page_shows_the_budget_and_stays_usable(monkeypatch):
 # -- the child ends with the call that started it (issue 21) ------------------------------------
 def _children_of(parent: int) -> list[int]:
     """Sandbox children of ``parent`` still alive: their command line names the bootstrap
-    (``calib.sandbox import _child``) and ends with the parent's pid."""
+    (``calib.sandbox import _child``), and their parent is ``parent`` or their command line
+    ends with its pid (an orphan's parent is init)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -151,10 +152,11 @@ def _children_of(parent: int) -> list[int]:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
             with open(f"/proc/{entry}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
+                state, ppid = f.read().rsplit(b")", 1)[1].split()[:2]
         except OSError:
             continue
-        if state != b"Z" and any(b"_child" in a for a in argv) and str(parent).encode() in argv:
+        ours = int(ppid) == parent or str(parent).encode() in argv
+        if state != b"Z" and any(b"_child" in a for a in argv) and ours:
             found.append(int(entry))
     return found
 
