@@ -23,7 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from calib import io as cio
-from calib import report
+from calib import limits, report
 from calib.app import sources, text
 from calib.app.text import plain
 from calib.explore import explore_query
@@ -51,6 +51,7 @@ __all__ = [
     "RowStore",
     "Settings",
     "cache_findings",
+    "check_budget",
     "choose_cache",
     "choose_layers",
     "choose_onnx",
@@ -227,6 +228,7 @@ def table_rows(layers: Layers, s: Settings) -> tuple[report.LayerRow, ...]:
     key = (layers.key, *s.key)
     rows = row_store().get(key)
     if rows is None:
+        check_budget(layers, s)
         n = len(layers.hists)
         bar = st.progress(0.0, text=f"Calibrating {n} tensors…")
 
@@ -247,6 +249,25 @@ def table_rows(layers: Layers, s: Settings) -> tuple[report.LayerRow, ...]:
         bar.empty()
         row_store().put(key, rows)
     return rows
+
+
+def check_budget(layers: Layers, s: Settings) -> None:
+    """Refuse (st.error, then stop the page) a table past the page's budget,
+    ``limits.MAX_PAGE_CELLS``, before any tensor is calibrated, saying what to do."""
+    if s.method == "entropy":
+        levels = s.target_bins or levels_for(s.variant, s.num_bits)
+    else:
+        levels = 2 ** (s.num_bits - 1)
+    cells = limits.page_cells((h.n_bins for h in layers.hists.values()), s.method, levels)
+    if cells > limits.MAX_PAGE_CELLS:
+        what = f"The table of {len(layers.hists):,} tensors with {s.method} needs about"
+        st.error(
+            limits.exceeds(what, cells, "MAX_PAGE_CELLS", " cells")
+            + ", the app's budget for one page. Run it on the command line, which has no "
+            f"such bound (python -m calib FILE --method {s.method}), lower the target bins, "
+            "or upload fewer or smaller histograms (Histogram.rebin merges bins)."
+        )
+        st.stop()
 
 
 # -- widgets ---------------------------------------------------------------------------------
