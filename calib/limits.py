@@ -140,11 +140,14 @@ histogram took 14.6 s; on 16,384 bins it takes a few seconds."""
 
 
 def page_cells(n_bins: Iterable[int], method: str, levels: int) -> int:
-    """An upper bound of what calibrating histograms of ``n_bins`` bins with ``method``
-    costs, in the unit of :data:`MAX_SEARCH_CELLS` and :data:`MAX_PAGE_CELLS`: an entropy
-    sweep ``bins * (levels + 1)`` (candidates are at most the bins), an MSE search
+    """What calibrating histograms of ``n_bins`` bins with ``method`` costs, estimated in
+    the unit of :data:`MAX_SEARCH_CELLS` and :data:`MAX_PAGE_CELLS`: an entropy sweep
+    ``bins * (levels + 1)`` (candidates are at most the bins; a histogram of no more bins
+    than levels is refused at once, ``bins``), an MSE search
     ``MSE_CELL_COST * bins * min(bins, levels)`` (``levels`` = 2**(bits-1) there), max and
-    percentile ``bins``.
+    percentile ``bins``. (A signed variant mirrors |x| to twice the bins, so it sweeps where
+    ``bins <= levels < 2 * bins`` too: each such sweep is still bounded by
+    :data:`MAX_SEARCH_CELLS`.)
 
     >>> page_cells([2048] * 10, "entropy", 128)
     2641920
@@ -152,7 +155,7 @@ def page_cells(n_bins: Iterable[int], method: str, levels: int) -> int:
     total = 0
     for n in n_bins:
         if method == "entropy":
-            total += n * (levels + 1)
+            total += n * (levels + 1) if levels < n else n
         elif method == "mse":
             total += MSE_CELL_COST * n * min(n, levels)
         else:
