@@ -47,9 +47,9 @@ def relu_chain(n: int = 3000) -> bytes:
 
 
 def layers() -> None:
-    from streamlit.testing.v1 import AppTest
-
     import zipfile
+
+    from streamlit.testing.v1 import AppTest
 
     counts = np.floor(1e6 * np.exp(-np.arange(2**16) / 3000.0)) + 1  # smooth: compresses
     h = calib.Histogram(counts, np.arange(2**16 + 1, dtype=float))  # edges that compress

@@ -238,6 +238,46 @@ def test_a_child_dies_with_its_server():
         assert _children_of(server.pid) == []
 
 
+def test_a_server_that_exits_kills_its_children_at_exit():
+    """The server stopping (its script threads are daemons: no finally runs) leaves no
+    child: atexit kills them (and the parent-death signal, as the thread that started the
+    child dies with the interpreter)."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    script = (
+        "import sys, threading, time; sys.path.insert(0, sys.argv[1]);"
+        "from calib import sandbox; from calib.limits import CollectBudget;"
+        "run = lambda: sandbox.collect_upload(open(sys.argv[2], 'rb').read(),"
+        " open(sys.argv[3], 'rb').read(), budget=CollectBudget(60, 2**30));"
+        "threading.Thread(target=run, daemon=True).start();"
+        "t = time.monotonic() + 60\n"
+        "while not sandbox.running() and time.monotonic() < t: time.sleep(0.1)\n"
+        "print(sandbox.running()[0], flush=True)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "m.onnx").write_bytes(loop_model())
+        (Path(d) / "x.npz").write_bytes(ONE)
+        argv = [sys.executable, "-c", script, str(root), f"{d}/m.onnx", f"{d}/x.npz"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    child = int(done.stdout.split()[0])
+
+    def alive() -> bool:  # a zombie waiting for init to reap it is dead
+        try:
+            with open(f"/proc/{child}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive()
+
+
 def test_uploaded_models_past_the_server_cap_wait_in_a_queue(monkeypatch):
     """MAX_APP_MODEL_RUNS children at once: the next call waits, says so, and can be
     cancelled while it waits (no child started)."""
