@@ -51,7 +51,10 @@ __all__ = [
 ]
 
 ASSET_PATH = Path(__file__).resolve().parents[2] / "assets" / "minilm_histograms.npz"
-MAX_UPLOAD_BYTES = 50 * 2**20  # also .streamlit/config.toml's maxUploadSize
+# also .streamlit/config.toml's maxUploadSize: a real model (all-MiniLM-L6-v2 is 90 MB)
+# and its inputs (EfficientNet-Lite0 on 200 images, 120 MB) fit; the readers' own caps
+# (calib.limits: MAX_FILE_BYTES, MAX_UNPACKED_BYTES) bound what a file becomes
+MAX_UPLOAD_BYTES = 200 * 2**20
 HISTOGRAM_TYPES = ["npz", "npy", "csv", "json"]
 SAMPLE_TYPES = ["npy", "csv"]
 
@@ -99,7 +102,7 @@ def _demo_samples(name: str) -> np.ndarray | None:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _parse_histograms(upload_id: str, name: str, _data: bytes) -> dict[str, Histogram]:
-    # keyed by the upload's id (and name), not by hashing up to 50 MB on every rerun
+    # keyed by the upload's id (and name), not by hashing up to 200 MB on every rerun
     return cio.load_histogram_file(io.BytesIO(_data), name)
 
 
@@ -142,7 +145,7 @@ def _upload_id(upload: Any, data: bytes) -> str:
 
 def check_upload_size(what: str, data: bytes) -> None:
     """ValueError when an upload is larger than :data:`MAX_UPLOAD_BYTES`: every page's
-    check, and its message ("``what`` is 61.3 MB; uploads are limited to 50 MB")."""
+    check, and its message ("``what`` is 61.3 MB; uploads are limited to 200 MB")."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise ValueError(
             f"{what} is {len(data) / 2**20:.1f} MB; uploads are limited to "
