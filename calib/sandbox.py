@@ -337,16 +337,24 @@ def collect_upload(
     :class:`calib.collect.Collection`; raises :class:`BudgetExceeded` past the budget and
     ``ValueError`` (``ImportError``) for what the collector refuses."""
     from calib.collect import Collection
-    from calib.io import load_histograms, load_histograms_meta
+    from calib.io import load_histograms
 
     options = {} if bins is None else {"bins": bins}
     files = {"model.onnx": model, "inputs.npz": inputs}
     out = _run(
-        "collect", files, options, ("histograms.npz",), budget, progress, "the model", cancel
-    )
-    data = out["histograms.npz"]
-    hists = load_histograms(io.BytesIO(data))
-    meta = load_histograms_meta(io.BytesIO(data))
+        "collect", files, options, ("histograms.npz", "meta.json"), budget, progress,
+        "the model", cancel,
+    )  # fmt: skip
+    hists = load_histograms(io.BytesIO(out["histograms.npz"]))
+    # the metadata as its own JSON document (a real model's aliases and not-activations run
+    # past what a histogram file's reader takes as one string, MAX_NAME_CHARS)
+    if len(out["meta.json"]) > limits.MAX_TEXT_BYTES:
+        raise ValueError("the model: the child process wrote no readable meta.json")
+    try:
+        meta = json.loads(out["meta.json"].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the model: the child process wrote no readable meta.json") from None
+    meta = meta if isinstance(meta, dict) else {}
 
     def names(key: str) -> dict[str, str]:
         value = meta.get(key, {})
@@ -436,7 +444,8 @@ def _collect_task(workdir: Path, options: dict) -> None:
         "upload.onnx", found.n_samples, batches=found.n_batches, aliases=found.aliases,
         not_activations=found.not_activations,
     )  # fmt: skip
-    save_histograms(workdir / "histograms.npz", found.histograms, meta=meta)
+    save_histograms(workdir / "histograms.npz", found.histograms)
+    (workdir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
 def _evaluate_task(workdir: Path, options: dict) -> None:

@@ -301,3 +301,15 @@ def test_uploaded_models_past_the_server_cap_wait_in_a_queue(monkeypatch):
     sandbox._SLOTS.release()
     found = sandbox.collect_upload(relu_model(), X, budget=CollectBudget(60, 2**30))
     assert found.n_samples == 64
+
+
+def test_a_collection_whose_metadata_is_long_is_read_back():
+    """A real model's aliases and not-activations (all-MiniLM-L6-v2: 7,125 characters)
+    come back whole: the child writes them as their own JSON document."""
+    names = [f"{'n' * 300}{i}" for i in range(8)]  # 8 aliases of 300 characters: 2.4 KB
+    nodes = [helper.make_node("Relu", ["x"], ["h"])]
+    nodes += [helper.make_node("Identity", ["h"], [n]) for n in names]
+    nodes.append(helper.make_node("Relu", [names[-1]], ["y"]))
+    found = sandbox.collect_upload(_model(nodes, []), X, budget=CollectBudget(60, 2**30))
+    assert found.n_samples == 64 and "y" in found.histograms
+    assert sum(len(k) + len(v) for k, v in found.aliases.items()) > limits.MAX_NAME_CHARS
