@@ -20,7 +20,9 @@ import dataclasses
 import io
 import json
 import os
+import signal
 import sys
+import tempfile
 import unicodedata
 from collections.abc import Sequence
 
@@ -97,7 +99,7 @@ def _converge(ns: argparse.Namespace) -> int:
             )
         rows = convergence.settling_table(traces, ns.tol)
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     if ns.format == "json":
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
@@ -109,7 +111,8 @@ def _converge(ns: argparse.Namespace) -> int:
     for r in rows:
         n95 = "never" if r.samples_95 is None else str(r.samples_95)
         nall = "never" if r.samples_all is None else str(r.samples_all)
-        print(f"{r.method:<22} {r.tensors:>8} {n95:>12} {nall:>12} {r.total_samples:>8}")
+        method = printable(r.method)  # a name from the file: no terminal escapes
+        print(f"{method:<22} {r.tensors:>8} {n95:>12} {nall:>12} {r.total_samples:>8}")
     return 0
 
 
@@ -320,6 +323,7 @@ def _collect(ns: argparse.Namespace) -> int:
     from calib import collect
 
     why = _overwrites({"--out": ns.out}, {"model file": ns.model, "inputs file": ns.inputs})
+    why = why or _unwritable({"--out": ns.out})
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 2
@@ -356,7 +360,7 @@ def _collect(ns: argparse.Namespace) -> int:
         return 2
     print(
         f"wrote {len(found)} histograms from {found.n_samples} samples "
-        f"({found.n_batches} batches) to {ns.out}"
+        f"({found.n_batches} batches) to {printable(ns.out)}"
     )
     for name, why in found.not_activations.items():
         print(f"not collected: {printable(name)}: {why}")
@@ -393,6 +397,57 @@ def _dev_tool(name: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status. Never a traceback for what a run can meet: memory
+    running out is one line (exit 2), a reader that went away (``| head``) ends it quietly
+    with the shell's status for SIGPIPE, 141."""
+    try:
+        return _main(argv)
+    except MemoryError:
+        print("error: out of memory (MemoryError): the input is too large for this machine; "
+              "nothing was written", file=sys.stderr)  # fmt: skip
+        return 2
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 128 + signal.SIGPIPE
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away: point stdout at /dev/null, so the flush at exit does
+    not fail again (the recipe of Python's ``signal`` documentation, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture)
+        pass
+
+
+def _unwritable(outputs: dict[str, str | None]) -> str | None:
+    """Why an output file could not be written, checked before any run starts (a run of
+    minutes is not lost to a typo in ``--out``): a folder, a missing folder, a place this
+    process may not write. None if each can be. The test is the real one: a temporary file
+    created (and removed) beside where the output goes."""
+    for opt, path in outputs.items():
+        if not path:
+            continue
+        shown = printable(path)
+        if os.path.isdir(path):
+            return f"{opt} {shown} is a folder; give a file name"
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            return f"{opt} {shown}: the folder {printable(folder)} does not exist"
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".calib-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            return f"{opt} {shown} cannot be written ({why.lower()} in {printable(folder)})"
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            return f"{opt} {shown} cannot be written (the file is read-only)"
+    return None
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:2] in (["bench", "collect"], ["bench", "evaluate"]):
         # the collector on a real model; the sensitivity table against plain inference
@@ -417,9 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command != "thresholds":
         _parser().print_help()
         return 2
-    why = _overwrites(
-        {"--trt-cache": ns.trt_cache, "--ort-json": ns.ort_json}, {"histogram file": ns.file}
-    )
+    outputs = {"--trt-cache": ns.trt_cache, "--ort-json": ns.ort_json}
+    why = _overwrites(outputs, {"histogram file": ns.file}) or _unwritable(outputs)
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 2
@@ -533,6 +587,7 @@ def _evaluate(ns: argparse.Namespace) -> int:
               ("model", "inputs", "histograms", "eval_inputs")}  # fmt: skip
     inputs |= {f"cache {i + 1}": path for i, path in enumerate(ns.cache)}
     why = _overwrites({"--out": ns.out}, {k: v for k, v in inputs.items() if v})
+    why = why or _unwritable({"--out": ns.out})
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 2
@@ -592,5 +647,7 @@ def _evaluate(ns: argparse.Namespace) -> int:
     doc = json.dumps(ev.to_dict(), indent=2, allow_nan=False)
     if ns.out:
         cio.write_text(ns.out, doc + "\n")  # whole or not at all
-    print(doc if ns.format == "json" else evaluation_text(ev))
+    # names in the report come from the model and files: every line printable
+    text = doc if ns.format == "json" else evaluation_text(ev)
+    print("\n".join(printable(line) for line in text.split("\n")))
     return 0

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 
 __all__ = [
     "APP_COLLECT_BYTES",
     "APP_COLLECT_SECONDS",
+    "MAX_APP_MODEL_RUNS",
     "MAX_BATCHES",
     "MAX_BINS",
+    "MAX_COMPARE_BINS",
     "MAX_CSV_CELLS",
     "MAX_FILE_BYTES",
     "MAX_JSON_DEPTH",
@@ -37,15 +40,18 @@ __all__ = [
     "MAX_MAGNITUDE",
     "MAX_META_CHARS",
     "MAX_NAME_CHARS",
+    "MAX_PAGE_CELLS",
     "MAX_SEARCH_CELLS",
     "MAX_TEXT_BYTES",
     "MAX_TRACE_METHODS",
     "MAX_UNPACKED_BYTES",
     "MAX_UPLOAD_BYTES",
     "MIN_MAGNITUDE",
+    "MSE_CELL_COST",
     "CollectBudget",
     "app_collect_budget",
     "exceeds",
+    "page_cells",
 ]
 
 # -- files -------------------------------------------------------------------------------------
@@ -147,10 +153,60 @@ fewer). 2**26 (67 million) takes one to three seconds here whichever engine runs
 file, link or setting makes one page's calibration take longer; a larger search is refused
 with what to lower (target bins, the histogram's size, the stride)."""
 
+# -- the app: what one page view may compute --------------------------------------------------
+MAX_PAGE_CELLS = 2**27
+"""The most search cells one page view of the app calibrates in all, estimated before any
+search starts (:func:`page_cells`): the Layers table (every tensor's search) is refused
+past it, with what to do instead (the command line, ``python -m calib FILE``, has no such
+bound; fewer target bins; a file of fewer or smaller histograms). 2**27 (134 million) is
+about 14 s of KL sweeps here; the shipped all-MiniLM-L6-v2 file costs 21 million (2 s),
+a BERT-base-sized file (400 tensors of 2048 bins) 106 million; 500 layers of 65,536 bins
+(4.2 billion, 7 minutes of sweeps) are refused at once."""
+
+MSE_CELL_COST = 4
+"""What one cell of the MSE search costs, in KL-sweep cells (measured here on 65,536-bin
+layers: 3.9 s against 0.89 s for the same number of cells), so that
+:data:`MAX_PAGE_CELLS` bounds time whichever method a table uses."""
+
+MAX_COMPARE_BINS = 2**14
+"""The most bins the Compare page runs every variant, method and attribution on: a larger
+histogram is merged down to this many (``Histogram.rebin``) and the page says so
+(``calib.compare.compare`` in Python has no such bound). Compare on one 65,536-bin
+histogram took 14.6 s; on 16,384 bins it takes a few seconds."""
+
+
+def page_cells(n_bins: Iterable[int], method: str, levels: int) -> int:
+    """What calibrating histograms of ``n_bins`` bins with ``method`` costs, estimated in
+    the unit of :data:`MAX_SEARCH_CELLS` and :data:`MAX_PAGE_CELLS`: an entropy sweep
+    ``bins * (levels + 1)`` (candidates are at most the bins; a histogram of no more bins
+    than levels is refused at once, ``bins``), an MSE search
+    ``MSE_CELL_COST * bins * min(bins, levels)`` (``levels`` = 2**(bits-1) there), max and
+    percentile ``bins``. (A signed variant mirrors |x| to twice the bins, so it sweeps where
+    ``bins <= levels < 2 * bins`` too: each such sweep is still bounded by
+    :data:`MAX_SEARCH_CELLS`.)
+
+    >>> page_cells([2048] * 10, "entropy", 128)
+    2641920
+    """
+    total = 0
+    for n in n_bins:
+        if method == "entropy":
+            total += n * (levels + 1) if levels < n else n
+        elif method == "mse":
+            total += MSE_CELL_COST * n * min(n, levels)
+        else:
+            total += n
+    return total
+
+
 # -- the app's budget for an uploaded model ---------------------------------------------------
-APP_COLLECT_SECONDS = 120.0
-"""Default wall-clock budget, in seconds, of one collection from an uploaded ONNX model in
-the app (environment variable ``CALIB_APP_COLLECT_SECONDS``)."""
+APP_COLLECT_SECONDS = 300.0
+"""Default wall-clock budget, in seconds, of one collection (or evaluation) from an uploaded
+ONNX model in the app (environment variable ``CALIB_APP_COLLECT_SECONDS``). Set to fit a
+real model on a shared server: all-MiniLM-L6-v2 (90 MB) on 512 sentences takes 40-60 s
+with the command line on this 2-core machine when it is idle; in the app's child (below
+the server's priority, ``nice`` 10) under a load average of 20 it had collected 224 of the
+512 samples at 120 s (so about 275 s for all), at 2.9 GB resident."""
 
 APP_COLLECT_BYTES = 4 * 2**30
 """Default address-space budget (``RLIMIT_AS``), in bytes, of the child process that runs
@@ -158,6 +214,13 @@ an uploaded ONNX model in the app (environment variable ``CALIB_APP_COLLECT_BYTE
 Measured here: the child's interpreter, numpy and onnxruntime run a small model within
 384 MiB; the 178-byte Expand of issue 9 (one 800 MB tensor) peaks at 0.9 GB resident;
 all-MiniLM-L6-v2's 204 tensors on batches of 32 x 128 tokens at 2.9 GB."""
+
+
+MAX_APP_MODEL_RUNS = 2
+"""The most uploaded models the app runs at once, server-wide (one child process each; a
+session runs one at a time). A page past it waits in a queue, and says so, until one ends
+(or the visitor leaves). Two on this project's 2-core machine: each child runs below the
+server's priority (``nice`` 10), so pages stay responsive while two run."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,8 @@ The command line and the Python API run a user's own model in-process without li
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import dataclasses
 import io
 import json
@@ -38,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -46,7 +49,7 @@ from typing import Any
 from calib import limits
 from calib.limits import CollectBudget
 
-__all__ = ["BudgetExceeded", "SandboxProgress", "collect_upload", "evaluate_upload"]
+__all__ = ["BudgetExceeded", "SandboxProgress", "collect_upload", "evaluate_upload", "running"]
 
 _ROOT = Path(__file__).resolve().parents[1]  # the folder that holds the calib package
 _LINE_BYTES = 1 << 16  # the longest progress line read; longer ones are dropped
@@ -61,7 +64,10 @@ for name, soft, hard in (("RLIMIT_AS", space, space), ("RLIMIT_CPU", cpu, cpu + 
     top = resource.getrlimit(res)[1]
     cap = lambda v: v if top == resource.RLIM_INFINITY else min(v, top)
     resource.setrlimit(res, (cap(soft), cap(hard)))
-from calib.sandbox import _child
+import os
+os.nice(10)  # below the server: other visitors' pages stay responsive
+from calib.sandbox import _child, _orphan_guard
+_orphan_guard(int(sys.argv[5]))
 sys.exit(_child(workdir))
 """
 
@@ -81,6 +87,9 @@ class SandboxProgress:
 
 
 Progress = Callable[[SandboxProgress], Any]
+Cancel = Callable[[], Any]
+"""Called while a child runs; raises to end the run (the child is killed), e.g. the app's
+check for Streamlit's rerun and stop requests (``calib.app.jobs``)."""
 
 
 # -- the parent ---------------------------------------------------------------------------------
@@ -96,10 +105,18 @@ def _run(
     budget: CollectBudget | None,
     progress: Progress | None,
     what: str,
+    cancel: Cancel | None = None,
 ) -> dict[str, bytes]:
-    """Run ``task`` in a budgeted child; its ``outputs`` files as bytes, or an error."""
+    """Run ``task`` in a budgeted child; its ``outputs`` files as bytes, or an error.
+
+    The child never outlives this call: however it is left (its result, an error, an
+    exception ``progress`` or ``cancel`` raises, such as Streamlit's rerun or stop), the
+    ``finally`` kills the child's process group. At most ``MAX_APP_MODEL_RUNS`` children run
+    at once in this process; a call past that waits its turn (``progress`` says so)."""
     budget = limits.app_collect_budget() if budget is None else budget
     workdir = Path(tempfile.mkdtemp(prefix="calib-sandbox-"))
+    proc: subprocess.Popen | None = None
+    slot = False
     try:
         for name, data in files.items():
             (workdir / name).write_bytes(data)
@@ -109,13 +126,16 @@ def _run(
         env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
         argv = [sys.executable, "-c", _BOOTSTRAP, str(workdir), str(budget.bytes), str(cpu),
-                str(fsize)]  # fmt: skip
+                str(fsize), str(os.getpid())]  # fmt: skip
+        slot = _take_slot(progress, cancel)
         with open(workdir / "stderr.txt", "wb") as err:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env,
-                cwd=workdir, start_new_session=True,  # its own group: killed as one
-            )  # fmt: skip
-            timed_out = _wait(proc, time.monotonic() + budget.seconds, progress)
+            with _LIVE_LOCK:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env,
+                    cwd=workdir, start_new_session=True,  # its own group: killed as one
+                )  # fmt: skip
+                _LIVE.add(proc)
+            timed_out = _wait(proc, time.monotonic() + budget.seconds, progress, cancel)
         if timed_out:
             raise BudgetExceeded(
                 f"{what} was stopped after {budget.seconds:g} s, its time budget "
@@ -132,12 +152,64 @@ def _run(
             out[name] = path.read_bytes()
         return out
     finally:
+        if proc is not None:
+            if proc.poll() is None:  # left early: a rerun, a stop, an error
+                _kill(proc)
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if slot:
+            _SLOTS.release()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _wait(proc: subprocess.Popen, deadline: float, progress: Progress | None) -> bool:
+# -- children alive, and the server-wide cap on them ----------------------------------------------
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+_SLOTS = threading.BoundedSemaphore(limits.MAX_APP_MODEL_RUNS)
+_POLL_S = 0.5  # how often a wait checks ``cancel`` (and the queue), in seconds
+
+
+def _take_slot(progress: Progress | None, cancel: Cancel | None) -> bool:
+    """Wait for one of the ``MAX_APP_MODEL_RUNS`` slots (queue, in arrival order of the
+    semaphore), saying so through ``progress`` and checking ``cancel`` while waiting."""
+    said = False
+    while not _SLOTS.acquire(timeout=_POLL_S if said else 0):
+        if not said and progress is not None:
+            progress(SandboxProgress(
+                "queued", None,
+                f"Queued: {limits.MAX_APP_MODEL_RUNS} uploaded models are running on this "
+                "server (MAX_APP_MODEL_RUNS); this one starts when one of them ends",
+            ))  # fmt: skip
+        said = True
+        if cancel is not None:
+            cancel()
+    return True
+
+
+def running() -> list[int]:
+    """The process ids of the children running now (tests and the exit hook read it)."""
+    with _LIVE_LOCK:
+        return [p.pid for p in _LIVE if p.poll() is None]
+
+
+@atexit.register
+def _kill_all() -> None:
+    """At interpreter exit (the server stopping), kill every child still running: the
+    script threads that wait on them are daemons and their ``finally`` never runs."""
+    with _LIVE_LOCK:
+        live = [p for p in _LIVE if p.poll() is None]
+    for proc in live:
+        _kill(proc)
+
+
+def _wait(
+    proc: subprocess.Popen, deadline: float, progress: Progress | None, cancel: Cancel | None
+) -> bool:
     """Relay the child's progress lines until it exits; kill its group at ``deadline``.
-    True when it was killed for time."""
+    ``cancel`` is called at least every half second and may raise to end the wait (the
+    caller's ``finally`` kills the child). True when it was killed for time."""
     sel = selectors.DefaultSelector()
     assert proc.stdout is not None
     sel.register(proc.stdout, selectors.EVENT_READ)
@@ -148,7 +220,9 @@ def _wait(proc: subprocess.Popen, deadline: float, progress: Progress | None) ->
             if left <= 0:
                 _kill(proc)
                 return True
-            if not sel.select(timeout=min(left, 0.5)):
+            if cancel is not None:
+                cancel()
+            if not sel.select(timeout=min(left, _POLL_S)):
                 if proc.poll() is not None:
                     break
                 continue
@@ -161,16 +235,19 @@ def _wait(proc: subprocess.Popen, deadline: float, progress: Progress | None) ->
                 pending = b""
             for line in lines:
                 _relay(line, progress)
-        left = deadline - time.monotonic()
-        try:
-            proc.wait(timeout=max(left, 0.0))
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            return True
-        return False
+        while True:  # stdout closed; the child is exiting (or closed it and loops on)
+            left = deadline - time.monotonic()
+            try:
+                proc.wait(timeout=max(min(left, _POLL_S), 0.0))
+                return False
+            except subprocess.TimeoutExpired:
+                if left <= _POLL_S:
+                    _kill(proc)
+                    return True
+            if cancel is not None:
+                cancel()
     finally:
         sel.close()
-        proc.stdout.close()
 
 
 def _relay(line: bytes, progress: Progress | None) -> None:
@@ -192,7 +269,10 @@ def _kill(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        proc.kill()
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
     proc.wait()
 
 
@@ -248,21 +328,33 @@ def collect_upload(
     bins: int | None = None,
     budget: CollectBudget | None = None,
     progress: Progress | None = None,
+    cancel: Cancel | None = None,
 ) -> Any:
     """:func:`calib.collect.collect_histograms` of an uploaded model on uploaded inputs
     (an ``.npz``, widened at most ``MAX_UNPACKED_BYTES``), in a child process under
-    ``budget`` (default :func:`calib.limits.app_collect_budget`). Returns a
+    ``budget`` (default :func:`calib.limits.app_collect_budget`); ``cancel`` is called
+    while it runs and may raise to stop it (the child is killed either way). Returns a
     :class:`calib.collect.Collection`; raises :class:`BudgetExceeded` past the budget and
     ``ValueError`` (``ImportError``) for what the collector refuses."""
     from calib.collect import Collection
-    from calib.io import load_histograms, load_histograms_meta
+    from calib.io import load_histograms
 
     options = {} if bins is None else {"bins": bins}
     files = {"model.onnx": model, "inputs.npz": inputs}
-    out = _run("collect", files, options, ("histograms.npz",), budget, progress, "the model")
-    data = out["histograms.npz"]
-    hists = load_histograms(io.BytesIO(data))
-    meta = load_histograms_meta(io.BytesIO(data))
+    out = _run(
+        "collect", files, options, ("histograms.npz", "meta.json"), budget, progress,
+        "the model", cancel,
+    )  # fmt: skip
+    hists = load_histograms(io.BytesIO(out["histograms.npz"]))
+    # the metadata as its own JSON document (a real model's aliases and not-activations run
+    # past what a histogram file's reader takes as one string, MAX_NAME_CHARS)
+    if len(out["meta.json"]) > limits.MAX_TEXT_BYTES:
+        raise ValueError("the model: the child process wrote no readable meta.json")
+    try:
+        meta = json.loads(out["meta.json"].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the model: the child process wrote no readable meta.json") from None
+    meta = meta if isinstance(meta, dict) else {}
 
     def names(key: str) -> dict[str, str]:
         value = meta.get(key, {})
@@ -282,6 +374,7 @@ def evaluate_upload(
     options: Mapping[str, Any],
     budget: CollectBudget | None = None,
     progress: Progress | None = None,
+    cancel: Cancel | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Effect page's evaluation of an uploaded model, in a child process under
     ``budget``: histograms collected on ``inputs`` (or their first share, the rest held
@@ -297,13 +390,36 @@ def evaluate_upload(
         files["eval.npz"] = eval_inputs
     out = _run(
         "evaluate", files, options, ("report.json", "histograms.npz"), budget, progress,
-        "the model",
+        "the model", cancel,
     )  # fmt: skip
     hists = load_histograms(io.BytesIO(out["histograms.npz"]))
     return evaluate.read_report(out["report.json"]), dict(hists)
 
 
 # -- the child ----------------------------------------------------------------------------------
+_PR_SET_PDEATHSIG = 1
+
+
+def _orphan_guard(parent: int) -> None:
+    """Die with the server: on Linux the kernel sends SIGKILL when the thread that started
+    this child exits (``prctl(PR_SET_PDEATHSIG)``); elsewhere, and as a second line, a
+    daemon thread exits the child once its parent is no longer ``parent``."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the guard was set
+        os._exit(4)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(4)
+
+    threading.Thread(target=watch, name="calib-orphan-guard", daemon=True).start()
+
+
 def _say(stage: str, fraction: float | None, text: str) -> None:
     print(json.dumps({"stage": stage, "fraction": fraction, "text": text}), flush=True)
 
@@ -328,7 +444,8 @@ def _collect_task(workdir: Path, options: dict) -> None:
         "upload.onnx", found.n_samples, batches=found.n_batches, aliases=found.aliases,
         not_activations=found.not_activations,
     )  # fmt: skip
-    save_histograms(workdir / "histograms.npz", found.histograms, meta=meta)
+    save_histograms(workdir / "histograms.npz", found.histograms)
+    (workdir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
 def _evaluate_task(workdir: Path, options: dict) -> None:

@@ -17,6 +17,7 @@ ensure_navigation()  # first, before the slow imports: see calib/app/navigation.
 
 import calib.explore
 from calib.app import explore, sources
+from calib.app.text import error_text, plain
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
 from calib.figures.base import FIGURE_HEIGHT
 from calib.numbers import fmt
@@ -50,14 +51,14 @@ with explore.synced_query_params(KEY):
                 c.show_variants, _source=source,
             )  # fmt: skip
         except ValueError as err:
-            problem = f"Cannot sweep with these settings: {err}"
+            problem = f"Cannot sweep with these settings: {error_text(err)}"
     if view is None:
         st.error(problem)
         st.stop()
     r, h = view.result, view.hist
 
     st.caption(
-        f"**{view.label}**: {h.n_bins} bins on [{h.edges[0]:.4g}, {h.edges[-1]:.4g}], "
+        f"**{plain(view.label)}**: {h.n_bins} bins on [{h.edges[0]:.4g}, {h.edges[-1]:.4g}], "
         f"{h.total:.6g} counts; {c.variant}, {view.target_bins} levels, {c.num_bits}-bit"
         + (f"; overridden: {dict(c.overrides)}" if c.overrides else "")
     )

@@ -16,9 +16,11 @@ from calib.app.navigation import ensure_navigation
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
 
 from calib.app import sources
+from calib.app.text import error, plain
 from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
 from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
+from calib.limits import MAX_COMPARE_BINS
 from calib.numbers import fmt, plural
 from calib.policies import (
     DEFAULT_TARGET_BINS,
@@ -45,10 +47,12 @@ def cached_attribution(
 
 
 def size_options(source: sources.Source) -> tuple[tuple[int, ...], int]:
-    """Histogram sizes to offer (Explore's), and the default: 2048 bins for raw samples,
-    a binned histogram's own size (it can only be merged down)."""
+    """Histogram sizes to offer (Explore's, up to the page's budget, MAX_COMPARE_BINS), and
+    the default: 2048 bins for raw samples, a binned histogram's own size (it can only be
+    merged down), or the budget when that is smaller."""
     native = sources.native_bins(source)
-    return sources.hist_bin_choices(source), native
+    options = tuple(b for b in sources.hist_bin_choices(source) if b <= MAX_COMPARE_BINS)
+    return options or (MAX_COMPARE_BINS,), min(native, MAX_COMPARE_BINS)
 
 
 st.set_page_config(page_title="calib: compare", layout="wide")
@@ -79,7 +83,13 @@ with st.sidebar:
 target_bins = int(levels) if same else None
 hist = sources.sized_histogram(source, int(hist_bins))
 digest = histogram_digest(hist)
-st.caption(f"{source.label} · {plural(hist.n_bins, 'bin')}")
+st.caption(f"{plain(source.label)} · {plural(hist.n_bins, 'bin')}")
+if sources.native_bins(source) > MAX_COMPARE_BINS:
+    st.info(
+        f"This histogram has {sources.native_bins(source):,} bins; Compare runs every variant "
+        f"and method on at most {MAX_COMPARE_BINS:,} (MAX_COMPARE_BINS, the page's budget), "
+        "so it is merged down. calib.compare.compare in Python takes it whole."
+    )
 st.write(
     "Every KL variant (solid lines) and every calibration method (dotted) on one histogram: "
     "where each clips, what the clip costs, and, below, which choice moves each variant away "
@@ -89,7 +99,7 @@ st.write(
 try:
     comparison = cached_comparison(digest, target_bins, hist)
 except ValueError as exc:  # the core names what is wrong; keep the page alive
-    st.error(f"Cannot compare on this histogram: {exc}")
+    error("Cannot compare on this histogram", exc)
     st.stop()
 if comparison.dead:
     st.warning(

@@ -16,6 +16,7 @@ from calib.app.navigation import ensure_navigation
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
 
 from calib.app import effect
+from calib.app.text import plain
 
 st.set_page_config(page_title="calib: effect on the model", layout="wide")
 st.title("Effect on the model")
@@ -39,7 +40,7 @@ if layer is not None:
         # st.switch_page resolves the page's path against the entry point, app.py
         st.switch_page(effect.EXPLORE, query_params=params)
     st.caption(
-        f"Explore has no histogram of {layer}: the shipped histograms hold the model's "
+        f"Explore has no histogram of {plain(layer)}: the shipped histograms hold the model's "
         "Linear-layer inputs only."
     )
 else:

@@ -192,3 +192,82 @@ def test_the_package_runs_as_a_program_in_process(monkeypatch, capsys):
         runpy.run_module("calib", run_name="__main__")
     assert done.value.code == 0
     assert capsys.readouterr().out.startswith("usage: calib ")
+
+
+# -- never a traceback, never lost work (issue 21) ----------------------------------------------
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _calib(*args, stdin=None, shell_tail: str = "", **kw) -> subprocess.CompletedProcess:
+    cmd = " ".join([sys.executable, "-m", "calib", *args]) + shell_tail
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=ROOT,
+                          executable="/bin/bash", **kw)  # fmt: skip
+
+
+def test_a_closed_pipe_ends_quietly(hist_file):
+    """``python -m calib FILE | head -1`` (here ``| true``: the reader is gone before the
+    table is written) ends without a traceback, with the shell's SIGPIPE status."""
+    path, _ = hist_file
+    done = _calib(str(path), shell_tail=" | true; exit ${PIPESTATUS[0]}")
+    assert done.stderr == "" and done.returncode == 141
+    done = _calib(str(path), shell_tail=" | head -1")
+    assert done.stdout.startswith("layer") and "Traceback" not in done.stderr
+
+
+def test_memory_running_out_is_one_line(tmp_path):
+    """``--inputs /dev/zero`` reads until memory runs out (here an address-space limit of
+    1.5 GiB makes it quick): one line, exit 2, nothing written."""
+    from test_sandbox import relu_model
+
+    (tmp_path / "m.onnx").write_bytes(relu_model())
+    out = tmp_path / "h.npz"
+    done = _calib("collect", str(tmp_path / "m.onnx"), "--inputs", "/dev/zero", "--out",
+                  str(out), "--quiet", shell_tail="", env=None,
+                  preexec_fn=lambda: __import__("resource").setrlimit(
+                      __import__("resource").RLIMIT_AS, (3 * 2**29, 3 * 2**29)))  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "out of memory" in done.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("where", ["folder", "missing", "read-only"])
+def test_an_unwritable_out_is_refused_before_the_run(tmp_path, capsys, monkeypatch, where):
+    """``--out`` a folder, in a missing folder, or where nothing can be written: refused
+    before anything runs (the collector is never called), in one line."""
+    from calib import collect
+
+    out = {"folder": str(tmp_path), "missing": str(tmp_path / "no" / "h.npz"),
+           "read-only": "/proc/h.npz"}[where]  # fmt: skip
+    ran = []
+    monkeypatch.setattr(collect, "collect_histograms", lambda *a, **k: ran.append(1))
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    (tmp_path / "x.npz").write_bytes(b"x")
+    code = main(["collect", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npz"),
+                 "--out", out])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and not ran
+    assert err.startswith("error: --out") and len(err.strip().splitlines()) == 1
+    code = main(["evaluate", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npz"),
+                 "--histograms", str(tmp_path / "x.npz"), "--out", out])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --out")
+
+
+def test_an_unwritable_export_is_refused_before_the_table(hist_file, tmp_path, capsys):
+    path, _ = hist_file
+    assert main([str(path), "--trt-cache", str(tmp_path / "no" / "t.cache")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "does not exist" in captured.err
+
+
+def test_converge_prints_method_names_without_terminal_escapes(tmp_path, capsys):
+    from calib.convergence import Trace
+
+    h = calib.Histogram.from_samples(np.arange(10.0), 16)
+    evil = "max\x1b]0;pwned\x07\x1b[31m"
+    t = Trace(np.array([4, 8]), {evil: np.array([1.0, 2.0])})
+    calib.save_histograms(tmp_path / "t.npz", {"a": h}, traces={"a": t})
+    assert main(["converge", str(tmp_path / "t.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "max\\x1b]0;pwned\\x07\\x1b[31m" in out

@@ -7,6 +7,7 @@ one huge tensor (178 bytes). Each case starts a fresh interpreter (about a secon
 from __future__ import annotations
 
 import io
+import os
 import time
 
 import numpy as np
@@ -140,3 +141,179 @@ def test_the_layers_page_shows_the_budget_and_stays_usable(monkeypatch):
     assert at.error and "stopped after 3 s" in at.error[0].value
     assert "CALIB_APP_COLLECT_SECONDS" in at.error[0].value
     assert at.dataframe  # the model's table, still shown
+
+
+# -- the child ends with the call that started it (issue 21) ------------------------------------
+def _children_of(parent: int) -> list[int]:
+    """Sandbox children of ``parent`` still alive: their command line names the bootstrap
+    (``calib.sandbox import _child``), and their parent is ``parent`` or their command line
+    ends with its pid (an orphan's parent is init)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state, ppid = f.read().rsplit(b")", 1)[1].split()[:2]
+        except OSError:
+            continue
+        ours = int(ppid) == parent or str(parent).encode() in argv
+        if state != b"Z" and any(b"_child" in a for a in argv) and ours:
+            found.append(int(entry))
+    return found
+
+
+class _Rerun(Exception):
+    """Stands for Streamlit's RerunException (a BaseException-free control-flow raise)."""
+
+
+def _cancel_once_running(seen: list[int], exc: BaseException):
+    def cancel() -> None:
+        seen[:] = sandbox.running()
+        if seen and time.monotonic() > seen_at.setdefault("t", time.monotonic() + 2):
+            raise exc
+
+    seen_at: dict[str, float] = {}
+    return cancel
+
+
+@pytest.mark.parametrize("exc", [_Rerun(), KeyboardInterrupt()], ids=["rerun", "stop"])
+def test_a_looping_child_is_killed_when_its_caller_is_interrupted(exc):
+    """A rerun or a stop (Streamlit raises its Rerun/StopException in the script thread,
+    which the app's cancel check re-raises) ends the call, and the child with it."""
+    seen: list[int] = []
+    with pytest.raises(type(exc)):
+        sandbox.collect_upload(loop_model(), ONE, budget=CollectBudget(60, 2**30),
+                               cancel=_cancel_once_running(seen, exc))  # fmt: skip
+    assert seen, "the child never started"
+    assert sandbox.running() == []
+    assert _children_of(os.getpid()) == []
+    for pid in seen:
+        assert not os.path.exists(f"/proc/{pid}"), pid
+
+
+def test_a_child_whose_progress_handler_raises_is_killed():
+    """The page's progress bar is where Streamlit raises its RerunException when the
+    child reports progress: that way out kills the child too."""
+
+    def progress(p) -> None:
+        raise _Rerun()
+
+    with pytest.raises(_Rerun):
+        sandbox.collect_upload(relu_model(), X, budget=CollectBudget(60, 2**30), progress=progress)
+    assert sandbox.running() == [] and _children_of(os.getpid()) == []
+
+
+def test_a_child_dies_with_its_server():
+    """The server killed outright (SIGKILL: no finally, no atexit) takes its children with
+    it: the parent-death signal (and the child's watch on its parent) end them."""
+    script = (
+        "import sys, numpy as np, io; sys.path.insert(0, sys.argv[1]);"
+        "from calib import sandbox; from calib.limits import CollectBudget;"
+        "sandbox.collect_upload(open(sys.argv[2], 'rb').read(), open(sys.argv[3], 'rb').read(),"
+        " budget=CollectBudget(60, 2**30))"
+    )
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "m.onnx").write_bytes(loop_model())
+        (Path(d) / "x.npz").write_bytes(ONE)
+        server = subprocess.Popen([sys.executable, "-c", script, str(root), f"{d}/m.onnx",
+                                   f"{d}/x.npz"])  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while not _children_of(server.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            children = _children_of(server.pid)
+            assert children, "the child never started"
+        finally:
+            server.kill()
+            server.wait()
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{c}") for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # the dead child is reaped by init; a zombie shows no command line any more
+        assert _children_of(server.pid) == []
+
+
+def test_a_server_that_exits_kills_its_children_at_exit():
+    """The server stopping (its script threads are daemons: no finally runs) leaves no
+    child: atexit kills them (and the parent-death signal, as the thread that started the
+    child dies with the interpreter)."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    script = (
+        "import sys, threading, time; sys.path.insert(0, sys.argv[1]);"
+        "from calib import sandbox; from calib.limits import CollectBudget;"
+        "run = lambda: sandbox.collect_upload(open(sys.argv[2], 'rb').read(),"
+        " open(sys.argv[3], 'rb').read(), budget=CollectBudget(60, 2**30));"
+        "threading.Thread(target=run, daemon=True).start();"
+        "t = time.monotonic() + 60\n"
+        "while not sandbox.running() and time.monotonic() < t: time.sleep(0.1)\n"
+        "print(sandbox.running()[0], flush=True)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "m.onnx").write_bytes(loop_model())
+        (Path(d) / "x.npz").write_bytes(ONE)
+        argv = [sys.executable, "-c", script, str(root), f"{d}/m.onnx", f"{d}/x.npz"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    child = int(done.stdout.split()[0])
+
+    def alive() -> bool:  # a zombie waiting for init to reap it is dead
+        try:
+            with open(f"/proc/{child}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive()
+
+
+def test_uploaded_models_past_the_server_cap_wait_in_a_queue(monkeypatch):
+    """MAX_APP_MODEL_RUNS children at once: the next call waits, says so, and can be
+    cancelled while it waits (no child started)."""
+    import threading
+
+    monkeypatch.setattr(sandbox, "_SLOTS", threading.BoundedSemaphore(1))
+    sandbox._SLOTS.acquire()  # the one slot is taken by another visitor
+    said = []
+    calls = []
+
+    def cancel() -> None:
+        calls.append(1)
+        if len(calls) > 2:
+            raise _Rerun()
+
+    with pytest.raises(_Rerun):
+        sandbox.collect_upload(relu_model(), X, budget=CollectBudget(60, 2**30),
+                               progress=said.append, cancel=cancel)  # fmt: skip
+    assert said and said[0].stage == "queued" and "MAX_APP_MODEL_RUNS" in said[0].text
+    assert sandbox.running() == []
+    sandbox._SLOTS.release()
+    found = sandbox.collect_upload(relu_model(), X, budget=CollectBudget(60, 2**30))
+    assert found.n_samples == 64
+
+
+def test_a_collection_whose_metadata_is_long_is_read_back():
+    """A real model's aliases and not-activations (all-MiniLM-L6-v2: 7,125 characters)
+    come back whole: the child writes them as their own JSON document."""
+    names = [f"{'n' * 300}{i}" for i in range(8)]  # 8 aliases of 300 characters: 2.4 KB
+    nodes = [helper.make_node("Relu", ["x"], ["h"])]
+    nodes += [helper.make_node("Identity", ["h"], [n]) for n in names]
+    nodes.append(helper.make_node("Relu", [names[-1]], ["y"]))
+    found = sandbox.collect_upload(_model(nodes, []), X, budget=CollectBudget(60, 2**30))
+    assert found.n_samples == 64 and "y" in found.histograms
+    assert sum(len(k) + len(v) for k, v in found.aliases.items()) > limits.MAX_NAME_CHARS

@@ -24,6 +24,7 @@ from calib import convergence, report
 from calib import io as cio
 from calib.app import sources
 from calib.app.layers import Layers
+from calib.app.text import plain
 from calib.figures.convergence import amax_figure, settled_share_figure
 from calib.io import Trace
 
@@ -103,7 +104,7 @@ def _verdict(table: Sequence[convergence.Settling]) -> str:
             "of the same kind would move few of them by more than 1%."
         )
     return (
-        f"{', '.join(late)}: 95% of the thresholds settle only with the last batch, so they "
+        f"{plain(', '.join(late))}: 95% of the thresholds settle only with the last batch, so they "
         "were still moving when the data ran out; more calibration data would likely move "
         "them further."
     )
@@ -159,5 +160,5 @@ def show_convergence(layers: Layers, ordered: Sequence[report.LayerRow]) -> None
     at = {m: convergence.settled_at(trace, m, tol) for m in trace.amax}
     st.plotly_chart(amax_figure(layer, trace, at, tol=tol), key="layers_conv_amax")
     samples = np.asarray(trace.samples)
-    parts = [f"{m} after {'never' if j is None else samples[j]}" for m, j in at.items()]
+    parts = [f"{plain(m)} after {'never' if j is None else samples[j]}" for m, j in at.items()]
     st.caption(f"Within {tol:.0%} of the final amax from then on: " + "; ".join(parts) + ".")

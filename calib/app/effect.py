@@ -19,8 +19,9 @@ import pandas as pd
 import streamlit as st
 
 from calib import evaluate
-from calib.app import sources
+from calib.app import sources, text
 from calib.app.layers import EXPLORE
+from calib.app.text import plain
 from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
@@ -126,8 +127,13 @@ def run_upload(
         "target_sqnr_db": target, "weights": weights, "max_float": APP_MAX_FLOAT,
         "max_tensors": APP_MAX_TENSORS, "workers": APP_WORKERS,
     }  # fmt: skip
+    from calib.app import jobs
+
     try:
-        return sandbox.evaluate_upload(_model, _inputs, _eval, options=options, progress=progress)
+        with jobs.page_work() as cancel:  # the child ends with this page run
+            return sandbox.evaluate_upload(
+                _model, _inputs, _eval, options=options, progress=progress, cancel=cancel
+            )
     finally:
         bar.empty()
 
@@ -177,7 +183,9 @@ def choose_report() -> Shown:
     # a callback, not the button's return value: the request survives a rerun
     sb.button("Evaluate", key="effect_run", type="primary", on_click=_request, args=(key,))
     if st.session_state.get("effect_requested") != key:
-        st.info(f"Press Evaluate in the sidebar to run {model.name}. Showing {label} meanwhile.")
+        st.info(
+            f"Press Evaluate in the sidebar to run {plain(model.name)}. Showing {label} meanwhile."
+        )
         return Shown(shipped, label)
     try:
         held_data = held.getvalue() if held else None
@@ -186,7 +194,7 @@ def choose_report() -> Shown:
         )
     except (ValueError, ImportError) as exc:
         st.session_state.pop("effect_requested", None)  # not retried on every rerun
-        st.error(f"Could not evaluate {model.name}: {exc}. Showing {label}.")
+        text.error(f"Could not evaluate {plain(model.name)}", exc, f". Showing {label}.")
         return Shown(shipped, label)
     return Shown(doc, f"{model.name} on {inputs.name}", f"effect:{key}", hists)
 
@@ -195,10 +203,10 @@ def summary(doc: Mapping[str, Any], label: str) -> None:
     q = doc["quantized"]
     run = doc.get("run", {})
     st.caption(
-        f"**{label}**. Quantized: {q['description']}; int{q['num_bits']}, weights "
-        f"{q['weights']}. Evaluation: {doc['evaluation']['data']} "
-        f"({doc['evaluation']['samples']} samples). "
-        f"{run.get('runs', '?')} runs on {run.get('backend', '?')}."
+        f"**{plain(label)}**. Quantized: {plain(q['description'])}; int{q['num_bits']}, "
+        f"weights {plain(q['weights'])}. Evaluation: {plain(doc['evaluation']['data'])} "
+        f"({plain(doc['evaluation']['samples'])} samples). "
+        f"{plain(run.get('runs', '?'))} runs on {plain(run.get('backend', '?'))}."
     )
 
 
@@ -219,14 +227,13 @@ def methods_section(doc: Mapping[str, Any]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="effect_methods_table")
     left = {m["label"]: m["left_float"] for m in doc["methods"] if m["left_float"]}
     for name, why in left.items():
-        st.caption(
-            f"{name} leaves {plural(len(why), 'tensor')} in float: {next(iter(why.values()))}"
-        )
+        first = plain(next(iter(why.values())))
+        st.caption(f"{plain(name)} leaves {plural(len(why), 'tensor')} in float: {first}")
 
 
 def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
     """The ranked table; the selected row's tensor, if any."""
-    st.subheader(f"Which tensors hurt ({doc.get('calibration', '')})")
+    st.subheader(f"Which tensors hurt ({plain(doc.get('calibration', ''))})")
     rows = doc["sensitivity"]
     if not rows:
         st.info("No sensitivity was measured for these results.")

@@ -23,8 +23,9 @@ import pandas as pd
 import streamlit as st
 
 from calib import io as cio
-from calib import report
-from calib.app import sources
+from calib import limits, report
+from calib.app import sources, text
+from calib.app.text import plain
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
@@ -51,6 +52,7 @@ __all__ = [
     "RowStore",
     "Settings",
     "cache_findings",
+    "check_budget",
     "choose_cache",
     "choose_layers",
     "choose_onnx",
@@ -176,6 +178,7 @@ def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes)
     process under the app's time and memory budget (``calib.sandbox``; past it, a
     ValueError saying which budget)."""
     from calib import sandbox
+    from calib.app import jobs
 
     for what, data in (("the model file", _model), ("the inputs file", _inputs)):
         sources.check_upload_size(what, data)
@@ -185,7 +188,9 @@ def collect_upload(model_id: str, inputs_id: str, _model: bytes, _inputs: bytes)
         bar.progress(p.fraction or 0.0, text=p.text)
 
     try:
-        return sandbox.collect_upload(_model, _inputs, progress=progress).histograms
+        with jobs.page_work() as cancel:  # the child ends with this page run
+            found = sandbox.collect_upload(_model, _inputs, progress=progress, cancel=cancel)
+        return found.histograms
     finally:
         bar.empty()
 
@@ -225,6 +230,7 @@ def table_rows(layers: Layers, s: Settings) -> tuple[report.LayerRow, ...]:
     key = (layers.key, *s.key)
     rows = row_store().get(key)
     if rows is None:
+        check_budget(layers, s)
         n = len(layers.hists)
         bar = st.progress(0.0, text=f"Calibrating {n} tensors…")
 
@@ -235,6 +241,25 @@ def table_rows(layers: Layers, s: Settings) -> tuple[report.LayerRow, ...]:
         bar.empty()
         row_store().put(key, rows)
     return rows
+
+
+def check_budget(layers: Layers, s: Settings) -> None:
+    """Refuse (st.error, then stop the page) a table past the page's budget,
+    ``limits.MAX_PAGE_CELLS``, before any tensor is calibrated, saying what to do."""
+    if s.method == "entropy":
+        levels = s.target_bins or levels_for(s.variant, s.num_bits)
+    else:
+        levels = 2 ** (s.num_bits - 1)
+    cells = limits.page_cells((h.n_bins for h in layers.hists.values()), s.method, levels)
+    if cells > limits.MAX_PAGE_CELLS:
+        what = f"The table of {len(layers.hists):,} tensors with {s.method} needs about"
+        st.error(
+            limits.exceeds(what, cells, "MAX_PAGE_CELLS", " cells")
+            + ", the app's budget for one page. Run it on the command line, which has no "
+            f"such bound (python -m calib FILE --method {s.method}), lower the target bins, "
+            "or upload fewer or smaller histograms (Histogram.rebin merges bins)."
+        )
+        st.stop()
 
 
 # -- widgets ---------------------------------------------------------------------------------
@@ -261,16 +286,20 @@ def choose_layers() -> Layers:
             f"({', '.join('.' + t for t in HIST_TYPES)}).",
         )
         if upload is None:
-            st.info(f"Upload a histogram file in the sidebar; showing {last.label} meanwhile.")
+            st.info(
+                f"Upload a histogram file in the sidebar; showing {plain(last.label)} meanwhile."
+            )
             layers = last
         else:
             try:
                 hists = load_upload(upload.file_id, upload.name, upload.getvalue())
                 layers = Layers(f"upload:{upload.file_id}", upload.name, "layers", hists)
             except ValueError as exc:
-                st.error(
-                    f"Could not read {upload.name}: {exc}. Expected the project's "
-                    f"multi-layer .npz (see calib/io/); still showing {last.label}."
+                text.error(
+                    f"Could not read {plain(upload.name)}",
+                    exc,
+                    ". Expected the project's "
+                    f"multi-layer .npz (see calib/io/); still showing {plain(last.label)}.",
                 )
                 layers = last
     st.session_state["layers_last_good"] = layers
@@ -292,13 +321,14 @@ def choose_onnx(last: Layers) -> Layers:
         st.info(
             "Upload an ONNX model and an .npz of inputs (one array per model input, named "
             "after it, samples along axis 0); onnxruntime runs it on the CPU and histograms "
-            f"|x| of every float tensor in one pass. Showing {last.label} meanwhile."
+            f"|x| of every float tensor in one pass. Showing {plain(last.label)} meanwhile."
         )
         return last
     try:
         hists = collect_upload(model.file_id, inputs.file_id, model.getvalue(), inputs.getvalue())
     except (ValueError, ImportError) as exc:
-        st.error(f"Could not collect from {model.name}: {exc}; still showing {last.label}.")
+        text.error(f"Could not collect from {plain(model.name)}", exc,
+                   f"; still showing {plain(last.label)}.")  # fmt: skip
         return last
     label = f"{model.name} on {inputs.name}, {len(hists)} tensors"
     return Layers(f"onnx:{model.file_id}:{inputs.file_id}", label, "layers", hists)
@@ -370,8 +400,8 @@ def choose_cache() -> report.CachedThresholds | None:
         cache = load_cache(upload.file_id, upload.name, upload.getvalue())
     except ValueError as exc:
         cache = st.session_state.get("layers_last_cache")
-        keep = f"; still comparing with {cache.name}" if cache else ""
-        st.error(f"Could not read the cache {upload.name}: {exc}{keep}")
+        keep = f"; still comparing with {plain(cache.name)}" if cache else ""
+        text.error(f"Could not read the cache {plain(upload.name)}", exc, keep)
         return cache
     st.session_state["layers_last_cache"] = cache
     return cache
@@ -394,16 +424,16 @@ def summary(
 ) -> None:
     """What the table shows, the tensors that failed, and four metrics."""
     st.caption(
-        f"{layers.label}: {s.method}"
+        f"{plain(layers.label)}: {s.method}"
         + (f", {s.variant}" if s.method == "entropy" else "")
         + f", {s.num_bits} bits."
     )
     failed = [r for r in rows if r.error]
     if failed:
-        st.error(
+        text.error(
             f"{len(failed)} tensors could not be calibrated with these settings; the first, "
-            f"{failed[0].layer!r}: {failed[0].error}"
-        )
+            f"{plain(repr(failed[0].layer))}", failed[0].error,
+        )  # fmt: skip
     worst = next((r for r in ordered if math.isfinite(r.sqnr_db)), None)
     cols = st.columns(4)
     cols[0].metric("Tensors", len(rows))
@@ -411,7 +441,7 @@ def summary(
     cols[2].metric(
         "Lowest SQNR (dB)",
         fmt(worst.sqnr_db if worst else None, 2, fixed=True),
-        help=worst.layer if worst else None,
+        help=plain(worst.layer) if worst else None,
     )
     if matches is not None:
         cols[3].metric(
@@ -488,14 +518,16 @@ def cache_findings(
     s: Settings,
 ) -> None:
     """The cache's header and what ``report.check_cache`` found in it."""
-    st.subheader(f"Calibration cache: {cache.name}")
+    st.subheader(f"Calibration cache: {plain(cache.name)}")
     head = f"{cache.kind}" + (f", header {cache.header!r}" if cache.header else "")
-    st.caption(f"{head}; {plural(len(cache.amax), 'tensor')}, {len(matches)} matched by name.")
+    st.caption(
+        f"{plain(head)}; {plural(len(cache.amax), 'tensor')}, {len(matches)} matched by name."
+    )
     checks = report.check_cache(cache, list(layers.hists), s.method)
     for check in report.CHECKS:
         found = [c.message for c in checks if c.check == check]
         if found:
-            st.warning(f"**{check}**: " + "  \n".join(found[:10]))
+            st.warning(f"**{check}**: " + "  \n".join(plain(m) for m in found[:10]))
     if not checks:
         st.success("No problems found in the cache.")
 
@@ -516,7 +548,7 @@ def export_notes(skipped: Sequence[str], num_bits: int) -> list[str]:
     if skipped:
         notes.append(
             f"Left out of both calibration files ({len(skipped)}): dead tensors, zero "
-            f"amaxes and errors have no scale: {', '.join(skipped[:10])}"
+            f"amaxes and errors have no scale: {plain(', '.join(skipped[:10]))}"
         )
     if num_bits != 8:
         notes.append("A TensorRT cache is INT8: its scale is amax / 127 whatever the bits above.")

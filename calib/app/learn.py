@@ -16,7 +16,9 @@ import pandas as pd
 import streamlit as st
 
 from calib import learn
+from calib.app import text
 from calib.app.sources import histogram_source, sized_histogram
+from calib.app.text import plain
 from calib.figures import learn as fl
 from calib.histogram import Histogram
 from calib.numbers import fmt, fmt_kl, plural
@@ -159,9 +161,8 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
     result = None
     if t_max < TARGET_BINS_MIN:
         st.error(
-            f"{label} has {plural(hist.n_bins, 'bin')}; the lesson needs at least "
-            f"{TARGET_BINS_MIN + 1} "
-            f"({TARGET_BINS_MIN} levels + 1)."
+            f"{plain(label)} has {plural(hist.n_bins, 'bin')}; the lesson needs at least "
+            f"{TARGET_BINS_MIN + 1} ({TARGET_BINS_MIN} levels + 1)."
         )
     else:
         # Written back every run: a slider whose range changed is a new widget, and Streamlit
@@ -180,13 +181,13 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
         try:
             result = learn.learn_sweep(hist, variant, T)
         except ValueError as exc:
-            st.error(f"Cannot sweep {label} with {variant}, {T} levels: {exc}")
+            text.error(f"Cannot sweep {plain(label)} with {variant}, {T} levels", exc)
             result = None
     st.caption(f"**{variant}**: {VARIANT_NOTES[variant]}")
 
     if result is not None and result.dead:
         st.warning(
-            f"{label} is all zeros (a dead layer): there is no clip to choose. Pick another."
+            f"{plain(label)} is all zeros (a dead layer): there is no clip to choose. Pick another."
         )
         result = None
 
@@ -197,7 +198,7 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
             if result.policy.truncate != "none" and result.histogram.total < 2 * hist.n_bins
             else ""
         )
-        st.warning(f"Every candidate's KL is infinite for {variant} on {label}.{why}")
+        st.warning(f"Every candidate's KL is infinite for {variant} on {plain(label)}.{why}")
 
     if result is None or T is None:
         return None

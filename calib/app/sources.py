@@ -23,6 +23,8 @@ import streamlit as st
 
 from calib import io as cio
 from calib import limits
+from calib.app import text
+from calib.app.text import plain
 from calib.demos import DEMOS, demo_histogram, demo_samples
 from calib.explore import DEFAULT_LAYER, MODEL_NAME, SOURCE_KINDS
 from calib.histogram import DEFAULT_BINS, Histogram
@@ -98,7 +100,7 @@ def _demo_samples(name: str) -> np.ndarray | None:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _parse_histograms(upload_id: str, name: str, _data: bytes) -> dict[str, Histogram]:
-    # keyed by the upload's id (and name), not by hashing up to 50 MB on every rerun
+    # keyed by the upload's id (and name), not by hashing up to 200 MB on every rerun
     return cio.load_histogram_file(io.BytesIO(_data), name)
 
 
@@ -141,7 +143,7 @@ def _upload_id(upload: Any, data: bytes) -> str:
 
 def check_upload_size(what: str, data: bytes) -> None:
     """ValueError when an upload is larger than :data:`MAX_UPLOAD_BYTES`: every page's
-    check, and its message ("``what`` is 61.3 MB; uploads are limited to 50 MB")."""
+    check, and its message ("``what`` is 61.3 MB; uploads are limited to 200 MB")."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise ValueError(
             f"{what} is {len(data) / 2**20:.1f} MB; uploads are limited to "
@@ -207,12 +209,11 @@ def histogram_source(key: str, default_kind: str = "model") -> Source:
         source = _choose(key, kind)
     except ValueError as exc:
         source = st.session_state.get(last_key) or _default_model_source(key)
-        st.error(
-            f"Could not use that file: {exc}\n\nStill showing the previous view: {source.label}."
-        )
+        text.error("Could not use that file", exc,
+                   f"\n\nStill showing the previous view: {plain(source.label)}.")  # fmt: skip
     if source is None:  # waiting for a file: keep the previous view meanwhile
         source = st.session_state.get(last_key) or _default_model_source(key)
-        st.info(_waiting_note(kind) + f" Showing {source.label} meanwhile.")
+        st.info(_waiting_note(kind) + f" Showing {plain(source.label)} meanwhile.")
     st.session_state[last_key] = source
     return source
 
@@ -312,7 +313,7 @@ def _layers_source(key: str) -> Source | None:
         return None
     layers = list(held.hists)
     name = _layer_picker(f"{key}_layers_layer", layers)
-    st.sidebar.caption(f"From the Layers page: {held.label}.")
+    st.sidebar.caption(f"From the Layers page: {plain(held.label)}.")
     return Source(
         "layers", f"{held.label}: {name}", held.hists[name], layer=name,
         key=f"layers:{held.key}:{name}",
