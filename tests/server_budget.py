@@ -103,14 +103,14 @@ def chain() -> None:
 
 
 def keypress() -> None:
-    """A second session's key press on Explore (calib.app.browser.keypress_redraw_ms), alone
+    """A second session's key press on Explore (calib.dev.browser.keypress_redraw_ms), alone
     and while a first session's Layers page collects from the 3,000-Relu chain."""
     import statistics
     import tempfile
 
     from playwright.sync_api import sync_playwright
 
-    from calib.app import browser
+    from calib.dev import browser
 
     with tempfile.TemporaryDirectory() as d, sync_playwright() as pw:
         tmp = Path(d)

@@ -1,6 +1,6 @@
 """An uploaded model's work ends with its page, in a real browser (issue 21).
 
-A `streamlit run app.py` server and headless Chromium (``calib.app.browser``): the Layers
+A `streamlit run app.py` server and headless Chromium (``calib.dev.browser``): the Layers
 page collects from a model that loops (a Loop of 10**15 iterations, 271 bytes), and the
 child process running it is found in /proc (its command line names the sandbox's
 bootstrap and the server's pid). Leaving the page (the sidebar's navigation: a rerun of
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from calib.app import browser
+from calib.dev import browser
 
 pytestmark = pytest.mark.browser
 
