@@ -492,6 +492,8 @@ def _state_query(key: str) -> dict[str, str]:
     q["log_y"] = "true" if s.get(f"{key}_log_y", True) else "false"
     if s.get(f"{key}_show_variants"):
         q["show_variants"] = "true"
+    if s.get(f"{key}_method") not in (None, "entropy"):  # a row ranked under it
+        q["method"] = str(s[f"{key}_method"])
     if s.get(f"{key}_candidate") is not None:  # the picked one, once the slider has one
         q["candidate"] = str(s[f"{key}_candidate"])
     preset = VARIANTS[variant]
