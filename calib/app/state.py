@@ -45,6 +45,7 @@ __all__ = [
     "file_uploader",
     "follow_explore",
     "kept_upload",
+    "last",
     "link",
     "sync",
     "write",
@@ -67,6 +68,7 @@ class Param:
     key: str
     read: Callable[[str], Any]
     expects: str
+    widget: bool = True  # False: st.tabs, which a page opens through ``default=`` (see last)
 
 
 def _one_of(options: Sequence[Any]) -> Callable[[str], Any]:
@@ -124,7 +126,7 @@ def _learn_choice(name: str, key: str, what: str) -> Param:
         options = [*learn.learn.LESSONS, learn.OTHER] if what == "lesson" else list(learn.QUESTIONS)
         return _one_of(options)(text)
 
-    return Param(name, key, read, f"a {what} of the Learn page")
+    return Param(name, key, read, f"a {what} of the Learn page", widget=what != "question")
 
 
 def _source_params(page: str) -> tuple[Param, ...]:
@@ -157,7 +159,9 @@ LINKS: dict[str, tuple[Param, ...]] = {
             "an integer",
         ),
         Param("log_y", "compare_log_y", _bool, "true or false"),
-        _choice("why", "compare_why_tab", [v for v in VARIANTS if v != "seed"]),
+        dataclasses.replace(
+            _choice("why", "compare_why_tab", [v for v in VARIANTS if v != "seed"]), widget=False
+        ),
     ),
     "effect": (
         _choice("src", "effect_src", ["shipped", "upload"]),
@@ -191,7 +195,7 @@ def link(page: str, state: Mapping[str, Any] | None = None) -> dict[str, str]:
     s = st.session_state if state is None else state
     q = {}
     for p in LINKS[page]:
-        v = s.get(p.key)
+        v = s.get(p.key, s.get(_last_key(p.key)))
         if v is not None:
             q[p.name] = _text(v)
     return q
@@ -205,10 +209,26 @@ def apply(page: str, params: Mapping[str, str]) -> list[str]:
         if p.name not in params:
             continue
         try:
-            s[p.key] = p.read(params[p.name])
+            value = p.read(params[p.name])
         except ValueError:
             bad.append(f"Ignored {p.name}={params[p.name]!r} from the link: expected {p.expects}.")
+            continue
+        s[_last_key(p.key)] = value
+        if p.widget:
+            s[p.key] = value
     return bad
+
+
+def _last_key(key: str) -> str:
+    return f"calib_last_{key}"
+
+
+def last(key: str, fallback: Any) -> Any:
+    """The value a widget Streamlit does not keep (``st.tabs``) had when the page last ran
+    (or a link set), for its ``default=``; ``fallback`` when there is none."""
+    s = st.session_state
+    v = s.get(key, s.get(_last_key(key)))
+    return fallback if v is None else v
 
 
 def default(key: str, value: Any) -> Any:
@@ -221,6 +241,10 @@ def default(key: str, value: Any) -> Any:
 
 def write(page: str) -> None:
     """Write ``page``'s view into the URL (and remember it as the page's own)."""
+    s = st.session_state
+    for p in LINKS[page]:
+        if s.get(p.key) is not None:
+            s[_last_key(p.key)] = s[p.key]
     q = link(page)
     if q != st.query_params.to_dict():
         st.query_params.from_dict(q)
