@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 import calib
 from calib import evaluate
 from calib import io as cio
-from calib.app import sources
+from calib.app import effect, sources
 from calib.explore import DEFAULT_LAYER
 from tests.test_evaluate import attention_model, quarters
 
@@ -76,7 +76,6 @@ def test_layers_keeps_its_upload_and_settings_across_a_visit_to_explore():
     at.radio(key="layers_src").set_value("upload").run()
     at.file_uploader(key="layers_file").set_value(("small.npz", small_npz(), "x")).run()
     assert sorted(layers_table(at)["layer"]) == ["conv1 / relu", "fc: out [0]"]
-    assert params(at) == {"src": "upload", "method": "mse", "variant": "seed", "bits": "6"}
 
     go(at, EXPLORE)
     go(at, LAYERS)
@@ -160,7 +159,20 @@ def effect_layers(at: AppTest) -> list[str]:
     return sorted(df.value["layer"])
 
 
-def test_effect_keeps_the_upload_evaluation_and_target_sqnr_recomputes_only_keep_float():
+def test_effect_keeps_the_upload_evaluation_and_target_sqnr_recomputes_only_keep_float(
+    monkeypatch,
+):
+    from calib import sandbox
+
+    runs = []  # each evaluation of the upload (AppTest runs the page in this process)
+    real = sandbox.evaluate_upload
+
+    def counted(*args, **kwargs):
+        runs.append(real(*args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(sandbox, "evaluate_upload", counted)
+    effect.run_upload.clear()
     x = quarters(np.random.default_rng(0), (20, 4, 8))
     at = go(app(), EFFECT)
     at.radio(key="effect_src").set_value("upload").run()
@@ -171,19 +183,19 @@ def test_effect_keeps_the_upload_evaluation_and_target_sqnr_recomputes_only_keep
     assert not at.exception and not at.error, (at.exception, at.error)
     own = ["X", "a", "h", "r", "t"]
     assert effect_layers(at) == own
-    key, doc, _ = at.session_state["effect_result"]
+    [(doc, _)] = runs
 
     go(at, EXPLORE)
     go(at, EFFECT)
     assert at.radio(key="effect_src").value == "upload"
     assert effect_layers(at) == own  # not the shipped 48
-    assert at.session_state["effect_result"][0] == key  # the same evaluation, not a new one
+    assert len(runs) == 1  # the same evaluation, not a new one
 
     for target in (5.0, 60.0):
         at.number_input(key="effect_target").set_value(target).run()
         assert not at.exception and not at.error
         assert effect_layers(at) == own
-        assert at.session_state["effect_result"][0] == key
+        assert len(runs) == 1
         want = evaluate.keep_float_at(doc, target)
         steps = [d for d in at.dataframe if "back to float" in d.value.columns]
         got = list(steps[0].value["back to float"]) if steps else []
