@@ -47,6 +47,7 @@ __all__ = [
     "kept_upload",
     "last",
     "link",
+    "stale",
     "sync",
     "write",
 ]
@@ -262,12 +263,27 @@ def sync(page: str) -> None:
     """
     s = st.session_state
     names = {p.name for p in LINKS[page]}
-    params = {k: v for k, v in st.query_params.to_dict().items() if k in names}
+    url = st.query_params.to_dict()
+    params = {} if stale(page, url) else {k: v for k, v in url.items() if k in names}
     written = s.get(_written_key(page))
     if params and params != written:
         for message in apply(page, params):
             st.warning(plain(message))  # a link's values are anyone's text: never markdown
     write(page)
+
+
+def stale(page: str, url: Mapping[str, str]) -> bool:
+    """Whether ``url`` (a query string) is exactly what another page last wrote: left over
+    from it, not a link to ``page`` (a browser clears the query string on a page change;
+    Streamlit's AppTest, and any client that keeps it, do not)."""
+    if not url:
+        return False
+    s = st.session_state
+    mine = _written_key(page)
+    others = [s[k] for k in list(s.keys()) if str(k).startswith("calib_link_") and k != mine]
+    if page != "explore":
+        others.append(s.get("explore_query_written"))
+    return any(o and dict(url) == o for o in others)
 
 
 def follow_explore(page: str) -> None:
