@@ -114,10 +114,11 @@ def test_layers_upload_and_method_survive_a_row_opened_in_explore(page, server, 
     expect(main.get_by_text("two_layers.npz: mse, 8 bits.")).to_be_visible()
     _settled(page)
     expect(side.get_by_text("uploaded earlier in this session")).to_be_visible()
-    assert side.locator('[data-testid="stSelectbox"]').filter(has_text="Method").inner_text()
-    assert (
-        "mse" in side.locator('[data-testid="stSelectbox"]').filter(has_text="Method").inner_text()
+    method = side.locator('[data-testid="stSelectbox"]').filter(has_text="Method")
+    shown = method.evaluate(
+        "e => e.innerText + ' ' + [...e.querySelectorAll('input')].map(i => i.value).join(' ')"
     )
+    assert "mse" in shown, shown
     page.wait_for_url(re.compile(r"method=mse"))
     q = _query(page)
     assert (q["src"], q["method"]) == ("upload", "mse")
