@@ -91,6 +91,47 @@ def test_layers_keeps_its_upload_and_settings_across_a_visit_to_explore():
     assert sorted(layers_table(at)["layer"]) == ["conv1 / relu", "fc: out [0]"]
 
 
+def test_layers_keeps_its_collection_from_an_onnx_model_without_running_it_again(monkeypatch):
+    from calib import sandbox
+    from calib.app import layers as ul
+    from tests.test_page_layers import _relu_model
+
+    runs = []  # each collection (AppTest runs the page in this process)
+    real = sandbox.collect_upload
+
+    def counted(*args, **kwargs):
+        runs.append(real(*args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(sandbox, "collect_upload", counted)
+    ul.collect_upload.clear()
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    at = go(app(), LAYERS)
+    at.radio(key="layers_src").set_value("onnx").run()
+    at.file_uploader(key="layers_onnx_model").set_value(("tiny.onnx", _relu_model(), "x"))
+    at.file_uploader(key="layers_onnx_inputs").set_value(("x.npz", _npz(X=x), "x"))
+    at.run()
+    assert sorted(layers_table(at)["layer"]) == ["X", "Y", "h"] and len(runs) == 1
+    ul.collect_upload.clear()  # even with the server's cache emptied meanwhile
+    go(at, COMPARE)
+    go(at, LAYERS)
+    assert at.radio(key="layers_src").value == "onnx"
+    assert sorted(layers_table(at)["layer"]) == ["X", "Y", "h"] and len(runs) == 1
+
+
+def test_a_removed_upload_is_forgotten():
+    at = go(app(), LAYERS)
+    at.radio(key="layers_src").set_value("upload").run()
+    at.file_uploader(key="layers_file").set_value(("small.npz", small_npz(), "x")).run()
+    go(at, EXPLORE)
+    go(at, LAYERS)
+    assert len(layers_table(at)) == 2  # kept
+    at.file_uploader(key="layers_file").set_value(("small.npz", small_npz(), "x")).run()
+    at.file_uploader(key="layers_file").set_value(None).run()  # the user removes it
+    assert any("Upload a histogram file" in i.value for i in at.info)
+    assert not any("earlier in this session" in c.value for c in at.sidebar.caption)
+
+
 def test_a_layers_link_reproduces_the_settings_and_a_bad_value_is_named():
     query = {"method": "percentile", "bits": "4", "percentile": "99.9", "variant": "mxnet"}
     at = go(app(), LAYERS, query)

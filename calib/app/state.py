@@ -11,9 +11,10 @@ One home for three things every page (Layers, Compare, Effect, Learn) needs:
   the user removes the file. Results computed from an upload are kept by the page under a
   non-widget key (Layers' ``layers_last_good``, Effect's ``effect_result``).
 - **The view in the URL**: :data:`LINKS` says, per page, which query parameter holds which
-  widget's value, how it is read back and its default; :func:`sync` applies a query string
-  that is new (a link) at the start of a run and writes the view back at its end. A link to
-  an upload carries only its settings (the file stays in the browser session).
+  widget's value and how it is read back; :func:`sync`, first thing on a page, applies a
+  query string that is new (a link) and writes the view back, :func:`write` at the end of
+  the page writes what the run settled. A link to an upload carries only its settings (the
+  file stays in the browser session), and the sidebar says so under the uploader.
 
 Explore keeps its own link format (``calib.explore.parse_explore_query``); :func:`explore_method`
 reads what Explore needs to show a non-entropy method's clip.
@@ -40,7 +41,6 @@ __all__ = [
     "Kept",
     "Param",
     "apply",
-    "default",
     "explore_method",
     "file_uploader",
     "follow_explore",
@@ -230,14 +230,6 @@ def last(key: str, fallback: Any) -> Any:
     s = st.session_state
     v = s.get(key, s.get(_last_key(key)))
     return fallback if v is None else v
-
-
-def default(key: str, value: Any) -> Any:
-    """Give a widget its starting value through session state (not ``value=``/``index=``),
-    so that a link can set it too without Streamlit's double-default warning."""
-    if key not in st.session_state:
-        st.session_state[key] = value
-    return value
 
 
 def write(page: str) -> None:
