@@ -21,6 +21,7 @@ from calib.demos import DEMOS
 from calib.histogram import Histogram
 from calib.methods import (
     DEFAULT_NUM_BITS,
+    METHODS,
     Calibration,
     ClipMetrics,
     clip_metrics,
@@ -85,7 +86,7 @@ LAYER_KEYS = {"model": "model_layer", "histogram": "upload_layer", "layers": "la
 POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
 EXPLORE_QUERY_KEYS = (
     "src", "layer", "demo", "variant", "target_bins", "hist_bins", "num_bits", "log_y",
-    "show_variants", "candidate",
+    "show_variants", "candidate", "method",
 )  # fmt: skip
 
 
@@ -477,7 +478,8 @@ def parse_explore_query(
     params : mapping
         The query string (``src``, ``layer``, ``demo``, ``variant``, ``target_bins``,
         ``hist_bins``, ``num_bits``, ``log_y``, ``show_variants``, ``candidate`` (the
-        picked one) and any field of ``calib.Policy``); other keys are ignored.
+        picked one), ``method`` (the method whose clip is shown first: a row ranked under
+        it) and any field of ``calib.Policy``); other keys are ignored.
     current : mapping
         The session state now (a missing parameter keeps its current value).
     model_layers : list of str
@@ -556,6 +558,11 @@ def parse_explore_query(
             out[f"{key}_candidate"] = v  # one of the sweep's, or the widest is shown
         else:
             ignore("candidate", "a candidate of the sweep (a non-negative integer)")
+    if "method" in params:  # the method a row was ranked under: its clip is shown first
+        if params["method"] in METHODS:
+            out[f"{key}_method"] = params["method"]
+        else:
+            ignore("method", f"one of {', '.join(METHODS)}")
     for f in POLICY_FIELDS:
         if f in params:
             try:

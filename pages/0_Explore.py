@@ -16,7 +16,7 @@ from calib.app.navigation import ensure_navigation
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
 
 import calib.explore
-from calib.app import explore, sources
+from calib.app import explore, sources, state
 from calib.app.text import error_text, plain
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
 from calib.figures.base import FIGURE_HEIGHT
@@ -62,6 +62,7 @@ with explore.synced_query_params(KEY):
         f"{h.total:.6g} counts; {c.variant}, {view.target_bins} levels, {c.num_bits}-bit"
         + (f"; overridden: {dict(c.overrides)}" if c.overrides else "")
     )
+    state.method_clip(view, c.num_bits, KEY)  # a row ranked under max, percentile or mse
     m = view.metrics
     # two rows of four: seven metrics in one row cut values like "0.0089%" at 1440 px
     cols = [*st.columns(4), *st.columns(4)]

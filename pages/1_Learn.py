@@ -14,6 +14,7 @@ from calib.app.navigation import ensure_navigation
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
 
 from calib.app import learn as ul
+from calib.app import state
 
 st.set_page_config(page_title="calib: learn the KL calibrator", layout="wide")
 st.title("Learn: how a KL calibrator picks its clip")
@@ -26,6 +27,7 @@ st.write(
 )
 
 # ---- controls: a histogram (sidebar), a variant, the number of levels, a candidate -------
+state.sync("learn")  # the view in the URL (calib/app/state.py)
 label, hist = ul.choose_histogram()
 sweep = ul.sweep_controls(label, hist)  # None: an error or a warning says why
 
@@ -46,3 +48,4 @@ ul.seed_example_section()
 st.divider()
 st.header("What learners ask")
 ul.questions()  # one tab each; only the open one is drawn
+state.write("learn")

@@ -18,6 +18,7 @@ from calib import report
 from calib.app import convergence as uc
 from calib.app import grid as ug
 from calib.app import layers as ul
+from calib.app import state
 
 st.set_page_config(page_title="calib: layers", layout="wide")
 st.title("Layers")
@@ -28,6 +29,7 @@ st.write(
 with st.expander("How to read this table"):
     st.markdown(ul.HELP)
 
+state.sync("layers")  # the view in the URL (calib/app/state.py); uploads kept for the session
 layers = ul.choose_layers()
 settings = ul.choose_settings()
 rows = ul.table_rows(layers, settings)
@@ -53,3 +55,4 @@ if cache is not None:
     ul.cache_findings(cache, matches, layers, settings)
 
 ul.exports(layers, settings, rows, recs)
+state.write("layers")

@@ -15,7 +15,7 @@ from calib.app.navigation import ensure_navigation
 
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
 
-from calib.app import sources
+from calib.app import sources, state
 from calib.app.text import error, plain
 from calib.compare import Attribution, Comparison, Sweeper, attribute, compare, histogram_digest
 from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
@@ -58,6 +58,8 @@ def size_options(source: sources.Source) -> tuple[tuple[int, ...], int]:
 st.set_page_config(page_title="calib: compare", layout="wide")
 st.title("Compare implementations and methods")
 
+state.follow_explore("compare")  # opens on Explore's layer unless one was picked here
+state.sync("compare")  # the view in the URL (calib/app/state.py)
 source = sources.histogram_source("compare")
 with st.sidebar:
     st.header("Settings")
@@ -69,16 +71,19 @@ with st.sidebar:
     hist_bins = st.select_slider(
         "Histogram size (bins)", options=options, key="compare_hist_bins",
         help="Raw samples are histogrammed again; a histogram is merged down.",
+        persist_state=state.KEEP,
     )  # fmt: skip
     same = st.checkbox(
         "Same target bins for every variant", value=False, key="compare_same_levels",
+        persist_state=state.KEEP,
         help="Off: each variant at its own default (255 levels for MXNet, 128 for the rest).",
     )  # fmt: skip
     levels = st.slider(
         "Target bins (quantized levels)", TARGET_BINS_MIN, TARGET_BINS_MAX,
         DEFAULT_TARGET_BINS["seed"], key="compare_target_bins", disabled=not same,
+        persist_state=state.KEEP,
     )  # fmt: skip
-    log_y = st.checkbox("Log count axis", value=True, key="compare_log_y")
+    log_y = st.checkbox("Log count axis", value=True, key="compare_log_y", persist_state=state.KEEP)
 
 target_bins = int(levels) if same else None
 hist = sources.sized_histogram(source, int(hist_bins))
@@ -162,7 +167,10 @@ st.write(
 # Only the open tab is computed (a variant's attribution is 10 to 18 sweeps, MXNet's and
 # ONNX Runtime's with two slow dense ones); each is cached, so switching back is instant.
 # it opens on the variant furthest from the seed (ncnn, first, often has nothing to explain)
-tabs = st.tabs(EXPLAINED, key="compare_why_tab", on_change="rerun", default=comparison.widest_gap())
+tabs = st.tabs(
+    EXPLAINED, key="compare_why_tab", on_change="rerun",
+    default=state.last("compare_why_tab", comparison.widest_gap()),
+)  # fmt: skip
 for tab, variant in zip(tabs, EXPLAINED, strict=True):
     if not tab.open:
         continue
@@ -192,3 +200,4 @@ for tab, variant in zip(tabs, EXPLAINED, strict=True):
                 },
             )  # fmt: skip
             st.plotly_chart(attribution_figure(attribution), key=f"compare_why_fig_{variant}")
+state.write("compare")

@@ -15,7 +15,7 @@ from calib.app.navigation import ensure_navigation
 
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
 
-from calib.app import effect
+from calib.app import effect, state
 from calib.app.text import plain
 
 st.set_page_config(page_title="calib: effect on the model", layout="wide")
@@ -28,6 +28,7 @@ st.write(
 with st.expander("How to read this page"):
     st.markdown(effect.HELP)
 
+state.sync("effect")  # the view in the URL (calib/app/state.py); uploads kept
 shown = effect.choose_report()
 doc = shown.doc
 effect.summary(doc, shown.label)
@@ -49,3 +50,4 @@ else:
 effect.keep_float_section(doc)
 effect.proxy_section(doc)
 effect.report_download(doc, raw=shown.hists is None)
+state.write("effect")

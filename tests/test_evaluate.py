@@ -31,6 +31,7 @@ from calib.evaluate import (
     clip_feeds,
     evaluate,
     hold_out,
+    keep_float_at,
     load_model,
     parse_method,
     quantize_weight,
@@ -567,3 +568,25 @@ def test_clips_read_calibrators_with_the_one_parser():
     assert len(clips_from_histograms({"a": h}, ["a"], "entropy,entropy:seed", 4)) == 1
     with pytest.raises(ValueError, match="names its own quantizer"):
         clips_from_histograms({"a": h}, ["a"], ["entropy:mxnet@6"], 4)
+
+
+def test_keep_float_at_another_target_is_the_search_run_at_it():
+    """One search to a high target holds the search at every lower one (the greedy steps do
+    not look at the target): the Effect page answers a new Target SQNR without running."""
+    rng = np.random.default_rng(6)
+    x = quarters(rng, (12, 4, 8))
+    names = ["X", "r", "t", "a", "h"]
+    amax = {"dyadic": {n: dyadic_amax(k) for n, k in zip(names, [1, -1, -1, -3, 1], strict=True)}}
+    kw = {"amax": amax, "workers": 1, "batch_size": 5, "max_float": 4, "shortlist": None}
+    high = evaluate(attention_model(), {"X": x}, target_sqnr_db=120.0, **kw).to_dict()
+    sqnrs = [high["all_quantized_sqnr_db"]] + [s["output_sqnr_db"] for s in high["keep_float"]]
+    targets = [-50.0, *(v + d for v in sqnrs for d in (-0.01, 0.0, 0.01)), 119.0]
+    for target in targets:
+        want = evaluate(attention_model(), {"X": x}, target_sqnr_db=target, **kw).to_dict()
+        got = keep_float_at(high, target)
+        assert got["keep_float"] == want["keep_float"], target
+        assert got["reached"] == want["reached"], target
+    low = evaluate(attention_model(), {"X": x}, target_sqnr_db=sqnrs[1], **kw).to_dict()
+    if low["keep_float"]:  # stopped at its own target: the steps beyond were never run
+        with pytest.raises(ValueError, match="target_sqnr_db 119"):
+            keep_float_at(low, 119.0)

@@ -22,7 +22,7 @@ import streamlit as st
 
 from calib import convergence, report
 from calib import io as cio
-from calib.app import sources
+from calib.app import sources, state
 from calib.app.layers import Layers
 from calib.app.text import plain
 from calib.figures.convergence import amax_figure, settled_share_figure
@@ -154,6 +154,7 @@ def show_convergence(layers: Layers, ordered: Sequence[report.LayerRow]) -> None
         "Tensor to follow batch by batch",
         names,
         key=LAYER_KEY,
+        persist_state=state.KEEP,
         help="In the table's order (worst first); the first is preselected.",
     )
     trace = traces[layer]

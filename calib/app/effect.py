@@ -19,12 +19,13 @@ import pandas as pd
 import streamlit as st
 
 from calib import evaluate
-from calib.app import sources, text
+from calib.app import sources, state, text
 from calib.app.layers import EXPLORE
 from calib.app.text import plain
 from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
+from calib.methods import METHODS
 from calib.numbers import DB_FORMAT, fmt, fmt_db, plural
 from calib.spec import Spec
 
@@ -54,6 +55,10 @@ APP_MAX_TENSORS = 64
 tensor): the command line (``python -m calib evaluate``) has no such cap."""
 APP_MAX_FLOAT = 8
 """The keep-in-float search's most steps in the app."""
+SEARCH_SQNR_DB = 120.0
+"""The target an upload's keep-in-float search runs to (the Target SQNR widget's most): the
+greedy steps do not depend on the target, so the page cuts this one search at whatever
+target is set (``calib.evaluate.keep_float_at``) instead of evaluating again."""
 APP_WORKERS = 1
 """Processes per evaluation in the app: the server is shared, so one (the command line
 takes ``--workers``)."""
@@ -151,25 +156,30 @@ def choose_report() -> Shown:
         ["shipped", "upload"],
         format_func={"shipped": "all-MiniLM-L6-v2 (shipped)", "upload": "Your model"}.get,
         key="effect_src",
+        persist_state=state.KEEP,
     )
     if src == "shipped":
         return Shown(shipped, label)
     sb = st.sidebar
-    model = sb.file_uploader("ONNX model", type=["onnx"], key="effect_model")
-    inputs = sb.file_uploader(
+    model = state.file_uploader(sb, "ONNX model", type=["onnx"], key="effect_model")
+    inputs = state.file_uploader(
+        sb,
         "Calibration inputs", type=["npz"], key="effect_inputs",
         help="An .npz with one array per model input, named after it (samples on axis 0), "
         "or batches <input>__b<k>.",
     )  # fmt: skip
-    held = sb.file_uploader(
+    held = state.file_uploader(
+        sb,
         "Evaluation inputs (optional)", type=["npz"], key="effect_eval",
         help="Without them, the last 20% of the calibration inputs is held out.",
     )  # fmt: skip
     target = sb.number_input(
-        "Target output SQNR (dB)", 0.0, 120.0, evaluate.DEFAULT_TARGET_SQNR_DB, 1.0,
-        key="effect_target",
+        "Target output SQNR (dB)", 0.0, SEARCH_SQNR_DB, evaluate.DEFAULT_TARGET_SQNR_DB, 1.0,
+        key="effect_target", persist_state=state.KEEP,
     )  # fmt: skip
-    weights = sb.checkbox("Quantize weights too (per channel, max)", key="effect_weights")
+    weights = sb.checkbox(
+        "Quantize weights too (per channel, max)", key="effect_weights", persist_state=state.KEEP
+    )
     if model is None or inputs is None:
         st.info(
             "Upload an ONNX model and an .npz of calibration inputs, then press Evaluate: "
@@ -177,9 +187,8 @@ def choose_report() -> Shown:
             f"measured (two runs per tensor). Showing {label} meanwhile."
         )
         return Shown(shipped, label)
-    key = "|".join(
-        [model.file_id, inputs.file_id, held.file_id if held else "", str(target), str(weights)]
-    )
+    # the target is not part of it: only the keep-in-float answer depends on it (below)
+    key = "|".join([model.file_id, inputs.file_id, held.file_id if held else "", str(weights)])
     # a callback, not the button's return value: the request survives a rerun
     sb.button("Evaluate", key="effect_run", type="primary", on_click=_request, args=(key,))
     if st.session_state.get("effect_requested") != key:
@@ -187,15 +196,21 @@ def choose_report() -> Shown:
             f"Press Evaluate in the sidebar to run {plain(model.name)}. Showing {label} meanwhile."
         )
         return Shown(shipped, label)
-    try:
-        held_data = held.getvalue() if held else None
-        doc, hists = run_upload(
-            key, model.getvalue(), inputs.getvalue(), held_data, float(target), bool(weights)
-        )
-    except (ValueError, ImportError) as exc:
-        st.session_state.pop("effect_requested", None)  # not retried on every rerun
-        text.error(f"Could not evaluate {plain(model.name)}", exc, f". Showing {label}.")
-        return Shown(shipped, label)
+    kept = st.session_state.get("effect_result")  # this session's own, across pages
+    if kept is not None and kept[0] == key:
+        doc, hists = kept[1], kept[2]
+    else:
+        try:
+            held_data = held.getvalue() if held else None
+            doc, hists = run_upload(
+                key, model.getvalue(), inputs.getvalue(), held_data, SEARCH_SQNR_DB, bool(weights)
+            )
+        except (ValueError, ImportError) as exc:
+            st.session_state.pop("effect_requested", None)  # not retried on every rerun
+            text.error(f"Could not evaluate {plain(model.name)}", exc, f". Showing {label}.")
+            return Shown(shipped, label)
+        st.session_state["effect_result"] = (key, doc, hists)  # one: the next replaces it
+    doc = evaluate.keep_float_at(doc, float(target))
     return Shown(doc, f"{model.name} on {inputs.name}", f"effect:{key}", hists)
 
 
@@ -280,6 +295,7 @@ def explore_params(shown: Shown, layer: str) -> dict[str, str] | None:
     common = {
         "variant": spec.variant if spec is not None else None,
         "num_bits": doc["quantized"]["num_bits"],
+        "method": spec.method if spec is not None and spec.method in METHODS else None,
     }
     if shown.hists is not None:
         if layer not in shown.hists:

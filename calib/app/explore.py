@@ -19,6 +19,7 @@ from typing import Any
 import streamlit as st
 
 from calib import policies
+from calib.app import state
 from calib.app.sources import (
     Source,
     _default,
@@ -501,6 +502,8 @@ def _state_query(key: str) -> dict[str, str]:
     q["log_y"] = "true" if s.get(f"{key}_log_y", True) else "false"
     if s.get(f"{key}_show_variants"):
         q["show_variants"] = "true"
+    if s.get(f"{key}_method") not in (None, "entropy"):  # a row ranked under it
+        q["method"] = str(s[f"{key}_method"])
     if s.get(f"{key}_candidate") is not None:  # the picked one, once the slider has one
         q["candidate"] = str(s[f"{key}_candidate"])
     preset = VARIANTS[variant]
@@ -545,6 +548,8 @@ def synced_query_params(key: str = "explore") -> Iterator[None]:
         for k, v in st.query_params.to_dict().items()
         if k in EXPLORE_QUERY_KEYS or k in POLICY_FIELDS  # another page's keys are not ours
     }
+    if state.stale(key, st.query_params.to_dict()):  # another page's, not a link here
+        params = {}
     written = s.get(f"{key}_query_written")
     # back from another page: Streamlit dropped this page's widget states meanwhile
     returning = written is not None and f"{key}_variant" not in s

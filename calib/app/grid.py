@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from calib import report
+from calib.app import state
 from calib.app.layers import EXPLORE, Layers, Settings, explore_params
 from calib.figures.grid import grid_figure, layer_from_selection
 from calib.histogram import Histogram
@@ -72,6 +73,7 @@ def _choose_page(n: int) -> int:
             range(pages),
             format_func=lambda p: page_label(p, n),
             key=PAGE_KEY,
+            persist_state=state.KEEP,
             help=f"{GRID_PAGE} to a page, in the table's order (worst first).",
         )
     )

@@ -24,7 +24,7 @@ import streamlit as st
 
 from calib import io as cio
 from calib import limits, report
-from calib.app import sources, text
+from calib.app import sources, state, text
 from calib.app.text import plain
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
@@ -273,12 +273,15 @@ def choose_layers() -> Layers:
         "upload": "Upload a multi-layer file",
         "onnx": "Collect from an ONNX model",
     }
-    kind = st.sidebar.radio("Histograms", list(kinds), format_func=kinds.get, key="layers_src")
+    kind = st.sidebar.radio(
+        "Histograms", list(kinds), format_func=kinds.get, key="layers_src", persist_state=state.KEEP
+    )
     layers = model
     if kind == "onnx":
         layers = choose_onnx(last)
     if kind == "upload":
-        upload = st.sidebar.file_uploader(
+        upload = state.file_uploader(
+            st.sidebar,
             "Histogram file",
             key="layers_file",
             help="The project's multi-layer .npz (python -m calib collect writes it), a "
@@ -311,8 +314,11 @@ def choose_layers() -> Layers:
 def choose_onnx(last: Layers) -> Layers:
     """Histograms of every float tensor of an uploaded ONNX model, run on uploaded inputs."""
     # no type= filters (see calib.app.sources): the readers name what is wrong with a file
-    model = st.sidebar.file_uploader("ONNX model", key="layers_onnx_model", help="An .onnx file.")
-    inputs = st.sidebar.file_uploader(
+    model = state.file_uploader(
+        st.sidebar, "ONNX model", key="layers_onnx_model", help="An .onnx file."
+    )
+    inputs = state.file_uploader(
+        st.sidebar,
         "Calibration inputs",
         key="layers_onnx_inputs",
         help="An .npz with one array per model input, named after it; axis 0 is the sample.",
@@ -324,6 +330,9 @@ def choose_onnx(last: Layers) -> Layers:
             f"|x| of every float tensor in one pass. Showing {plain(last.label)} meanwhile."
         )
         return last
+    key = f"onnx:{model.file_id}:{inputs.file_id}"
+    if last.key == key:  # collected earlier in this session: kept, not run again
+        return last
     try:
         hists = collect_upload(model.file_id, inputs.file_id, model.getvalue(), inputs.getvalue())
     except (ValueError, ImportError) as exc:
@@ -331,7 +340,7 @@ def choose_onnx(last: Layers) -> Layers:
                    f"; still showing {plain(last.label)}.")  # fmt: skip
         return last
     label = f"{model.name} on {inputs.name}, {len(hists)} tensors"
-    return Layers(f"onnx:{model.file_id}:{inputs.file_id}", label, "layers", hists)
+    return Layers(key, label, "layers", hists)
 
 
 def choose_settings() -> Settings:
@@ -341,6 +350,7 @@ def choose_settings() -> Settings:
         METHODS,
         index=METHODS.index("entropy"),
         key="layers_method",
+        persist_state=state.KEEP,
         help="entropy: the KL sweep; max; percentile (ModelOpt's rule); "
         "mse: the clip with the least expected error.",
     )
@@ -349,13 +359,18 @@ def choose_settings() -> Settings:
         "Variant",
         list(VARIANTS),
         key="layers_variant",
+        persist_state=state.KEEP,
         disabled=not entropy,
         help="Whose KL sweep (entropy only).",
     )
     if entropy:
         sb.caption(VARIANT_NOTES[variant])
     num_bits = sb.selectbox(
-        "Bits", NUM_BITS_CHOICES, index=NUM_BITS_CHOICES.index(DEFAULT_NUM_BITS), key="layers_bits"
+        "Bits",
+        NUM_BITS_CHOICES,
+        index=NUM_BITS_CHOICES.index(DEFAULT_NUM_BITS),
+        key="layers_bits",
+        persist_state=state.KEEP,
     )
     auto = levels_for(variant, num_bits)
     target_bins = sb.number_input(
@@ -365,6 +380,7 @@ def choose_settings() -> Settings:
         value=None,
         step=1,
         key="layers_target_bins",
+        persist_state=state.KEEP,
         placeholder=f"auto: {auto}",
         disabled=not entropy,
         help="Quantized levels of the KL sweep; empty = the variant's own for these bits "
@@ -380,6 +396,7 @@ def choose_settings() -> Settings:
             0.01,
             format="%.4f",
             key="layers_percentile",
+            persist_state=state.KEEP,
         )
     tb = None if target_bins is None else int(target_bins)
     return Settings(method, variant, int(num_bits), tb, float(percentile))
@@ -387,7 +404,8 @@ def choose_settings() -> Settings:
 
 def choose_cache() -> report.CachedThresholds | None:
     """An optional calibration cache; a bad one shows st.error and keeps the last good."""
-    upload = st.sidebar.file_uploader(
+    upload = state.file_uploader(
+        st.sidebar,
         "Calibration cache to compare (optional)",
         key="layers_cache_file",
         help="A TensorRT calibration cache, or ONNX Runtime's calibration.json / .cache "
@@ -408,10 +426,12 @@ def choose_cache() -> report.CachedThresholds | None:
 
 
 def explore_params(layers: Layers, s: Settings, layer: str) -> dict[str, str]:
-    """Explore's query string for one tensor (the contract: src, layer, variant, ...)."""
+    """Explore's query string for one tensor (the contract: src, layer, variant, ...),
+    opening on the clip of the method the row was ranked under."""
     return explore_query(
-        layers.src, layer=layer, variant=s.variant, num_bits=s.num_bits, target_bins=s.target_bins
-    )
+        layers.src, layer=layer, variant=s.variant, num_bits=s.num_bits, target_bins=s.target_bins,
+        method=s.method,
+    )  # fmt: skip
 
 
 # -- the page's sections, top to bottom -------------------------------------------------------

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from calib import learn
-from calib.app import text
+from calib.app import state, text
 from calib.app.sources import histogram_source, sized_histogram
 from calib.app.text import plain
 from calib.figures import learn as fl
@@ -124,13 +124,16 @@ def raw_vs_normalised_figure(name: str, target_bins: int):
 # controls
 def choose_histogram() -> tuple[str, Histogram]:
     names = [*learn.LESSONS, OTHER]
-    choice = st.sidebar.selectbox("Lesson histogram", names, key="learn_lesson")
+    choice = st.sidebar.selectbox(
+        "Lesson histogram", names, key="learn_lesson", persist_state=state.KEEP
+    )
     if choice != OTHER:
         st.sidebar.caption(learn.LESSONS[choice].what)
         return choice, learn.lesson_histogram(choice)
     source = histogram_source("learn", default_kind="model")
     bins = st.sidebar.select_slider(
         "Merge it down to", learn.LEARN_BIN_CHOICES, value=32, key="learn_hist_bins",
+        persist_state=state.KEEP,
         help="Few bins, so that every bin's numbers fit on the page.",
     )  # fmt: skip
     return f"{source.label}, {bins} bins", sized_histogram(source, bins)
@@ -156,7 +159,7 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
     t_max = min(learn.LEARN_TARGET_BINS_MAX, n_min - 1)
 
     c1, c2, c3 = st.columns([1, 1, 2])
-    variant = c1.selectbox("Variant", list(VARIANTS), key="learn_variant")
+    variant = c1.selectbox("Variant", list(VARIANTS), key="learn_variant", persist_state=state.KEEP)
     T = None
     result = None
     if t_max < TARGET_BINS_MIN:
@@ -175,6 +178,7 @@ def sweep_controls(label: str, hist: Histogram) -> Sweep | None:
         else:
             T = c2.slider(
                 "Target bins (levels)", TARGET_BINS_MIN, t_max, key="learn_target_bins",
+                persist_state=state.KEEP,
                 help="Quantized levels. Real int8 tools use 128 (MXNet 255); 8 keeps it "
                 "readable.",
             )  # fmt: skip
@@ -245,9 +249,13 @@ def pick_candidate(sweep: Sweep) -> Candidate:
     cand_lo, cand_hi = int(result.candidates[0]), int(result.candidates[-1])
     context = (sweep.label, sweep.variant, T)
     c_now = st.session_state.get("learn_candidate", -1)
-    if st.session_state.get("learn_context") != context or not cand_lo <= c_now <= cand_hi:
-        st.session_state["learn_context"] = context
+    # no context yet: a link's candidate (calib.app.state), kept when the sweep has it
+    fresh = st.session_state.get("learn_context") is None
+    if (not fresh and st.session_state["learn_context"] != context) or not (
+        cand_lo <= c_now <= cand_hi
+    ):
         c_now = result.best  # a new histogram, variant or level count starts at its choice
+    st.session_state["learn_context"] = context
     st.session_state["learn_candidate"] = c_now  # written back, as target bins
     signed = result.policy.layout == "signed"
     c3 = sweep.slot
@@ -259,7 +267,7 @@ def pick_candidate(sweep: Sweep) -> Candidate:
         )
     else:
         cand = c3.slider(
-            "Candidate", cand_lo, cand_hi, key="learn_candidate",
+            "Candidate", cand_lo, cand_hi, key="learn_candidate", persist_state=state.KEEP,
             help=("bins kept on each side of the zero bin" if signed else "bins kept from 0")
             + f"; the variant tries {cand_lo}..{cand_hi}.",
         )  # fmt: skip
@@ -769,7 +777,10 @@ QUESTIONS = {
 def questions() -> None:
     """What learners ask, one tab each. Only the open tab is computed and drawn: the
     page's first load draws three charts and three tables fewer."""
-    tabs = st.tabs(list(QUESTIONS), key="learn_question", on_change="rerun")
+    tabs = st.tabs(
+        list(QUESTIONS), key="learn_question", on_change="rerun",
+        default=state.last("learn_question", None),
+    )  # fmt: skip
     for tab, section in zip(tabs, QUESTIONS.values(), strict=True):
         if tab.open:
             with tab:

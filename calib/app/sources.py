@@ -23,7 +23,7 @@ import streamlit as st
 
 from calib import io as cio
 from calib import limits
-from calib.app import text
+from calib.app import state, text
 from calib.app.text import plain
 from calib.demos import DEMOS, demo_histogram, demo_samples
 from calib.explore import DEFAULT_LAYER, MODEL_NAME, SOURCE_KINDS
@@ -203,6 +203,7 @@ def histogram_source(key: str, default_kind: str = "model") -> Source:
     _default(f"{key}_kind", default_kind)
     kind = st.sidebar.radio(
         "Histogram", kinds, format_func=SOURCE_KINDS.get, key=f"{key}_kind",
+        persist_state=state.KEEP,
     )  # fmt: skip
     last_key = f"{key}_last_good"
     try:
@@ -250,8 +251,8 @@ def _choose(key: str, kind: str) -> Source | None:
     types = SAMPLE_TYPES if kind == "samples" else HISTOGRAM_TYPES
     # No type= filter: the browser would refuse another file without a word to the page,
     # which would go on showing the previous file's error; the readers name the problem.
-    upload = st.sidebar.file_uploader(
-        SOURCE_KINDS[kind], key=f"{key}_{kind}_file",
+    upload = state.file_uploader(
+        st.sidebar, SOURCE_KINDS[kind], key=f"{key}_{kind}_file",
         help="Accepted: " + ", ".join(f".{t}" for t in types) + ".",
     )  # fmt: skip
     if upload is None:
@@ -277,7 +278,7 @@ def _layer_picker(layer_key: str, layers: list[str], default: str | None = None)
     # browser would draw at its first option whatever the page kept
     keep = s.get(layer_key) in layers
     s[layer_key] = s[layer_key] if keep else (default if default in layers else layers[0])
-    return st.sidebar.selectbox("Layer", layers, key=layer_key)
+    return st.sidebar.selectbox("Layer", layers, key=layer_key, persist_state=state.KEEP)
 
 
 # --------------------------------------------------------------------------------------

@@ -117,6 +117,7 @@ from calib.evaluate._graph import (
     select_tensors,
     switched_model,
 )
+from calib.evaluate._keep import keep_float_at
 from calib.evaluate._metrics import OutputError, RunResult, rank, spearman
 from calib.evaluate._runner import Payload, Run, Runner
 
@@ -149,6 +150,7 @@ __all__ = [
     "eval_batches",
     "evaluate",
     "hold_out",
+    "keep_float_at",
     "load_model",
     "parse_method",
     "quantize_weight",
