@@ -7,7 +7,7 @@ with an upload of the same model and evaluation inputs -> Evaluate -> a sensitiv
 Explore on that tensor -> back to Layers through the sidebar, its collected table still
 there. A screenshot is taken at each step (CALIB_SCREENSHOT_DIR keeps them).
 
-Uses Debian's /usr/bin/chromium through Playwright (``calib.app.browser``); skipped
+Uses Debian's /usr/bin/chromium through Playwright (``calib.dev.browser``); skipped
 without it unless CALIB_REQUIRE_BROWSER=1.
 """
 
@@ -27,8 +27,8 @@ pytest.importorskip("playwright")
 from graphs import cnn_inputs, cnn_model, save_inputs, transformer_inputs, transformer_model
 
 from calib import report
-from calib.app import browser
 from calib.collect import collect_histograms
+from calib.dev import browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

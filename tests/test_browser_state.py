@@ -2,7 +2,7 @@
 and an uploaded file, a row opened in Explore on that method's clip, then back to Layers
 through the sidebar, where the upload and the method still are.
 
-A `streamlit run app.py` server and Debian's Chromium, through ``calib.app.browser``.
+A `streamlit run app.py` server and Debian's Chromium, through ``calib.dev.browser``.
 CALIB_SCREENSHOT_DIR=<folder> keeps the screenshots (Explore on the row, Layers back).
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from calib import io as cio
-from calib.app import browser
+from calib.dev import browser
 from calib.histogram import Histogram
 
 pytestmark = pytest.mark.browser
