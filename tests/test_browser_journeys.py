@@ -231,10 +231,6 @@ def test_layers_and_effect_rows_open_explore_on_their_tensor(journey):
     assert q["src"] == "layers" and q["layer"] in journey.tensors, q
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 17 item 5: pages forget their state on a visit elsewhere (h-state fixes it)",
-)
 def test_layers_keeps_its_collection_after_the_journey(journey):
     """Back to Layers through the sidebar: the ONNX source still chosen, the collected
     table still shown (not the shipped model's)."""
