@@ -12,6 +12,7 @@ import pytest
 
 import calib
 from calib import limits
+from calib.numbers import plural
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,4 +76,4 @@ def test_compare_merges_a_histogram_past_its_budget_down_and_says_so():
     assert size.value == limits.MAX_COMPARE_BINS
     assert max(int(o) for o in size.options) <= limits.MAX_COMPARE_BINS
     assert any("MAX_COMPARE_BINS" in i.value for i in at.info)
-    assert f"{limits.MAX_COMPARE_BINS} bins" in " ".join(c.value for c in at.caption)
+    assert plural(limits.MAX_COMPARE_BINS, "bin") in " ".join(c.value for c in at.caption)
