@@ -20,7 +20,7 @@ from calib.app import explore, sources, state
 from calib.app.text import error_text, plain
 from calib.figures import histogram_figure, kl_curve_figure, pq_figure
 from calib.figures.base import FIGURE_HEIGHT
-from calib.numbers import fmt
+from calib.numbers import fmt, fmt_db, fmt_kl, fmt_pct
 
 KEY = "explore"
 
@@ -76,16 +76,16 @@ with explore.synced_query_params(KEY):
     cols[3].metric("Threshold / max", fmt(view.ratio, 3))
     cols[4].metric(
         # 2 significant digits: the metric column is narrow
-        "Clipped mass", fmt(None if m is None else 100 * m.clipped_fraction, 2, unit="%"),
+        "Clipped mass", fmt_pct(None if m is None else m.clipped_fraction),
         help="Share of the values beyond the clip.",
     )  # fmt: skip
     cols[5].metric(
-        "KL at minimum", fmt(None if r.dead else r.min_kl),  # a dead layer has no KL
+        "KL at minimum", fmt_kl(None if r.dead else r.min_kl, r.kl_scale),  # a dead layer has no KL
         help="KL(P‖Q) of the chosen candidate, in the variant's own definition (the "
         "seed: raw counts, plus 1 for each bin where Q = 0 < P).",
     )  # fmt: skip
     cols[6].metric(
-        "SQNR", fmt(None if m is None else m.sqnr_db, 1, fixed=True, unit=" dB"),
+        "SQNR", fmt_db(None if m is None else m.sqnr_db),
         help=f"Signal to quantization noise of a {c.num_bits}-bit symmetric quantizer "
         "clipped at the threshold (rounding plus clipping error).",
     )  # fmt: skip
@@ -148,12 +148,13 @@ with explore.synced_query_params(KEY):
         )  # fmt: skip
         if why.undefined:
             left.caption(why.undefined)
+        min_kl = fmt_kl(r.min_kl, r.kl_scale)
         chart(
             right,
             pq_figure(
                 view.chosen,
                 log_y=c.log_y,
-                title=f"Chosen: P and Q at {r.amax:.4g} (bin {r.best}, KL {r.min_kl:.4g})",
+                title=f"Chosen: P and Q at {r.amax:.4g} (bin {r.best}, KL {min_kl})",
             ),
             "pq_chosen",
         )

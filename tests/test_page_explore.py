@@ -26,6 +26,7 @@ from calib.demos import DEMOS
 from calib.figures.base import DRAWN_DIGITS
 from calib.histogram import DEFAULT_BINS, Histogram
 from calib.methods import amax_max, amax_mse, amax_percentile, clip_metrics
+from calib.numbers import fmt_db, fmt_pct
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS
 from calib.sweep import kl_sweep
 
@@ -178,8 +179,8 @@ def test_default_view_is_the_real_model_layer():
     assert metrics(at)["Threshold (bins)"] == str(r.best)
     assert_clip_at(at, r.amax, r.min_kl)
     m = clip_metrics(h, r.amax, num_bits=8)
-    assert metrics(at)["SQNR"] == f"{m.sqnr_db:.1f} dB"
-    assert metrics(at)["Clipped mass"] == f"{100 * m.clipped_fraction:.2g}%"
+    assert metrics(at)["SQNR"] == fmt_db(m.sqnr_db)
+    assert metrics(at)["Clipped mass"] == fmt_pct(m.clipped_fraction)
     assert float(metrics(at)["Max |x|"]) == pytest.approx(h.max_abs, rel=1e-3)
     # the other methods' thresholds as faint lines where the core puts them
     s = shapes(at)
@@ -195,7 +196,7 @@ def test_default_view_is_the_real_model_layer():
 
 def test_the_default_view_says_why_its_numbers_are_what_they_are():
     """Issue 10, problem 7: nothing said why the default layer clips at its smallest
-    candidate, why its SQNR is 0.7 dB, or that "KL at minimum: 1" is the seed's +1."""
+    candidate, why its SQNR is 0.67 dB, or that "KL at minimum: 1" is the seed's +1."""
     at = run_app()
     r = kl_sweep(model_hist())
     assert r.best_index == 0 and r.min_kl == pytest.approx(1.0, abs=1e-6)
@@ -301,7 +302,7 @@ def test_bit_width_sets_levels_sqnr_and_mse_line():
     assert at.slider(key="explore_target_bins").value == 8  # 2**(4 - 1) levels
     h = model_hist()
     r = kl_sweep(h, target_bins=8)
-    assert metrics(at)["SQNR"] == f"{clip_metrics(h, r.amax, num_bits=4).sqnr_db:.1f} dB"
+    assert metrics(at)["SQNR"] == fmt_db(clip_metrics(h, r.amax, num_bits=4).sqnr_db)
     assert shapes(at)["mse"]["x0"] == amax_mse(h, num_bits=4)
     assert at.query_params["num_bits"] == "4"
 
