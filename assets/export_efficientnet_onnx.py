@@ -62,9 +62,9 @@ EVALUATION = (
 """8 other photos for evaluation (``motorcycle``: the left image of ``stereo_motorcycle``)."""
 
 KNOWN_CLASSES = {
-    281: "tabby", 282: "tiger cat", 285: "Egyptian cat", 409: "analog clock",
+    111: "nematode", 281: "tabby", 282: "tiger cat", 285: "Egyptian cat", 409: "analog clock",
     504: "coffee mug", 665: "moped", 670: "motor scooter", 872: "tripod", 892: "wall clock",
-    967: "espresso", 968: "cup",
+    619: "lampshade", 967: "espresso", 968: "cup", 971: "bubble",
 }  # fmt: skip
 """A few ImageNet class names, for the sanity check's printout (no label file ships)."""
 
