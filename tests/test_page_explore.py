@@ -707,7 +707,7 @@ def test_a_bad_file_after_a_good_one_keeps_the_good_one():
 # the query string
 # --------------------------------------------------------------------------------------
 def test_query_params_set_before_the_run_are_honoured():
-    layer = "encoder.layer.3.output.dense:output"
+    layer = "/bert/encoder/layer.3/intermediate/intermediate_act_fn/Mul_1_output_0"
     at = run_app(
         src="model", layer=layer, variant="mxnet", target_bins="200", hist_bins="1024",
         num_bits="7", log_y="false", truncate="none",
@@ -743,7 +743,7 @@ def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
 
 
 def test_the_layers_page_link_opens_that_layer():
-    layer = "encoder.layer.2.output.dense:output"
+    layer = "/bert/encoder/layer.2/intermediate/intermediate_act_fn/Mul_1_output_0"
     link = calib.explore.explore_query("model", layer=layer, variant="ncnn")
     at = run_app(**link)
     assert at.selectbox(key="explore_model_layer").value == layer
@@ -768,7 +768,7 @@ def test_bad_query_values_are_ignored_with_a_warning():
 
 def test_widget_changes_write_the_query_string_back():
     at = run_app()
-    layer = "encoder.layer.4.output.dense:output"
+    layer = "/bert/encoder/layer.4/intermediate/intermediate_act_fn/Mul_1_output_0"
     at.selectbox(key="explore_model_layer").set_value(layer).run()
     assert at.query_params["layer"] == layer
     assert at.query_params["hist_bins"] == str(model_hist(layer).n_bins)  # the new layer's own
@@ -789,7 +789,7 @@ def test_widget_changes_write_the_query_string_back():
 
 def test_the_view_survives_a_visit_to_another_page():
     pages = [p for p in sorted((Path(APP).parent / "pages").glob("*.py")) if p.name != EXPLORE]
-    layer = "encoder.layer.3.output.dense:output"
+    layer = "/bert/encoder/layer.3/intermediate/intermediate_act_fn/Mul_1_output_0"
     at = run_app(layer=layer)
     at.selectbox(key="explore_variant").set_value("mxnet").run()
     at.slider(key="explore_target_bins").set_value(200).run()
