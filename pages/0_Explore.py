@@ -61,6 +61,7 @@ with explore.synced_query_params(KEY):
         f"{h.total:.6g} counts; {c.variant}, {view.target_bins} levels, {c.num_bits}-bit"
         + (f"; overridden: {dict(c.overrides)}" if c.overrides else "")
     )
+    explore.ranked_note(view, KEY)
     m = view.metrics
     # two rows of four: seven metrics in one row cut values like "0.0089%" at 1440 px
     cols = [*st.columns(4), *st.columns(4)]

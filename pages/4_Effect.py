@@ -16,6 +16,7 @@ from calib.app.navigation import ensure_navigation
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
 
 from calib.app import effect
+from calib.app import effect_models as em
 
 st.set_page_config(page_title="calib: effect on the model", layout="wide")
 st.title("Effect on the model")
@@ -31,6 +32,8 @@ shown = effect.choose_report()
 doc = shown.doc
 effect.summary(doc, shown.label)
 effect.methods_section(doc)
+shown = em.ranking(shown)  # which calibration's sensitivity ranking the sections show
+doc = shown.doc
 
 layer = effect.sensitivity_table(doc)
 if layer is not None:
@@ -38,13 +41,10 @@ if layer is not None:
     if params is not None:
         # st.switch_page resolves the page's path against the entry point, app.py
         st.switch_page(effect.EXPLORE, query_params=params)
-    st.caption(
-        f"Explore has no histogram of {layer}: the shipped histograms hold the model's "
-        "Linear-layer inputs only."
-    )
+    st.caption(f"Explore has no histogram of {layer}: the shipped histogram file does not hold it.")
 else:
     st.caption("Select a row to open that tensor's histogram in Explore.")
 
 effect.keep_float_section(doc)
 effect.proxy_section(doc)
-effect.report_download(doc, raw=shown.hists is None)
+effect.report_download(doc, raw=shown.model if shown.hists is None else False)

@@ -19,13 +19,13 @@ import pandas as pd
 import streamlit as st
 
 from calib import evaluate
+from calib.app import effect_models as em
 from calib.app import sources
 from calib.app.layers import EXPLORE
-from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
+from calib.models import MODELS, short_name
 from calib.numbers import fmt
-from calib.spec import Spec
 
 __all__ = [
     "APP_MAX_FLOAT",
@@ -76,7 +76,10 @@ the Layers page ranks by) against the measured only-this output SQNR.
 """
 
 _SENSITIVITY_COLUMNS = {
-    "layer": st.column_config.TextColumn("tensor", width="large"),
+    "tensor": st.column_config.TextColumn(
+        "tensor", width="medium", help="The ONNX name's last parts; the full name is last."
+    ),
+    "layer": st.column_config.TextColumn("ONNX name", width="large"),
     "only this (dB)": st.column_config.NumberColumn(format="%.2f"),
     "all but this (dB)": st.column_config.NumberColumn(format="%.2f"),
     "histogram SQNR (dB)": st.column_config.NumberColumn(format="%.2f"),
@@ -86,10 +89,7 @@ _SENSITIVITY_COLUMNS = {
 }
 
 
-@st.cache_data(show_spinner=False)
-def shipped_report() -> dict[str, Any]:
-    """The real model's results, shipped in assets/."""
-    return evaluate.read_report(SHIPPED_PATH.read_bytes())
+shipped_report = em.shipped_report  # a shipped model's results, by its id (calib.models)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,12 +101,14 @@ class Shown:
     label: str
     key: str = ""  # the upload's cache key; "" for the shipped results
     hists: Mapping[str, Histogram] | None = None
+    model: str = ""  # the shipped model's id (calib.models); "" for an upload
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def run_upload(
-    key: str, _model: bytes, _inputs: bytes, _eval: bytes | None, target: float, weights: bool
-) -> tuple[dict[str, Any], dict[str, Histogram]]:
+    key: str, _model: bytes, _inputs: bytes, _eval: bytes | None, target: float, weights: bool,
+    sensitivity_of: str = evaluate.BEST,
+) -> tuple[dict[str, Any], dict[str, Histogram]]:  # fmt: skip
     """An uploaded model evaluated on its uploaded inputs (a held-out share of the
     calibration inputs when no evaluation inputs are given), under a progress bar, in a
     child process under the app's time and memory budget (``calib.sandbox``): the report
@@ -124,7 +126,7 @@ def run_upload(
 
     options = {
         "target_sqnr_db": target, "weights": weights, "max_float": APP_MAX_FLOAT,
-        "max_tensors": APP_MAX_TENSORS, "workers": APP_WORKERS,
+        "max_tensors": APP_MAX_TENSORS, "workers": APP_WORKERS, "sensitivity_of": sensitivity_of,
     }  # fmt: skip
     try:
         return sandbox.evaluate_upload(_model, _inputs, _eval, options=options, progress=progress)
@@ -138,16 +140,19 @@ def _request(key: str) -> None:
 
 def choose_report() -> Shown:
     """The report to show, and whose: the shipped one, or an upload's once evaluated."""
-    shipped = shipped_report()
-    label = "all-MiniLM-L6-v2 (shipped results)"
+    ids = em.shipped_ids()
+    if st.session_state.get("effect_src") not in (*ids, "upload"):
+        st.session_state["effect_src"] = ids[0] if ids else "upload"
     src = st.sidebar.radio(
-        "Results",
-        ["shipped", "upload"],
-        format_func={"shipped": "all-MiniLM-L6-v2 (shipped)", "upload": "Your model"}.get,
-        key="effect_src",
-    )
-    if src == "shipped":
-        return Shown(shipped, label)
+        "Results", [*ids, "upload"], key="effect_src",
+        format_func=lambda k: f"{MODELS[k].label} (shipped)" if k in MODELS else "Your model",
+        help=" ".join(f"{MODELS[k].label}: {MODELS[k].description}" for k in ids),
+    )  # fmt: skip
+    first = src if src in ids else (ids[0] if ids else "")
+    label = em.model_label(first) if first else "no shipped results"
+    shipped = shipped_report(first) if first else None
+    if src != "upload":
+        return Shown(shipped, label, model=src)
     sb = st.sidebar
     model = sb.file_uploader("ONNX model", type=["onnx"], key="effect_model")
     inputs = sb.file_uploader(
@@ -164,31 +169,45 @@ def choose_report() -> Shown:
         key="effect_target",
     )  # fmt: skip
     weights = sb.checkbox("Quantize weights too (per channel, max)", key="effect_weights")
+    ranked = sb.selectbox(
+        "Rank the tensors under", em.UPLOAD_RANKINGS, key="effect_sensitivity_of",
+        help="The calibration whose per-tensor sensitivity and keep-in-float list are "
+        "measured (best: the highest output SQNR).",
+    )  # fmt: skip
     if model is None or inputs is None:
         st.info(
             "Upload an ONNX model and an .npz of calibration inputs, then press Evaluate: "
             "histograms are collected, every method runs, and each tensor's sensitivity is "
             f"measured (two runs per tensor). Showing {label} meanwhile."
         )
-        return Shown(shipped, label)
+        return _shipped_or_stop(shipped, label, first)
     key = "|".join(
-        [model.file_id, inputs.file_id, held.file_id if held else "", str(target), str(weights)]
-    )
+        [model.file_id, inputs.file_id, held.file_id if held else "", str(target), str(weights),
+         str(ranked)]
+    )  # fmt: skip
     # a callback, not the button's return value: the request survives a rerun
     sb.button("Evaluate", key="effect_run", type="primary", on_click=_request, args=(key,))
     if st.session_state.get("effect_requested") != key:
         st.info(f"Press Evaluate in the sidebar to run {model.name}. Showing {label} meanwhile.")
-        return Shown(shipped, label)
+        return _shipped_or_stop(shipped, label, first)
     try:
         held_data = held.getvalue() if held else None
         doc, hists = run_upload(
-            key, model.getvalue(), inputs.getvalue(), held_data, float(target), bool(weights)
-        )
+            key, model.getvalue(), inputs.getvalue(), held_data, float(target), bool(weights),
+            str(ranked),
+        )  # fmt: skip
     except (ValueError, ImportError) as exc:
         st.session_state.pop("effect_requested", None)  # not retried on every rerun
         st.error(f"Could not evaluate {model.name}: {exc}. Showing {label}.")
-        return Shown(shipped, label)
+        return _shipped_or_stop(shipped, label, first)
     return Shown(doc, f"{model.name} on {inputs.name}", f"effect:{key}", hists)
+
+
+def _shipped_or_stop(doc: dict[str, Any] | None, label: str, model: str) -> Shown:
+    """The shipped results shown while an upload waits; none shipped: the page stops."""
+    if doc is None:
+        st.stop()
+    return Shown(doc, label, model=model)
 
 
 def summary(doc: Mapping[str, Any], label: str) -> None:
@@ -216,6 +235,7 @@ def methods_section(doc: Mapping[str, Any]) -> None:
         }
         for m in doc["methods"]
     ]
+    em.add_classifier_columns(rows, doc["methods"], em.METHOD_TOP)
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="effect_methods_table")
     left = {m["label"]: m["left_float"] for m in doc["methods"] if m["left_float"]}
     for name, why in left.items():
@@ -229,21 +249,23 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
     if not rows:
         st.info("No sensitivity was measured for these results.")
         return None
-    table = pd.DataFrame(
-        [
-            {
-                "layer": r["layer"],
-                "only this (dB)": r["only_this_sqnr_db"],
-                "all but this (dB)": r["all_but_this_sqnr_db"],
-                "histogram SQNR (dB)": r["hist_sqnr_db"],
-                "KL": r["kl"],
-                "clipped %": 100.0 * r["clipped"],
-                "amax": r["amax"],
-                "flags": ", ".join(r["flags"]),
-            }
-            for r in rows
-        ]
-    )
+    records = [
+        {
+            "tensor": short_name(r["layer"]),
+            "only this (dB)": r["only_this_sqnr_db"],
+            "all but this (dB)": r["all_but_this_sqnr_db"],
+            "histogram SQNR (dB)": r["hist_sqnr_db"],
+            "KL": r["kl"],
+            "clipped %": 100.0 * r["clipped"],
+            "amax": r["amax"],
+            "flags": ", ".join(r["flags"]),
+        }
+        for r in rows
+    ]
+    em.add_classifier_columns(records, rows, em.SENSITIVITY_TOP)
+    for rec, r in zip(records, rows, strict=True):
+        rec["layer"] = r["layer"]  # the full ONNX name, last
+    table = pd.DataFrame(records)
     if table["KL"].isna().all():  # not an entropy calibration: no KL to show
         table = table.drop(columns="KL")
     event = st.dataframe(
@@ -263,23 +285,12 @@ def explore_params(shown: Shown, layer: str) -> dict[str, str] | None:
     """Explore's query string for a tensor: for an upload, its histogram handed over in the
     session (as Layers hands its own); for the shipped results, its Linear layer's input
     in the shipped histograms. None when Explore has no histogram of it."""
-    doc = shown.doc
-    try:  # a cache's name ("cache:calib.cache") is no calibrator: no variant
-        spec = Spec.parse(str(doc.get("calibration", "")))
-    except ValueError:
-        spec = None
-    common = {
-        "variant": spec.variant if spec is not None else None,
-        "num_bits": doc["quantized"]["num_bits"],
-    }
     if shown.hists is not None:
         if layer not in shown.hists:
             return None
         sources.share_histograms(shown.key, shown.label, shown.hists)
-        return explore_query("layers", layer=layer, **common)
-    row = next((r for r in doc["sensitivity"] if r["layer"] == layer), None)
-    name = row.get("explore") if row else None
-    return explore_query("model", layer=name, **common) if name else None
+        return em.explore_link(shown.doc, layer, src="layers")
+    return em.explore_link(shown.doc, layer, model=shown.model)
 
 
 def keep_float_section(doc: Mapping[str, Any]) -> None:
@@ -302,20 +313,18 @@ def keep_float_section(doc: Mapping[str, Any]) -> None:
         f"Greedy: each step returns to float the tensor that raises the output SQNR most. "
         f"{len(steps)} tensors {done} the target of {fmt(target, 4, unit=' dB')}."
     )
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "step": i + 1,
-                    "back to float": s["layer"],
-                    "output SQNR (dB)": s["output_sqnr_db"],
-                }
-                for i, s in enumerate(steps)
-            ]
-        ),
-        hide_index=True,
-        key="effect_keep_float_table",
-    )
+    records = [
+        {
+            "step": i + 1,
+            "back to float": short_name(s["layer"]),
+            "output SQNR (dB)": s["output_sqnr_db"],
+        }
+        for i, s in enumerate(steps)
+    ]
+    em.add_classifier_columns(records, steps, em.KEEP_FLOAT_TOP)
+    for rec, s in zip(records, steps, strict=True):
+        rec["ONNX name"] = s["layer"]
+    st.dataframe(pd.DataFrame(records), hide_index=True, key="effect_keep_float_table")
 
 
 def proxy_section(doc: Mapping[str, Any]) -> None:
@@ -336,9 +345,11 @@ def proxy_section(doc: Mapping[str, Any]) -> None:
     )
 
 
-def report_download(doc: Mapping[str, Any], raw: bool = True) -> None:
-    """The report as JSON (the shipped file as shipped)."""
-    data = SHIPPED_PATH.read_bytes() if raw else json.dumps(_plain(doc), indent=1).encode()
+def report_download(doc: Mapping[str, Any], raw: bool | str = True) -> None:
+    """The report as JSON (the shipped file as shipped: ``raw``, the shipped model's id or
+    True for the default one)."""
+    path = MODELS[raw].effect if isinstance(raw, str) and raw in MODELS else SHIPPED_PATH
+    data = path.read_bytes() if raw else json.dumps(_plain(doc), indent=1).encode()
     st.download_button(
         "Download the report (JSON)", data, file_name="effect.json", mime="application/json",
         key="effect_download",

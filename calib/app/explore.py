@@ -25,6 +25,7 @@ from calib.app.sources import (
     hist_bin_choices,
     model_histograms,
     native_bins,
+    shipped_models,
     sized_histogram,
     snap_hist_bins,
 )
@@ -52,6 +53,7 @@ from calib.explore import (
 from calib.figures.explore import candidate_clicked, kl_markers
 from calib.histogram import Histogram
 from calib.methods import DEFAULT_NUM_BITS
+from calib.models import DEFAULT_MODEL, MODELS
 from calib.numbers import fmt
 from calib.policies import POLICY_CHOICES, VARIANTS, resolve_policy
 from calib.sweep import SweepResult
@@ -64,6 +66,7 @@ __all__ = [
     "kl_chart_key",
     "pick_candidate",
     "policy_overrides",
+    "ranked_note",
     "synced_query_params",
     "thresholds_table",
     "write_query",
@@ -486,7 +489,7 @@ def _state_query(key: str) -> dict[str, str]:
     kind = s.get(f"{key}_kind", "model")
     q: dict[str, str] = {"src": kind}
     if kind == "model":
-        q["layer"] = str(s.get(f"{key}_model_layer", DEFAULT_LAYER))
+        q.update(_model_query(key))
     elif kind in LAYER_KEYS and s.get(f"{key}_{LAYER_KEYS[kind]}"):
         q["layer"] = str(s[f"{key}_{LAYER_KEYS[kind]}"])
     if kind == "demo":
@@ -501,6 +504,8 @@ def _state_query(key: str) -> dict[str, str]:
     q["log_y"] = "true" if s.get(f"{key}_log_y", True) else "false"
     if s.get(f"{key}_show_variants"):
         q["show_variants"] = "true"
+    if s.get(f"{key}_method"):  # the calibration a link was ranked under
+        q["method"] = str(s[f"{key}_method"])
     if s.get(f"{key}_candidate") is not None:  # the picked one, once the slider has one
         q["candidate"] = str(s[f"{key}_candidate"])
     preset = VARIANTS[variant]
@@ -551,7 +556,9 @@ def synced_query_params(key: str = "explore") -> Iterator[None]:
     if not params and written:
         params = written
     if params and (params != written or returning):
-        updates, ignored = parse_explore_query(params, s, list(model_histograms()), key)
+        updates, ignored = parse_explore_query(
+            params, s, list(model_histograms()), key, models=_shipped_layers()
+        )
         for k, v in updates.items():
             s[k] = v
         if f"{key}_hist_bins" in updates:
@@ -563,3 +570,31 @@ def synced_query_params(key: str = "explore") -> Iterator[None]:
         yield
     finally:
         _write_query(key)
+
+
+# --------------------------------------------------------------------------------------
+# Explore: which shipped model (calib.models), and the method a link was ranked under
+# --------------------------------------------------------------------------------------
+def _shipped_layers() -> dict[str, list[str]]:
+    return {k: list(model_histograms(k)) for k in shipped_models()}
+
+
+def _model_query(key: str) -> dict[str, str]:
+    s = st.session_state
+    model = s.get(f"{key}_model", DEFAULT_MODEL)
+    layer = s.get(f"{key}_model_layer", MODELS[model].default_layer if model in MODELS else "")
+    return {"model": str(model), "layer": str(layer or DEFAULT_LAYER)}
+
+
+def ranked_note(view: View, key: str = "explore") -> None:
+    """When a link named a method (``?method=mse``: a row of the Effect page ranked under
+    it), say where that method clips this histogram: the KL sweep is entropy's."""
+    method = st.session_state.get(f"{key}_method")
+    clip = next((o for o in view.methods if o.name == method), None) if method else None
+    if clip is None:
+        return
+    st.info(
+        f"Opened on a tensor ranked under **{method}**: its clip here is "
+        f"{fmt(clip.amax)} (the {method} line on the histogram, and its row in the "
+        "thresholds table); the KL sweep below is entropy's, for comparison."
+    )
