@@ -566,7 +566,7 @@ def parse_explore_query(
             out[f"{key}_method"] = params["method"]
         else:
             ignore("method", "max, percentile or mse")
-    elif "layer" in params:  # a link to another tensor, not ranked under a method
+    elif "layer" in params and current.get(f"{key}_method"):  # a link not ranked under one
         out[f"{key}_method"] = ""
     if "candidate" in params:
         v = _as_int(params["candidate"])

@@ -26,6 +26,7 @@ from calib.demos import DEMOS
 from calib.figures.base import DRAWN_DIGITS
 from calib.histogram import DEFAULT_BINS, Histogram
 from calib.methods import amax_max, amax_mse, amax_percentile, clip_metrics
+from calib.models import short_name
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS
 from calib.sweep import kl_sweep
 
@@ -168,7 +169,7 @@ def test_default_view_is_the_real_model_layer():
     assert not at.error and not at.warning
     assert at.radio(key="explore_kind").value == "model"
     assert at.selectbox(key="explore_model_layer").value == LAYER
-    assert LAYER in at.caption[0].value
+    assert short_name(LAYER) in at.caption[0].value  # shown short
     assert list(metrics(at)) == METRICS
     assert charts(at) == 4
     h = model_hist()
@@ -187,7 +188,7 @@ def test_default_view_is_the_real_model_layer():
     assert s["percentile"]["x0"] == amax_percentile(h)
     assert s["mse"]["x0"] == amax_mse(h, num_bits=8)
     assert at.query_params == {
-        "src": "model", "layer": LAYER, "variant": "seed", "target_bins": "128",
+        "src": "model", "model": "minilm", "layer": LAYER, "variant": "seed", "target_bins": "128",
         "hist_bins": str(h.n_bins), "num_bits": "8", "log_y": "true",
         "candidate": str(r.candidates[-1]),
     }  # fmt: skip
@@ -679,7 +680,7 @@ def test_bad_uploads_show_an_error_and_keep_the_previous_view(what, kind, name, 
     assert len(at.error) == 1
     message = at.error[0].value
     assert message.startswith("Could not use that file:") and match in message
-    assert f"Still showing the previous view: {sources.MODEL_NAME}: {LAYER}" in message
+    assert f"Still showing the previous view: {sources.MODEL_NAME}: {short_name(LAYER)}" in message
     assert metrics(at) == before and charts(at) == 4
 
 
