@@ -63,6 +63,15 @@ def _pick(page, label: str, option: str) -> None:
     _settled(page)
 
 
+def _selected(page, label: str) -> str:
+    """What the sidebar select box labelled ``label`` shows."""
+    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
+        has=page.locator("label", has_text=re.compile(f"^{re.escape(label)}$"))
+    )
+    shown = box.get_by_role("combobox")
+    return shown.input_value() if shown.evaluate("e => 'value' in e") else shown.inner_text()
+
+
 def _main_text(page) -> str:
     return page.locator('[data-testid="stMain"]').inner_text()
 
@@ -77,17 +86,18 @@ def test_each_page_switches_between_the_two_models(page, path):
     _pick(page, "Model", MODELS[NET].label)
     _no_error(page)
     if path == "":
-        page.wait_for_url(re.compile(f"model={NET}"))
-        assert "_blocks.1/_swish_1/Clip output" in page.locator(
-            '[data-testid="stSidebar"]'
-        ).inner_text()
+        page.wait_for_url(re.compile(f"model={NET}&layer=%2F_blocks"))
+        _settled(page)
+        assert f"{MODELS[NET].label}: _blocks.1/_swish_1/Clip output" in _main_text(page)
     if path == "Layers":
         assert "50" in page.locator('[data-testid="stMetricValue"]').first.inner_text()
+    elif path == "Learn":  # the layer picker shows the CNN's tensor, short
+        assert _selected(page, "Layer") == "_blocks.1/_swish_1/Clip output"
     else:
         assert MODELS[NET].label in _main_text(page)
     _pick(page, "Model", MODELS["minilm"].label)
     _no_error(page)
-    assert MODELS["minilm"].label in _main_text(page) or path == "Layers"
+    assert MODELS["minilm"].label in _main_text(page) or path in ("Layers", "Learn")
 
 
 def test_the_effect_page_switches_to_the_cnn(page):

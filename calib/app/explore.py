@@ -582,8 +582,12 @@ def _shipped_layers() -> dict[str, list[str]]:
 def _model_query(key: str) -> dict[str, str]:
     s = st.session_state
     model = s.get(f"{key}_model", DEFAULT_MODEL)
-    layer = s.get(f"{key}_model_layer", MODELS[model].default_layer if model in MODELS else "")
-    return {"model": str(model), "layer": str(layer or DEFAULT_LAYER)}
+    if model not in shipped_models():
+        return {"layer": str(s.get(f"{key}_model_layer", DEFAULT_LAYER))}
+    layer = s.get(f"{key}_model_layer")
+    if layer not in model_histograms(model):  # another model's, until the picker settles it
+        layer = MODELS[model].default_layer
+    return {"model": str(model), "layer": str(layer)}
 
 
 def ranked_note(view: View, key: str = "explore") -> None:
