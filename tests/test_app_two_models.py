@@ -273,3 +273,30 @@ def test_classifier_columns_only_where_the_report_has_them():
     )  # fmt: skip
     assert added == ["top-1 agreement %"]
     assert recs[0]["top-1 agreement %"] == 50.0 and math.isnan(recs[1]["top-1 agreement %"])
+
+
+@pytest.mark.slow
+def test_an_upload_is_ranked_under_the_calibration_picked_before_running():
+    """The upload's ``sensitivity_of`` reaches ``calib.evaluate`` (in the sandbox's child):
+    the sections show that calibration's ranking, and a row opens Explore at its clip."""
+    from tests.test_evaluate import attention_model, quarters
+    from tests.test_page_effect import _npz
+
+    x = quarters(np.random.default_rng(0), (20, 4, 8))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/4_Effect.py").run()
+    at.radio(key="effect_src").set_value("upload").run()
+    assert at.selectbox(key="effect_sensitivity_of").options[0] == "best"
+    at.selectbox(key="effect_sensitivity_of").set_value("max")
+    at.file_uploader(key="effect_model").set_value(("att.onnx", attention_model(), "x"))
+    at.file_uploader(key="effect_inputs").set_value(("x.npz", _npz(X=x), "x"))
+    at.run()
+    at.button(key="effect_run").click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert any(h.value == "Which tensors hurt (max)" for h in at.subheader)
+    at.session_state["effect_sensitivity"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert not at.exception, at.exception
+    q = query(at)
+    assert q["src"] == "layers" and q["method"] == "max"
+    assert any("ranked under **max**" in i.value for i in at.info)  # Explore says so

@@ -235,8 +235,11 @@ def methods_section(doc: Mapping[str, Any]) -> None:
         }
         for m in doc["methods"]
     ]
-    em.add_classifier_columns(rows, doc["methods"], em.METHOD_TOP)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="effect_methods_table")
+    top = em.add_classifier_columns(rows, doc["methods"], em.METHOD_TOP)
+    st.dataframe(
+        pd.DataFrame(rows), hide_index=True, key="effect_methods_table",
+        column_config=em.percent_columns(top),
+    )  # fmt: skip
     left = {m["label"]: m["left_float"] for m in doc["methods"] if m["left_float"]}
     for name, why in left.items():
         st.caption(f"{name} leaves {len(why)} tensors in float: {next(iter(why.values()))}")
@@ -262,7 +265,7 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
         }
         for r in rows
     ]
-    em.add_classifier_columns(records, rows, em.SENSITIVITY_TOP)
+    top = em.add_classifier_columns(records, rows, em.SENSITIVITY_TOP)
     for rec, r in zip(records, rows, strict=True):
         rec["layer"] = r["layer"]  # the full ONNX name, last
     table = pd.DataFrame(records)
@@ -274,7 +277,7 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
         on_select="rerun",
         selection_mode="single-row",
         hide_index=True,
-        column_config=_SENSITIVITY_COLUMNS,
+        column_config={**_SENSITIVITY_COLUMNS, **em.percent_columns(top)},
         width="stretch",
     )
     picked = event.selection.rows if event is not None else []
@@ -321,10 +324,13 @@ def keep_float_section(doc: Mapping[str, Any]) -> None:
         }
         for i, s in enumerate(steps)
     ]
-    em.add_classifier_columns(records, steps, em.KEEP_FLOAT_TOP)
+    top = em.add_classifier_columns(records, steps, em.KEEP_FLOAT_TOP)
     for rec, s in zip(records, steps, strict=True):
         rec["ONNX name"] = s["layer"]
-    st.dataframe(pd.DataFrame(records), hide_index=True, key="effect_keep_float_table")
+    st.dataframe(
+        pd.DataFrame(records), hide_index=True, key="effect_keep_float_table",
+        column_config=em.percent_columns(top),
+    )  # fmt: skip
 
 
 def proxy_section(doc: Mapping[str, Any]) -> None:

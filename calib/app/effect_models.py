@@ -29,6 +29,7 @@ __all__ = [
     "add_classifier_columns",
     "explore_link",
     "model_label",
+    "percent_columns",
     "rank_picker",
     "ranked_view",
     "ranking",
@@ -130,6 +131,20 @@ def add_classifier_columns(
             rec[column] = 100.0 * v if _finite(v) else math.nan
         added.append(column)
     return added
+
+
+def percent_columns(columns: Sequence[str]) -> dict[str, Any]:
+    """Column configs for the classifier columns added: a share in %, one decimal."""
+    help_ = {
+        "top-1": "Share of samples whose arg-max class is the float model's.",
+        "top-5": "Mean share of the float model's 5 top classes among the quantized one's 5.",
+    }
+    return {
+        c: st.column_config.NumberColumn(
+            c, format="%.1f", help=next((h for k, h in help_.items() if k in c), None)
+        )
+        for c in columns
+    }
 
 
 def explore_link(
