@@ -125,7 +125,10 @@ def test_learn_switches_models():
 
     at = page("1_Learn.py")
     at.selectbox(key="learn_lesson").set_value(OTHER).run()
+    before = [c.proto.spec for c in at.get("plotly_chart")]
     at.selectbox(key="learn_model").set_value(NET).run()
+    after = [c.proto.spec for c in at.get("plotly_chart")]
+    assert before and len(after) == len(before) and after[0] != before[0]  # the CNN's counts
     assert not at.exception and not at.error, (at.exception, at.error)
     assert at.selectbox(key="learn_model_layer").value == MODELS[NET].default_layer
     assert at.selectbox(key="learn_model_layer").options == [
