@@ -51,6 +51,7 @@ def main() -> None:
     p.add_argument("--target-sqnr", type=float, default=evaluate.DEFAULT_TARGET_SQNR_DB)
     p.add_argument("--sensitivity-of", default=SENSITIVITY_OF)
     p.add_argument("--max-float", type=int, default=evaluate.DEFAULT_MAX_FLOAT)
+    p.add_argument("--no-sensitivity", action="store_true", help="the methods table only")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--out", type=Path, required=True)
     ns = p.parse_args()
@@ -76,6 +77,7 @@ def main() -> None:
         sensitivity_of=ns.sensitivity_of,
         target_sqnr_db=ns.target_sqnr,
         max_float=ns.max_float,
+        sensitivity=not ns.no_sensitivity,
         workers=ns.workers,
         progress=progress,
         data=f"{ns.eval} (see assets/README.md)",
@@ -96,7 +98,8 @@ def main() -> None:
         "command": (
             f"python assets/build_effect.py {ns.folder} --histograms {ns.histograms} "
             f"--eval {ns.eval} --target-sqnr {ns.target_sqnr:g} "
-            f"--sensitivity-of {ns.sensitivity_of} --max-float {ns.max_float} --out {ns.out}"
+            f"--sensitivity-of {ns.sensitivity_of} --max-float {ns.max_float} "
+            f"{'--no-sensitivity ' if ns.no_sensitivity else ''}--out {ns.out}"
         ),
         "seconds": round(total, 1),
         "cpus": os.cpu_count(),

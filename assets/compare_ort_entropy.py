@@ -110,6 +110,19 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", type=Path, default=Path("/tmp/compare_ort_entropy.json"))
     p.add_argument("--same-histograms-only", action="store_true", help="step 1 only")
+    p.add_argument("--skip-same-histograms", action="store_true", help="steps 2 and 3 only")
+    p.add_argument(
+        "--num-bins",
+        default="128,4096",
+        help="ORT collections to run in step 2 (comma-separated num_bins; 128 is its default)",
+    )
+    p.add_argument(
+        "--max-tensors",
+        type=int,
+        default=None,
+        help="step 1 on the K tensors calib's entropy:onnxruntime clips furthest inside their "
+        "max (ORT's search is a Python loop: minutes a tensor of 4096 bins on a busy machine)",
+    )
     ns = p.parse_args()
     t0 = time.perf_counter()
     model = ns.folder / "model.onnx"
@@ -125,21 +138,30 @@ def main() -> None:
     calib_ort = {n: calibrate(hists[n], "entropy", variant="onnxruntime").amax for n in names}
     seed = {n: calibrate(hists[n], "entropy", variant="seed").amax for n in names}
     mx = {n: calibrate(hists[n], "max").amax for n in names}
-    on_same = {n: ort_threshold_on(hists[n]) for n in names}
-    width = {n: float(hists[n].edges[1] - hists[n].edges[0]) for n in names}
-    bins_off = {n: (calib_ort[n] - on_same[n]) / width[n] for n in names}
-    same = sum(1 for n in names if calib_ort[n] == on_same[n])
+    step1 = sorted(names, key=lambda n: calib_ort[n] / mx[n] if mx[n] else 1.0)
+    step1 = step1[: ns.max_tensors] if ns.max_tensors else names
+    if ns.skip_same_histograms:
+        step1 = []
+    on_same = {}
+    for k, n in enumerate(step1):
+        t = time.perf_counter()
+        on_same[n] = ort_threshold_on(hists[n])
+        print(f"  {k + 1}/{len(step1)} {n}: ORT {on_same[n]:.6g}, calib {calib_ort[n]:.6g} "
+              f"({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    width = {n: float(hists[n].edges[1] - hists[n].edges[0]) for n in step1}
+    bins_off = {n: (calib_ort[n] - on_same[n]) / width[n] for n in step1} or {"": 0.0}
+    same = sum(1 for n in step1 if calib_ort[n] == on_same[n])
     print(f"1. same histograms: ORT's get_entropy_threshold = calib entropy:onnxruntime on "
-          f"{same} of {len(names)} tensors; largest difference "
+          f"{same} of {len(step1)} tensors; largest difference "
           f"{max(abs(v) for v in bins_off.values()):.2f} bins")  # fmt: skip
     result["same_histograms"] = {
         "equal": same,
-        "tensors": len(names),
+        "tensors": len(step1),
         "max_abs_bins_off": max(abs(v) for v in bins_off.values()),
         "rows": {
             n: {
                 "calib_onnxruntime": calib_ort[n],
-                "ort_on_calib_histogram": on_same[n],
+                "ort_on_calib_histogram": on_same.get(n),
                 "seed": seed[n],
                 "max": mx[n],
             }
@@ -161,18 +183,17 @@ def main() -> None:
     else:
         batches = list(inputs)
     pipelines = {}
-    for num_bins in (128, 4096):
+    for num_bins in [int(b) for b in ns.num_bins.split(",")]:
         t = time.perf_counter()
         pipelines[num_bins] = ort_pipeline(model, batches, names, num_bins, op_types)
         print(f"2. ORT create_calibrator(Entropy, num_bins={num_bins}): "
               f"{time.perf_counter() - t:.0f} s", file=sys.stderr)  # fmt: skip
     rows = []
     for n in names:
-        a, b, c = pipelines[128][n], pipelines[4096][n], calib_ort[n]
-        rows.append([n[-48:], f"{mx[n]:.4g}", f"{seed[n]:.4g}", f"{c:.4g}", f"{b:.4g}",
-                     f"{a:.4g}"])  # fmt: skip
+        got = [f"{pipelines[nb][n]:.4g}" for nb in pipelines]
+        rows.append([n[-48:], f"{mx[n]:.4g}", f"{seed[n]:.4g}", f"{calib_ort[n]:.4g}", *got])
     print(table(rows, ["tensor", "max", "calib seed", "calib onnxruntime",
-                       "ORT 4096 bins", "ORT 128 bins"]))  # fmt: skip
+                       *(f"ORT {nb} bins" for nb in pipelines)]))  # fmt: skip
     ratio = {nb: [pipelines[nb][n] / calib_ort[n] for n in names if calib_ort[n] > 0]
              for nb in pipelines}  # fmt: skip
     for nb, r in ratio.items():

@@ -447,7 +447,7 @@ def evaluation_text(ev, top: int = 15) -> str:
         "",
         "Methods: every tensor quantized (output SQNR and mean cosine, worst output)",
     ]
-    measured = {x.calibration for x in ev.sensitivities} or {ev.calibration}
+    measured = {x.calibration for x in ev.sensitivities if x.rows}
     scores = any(m.result.top1_agreement is not None for m in ev.methods)
     rows = [
         [m.name, fmt(m.sqnr_db, 2, fixed=True, unit=db), fmt(m.cosine, 5, fixed=True),

@@ -263,3 +263,26 @@ def test_a_model_without_class_scores_has_null_top1_in_its_json():
     ev = evaluate(m, {"X": x}, amax={"a": {"X": 1.0}}, workers=1, sensitivity=False)
     doc = json.loads(json.dumps(ev.to_dict(), allow_nan=False))
     assert doc["methods"][0]["top1_agreement"] is None and doc["methods"][0]["top5_overlap"] is None
+
+
+def test_the_command_line_ranks_two_calibrations_and_prints_top1(tmp_path, capsys):
+    import calib
+    from calib.cli import main
+
+    model, consts = cnn()
+    (tmp_path / "m.onnx").write_bytes(model)
+    np.savez(tmp_path / "e.npz", X=images(5, 16))
+    hists = {k: Histogram.from_samples(v.ravel(), bins=512, signed=True)
+             for k, v in forward(images(6, 32), consts, {}).items() if k != "Y"}  # fmt: skip
+    calib.save_histograms(tmp_path / "h.npz", hists)
+    argv = ["evaluate", str(tmp_path / "m.onnx"), "--histograms", str(tmp_path / "h.npz"),
+            "--eval-inputs", str(tmp_path / "e.npz"), "--methods", "max,entropy:seed",
+            "--sensitivity-of", "best,entropy:seed", "--workers", "1", "--max-float", "0",
+            "--quiet"]  # fmt: skip
+    assert main([*argv, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [s["calibration"] for s in doc["sensitivities"]] == [doc["calibration"], "entropy:seed"]
+    assert all(isinstance(m["top1_agreement"], float) for m in doc["methods"])
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "top-1" in text and "Sensitivity of entropy:seed" in text
