@@ -101,7 +101,8 @@ def test_a_tensor_explore_has_no_histogram_of_says_so(tmp_path, monkeypatch):
     """A row whose tensor has no histogram in the shipped collection (the shipped report
     has none since it is evaluated from that collection: one made here) says so."""
     doc = json.loads(effect.SHIPPED_PATH.read_text(encoding="utf-8"))
-    doc["sensitivity"][0]["layer"] = "/not/in/the/histogram/file_output_0"
+    for ranking in (doc, *doc.get("sensitivities", ())):  # the row as every ranking has it
+        ranking["sensitivity"][0]["layer"] = "/not/in/the/histogram/file_output_0"
     path = tmp_path / "effect.json"
     path.write_text(json.dumps(doc), encoding="utf-8")
     m = models.MODELS["minilm"]
