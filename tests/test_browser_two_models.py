@@ -91,6 +91,11 @@ def test_each_page_switches_between_the_two_models(page, path):
         assert f"{MODELS[NET].label}: _blocks.1/_swish_1/Clip output" in _main_text(page)
     if path == "Layers":
         assert "50" in page.locator('[data-testid="stMetricValue"]').first.inner_text()
+        grid = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(
+            has_text="Page"
+        )  # the grid's page selector counts the CNN's tensors, not MiniLM's 48
+        shown = grid.get_by_role("combobox")
+        assert "of 50" in (shown.input_value() if shown.evaluate("e => 'value' in e") else "")
     elif path == "Learn":  # the layer picker shows the CNN's tensor, short
         assert _selected(page, "Layer") == "_blocks.1/_swish_1/Clip output"
     else:

@@ -337,7 +337,10 @@ def proxy_section(doc: Mapping[str, Any]) -> None:
     st.subheader("Does the histogram predict it?")
     rows = doc["sensitivity"]
     rho = doc.get("rank_correlation", {})
-    if not rows or not rho:
+    if not rows:
+        st.info("No sensitivity was measured for these results: nothing to set against.")
+        return
+    if not rho:
         st.info("No histogram-level numbers for these results (clips from a cache).")
         return
     st.plotly_chart(proxy_figure(rows, rho.get("hist_sqnr_db", math.nan)),

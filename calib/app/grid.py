@@ -68,7 +68,7 @@ def _choose_page(n: int) -> int:
         st.session_state[PAGE_KEY] = 0
     return int(
         st.selectbox(
-            "Page",
+            f"Page ({n} tensors)",  # another file's count: a new widget, not the old labels
             range(pages),
             format_func=lambda p: page_label(p, n),
             key=PAGE_KEY,
