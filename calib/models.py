@@ -8,10 +8,12 @@ the Effect page (:func:`with_effect`).
 
 >>> list(MODELS)
 ['minilm', 'efficientnet_lite0']
->>> short_name("/bert/encoder/layer.0/attention/self/Softmax_output_0")
-'layer.0/attention/self/Softmax output'
+>>> short_name("/bert/encoder/layer.4/attention/output/LayerNorm/LayerNormalization_output_0")
+'layer.4/…/output/LayerNorm/LayerNormalization output'
 >>> short_name("/_blocks.3/_swish/Clip_output_0")
 '_blocks.3/_swish/Clip output'
+>>> short_name("/bert/embeddings/LayerNorm/LayerNormalization_output_0")
+'bert/embeddings/LayerNorm/LayerNormalization output'
 >>> short_name("input")
 'input'
 """
@@ -87,13 +89,22 @@ def with_effect() -> dict[str, ShippedModel]:
 
 
 _SUFFIX = re.compile(r"_output_(\d+)$")
+_INDEXED = re.compile(r"\.\d+$")  # a repeated block: "layer.3", "_blocks.11"
 
 
-def short_name(tensor: str, parts: int = 4) -> str:
-    """A tensor's ONNX name shown short: its last ``parts`` path parts, ``_output_0``
-    read as `` output`` (the full name goes on hover and in links)."""
-    tail = "/".join([p for p in str(tensor).split("/") if p][-parts:]) or str(tensor)
-    m = _SUFFIX.search(tail)
+def short_name(tensor: str) -> str:
+    """A tensor's ONNX name shown short: its last three path parts, after the block they
+    sit in (the last part numbered like ``layer.3``, else the part before them), with
+    ``/…/`` for what is left out between; ``_output_0`` reads `` output``. The full name
+    goes on hover and in links."""
+    parts = [p for p in str(tensor).split("/") if p] or [str(tensor)]
+    tail, rest = parts[-3:], parts[:-3]
+    numbered = [i for i, p in enumerate(rest) if _INDEXED.search(p)]
+    head = numbered[-1] if numbered else len(rest) - 1
+    out = "/".join(tail)
+    if head >= 0:
+        out = rest[head] + ("/" if head == len(rest) - 1 else "/…/") + out
+    m = _SUFFIX.search(out)
     if m:
-        tail = tail[: m.start()] + (" output" if m.group(1) == "0" else f" output {m.group(1)}")
-    return tail
+        out = out[: m.start()] + (" output" if m.group(1) == "0" else f" output {m.group(1)}")
+    return out

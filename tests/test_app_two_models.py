@@ -52,6 +52,8 @@ def test_every_shipped_model_opens_on_a_tensor_of_its_own_file():
         hists = cio.load_histograms(m.histograms)
         assert m.default_layer in hists, m.id
         assert all(name.startswith("/") for name in hists)  # ONNX names
+        shown = [short_name(n) for n in hists]
+        assert len(set(shown)) == len(shown), f"{m.id}: two tensors shown alike"
         assert cio.load_convergence(m.histograms), f"{m.id}: no convergence traces"
 
 
