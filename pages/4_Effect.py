@@ -1,10 +1,11 @@
 """Effect on the model: what each calibration, and each tensor, does to the model's outputs.
 
-A top-to-bottom script over ``calib/app/effect.py``. It opens on the shipped results for
-all-MiniLM-L6-v2 (``assets/minilm_effect.json``, built by
-``assets/build_minilm_effect.py``); an uploaded ONNX model and inputs are evaluated with
-``calib.evaluate`` under a progress bar. Selecting a tensor of the shipped results opens
-its histogram in Explore. Widget keys start with ``effect_``.
+A top-to-bottom script over ``calib/app/effect.py`` (and ``calib/app/effect_models.py``:
+which shipped model, which calibration's ranking). It opens on the shipped results of a
+real model (``calib.models``: all-MiniLM-L6-v2, EfficientNet-Lite0; built by
+``assets/build_effect.py``); an uploaded ONNX model and inputs are evaluated with
+``calib.evaluate`` under a progress bar. Selecting a ranked tensor opens its histogram in
+Explore at the clip it was ranked under. Widget keys start with ``effect_``.
 """
 
 from __future__ import annotations
