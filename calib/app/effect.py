@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -47,7 +46,7 @@ __all__ = [
     "summary",
 ]
 
-SHIPPED_PATH = Path(__file__).resolve().parents[2] / "assets" / "minilm_effect.json"
+SHIPPED_PATH = MODELS["minilm"].effect  # the default model's results (calib.models)
 APP_MAX_TENSORS = 64
 """An upload quantizing more tensors is refused here (two runs of the evaluation set per
 tensor): the command line (``python -m calib evaluate``) has no such cap."""

@@ -15,7 +15,6 @@ import hashlib
 import io
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,7 +51,7 @@ __all__ = [
     "snap_hist_bins",
 ]
 
-ASSET_PATH = Path(__file__).resolve().parents[2] / "assets" / "minilm_histograms.npz"
+ASSET_PATH = MODELS[DEFAULT_MODEL].histograms  # the default shipped model's (calib.models)
 MAX_UPLOAD_BYTES = limits.MAX_UPLOAD_BYTES  # also .streamlit/config.toml's maxUploadSize
 HISTOGRAM_TYPES = ["npz", "npy", "csv", "json"]
 SAMPLE_TYPES = ["npy", "csv"]
