@@ -63,46 +63,46 @@ def _pick(page, label: str, option: str) -> None:
     _settled(page)
 
 
-def _selected(page, label: str) -> str:
-    """What the sidebar select box labelled ``label`` shows."""
-    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
-        has=page.locator("label", has_text=re.compile(f"^{re.escape(label)}$"))
-    )
-    shown = box.get_by_role("combobox")
-    return shown.input_value() if shown.evaluate("e => 'value' in e") else shown.inner_text()
-
-
 def _main_text(page) -> str:
     return page.locator('[data-testid="stMain"]').inner_text()
 
 
 @pytest.mark.parametrize("path", ["", "Learn", "Layers", "Compare"])
 def test_each_page_switches_between_the_two_models(page, path):
+    from playwright.sync_api import expect  # waits until the page shows it
+
+    main = page.locator('[data-testid="stMain"]')
     page.goto(f"{page.server}/{path}")
     _settled(page)
     _no_error(page)
     if path == "Learn":  # the lessons come first; a real model is one choice away
         _pick(page, "Lesson histogram", "Real model, demo or upload")
     _pick(page, "Model", MODELS[NET].label)
-    _no_error(page)
     if path == "":
         page.wait_for_url(re.compile(f"model={NET}&layer=%2F_blocks"))
-        _settled(page)
-        assert f"{MODELS[NET].label}: _blocks.1/_swish_1/Clip output" in _main_text(page)
-    if path == "Layers":
-        assert "50" in page.locator('[data-testid="stMetricValue"]').first.inner_text()
-        grid = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(
-            has_text="Page"
-        )  # the grid's page selector counts the CNN's tensors, not MiniLM's 48
-        shown = grid.get_by_role("combobox")
-        assert "of 50" in (shown.input_value() if shown.evaluate("e => 'value' in e") else "")
+        expect(main).to_contain_text(f"{MODELS[NET].label}: _blocks.1/_swish_1/Clip output")
+    elif path == "Layers":
+        expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text("50")
+        grid = main.locator('[data-testid="stSelectbox"]').filter(has_text="Page")
+        # the grid's page selector counts the CNN's tensors, not MiniLM's 48
+        expect(grid.get_by_role("combobox")).to_have_value(re.compile("of 50$"))
     elif path == "Learn":  # the layer picker shows the CNN's tensor, short
-        assert _selected(page, "Layer") == "_blocks.1/_swish_1/Clip output"
+        expect(
+            page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]')
+            .filter(has=page.locator("label", has_text=re.compile("^Layer$")))
+            .get_by_role("combobox")
+        ).to_have_value("_blocks.1/_swish_1/Clip output")
     else:
-        assert MODELS[NET].label in _main_text(page)
-    _pick(page, "Model", MODELS["minilm"].label)
+        expect(main).to_contain_text(f"{MODELS[NET].label}: ")
+    _settled(page)
     _no_error(page)
-    assert MODELS["minilm"].label in _main_text(page) or path in ("Layers", "Learn")
+    _pick(page, "Model", MODELS["minilm"].label)
+    if path == "Layers":
+        expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text("48")
+    elif path != "Learn":
+        expect(main).to_contain_text(f"{MODELS['minilm'].label}: ")
+    _settled(page)
+    _no_error(page)
 
 
 def test_the_effect_page_switches_to_the_cnn(page):
