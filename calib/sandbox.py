@@ -481,7 +481,7 @@ def _evaluate_task(workdir: Path, options: dict) -> None:
         proto, eval_inputs, histograms=hists, weights=bool(options.get("weights", False)),
         target_sqnr_db=float(options["target_sqnr_db"]),
         max_float=int(options["max_float"]), workers=int(options.get("workers", 1)),
-        progress=progress, data=data,
+        progress=progress, data=data, sensitivity_of=str(options.get("sensitivity_of", "best")),
     )  # fmt: skip
     report = json.dumps(ev.to_dict(), allow_nan=False)
     (workdir / "report.json").write_text(report, encoding="utf-8")

@@ -18,7 +18,7 @@ from test_figures import decode, spec
 
 from calib import convergence, report
 from calib import io as cio
-from calib.app.sources import ASSET_PATH
+from calib.app.sources import ASSET_PATH, DEFAULT_LAYER
 from calib.figures import convergence as fconv
 from calib.figures import grid as fgrid
 from calib.figures.base import CLIP_COLOR, KEPT_COLOR
@@ -136,7 +136,7 @@ def test_the_grid_draws_each_row_in_order_with_its_clip_and_max():
     assert [t["name"] for t in data[1:25]] == [r.layer for r in rows]
     assert [t["name"] for t in data[25:]] == ["clip", "max", "labels"]
     clip, mx = segments(data[25]), segments(data[26])
-    assert len(clip) == len(mx) == 24  # every MiniLM histogram is |x|: one line each
+    assert len(clip) == len(mx) == 48  # every shipped histogram is signed: a line each side
     for i, (row, tr) in enumerate(zip(rows, data[1:25], strict=True)):
         hist = hists[row.layer]
         x0 = i % 6
@@ -151,20 +151,23 @@ def test_the_grid_draws_each_row_in_order_with_its_clip_and_max():
         np.testing.assert_allclose(x[1:-1:2], at(x0, hist, edges[:-1]))
         np.testing.assert_allclose(y[1:-1:2], base + bar_heights(counts))
         assert np.argmax(y) == 1 + 2 * np.argmax(counts)  # the highest step, the most counts
-        assert clip[i] == (pytest.approx(at(x0, hist, row.amax)), row.amax)
-        assert mx[i] == (pytest.approx(at(x0, hist, row.max)), row.max)
-    # the worst tensors of MiniLM are the FFN outputs with the [CLS] outlier, coloured so
-    assert "outliers" in rows[0].flags
-    assert data[1]["fillcolor"] == FLAG_COLORS["outliers"]
+        for k, sign in enumerate((1, -1)):
+            amax, top = sign * row.amax, sign * row.max
+            assert clip[2 * i + k] == (pytest.approx(at(x0, hist, amax)), amax)
+            assert mx[2 * i + k] == (pytest.approx(at(x0, hist, top)), top)
+    # the worst tensors of MiniLM are attention probabilities (Softmax outputs: nearly all
+    # mass near 0) that the seed's entropy clips far inside, coloured by their first flag
+    assert rows[0].layer.endswith("/Softmax_output_0") and rows[0].flags[0] == "zero spike"
+    assert data[1]["fillcolor"] == FLAG_COLORS["zero spike"]
     assert any(not r.flags for r in rows)
-    # titles without the shared "encoder.layer.", then each panel's range
+    # titles without the shared "/bert/", then each panel's range
     labels = traces_by_name(s)["labels"]["text"]
     for label, row in zip(labels[0::3], rows, strict=True):
-        name = row.layer.removeprefix("encoder.layer.")
+        name = row.layer.removeprefix("/bert/")
         assert label == name or (label[0] == "…" and name.endswith(label[1:]))
-    assert labels[0] == "0.output.dense:output"
-    assert labels[1] == "0" and labels[2] == f"{hists[rows[0].layer].edges[-1]:.3g}"
-    assert "names after encoder.layer." in s["layout"]["annotations"][0]["text"]
+    lo, hi = hists[rows[0].layer].edges[[0, -1]]
+    assert labels[1] == f"{lo:.3g}" and labels[2] == f"{hi:.3g}"
+    assert "names after /bert/" in s["layout"]["annotations"][0]["text"]
     # four rows of six, the first at the top
     assert decode(data[0]["base"])[0] > decode(data[0]["base"])[6] > decode(data[0]["base"])[23]
 
@@ -279,7 +282,7 @@ def test_common_prefix_stops_at_a_separator(names, prefix):
 # -- convergence figures ----------------------------------------------------------------------
 def test_the_amax_figure_draws_every_method_batch_by_batch():
     traces = model_traces()
-    name = "encoder.layer.0.output.dense:output"
+    name = DEFAULT_LAYER
     t = traces[name]
     tol = convergence.DEFAULT_TOL
     at = {m: convergence.settled_at(t, m, tol) for m in t.amax}

@@ -26,6 +26,7 @@ from calib.demos import DEMOS
 from calib.figures.base import DRAWN_DIGITS
 from calib.histogram import DEFAULT_BINS, Histogram
 from calib.methods import amax_max, amax_mse, amax_percentile, clip_metrics
+from calib.models import short_name
 from calib.numbers import fmt_db, fmt_pct
 from calib.policies import DEFAULT_TARGET_BINS, VARIANTS
 from calib.sweep import kl_sweep
@@ -169,7 +170,7 @@ def test_default_view_is_the_real_model_layer():
     assert not at.error and not at.warning
     assert at.radio(key="explore_kind").value == "model"
     assert at.selectbox(key="explore_model_layer").value == LAYER
-    assert LAYER in at.caption[0].value
+    assert short_name(LAYER) in at.caption[0].value  # shown short
     assert list(metrics(at)) == METRICS
     assert charts(at) == 4
     h = model_hist()
@@ -188,7 +189,7 @@ def test_default_view_is_the_real_model_layer():
     assert s["percentile"]["x0"] == amax_percentile(h)
     assert s["mse"]["x0"] == amax_mse(h, num_bits=8)
     assert at.query_params == {
-        "src": "model", "layer": LAYER, "variant": "seed", "target_bins": "128",
+        "src": "model", "model": "minilm", "layer": LAYER, "variant": "seed", "target_bins": "128",
         "hist_bins": str(h.n_bins), "num_bits": "8", "log_y": "true",
         "candidate": str(r.candidates[-1]),
     }  # fmt: skip
@@ -706,7 +707,7 @@ def test_bad_uploads_show_an_error_and_keep_the_previous_view(what, kind, name, 
     assert len(at.error) == 1
     message = at.error[0].value
     assert message.startswith("Could not use that file:") and match in message
-    assert f"Still showing the previous view: {sources.MODEL_NAME}: {LAYER}" in message
+    assert f"Still showing the previous view: {sources.MODEL_NAME}: {short_name(LAYER)}" in message
     assert metrics(at) == before and charts(at) == 4
 
 
@@ -737,7 +738,7 @@ def test_a_bad_file_after_a_good_one_keeps_the_good_one():
 # --------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_query_params_set_before_the_run_are_honoured():
-    layer = "encoder.layer.3.output.dense:output"
+    layer = "/bert/encoder/layer.3/intermediate/intermediate_act_fn/Mul_1_output_0"
     at = run_app(
         src="model", layer=layer, variant="mxnet", target_bins="200", hist_bins="1024",
         num_bits="7", log_y="false", truncate="none",
@@ -775,7 +776,7 @@ def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
 
 @pytest.mark.slow
 def test_the_layers_page_link_opens_that_layer():
-    layer = "encoder.layer.2.output.dense:output"
+    layer = "/bert/encoder/layer.2/intermediate/intermediate_act_fn/Mul_1_output_0"
     link = calib.explore.explore_query("model", layer=layer, variant="ncnn")
     at = run_app(**link)
     assert at.selectbox(key="explore_model_layer").value == layer
@@ -802,7 +803,7 @@ def test_bad_query_values_are_ignored_with_a_warning():
 @pytest.mark.slow
 def test_widget_changes_write_the_query_string_back():
     at = run_app()
-    layer = "encoder.layer.4.output.dense:output"
+    layer = "/bert/encoder/layer.4/intermediate/intermediate_act_fn/Mul_1_output_0"
     at.selectbox(key="explore_model_layer").set_value(layer).run()
     assert at.query_params["layer"] == layer
     assert at.query_params["hist_bins"] == str(model_hist(layer).n_bins)  # the new layer's own
@@ -824,7 +825,7 @@ def test_widget_changes_write_the_query_string_back():
 @pytest.mark.slow
 def test_the_view_survives_a_visit_to_another_page():
     pages = [p for p in sorted((Path(APP).parent / "pages").glob("*.py")) if p.name != EXPLORE]
-    layer = "encoder.layer.3.output.dense:output"
+    layer = "/bert/encoder/layer.3/intermediate/intermediate_act_fn/Mul_1_output_0"
     at = run_app(layer=layer)
     at.selectbox(key="explore_variant").set_value("mxnet").run()
     at.slider(key="explore_target_bins").set_value(200).run()

@@ -201,9 +201,10 @@ def test_most_values_clipped_and_low_sqnr_are_flagged():
     assert {"clipped", "low SQNR"} <= set(row.flags)
     assert "clipped" not in flags_of(normal_abs()) and "low SQNR" not in flags_of(normal_abs())
     hists = calib.load_histograms(ROOT / "assets" / "minilm_histograms.npz")
-    layer = "encoder.layer.4.output.dense:output"
+    layer = "/bert/encoder/layer.1/attention/self/Softmax_output_0"  # the seed clips at 0.07
     row = report.layer_row(layer, hists[layer])
-    assert row.sqnr_db == pytest.approx(2.1, abs=0.05) and row.flags == ("low SQNR",)
+    assert row.sqnr_db == pytest.approx(1.2, abs=0.05)
+    assert {"clipped", "low SQNR"} <= set(row.flags)
     # at the thresholds
     assert report.CLIPPED_SHARE == 0.01 and report.LOW_SQNR_DB == 10.0
 

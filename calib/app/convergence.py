@@ -22,11 +22,12 @@ import streamlit as st
 
 from calib import convergence, report
 from calib import io as cio
-from calib.app import sources, state
+from calib.app import state
 from calib.app.layers import Layers
 from calib.app.text import plain
 from calib.figures.convergence import amax_figure, settled_share_figure
 from calib.io import Trace
+from calib.models import MODELS
 
 __all__ = ["HOW_TO", "Settled", "file_traces", "settled", "show_convergence", "traced_order"]
 
@@ -52,16 +53,16 @@ class Settled:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _load_traces(file_key: str, name: str, _data: bytes | None) -> dict[str, Trace]:
     """A file's traces by its key: the shipped model's, or an uploaded .npz's."""
-    if _data is None:
-        return cio.load_convergence(sources.ASSET_PATH)
+    if _data is None:  # a shipped model's ("model:<id>", calib.models)
+        return cio.load_convergence(MODELS[file_key.removeprefix("model:")].histograms)
     return cio.load_convergence(io.BytesIO(_data))
 
 
 def file_traces(layers: Layers) -> dict[str, Trace]:
     """The traces of the file Layers shows: ``{}`` when it has none (a plain ``.npz``, a
     ``.json``, histograms collected in the app) or can no longer be read."""
-    if layers.key == "model":
-        return _load_traces("model", "", None)
+    if layers.key.startswith("model:"):
+        return _load_traces(layers.key, "", None)
     if layers.key.startswith("upload:"):
         upload = st.session_state.get(UPLOAD_KEY)
         file_id = layers.key.removeprefix("upload:")

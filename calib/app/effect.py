@@ -12,22 +12,20 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from calib import evaluate
+from calib.app import effect_models as em
 from calib.app import sources, state, text
 from calib.app.layers import EXPLORE
 from calib.app.text import plain
-from calib.explore import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
-from calib.methods import METHODS
+from calib.models import MODELS, short_name
 from calib.numbers import DB_FORMAT, fmt, fmt_db, plural
-from calib.spec import Spec
 
 __all__ = [
     "APP_MAX_FLOAT",
@@ -49,7 +47,7 @@ __all__ = [
     "summary",
 ]
 
-SHIPPED_PATH = Path(__file__).resolve().parents[2] / "assets" / "minilm_effect.json"
+SHIPPED_PATH = MODELS["minilm"].effect  # the default model's results (calib.models)
 APP_MAX_TENSORS = 64
 """An upload quantizing more tensors is refused here (two runs of the evaluation set per
 tensor): the command line (``python -m calib evaluate``) has no such cap."""
@@ -82,7 +80,10 @@ the Layers page ranks by) against the measured only-this output SQNR.
 """
 
 _SENSITIVITY_COLUMNS = {
-    "layer": st.column_config.TextColumn("tensor", width="large"),
+    "tensor": st.column_config.TextColumn(
+        "tensor", width="medium", help="The ONNX name's last parts; the full name is last."
+    ),
+    "layer": st.column_config.TextColumn("ONNX name", width="large"),
     "only this (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
     "all but this (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
     "histogram SQNR (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
@@ -92,10 +93,7 @@ _SENSITIVITY_COLUMNS = {
 }
 
 
-@st.cache_data(show_spinner=False)
-def shipped_report() -> dict[str, Any]:
-    """The real model's results, shipped in assets/."""
-    return evaluate.read_report(SHIPPED_PATH.read_bytes())
+shipped_report = em.shipped_report  # a shipped model's results, by its id (calib.models)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,12 +105,17 @@ class Shown:
     label: str
     key: str = ""  # the upload's cache key; "" for the shipped results
     hists: Mapping[str, Histogram] | None = None
+    model: str = ""  # the shipped model's id (calib.models); "" for an upload
+    # an upload's keep-in-float target: its search ran to SEARCH_SQNR_DB and is cut here
+    # (calib.evaluate.keep_float_at) after the ranking is picked; None for shipped results
+    target: float | None = None
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def run_upload(
-    key: str, _model: bytes, _inputs: bytes, _eval: bytes | None, target: float, weights: bool
-) -> tuple[dict[str, Any], dict[str, Histogram]]:
+    key: str, _model: bytes, _inputs: bytes, _eval: bytes | None, target: float, weights: bool,
+    sensitivity_of: str = evaluate.BEST,
+) -> tuple[dict[str, Any], dict[str, Histogram]]:  # fmt: skip
     """An uploaded model evaluated on its uploaded inputs (a held-out share of the
     calibration inputs when no evaluation inputs are given), under a progress bar, in a
     child process under the app's time and memory budget (``calib.sandbox``): the report
@@ -130,7 +133,7 @@ def run_upload(
 
     options = {
         "target_sqnr_db": target, "weights": weights, "max_float": APP_MAX_FLOAT,
-        "max_tensors": APP_MAX_TENSORS, "workers": APP_WORKERS,
+        "max_tensors": APP_MAX_TENSORS, "workers": APP_WORKERS, "sensitivity_of": sensitivity_of,
     }  # fmt: skip
     from calib.app import jobs
 
@@ -149,17 +152,19 @@ def _request(key: str) -> None:
 
 def choose_report() -> Shown:
     """The report to show, and whose: the shipped one, or an upload's once evaluated."""
-    shipped = shipped_report()
-    label = "all-MiniLM-L6-v2 (shipped results)"
+    ids = em.shipped_ids()
+    if st.session_state.get("effect_src") not in (*ids, "upload"):
+        st.session_state["effect_src"] = ids[0] if ids else "upload"
     src = st.sidebar.radio(
-        "Results",
-        ["shipped", "upload"],
-        format_func={"shipped": "all-MiniLM-L6-v2 (shipped)", "upload": "Your model"}.get,
-        key="effect_src",
-        persist_state=state.KEEP,
-    )
-    if src == "shipped":
-        return Shown(shipped, label)
+        "Results", [*ids, "upload"], key="effect_src", persist_state=state.KEEP,
+        format_func=lambda k: f"{MODELS[k].label} (shipped)" if k in MODELS else "Your model",
+        help=" ".join(f"{MODELS[k].label}: {MODELS[k].description}" for k in ids),
+    )  # fmt: skip
+    first = src if src in ids else (ids[0] if ids else "")
+    label = em.model_label(first) if first else "no shipped results"
+    shipped = shipped_report(first) if first else None
+    if src != "upload":
+        return Shown(shipped, label, model=src)
     sb = st.sidebar
     model = state.file_uploader(sb, "ONNX model", type=["onnx"], key="effect_model")
     inputs = state.file_uploader(
@@ -180,22 +185,30 @@ def choose_report() -> Shown:
     weights = sb.checkbox(
         "Quantize weights too (per channel, max)", key="effect_weights", persist_state=state.KEEP
     )
+    ranked = sb.selectbox(
+        "Rank the tensors under", em.UPLOAD_RANKINGS, key="effect_sensitivity_of",
+        persist_state=state.KEEP,
+        help="The calibration whose per-tensor sensitivity and keep-in-float list are "
+        "measured (best: the highest output SQNR).",
+    )  # fmt: skip
     if model is None or inputs is None:
         st.info(
             "Upload an ONNX model and an .npz of calibration inputs, then press Evaluate: "
             "histograms are collected, every method runs, and each tensor's sensitivity is "
             f"measured (two runs per tensor). Showing {label} meanwhile."
         )
-        return Shown(shipped, label)
-    # the target is not part of it: only the keep-in-float answer depends on it (below)
-    key = "|".join([model.file_id, inputs.file_id, held.file_id if held else "", str(weights)])
+        return _shipped_or_stop(shipped, label, first)
+    # the target is not part of it: only the keep-in-float answer depends on it (em.ranking)
+    key = "|".join(
+        [model.file_id, inputs.file_id, held.file_id if held else "", str(weights), str(ranked)]
+    )
     # a callback, not the button's return value: the request survives a rerun
     sb.button("Evaluate", key="effect_run", type="primary", on_click=_request, args=(key,))
     if st.session_state.get("effect_requested") != key:
         st.info(
             f"Press Evaluate in the sidebar to run {plain(model.name)}. Showing {label} meanwhile."
         )
-        return Shown(shipped, label)
+        return _shipped_or_stop(shipped, label, first)
     kept = st.session_state.get("effect_result")  # this session's own, across pages
     if kept is not None and kept[0] == key:
         doc, hists = kept[1], kept[2]
@@ -203,15 +216,24 @@ def choose_report() -> Shown:
         try:
             held_data = held.getvalue() if held else None
             doc, hists = run_upload(
-                key, model.getvalue(), inputs.getvalue(), held_data, SEARCH_SQNR_DB, bool(weights)
-            )
+                key, model.getvalue(), inputs.getvalue(), held_data, SEARCH_SQNR_DB,
+                bool(weights), str(ranked),
+            )  # fmt: skip
         except (ValueError, ImportError) as exc:
             st.session_state.pop("effect_requested", None)  # not retried on every rerun
             text.error(f"Could not evaluate {plain(model.name)}", exc, f". Showing {label}.")
-            return Shown(shipped, label)
+            return _shipped_or_stop(shipped, label, first)
         st.session_state["effect_result"] = (key, doc, hists)  # one: the next replaces it
-    doc = evaluate.keep_float_at(doc, float(target))
-    return Shown(doc, f"{model.name} on {inputs.name}", f"effect:{key}", hists)
+    return Shown(
+        doc, f"{model.name} on {inputs.name}", f"effect:{key}", hists, target=float(target)
+    )
+
+
+def _shipped_or_stop(doc: dict[str, Any] | None, label: str, model: str) -> Shown:
+    """The shipped results shown while an upload waits; none shipped: the page stops."""
+    if doc is None:
+        st.stop()
+    return Shown(doc, label, model=model)
 
 
 def summary(doc: Mapping[str, Any], label: str) -> None:
@@ -239,7 +261,11 @@ def methods_section(doc: Mapping[str, Any]) -> None:
         }
         for m in doc["methods"]
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="effect_methods_table")
+    top = em.add_classifier_columns(rows, doc["methods"], em.METHOD_TOP)
+    st.dataframe(
+        pd.DataFrame(rows), hide_index=True, key="effect_methods_table",
+        column_config=em.percent_columns(top),
+    )  # fmt: skip
     left = {m["label"]: m["left_float"] for m in doc["methods"] if m["left_float"]}
     for name, why in left.items():
         first = plain(next(iter(why.values())))
@@ -253,21 +279,23 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
     if not rows:
         st.info("No sensitivity was measured for these results.")
         return None
-    table = pd.DataFrame(
-        [
-            {
-                "layer": r["layer"],
-                "only this (dB)": r["only_this_sqnr_db"],
-                "all but this (dB)": r["all_but_this_sqnr_db"],
-                "histogram SQNR (dB)": r["hist_sqnr_db"],
-                "KL": r["kl"],
-                "clipped %": 100.0 * r["clipped"],
-                "amax": r["amax"],
-                "flags": ", ".join(r["flags"]),
-            }
-            for r in rows
-        ]
-    )
+    records = [
+        {
+            "tensor": short_name(r["layer"]),
+            "only this (dB)": r["only_this_sqnr_db"],
+            "all but this (dB)": r["all_but_this_sqnr_db"],
+            "histogram SQNR (dB)": r["hist_sqnr_db"],
+            "KL": r["kl"],
+            "clipped %": 100.0 * r["clipped"],
+            "amax": r["amax"],
+            "flags": ", ".join(r["flags"]),
+        }
+        for r in rows
+    ]
+    top = em.add_classifier_columns(records, rows, em.SENSITIVITY_TOP)
+    for rec, r in zip(records, rows, strict=True):
+        rec["layer"] = r["layer"]  # the full ONNX name, last
+    table = pd.DataFrame(records)
     if table["KL"].isna().all():  # not an entropy calibration: no KL to show
         table = table.drop(columns="KL")
     event = st.dataframe(
@@ -276,7 +304,7 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
         on_select="rerun",
         selection_mode="single-row",
         hide_index=True,
-        column_config=_SENSITIVITY_COLUMNS,
+        column_config={**_SENSITIVITY_COLUMNS, **em.percent_columns(top)},
         width="stretch",
     )
     picked = event.selection.rows if event is not None else []
@@ -287,24 +315,12 @@ def explore_params(shown: Shown, layer: str) -> dict[str, str] | None:
     """Explore's query string for a tensor: for an upload, its histogram handed over in the
     session (as Layers hands its own); for the shipped results, its Linear layer's input
     in the shipped histograms. None when Explore has no histogram of it."""
-    doc = shown.doc
-    try:  # a cache's name ("cache:calib.cache") is no calibrator: no variant
-        spec = Spec.parse(str(doc.get("calibration", "")))
-    except ValueError:
-        spec = None
-    common = {
-        "variant": spec.variant if spec is not None else None,
-        "num_bits": doc["quantized"]["num_bits"],
-        "method": spec.method if spec is not None and spec.method in METHODS else None,
-    }
     if shown.hists is not None:
         if layer not in shown.hists:
             return None
         sources.share_histograms(shown.key, shown.label, shown.hists)
-        return explore_query("layers", layer=layer, **common)
-    row = next((r for r in doc["sensitivity"] if r["layer"] == layer), None)
-    name = row.get("explore") if row else None
-    return explore_query("model", layer=name, **common) if name else None
+        return em.explore_link(shown.doc, layer, src="layers")
+    return em.explore_link(shown.doc, layer, model=shown.model)
 
 
 def keep_float_section(doc: Mapping[str, Any]) -> None:
@@ -327,27 +343,31 @@ def keep_float_section(doc: Mapping[str, Any]) -> None:
         f"Greedy: each step returns to float the tensor that raises the output SQNR most. "
         f"{len(steps)} tensors {done} the target of {fmt(target, 4, unit=' dB')}."
     )
+    records = [
+        {
+            "step": i + 1,
+            "back to float": short_name(s["layer"]),
+            "output SQNR (dB)": s["output_sqnr_db"],
+        }
+        for i, s in enumerate(steps)
+    ]
+    top = em.add_classifier_columns(records, steps, em.KEEP_FLOAT_TOP)
+    for rec, s in zip(records, steps, strict=True):
+        rec["ONNX name"] = s["layer"]
     st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "step": i + 1,
-                    "back to float": s["layer"],
-                    "output SQNR (dB)": s["output_sqnr_db"],
-                }
-                for i, s in enumerate(steps)
-            ]
-        ),
-        hide_index=True,
-        key="effect_keep_float_table",
-    )
+        pd.DataFrame(records), hide_index=True, key="effect_keep_float_table",
+        column_config=em.percent_columns(top),
+    )  # fmt: skip
 
 
 def proxy_section(doc: Mapping[str, Any]) -> None:
     st.subheader("Does the histogram predict it?")
     rows = doc["sensitivity"]
     rho = doc.get("rank_correlation", {})
-    if not rows or not rho:
+    if not rows:
+        st.info("No sensitivity was measured for these results: nothing to set against.")
+        return
+    if not rho:
         st.info("No histogram-level numbers for these results (clips from a cache).")
         return
     st.plotly_chart(proxy_figure(rows, rho.get("hist_sqnr_db", math.nan)),
@@ -361,9 +381,11 @@ def proxy_section(doc: Mapping[str, Any]) -> None:
     )
 
 
-def report_download(doc: Mapping[str, Any], raw: bool = True) -> None:
-    """The report as JSON (the shipped file as shipped)."""
-    data = SHIPPED_PATH.read_bytes() if raw else json.dumps(_plain(doc), indent=1).encode()
+def report_download(doc: Mapping[str, Any], raw: bool | str = True) -> None:
+    """The report as JSON (the shipped file as shipped: ``raw``, the shipped model's id or
+    True for the default one)."""
+    path = MODELS[raw].effect if isinstance(raw, str) and raw in MODELS else SHIPPED_PATH
+    data = path.read_bytes() if raw else json.dumps(_plain(doc), indent=1).encode()
     st.download_button(
         "Download the report (JSON)", data, file_name="effect.json", mime="application/json",
         key="effect_download",

@@ -26,6 +26,7 @@ from calib.app.sources import (
     hist_bin_choices,
     model_histograms,
     native_bins,
+    shipped_models,
     sized_histogram,
     snap_hist_bins,
 )
@@ -53,6 +54,7 @@ from calib.explore import (
 from calib.figures.explore import candidate_clicked, kl_markers
 from calib.histogram import Histogram
 from calib.methods import DEFAULT_NUM_BITS
+from calib.models import DEFAULT_MODEL, MODELS
 from calib.numbers import fmt
 from calib.policies import POLICY_CHOICES, VARIANTS, resolve_policy
 from calib.sweep import SweepResult
@@ -487,7 +489,7 @@ def _state_query(key: str) -> dict[str, str]:
     kind = s.get(f"{key}_kind", "model")
     q: dict[str, str] = {"src": kind}
     if kind == "model":
-        q["layer"] = str(s.get(f"{key}_model_layer", DEFAULT_LAYER))
+        q.update(_model_query(key))
     elif kind in LAYER_KEYS and s.get(f"{key}_{LAYER_KEYS[kind]}"):
         q["layer"] = str(s[f"{key}_{LAYER_KEYS[kind]}"])
     if kind == "demo":
@@ -556,7 +558,9 @@ def synced_query_params(key: str = "explore") -> Iterator[None]:
     if not params and written:
         params = written
     if params and (params != written or returning):
-        updates, ignored = parse_explore_query(params, s, list(model_histograms()), key)
+        updates, ignored = parse_explore_query(
+            params, s, list(model_histograms()), key, models=_shipped_layers()
+        )
         for k, v in updates.items():
             s[k] = v
         if f"{key}_hist_bins" in updates:
@@ -568,3 +572,21 @@ def synced_query_params(key: str = "explore") -> Iterator[None]:
         yield
     finally:
         _write_query(key)
+
+
+# --------------------------------------------------------------------------------------
+# Explore: which shipped model (calib.models), and the method a link was ranked under
+# --------------------------------------------------------------------------------------
+def _shipped_layers() -> dict[str, list[str]]:
+    return {k: list(model_histograms(k)) for k in shipped_models()}
+
+
+def _model_query(key: str) -> dict[str, str]:
+    s = st.session_state
+    model = s.get(f"{key}_model", DEFAULT_MODEL)
+    if model not in shipped_models():
+        return {"layer": str(s.get(f"{key}_model_layer", DEFAULT_LAYER))}
+    layer = s.get(f"{key}_model_layer")
+    if layer not in model_histograms(model):  # another model's, until the picker settles it
+        layer = MODELS[model].default_layer
+    return {"model": str(model), "layer": str(layer)}

@@ -65,18 +65,16 @@ def _choose_page(n: int) -> int:
     if pages == 1:
         st.session_state.pop(PAGE_KEY, None)
         return 0
-    if st.session_state.get(PAGE_KEY) not in range(pages):  # a smaller file than before
-        st.session_state[PAGE_KEY] = 0
-    return int(
-        st.selectbox(
-            "Page",
-            range(pages),
-            format_func=lambda p: page_label(p, n),
-            key=PAGE_KEY,
-            persist_state=state.KEEP,
-            help=f"{GRID_PAGE} to a page, in the table's order (worst first).",
-        )
-    )
+    # the labels are the options: another file's count makes other values, which the
+    # browser draws afresh (with the same indices it kept showing the old file's labels)
+    labels = [page_label(p, n) for p in range(pages)]
+    if st.session_state.get(PAGE_KEY) not in labels:  # another file: its first page
+        st.session_state[PAGE_KEY] = labels[0]
+    picked = st.selectbox(
+        "Page", labels, key=PAGE_KEY, persist_state=state.KEEP,
+        help=f"{GRID_PAGE} to a page, in the table's order (worst first).",
+    )  # fmt: skip
+    return labels.index(picked)
 
 
 @st.fragment

@@ -29,6 +29,7 @@ from calib.app.text import plain
 from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
+from calib.models import MODELS, short_name
 from calib.numbers import DB_FORMAT, fmt, plural
 from calib.policies import (
     NUM_BITS_CHOICES,
@@ -102,6 +103,9 @@ tensors, the header.
 """
 
 COLUMNS = {
+    "tensor": st.column_config.TextColumn(
+        "tensor", help="The ONNX name's last parts; the full name is the layer column."
+    ),
     "layer": st.column_config.TextColumn("layer", help="Select a row to open it in Explore."),
     "bins": st.column_config.NumberColumn("bins", format="%d"),
     "max": st.column_config.NumberColumn("max", format="%.4g", help="Largest |x| seen."),
@@ -128,8 +132,8 @@ COLUMNS = {
     "disagree": st.column_config.CheckboxColumn("disagree"),
 }
 # on screen the flags come early; the exports keep report.COLUMNS' order
-ORDER = ("layer", "SQNR dB", "flags", "amax", "cached amax", "cached/calib", "disagree", "max",
-         "amax/max", "clipped %", "KL", "zero %", "max/p99.99", "bins")  # fmt: skip
+ORDER = ("tensor", "SQNR dB", "flags", "amax", "cached amax", "cached/calib", "disagree", "max",
+         "amax/max", "clipped %", "KL", "zero %", "max/p99.99", "bins", "layer")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,18 +269,18 @@ def check_budget(layers: Layers, s: Settings) -> None:
 # -- widgets ---------------------------------------------------------------------------------
 def choose_layers() -> Layers:
     """The model's file by default, or an upload; a bad upload keeps the last good file."""
-    hists = sources.model_histograms()
-    model = Layers("model", f"{sources.MODEL_NAME}, {len(hists)} tensors", "model", hists)
-    last = st.session_state.get("layers_last_good", model)
+    last = st.session_state.get("layers_last_good")
     kinds = {
-        "model": f"Real model ({sources.MODEL_NAME})",
+        "model": "Real model",
         "upload": "Upload a multi-layer file",
         "onnx": "Collect from an ONNX model",
     }
     kind = st.sidebar.radio(
         "Histograms", list(kinds), format_func=kinds.get, key="layers_src", persist_state=state.KEEP
     )
+    model = shipped_layers(sources.model_picker("layers") if kind == "model" else None)
     layers = model
+    last = last or model
     if kind == "onnx":
         layers = choose_onnx(last)
     if kind == "upload":
@@ -309,6 +313,15 @@ def choose_layers() -> Layers:
     if layers.src == "layers":  # Explore, Compare and Learn open it from the session
         sources.share_histograms(layers.key, layers.label, layers.hists)
     return layers
+
+
+def shipped_layers(model: str | None = None) -> Layers:
+    """A shipped model's file (``calib.models``) as Layers shows it: key ``model:<id>``
+    (None: the one the model picker last chose, or the first shipped)."""
+    model = model or sources.model_id("layers")
+    hists = sources.model_histograms(model)
+    label = f"{MODELS[model].label}, {len(hists)} tensors"
+    return Layers(f"model:{model}", label, "model", hists)
 
 
 def choose_onnx(last: Layers) -> Layers:
@@ -428,9 +441,10 @@ def choose_cache() -> report.CachedThresholds | None:
 def explore_params(layers: Layers, s: Settings, layer: str) -> dict[str, str]:
     """Explore's query string for one tensor (the contract: src, layer, variant, ...),
     opening on the clip of the method the row was ranked under."""
+    model = layers.key.removeprefix("model:") if layers.src == "model" else None
     return explore_query(
         layers.src, layer=layer, variant=s.variant, num_bits=s.num_bits, target_bins=s.target_bins,
-        method=s.method,
+        method=s.method, model=model,
     )  # fmt: skip
 
 
@@ -476,6 +490,8 @@ def summary(
 def show_table(recs: Sequence[Mapping[str, Any]]) -> str | None:
     """The table (``report.records``, worst first); the selected row's layer, if any."""
     table = pd.DataFrame(recs)
+    if "layer" in table.columns:
+        table.insert(0, "tensor", table["layer"].map(short_name))
     event = st.dataframe(
         table,
         key="layers_table",

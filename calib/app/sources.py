@@ -15,7 +15,6 @@ import hashlib
 import io
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from calib.app.text import plain
 from calib.demos import DEMOS, demo_histogram, demo_samples
 from calib.explore import DEFAULT_LAYER, MODEL_NAME, SOURCE_KINDS
 from calib.histogram import DEFAULT_BINS, Histogram
+from calib.models import DEFAULT_MODEL, MODELS, shipped_models, short_name
 
 __all__ = [
     "ASSET_PATH",
@@ -43,6 +43,8 @@ __all__ = [
     "hist_bin_choices",
     "histogram_source",
     "model_histograms",
+    "model_id",
+    "model_picker",
     "native_bins",
     "read_upload",
     "share_histograms",
@@ -51,7 +53,7 @@ __all__ = [
     "snap_hist_bins",
 ]
 
-ASSET_PATH = Path(__file__).resolve().parents[2] / "assets" / "minilm_histograms.npz"
+ASSET_PATH = MODELS[DEFAULT_MODEL].histograms  # the default shipped model's (calib.models)
 MAX_UPLOAD_BYTES = limits.MAX_UPLOAD_BYTES  # also .streamlit/config.toml's maxUploadSize
 HISTOGRAM_TYPES = ["npz", "npy", "csv", "json"]
 SAMPLE_TYPES = ["npy", "csv"]
@@ -80,9 +82,9 @@ class Source:
 # cached loading (no widgets)
 # --------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
-def model_histograms() -> dict[str, Histogram]:
-    """The real model's per-layer histograms shipped in assets/."""
-    return cio.load_histograms(ASSET_PATH)
+def model_histograms(model: str = DEFAULT_MODEL) -> dict[str, Histogram]:
+    """A shipped model's per-layer histograms (``model``: a key of ``calib.models.MODELS``)."""
+    return cio.load_histograms(MODELS[model].histograms)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -321,28 +323,60 @@ def _layers_source(key: str) -> Source | None:
     )  # fmt: skip
 
 
+def model_id(key: str) -> str:
+    """The shipped model this page shows (``{key}_model``), or the first one shipped."""
+    shipped = shipped_models()
+    model = st.session_state.get(f"{key}_model")
+    return model if model in shipped else next(iter(shipped), DEFAULT_MODEL)
+
+
+def _model_layer(key: str, model: str, layers: list[str]) -> str:
+    layer = st.session_state.get(f"{key}_model_layer")
+    if layer in layers:
+        return layer
+    default = MODELS[model].default_layer
+    return default if default in layers else layers[0]
+
+
+def _model_source_of(model: str, layer: str) -> Source:
+    m = MODELS[model]
+    hists = model_histograms(model)
+    label = f"{m.label}: {short_name(layer)}"
+    return Source("model", label, hists[layer], layer=layer, key=f"model:{model}:{layer}")
+
+
 def _default_model_source(key: str) -> Source:
     """The real model's layer this page last showed (or the default), without a widget."""
-    hists = model_histograms()
-    layer = st.session_state.get(f"{key}_model_layer")
-    if layer not in hists:
-        layer = DEFAULT_LAYER if DEFAULT_LAYER in hists else next(iter(hists))
-    return Source(
-        "model", f"{MODEL_NAME}: {layer}", hists[layer], layer=layer, key=f"model:{layer}"
-    )
+    model = model_id(key)
+    return _model_source_of(model, _model_layer(key, model, list(model_histograms(model))))
+
+
+def model_picker(key: str, where: Any = None) -> str:
+    """A select box of the shipped models (``calib.models``) under ``{key}_model``; the id."""
+    where = where if where is not None else st.sidebar
+    shipped = shipped_models()
+    _default(f"{key}_model", model_id(key))
+    if st.session_state[f"{key}_model"] not in shipped:
+        st.session_state[f"{key}_model"] = model_id(key)
+    model = where.selectbox(
+        "Model", list(shipped), format_func=lambda k: MODELS[k].label, key=f"{key}_model",
+        persist_state="session",
+        help=" ".join(f"{m.label}: {m.description}" for m in shipped.values()),
+    )  # fmt: skip
+    return str(model)
 
 
 def _model_source(key: str) -> Source:
-    hists = model_histograms()
-    layers = list(hists)
+    model = model_picker(key)
+    layers = list(model_histograms(model))
     layer_key = f"{key}_model_layer"
-    if st.session_state.get(layer_key) not in layers:
-        st.session_state[layer_key] = DEFAULT_LAYER if DEFAULT_LAYER in layers else layers[0]
+    st.session_state[layer_key] = _model_layer(key, model, layers)
     # kept while another kind of source is shown, so that coming back finds the same layer
-    layer = st.sidebar.selectbox("Layer", layers, key=layer_key, persist_state="session")
-    return Source(
-        "model", f"{MODEL_NAME}: {layer}", hists[layer], layer=layer, key=f"model:{layer}"
-    )
+    layer = st.sidebar.selectbox(
+        "Layer", layers, key=layer_key, persist_state="session", format_func=short_name,
+        help=f"ONNX name: {st.session_state[layer_key]}",
+    )  # fmt: skip
+    return _model_source_of(model, layer)
 
 
 # --------------------------------------------------------------------------------------

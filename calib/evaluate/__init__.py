@@ -58,9 +58,16 @@ For each float output over the evaluation set: SQNR
 similarity of each sample's flattened output, and the max abs error; with several
 outputs, a run's SQNR and cosine are the worst output's.
 
+What a classifier is judged by: an output that is class scores (2-D, one row a sample,
+at least 2 columns) also gets the **top-1 agreement** (share of samples whose arg-max
+class is the float model's) and the **top-5 overlap** (mean ``|top5(y) & top5(y_q)| / 5``);
+a run's are the worst class-score output's, nan (null in JSON) when no output is class
+scores. Any 2-D output is read as class scores (an embedding's numbers mean little).
+
 - **Methods side by side**: each calibration with every tensor it clips quantized.
-- **Sensitivity** (of the best calibration by default, or one named): per tensor, the
-  output SQNR with only it quantized, and with all but it; ranked most harmful first.
+- **Sensitivity** (of the best calibration by default, or any named, or several): per
+  tensor, the output SQNR with only it quantized, and with all but it; ranked most
+  harmful first.
 - **Keep in float**: greedily, the tensor whose return to float raises the output SQNR
   most, step after step, until a target (30 dB by default) is met; the first step tries
   every tensor, later ones the 8 best of the step before.
@@ -97,6 +104,7 @@ from calib.evaluate._evaluate import (
     KeepFloatStep,
     MethodRow,
     Progress,
+    Sensitivity,
     SensitivityRow,
     clips_from_cache,
     clips_from_histograms,
@@ -118,7 +126,7 @@ from calib.evaluate._graph import (
     switched_model,
 )
 from calib.evaluate._keep import keep_float_at
-from calib.evaluate._metrics import OutputError, RunResult, rank, spearman
+from calib.evaluate._metrics import TOP_K, OutputError, RunResult, rank, spearman
 from calib.evaluate._runner import Payload, Run, Runner
 
 __all__ = [
@@ -129,6 +137,7 @@ __all__ = [
     "DEFAULT_OP_TYPES",
     "DEFAULT_SHORTLIST",
     "DEFAULT_TARGET_SQNR_DB",
+    "TOP_K",
     "Clips",
     "Evaluation",
     "HeldOut",
@@ -141,6 +150,7 @@ __all__ = [
     "RunResult",
     "Runner",
     "Selection",
+    "Sensitivity",
     "SensitivityRow",
     "SwitchedModel",
     "TensorSwitch",

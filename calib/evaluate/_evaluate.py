@@ -269,6 +269,25 @@ class KeepFloatStep:
 
 
 @dataclasses.dataclass(frozen=True)
+class Sensitivity:
+    """One calibration's per-tensor sensitivity and keep-in-float list.
+
+    ``rows`` is ranked most harmful first: lowest output SQNR with only that tensor
+    quantized (ties: highest with all but it). ``keep_float`` lists the greedy steps in
+    order; ``reached`` says whether the last one meets the target (None: no search).
+    ``rank_correlation`` is Spearman's rho between each histogram-level number and the
+    measured only-this output SQNR over the ranked tensors.
+    """
+
+    calibration: str
+    all_quantized: RunResult
+    rows: tuple[SensitivityRow, ...]
+    keep_float: tuple[KeepFloatStep, ...]
+    reached: bool | None
+    rank_correlation: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
 class Progress:
     """Where an evaluation is: the stage, its runs done and total, seconds since start."""
 
@@ -289,6 +308,8 @@ class Evaluation:
     ``rank_correlation`` is Spearman's rho between each histogram-level number and the
     measured only-this output SQNR over the ranked tensors (``hist_sqnr_db`` should
     correlate positively, ``kl`` and ``clipped`` negatively, if the histogram predicts).
+    These are the first calibration of ``sensitivity_of``'s; ``sensitivities`` holds every
+    one asked for (the first among them), each a :class:`Sensitivity`.
     """
 
     model: str
@@ -310,6 +331,7 @@ class Evaluation:
     backend: str
     runs: int
     seconds: dict[str, float]
+    sensitivities: tuple[Sensitivity, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON data (nan -> None, inf -> ``"inf"``, as :mod:`calib.report`)."""
@@ -322,8 +344,43 @@ class Evaluation:
                     "sqnr_db": j(e.sqnr_db),
                     "cosine": j(e.cosine),
                     "max_abs_error": j(e.max_abs_error),
+                    "top1_agreement": j(e.top1_agreement),
+                    "top5_overlap": j(e.top5_overlap),
                 }
                 for e in r.errors
+            ]
+
+        def sensitivity_rows(rows: Sequence[SensitivityRow]) -> list[dict]:
+            return [
+                {
+                    "layer": s.layer,
+                    "only_this_sqnr_db": j(s.only_this.sqnr_db),
+                    "all_but_this_sqnr_db": j(s.all_but_this.sqnr_db),
+                    "hist_sqnr_db": j(s.hist_sqnr_db),
+                    "kl": j(s.kl),
+                    "flags": list(s.flags),
+                    "amax": j(s.amax),
+                    "clipped": j(s.clipped),
+                    "only_this_cosine": j(s.only_this.cosine),
+                    "all_but_this_cosine": j(s.all_but_this.cosine),
+                    "only_this_top1_agreement": j(s.only_this.top1_agreement),
+                    "all_but_this_top1_agreement": j(s.all_but_this.top1_agreement),
+                    "only_this_top5_overlap": j(s.only_this.top5_overlap),
+                    "all_but_this_top5_overlap": j(s.all_but_this.top5_overlap),
+                }
+                for s in rows
+            ]
+
+        def steps(keep: Sequence[KeepFloatStep]) -> list[dict]:
+            return [
+                {
+                    "layer": k.layer,
+                    "output_sqnr_db": j(k.result.sqnr_db),
+                    "cosine": j(k.result.cosine),
+                    "top1_agreement": j(k.result.top1_agreement),
+                    "top5_overlap": j(k.result.top5_overlap),
+                }
+                for k in keep
             ]
 
         return {
@@ -353,6 +410,8 @@ class Evaluation:
                     "output_sqnr_db": j(m.sqnr_db),
                     "cosine": j(m.cosine),
                     "max_abs_error": j(m.result.max_abs_error),
+                    "top1_agreement": j(m.result.top1_agreement),
+                    "top5_overlap": j(m.result.top5_overlap),
                     "quantized": m.quantized,
                     "left_float": dict(m.left_float),
                     "per_output": run(m.result),
@@ -363,32 +422,23 @@ class Evaluation:
             "all_quantized_sqnr_db": (
                 None if self.all_quantized is None else j(self.all_quantized.sqnr_db)
             ),
-            "sensitivity": [
-                {
-                    "layer": s.layer,
-                    "only_this_sqnr_db": j(s.only_this.sqnr_db),
-                    "all_but_this_sqnr_db": j(s.all_but_this.sqnr_db),
-                    "hist_sqnr_db": j(s.hist_sqnr_db),
-                    "kl": j(s.kl),
-                    "flags": list(s.flags),
-                    "amax": j(s.amax),
-                    "clipped": j(s.clipped),
-                    "only_this_cosine": j(s.only_this.cosine),
-                    "all_but_this_cosine": j(s.all_but_this.cosine),
-                }
-                for s in self.sensitivity
-            ],
-            "keep_float": [
-                {
-                    "layer": k.layer,
-                    "output_sqnr_db": j(k.result.sqnr_db),
-                    "cosine": j(k.result.cosine),
-                }
-                for k in self.keep_float
-            ],
+            "sensitivity": sensitivity_rows(self.sensitivity),
+            "keep_float": steps(self.keep_float),
             "target_sqnr_db": j(self.target_sqnr_db),
             "reached": self.reached,
             "rank_correlation": {k: j(v) for k, v in self.rank_correlation.items()},
+            "sensitivities": [
+                {
+                    "calibration": x.calibration,
+                    "all_quantized_sqnr_db": j(x.all_quantized.sqnr_db),
+                    "all_quantized_top1_agreement": j(x.all_quantized.top1_agreement),
+                    "sensitivity": sensitivity_rows(x.rows),
+                    "keep_float": steps(x.keep_float),
+                    "reached": x.reached,
+                    "rank_correlation": {k: j(v) for k, v in x.rank_correlation.items()},
+                }
+                for x in self.sensitivities
+            ],
             "run": {
                 "backend": self.backend,
                 "runs": self.runs,
@@ -461,7 +511,7 @@ def evaluate(
     methods: Sequence[str] = DEFAULT_METHODS,
     caches: Sequence[Any] = (),
     amax: Mapping[str, Mapping[str, float]] | None = None,
-    sensitivity_of: str = BEST,
+    sensitivity_of: str | Sequence[str] = BEST,
     op_types: Any = None,
     tensors: Any = None,
     num_bits: int = 8,
@@ -497,12 +547,15 @@ def evaluate(
         TensorRT caches or ONNX Runtime tables: one more calibration each.
     amax : mapping of name to (mapping of tensor to amax), optional
         Calibrations given as clips.
-    sensitivity_of : str
+    sensitivity_of : str or sequence of str
         The calibration whose per-tensor sensitivity and keep-in-float list are measured:
         a calibration's name (``"entropy:seed"``, or any text that names the same
         calibrator: ``"entropy"``), or ``"best"`` (default, :data:`BEST`):
         the highest output SQNR among the calibrations that quantize the most tensors (a
         method that refuses a tensor leaves it in float, which must not win it the title).
+        Several (a sequence, or names joined by commas: ``"best,entropy:seed"``): each is
+        measured (once, if two name the same calibration), the first in the top-level
+        fields of the result and all in ``Evaluation.sensitivities``.
     op_types, tensors
         Which activations are quantized (:func:`calib.evaluate.select_tensors`).
     num_bits : int
@@ -567,13 +620,7 @@ def evaluate(
     labels = [c.name for c in clips]
     if len(set(labels)) != len(labels):
         raise ValueError(f"calibrations: names repeat ({labels})")
-    if sensitivity_of != BEST and sensitivity_of not in labels:
-        try:  # a calibrator named another way: "entropy" is "entropy:seed"
-            sensitivity_of = str(Spec.parse(sensitivity_of))
-        except ValueError:
-            pass
-    if sensitivity_of != BEST and sensitivity_of not in labels:
-        raise ValueError(f"sensitivity_of: {sensitivity_of!r} is not 'best' nor one of {labels}")
+    wanted = _check_sensitivity_of(sensitivity_of, labels)
     shortlist = _check_shortlist(shortlist)
     seconds["calibrate"] = time.perf_counter() - t_start
 
@@ -622,55 +669,20 @@ def evaluate(
             )
             for k, (c, r) in enumerate(zip(clips, results, strict=True))
         )
-        if sensitivity_of == BEST:  # among those that quantize the most tensors
-            k = max(
-                range(len(clips)),
-                key=lambda i: (method_rows[i].quantized, _finite(results[i].sqnr_db), -i),
-            )
-        else:
-            k = labels.index(sensitivity_of)
-        cal = clips[k]
-        all_quantized = results[k]
-        live = [i for i in range(len(names)) if not math.isnan(table[k, i])]
-        rows: list[SensitivityRow] = []
-        steps: list[KeepFloatStep] = []
-        reached = None
-        if sensitivity and live:
-            t0 = time.perf_counter()
-            only = [Run(k, tuple(j == i for j in range(len(names))), weights) for i in live]
-            but = [Run(k, tuple(j != i for j in range(len(names))), weights) for i in live]
-            res = runner.run(only + but, reporter("sensitivity"))
-            n_runs += len(res)
-            seconds["sensitivity"] = time.perf_counter() - t0
-            for pos, i in enumerate(live):
-                name = names[i]
-                lr = cal.rows.get(name)
-                rows.append(
-                    SensitivityRow(
-                        layer=name,
-                        amax=float(table[k, i]),
-                        only_this=res[pos],
-                        all_but_this=res[len(live) + pos],
-                        row=lr,
-                    )
-                )
-            if max_float:
-                t0 = time.perf_counter()
-                steps, reached, extra = _keep_float(
-                    runner, k, names, live, all_quantized, res[len(live) :], weights,
-                    target_sqnr_db, max_float, shortlist, reporter("keep float"),
-                )  # fmt: skip
-                n_runs += extra
-                seconds["keep float"] = time.perf_counter() - t0
-    ranked = _ranked(rows)
-    measured = [r.only_this.sqnr_db for r in ranked]
-    correlation = {}
-    if cal.rows and ranked:
-        correlation = {
-            "hist_sqnr_db": spearman([r.hist_sqnr_db for r in ranked], measured),
-            "kl": spearman([r.kl for r in ranked], measured),
-            "clipped": spearman([r.clipped for r in ranked], measured),
-        }
+        best = max(  # among those that quantize the most tensors
+            range(len(clips)),
+            key=lambda i: (method_rows[i].quantized, _finite(results[i].sqnr_db), -i),
+        )
+        chosen = list(dict.fromkeys(best if w == BEST else labels.index(w) for w in wanted))
+        found: list[Sensitivity] = []
+        for k in chosen:
+            one, extra = _sensitivity(
+                runner, k, clips[k], names, table, results[k], weights,
+                sensitivity, target_sqnr_db, max_float, shortlist, reporter, seconds,
+            )  # fmt: skip
+            found.append(one)
+            n_runs += extra
+    first = found[0]
     seconds["total"] = time.perf_counter() - t_start
     return Evaluation(
         model=label,
@@ -682,17 +694,103 @@ def evaluate(
         num_bits=num_bits,
         weights=bool(weights),
         methods=method_rows,
-        calibration=cal.name,
-        all_quantized=all_quantized,
-        sensitivity=tuple(ranked),
-        keep_float=tuple(steps),
+        calibration=first.calibration,
+        all_quantized=first.all_quantized,
+        sensitivity=first.rows,
+        keep_float=first.keep_float,
         target_sqnr_db=target_sqnr_db,
-        reached=reached,
-        rank_correlation=correlation,
+        reached=first.reached,
+        rank_correlation=first.rank_correlation,
         backend=runner.backend,
         runs=n_runs,
         seconds=seconds,
+        sensitivities=tuple(found),
     )
+
+
+def _check_sensitivity_of(sensitivity_of: Any, labels: Sequence[str]) -> list[str]:
+    """``sensitivity_of`` as a list of :data:`BEST` or calibration names (commas split)."""
+    if isinstance(sensitivity_of, str):
+        wanted = [w.strip() for w in sensitivity_of.split(",") if w.strip()]
+    elif isinstance(sensitivity_of, Sequence) and all(isinstance(w, str) for w in sensitivity_of):
+        wanted = [w.strip() for w in sensitivity_of]
+    else:
+        raise ValueError(
+            f"sensitivity_of must be a name or a list of names, got {sensitivity_of!r}"
+        )
+    if not wanted:
+        raise ValueError(f"sensitivity_of: no calibration named in {sensitivity_of!r}")
+    for n, w in enumerate(wanted):
+        if w != BEST and w not in labels:
+            try:  # a calibrator named another way: "entropy" is "entropy:seed"
+                wanted[n] = w = str(Spec.parse(w))
+            except ValueError:
+                pass
+        if w != BEST and w not in labels:
+            raise ValueError(f"sensitivity_of: {w!r} is not 'best' nor one of {labels}")
+    return wanted
+
+
+def _sensitivity(
+    runner: Runner,
+    k: int,
+    cal: Clips,
+    names: Sequence[str],
+    table: np.ndarray,
+    all_quantized: RunResult,
+    weights: bool,
+    sensitivity: bool,
+    target_sqnr_db: float,
+    max_float: int,
+    shortlist: int | None,
+    reporter: Callable[[str], Callable[[int, int], None]],
+    seconds: dict[str, float],
+) -> tuple[Sensitivity, int]:
+    """Calibration ``k``'s per-tensor sensitivity (only this, all but this) and greedy
+    keep-in-float list; the runs made. ``seconds`` gains the stages' times (summed over
+    calibrations)."""
+    live = [i for i in range(len(names)) if not math.isnan(table[k, i])]
+    rows: list[SensitivityRow] = []
+    steps: list[KeepFloatStep] = []
+    reached = None
+    n_runs = 0
+    if sensitivity and live:
+        t0 = time.perf_counter()
+        only = [Run(k, tuple(j == i for j in range(len(names))), weights) for i in live]
+        but = [Run(k, tuple(j != i for j in range(len(names))), weights) for i in live]
+        res = runner.run(only + but, reporter("sensitivity"))
+        n_runs += len(res)
+        seconds["sensitivity"] = seconds.get("sensitivity", 0.0) + time.perf_counter() - t0
+        for pos, i in enumerate(live):
+            lr = cal.rows.get(names[i])
+            rows.append(
+                SensitivityRow(
+                    layer=names[i],
+                    amax=float(table[k, i]),
+                    only_this=res[pos],
+                    all_but_this=res[len(live) + pos],
+                    row=lr,
+                )
+            )
+        if max_float:
+            t0 = time.perf_counter()
+            steps, reached, extra = _keep_float(
+                runner, k, names, live, all_quantized, res[len(live) :], weights,
+                target_sqnr_db, max_float, shortlist, reporter("keep float"),
+            )  # fmt: skip
+            n_runs += extra
+            seconds["keep float"] = seconds.get("keep float", 0.0) + time.perf_counter() - t0
+    ranked = _ranked(rows)
+    measured = [r.only_this.sqnr_db for r in ranked]
+    correlation = {}
+    if cal.rows and ranked:
+        correlation = {
+            "hist_sqnr_db": spearman([r.hist_sqnr_db for r in ranked], measured),
+            "kl": spearman([r.kl for r in ranked], measured),
+            "clipped": spearman([r.clipped for r in ranked], measured),
+        }
+    sens = Sensitivity(cal.name, all_quantized, tuple(ranked), tuple(steps), reached, correlation)
+    return sens, n_runs
 
 
 def _keep_float(
@@ -750,7 +848,9 @@ REPORT_KEYS = ("outputs", "quantized", "evaluation", "methods", "sensitivity", "
 _NUMBER_KEYS = {
     "output_sqnr_db", "cosine", "max_abs_error", "sqnr_db", "only_this_sqnr_db",
     "all_but_this_sqnr_db", "hist_sqnr_db", "kl", "amax", "clipped", "only_this_cosine",
-    "all_but_this_cosine", "target_sqnr_db", "all_quantized_sqnr_db",
+    "all_but_this_cosine", "target_sqnr_db", "all_quantized_sqnr_db", "top1_agreement",
+    "top5_overlap", "only_this_top1_agreement", "all_but_this_top1_agreement",
+    "only_this_top5_overlap", "all_but_this_top5_overlap", "all_quantized_top1_agreement",
 }  # fmt: skip
 
 

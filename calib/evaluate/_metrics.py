@@ -1,4 +1,16 @@
-"""How far a run's outputs are from the float model's, and rank correlation. numpy only."""
+"""How far a run's outputs are from the float model's, and rank correlation. numpy only.
+
+What a classifier is judged by: an output that is class scores (2-D, one row a sample, at
+least :data:`MIN_CLASSES` columns) also gets the top-1 agreement and the top-5 overlap with
+the float model's scores.
+
+    >>> import numpy as np
+    >>> acc = ErrorAccumulator("logits")
+    >>> y = np.array([[0.0, 1.0, 2.0], [3.0, 2.0, 1.0]])
+    >>> acc.add(y, np.array([[0.0, 2.5, 2.0], [3.0, 2.0, 1.0]]))  # row 0 changes its arg-max
+    >>> acc.result().top1_agreement
+    0.5
+"""
 
 from __future__ import annotations
 
@@ -8,6 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+TOP_K = 5
+"""The k of the top-k overlap (ImageNet's top-5); fewer classes: all of them."""
+
+MIN_CLASSES = 2
+"""A 2-D output with fewer columns is not class scores (one score has no arg-max to keep)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,12 +45,23 @@ class OutputError:
         (a sample whose two outputs are both zero counts 1, one of them zero counts 0).
     max_abs_error : float
         ``max |y - y_q|``.
+    top1_agreement : float
+        For class scores (a 2-D output, one row a sample, at least :data:`MIN_CLASSES`
+        columns): the share of samples whose arg-max class is the float model's (ties: the
+        first such class, as ``np.argmax``). None for any other output (None, not nan, so
+        that two equal results compare equal).
+    top5_overlap : float
+        For class scores: the mean over samples of ``|top5(y) & top5(y_q)| / 5`` (``k`` =
+        the number of classes when fewer than :data:`TOP_K`; ties broken by class index).
+        None for any other output.
     """
 
     output: str
     sqnr_db: float
     cosine: float
     max_abs_error: float
+    top1_agreement: float | None = None
+    top5_overlap: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +82,43 @@ class RunResult:
     def max_abs_error(self) -> float:
         return max((e.max_abs_error for e in self.errors), default=math.nan)
 
+    @property
+    def top1_agreement(self) -> float | None:
+        """The worst over the outputs that are class scores; None when none is."""
+        return _worst(e.top1_agreement for e in self.errors)
+
+    @property
+    def top5_overlap(self) -> float | None:
+        """The worst over the outputs that are class scores; None when none is."""
+        return _worst(e.top5_overlap for e in self.errors)
+
+
+def _worst(values: Any) -> float | None:
+    return min((v for v in values if v is not None), default=None)
+
+
+def is_class_scores(y: np.ndarray) -> bool:
+    """A 2-D output with one row a sample and at least :data:`MIN_CLASSES` columns."""
+    return y.ndim == 2 and y.shape[1] >= MIN_CLASSES
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the ``k`` largest scores, largest first (ties: the lower
+    index first, as a stable sort of the negated scores)."""
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def top1_matches(y: np.ndarray, y_q: np.ndarray) -> np.ndarray:
+    """Per row (sample), whether the arg-max class of ``y_q`` is that of ``y``."""
+    return np.argmax(y, axis=1) == np.argmax(y_q, axis=1)
+
+
+def topk_overlaps(y: np.ndarray, y_q: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Per row, ``|topk(y) & topk(y_q)| / k`` with ``k`` at most the number of classes."""
+    k = min(k, y.shape[1])
+    a, b = top_k(y, k), top_k(y_q, k)
+    return (a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1) / k
+
 
 class ErrorAccumulator:
     """Sums for :class:`OutputError`, batch by batch (memory: one batch)."""
@@ -63,6 +129,9 @@ class ErrorAccumulator:
         self.noise = 0.0
         self.max_abs = 0.0
         self.cosines: list[np.ndarray] = []
+        self.top1: list[np.ndarray] = []  # per sample, for class scores only
+        self.top5: list[np.ndarray] = []
+        self.not_scores = False  # a batch that was not class scores
 
     def add(self, y: np.ndarray, y_q: np.ndarray) -> None:
         y = np.asarray(y, dtype=np.float64)
@@ -78,6 +147,11 @@ class ErrorAccumulator:
         a = y.reshape(y.shape[0], -1) if y.ndim else y.reshape(1, 1)
         b = y_q.reshape(a.shape)
         self.cosines.append(cosines(a, b))
+        if is_class_scores(y):
+            self.top1.append(top1_matches(y, y_q))
+            self.top5.append(topk_overlaps(y, y_q))
+        else:
+            self.not_scores = True
 
     def result(self) -> OutputError:
         if self.noise == 0:
@@ -87,7 +161,11 @@ class ErrorAccumulator:
         else:
             sqnr = 10.0 * math.log10(self.signal / self.noise)
         cos = np.concatenate(self.cosines) if self.cosines else np.array([math.nan])
-        return OutputError(self.output, sqnr, float(np.mean(cos)), self.max_abs)
+        top1 = top5 = None
+        if self.top1 and not self.not_scores:
+            top1 = float(np.mean(np.concatenate(self.top1)))
+            top5 = float(np.mean(np.concatenate(self.top5)))
+        return OutputError(self.output, sqnr, float(np.mean(cos)), self.max_abs, top1, top5)
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
