@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from calib.app import browser
+from calib.dev import browser
 from calib.models import MODELS, with_effect
 
 pytestmark = pytest.mark.browser
