@@ -21,7 +21,7 @@ import streamlit as st
 from calib import evaluate
 from calib.app import sources
 from calib.app.layers import EXPLORE
-from calib.explore import explore_query
+from calib.app.links import explore_query
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
 from calib.numbers import fmt

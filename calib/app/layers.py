@@ -25,7 +25,7 @@ import streamlit as st
 from calib import io as cio
 from calib import report
 from calib.app import sources
-from calib.explore import explore_query
+from calib.app.links import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
 from calib.numbers import fmt
