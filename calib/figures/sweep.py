@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -69,16 +70,16 @@ SCRUB_BINS = 160
 DASH = {"dash": "dash", "dot": "dot", "dashdot": "dashdot", "solid": "solid"}
 
 
-def figure(data: list[dict], layout: dict) -> go.Figure:
+def figure(data: list[dict], layout: dict, frames: list[dict] | None = None) -> go.Figure:
     """A plotly figure of plain dicts, built without plotly's per-property validation
     (about a second for a scrub figure's steps); the tests validate every figure once
     (``go.Figure(fig.to_dict())``)."""
     sliders = layout.pop("sliders", None)
-    fig = (go.Figure if sliders is None else SliderFigure)(
-        {"data": data, "layout": layout}, _validate=False
-    )
-    if sliders is not None:
-        fig.steps_json = sliders
+    if sliders is None and not frames:
+        return go.Figure({"data": data, "layout": layout}, _validate=False)
+    fig = SliderFigure({"data": data, "layout": layout}, _validate=False)
+    fig.steps_json = tuple(sliders or ())
+    fig.frames_json = tuple(frames or ())
     return fig
 
 
@@ -88,11 +89,15 @@ class SliderFigure(go.Figure):
     uncopied: plotly deep-copies a layout on every construction and ``to_dict``, 0.3 s
     for a scrub figure's steps. Nothing mutates them."""
 
-    steps_json: list[dict] = []
+    steps_json: tuple[dict, ...] = ()
+    frames_json: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        out["layout"]["sliders"] = self.steps_json
+        if self.steps_json:
+            out["layout"]["sliders"] = list(self.steps_json)
+        if self.frames_json:
+            out["frames"] = list(self.frames_json)
         return out
 
 
@@ -156,14 +161,26 @@ def place_labels(xs: list[float], lengths: list[int]) -> list[tuple[int, str]]:
 
 
 def _gaps(values: np.ndarray, log: bool) -> list:
-    """``values`` as a JSON list (:func:`drawn`), None (a gap) where not finite or, on a
-    log axis, not positive."""
+    """``values`` as a JSON list (:func:`drawn`): None (a gap) where not finite; on a log
+    axis an empty bin (not positive) is drawn under the axis's floor (:func:`_floor`), so
+    a step line drops out of sight there and its fill stays under it (a gap would let
+    plotly's fill bridge it)."""
     v = np.asarray(values, dtype=np.float64)
-    bad = ~np.isfinite(v) | ((v <= 0) if log else False)
-    out: list = drawn(np.where(bad, 0.0, v)).tolist()
+    bad = ~np.isfinite(v)
+    empty = (v <= 0) & ~bad if log else np.zeros(v.shape, dtype=bool)
+    out: list = drawn(np.where(bad | empty, 0.0, v)).tolist()
+    floor = _floor(v) if empty.any() else 0.0
+    for i in np.flatnonzero(empty).tolist():
+        out[i] = floor
     for i in np.flatnonzero(bad).tolist():
         out[i] = None
     return out
+
+
+def _floor(values: np.ndarray) -> float:
+    """Under a log axis's floor (:func:`calib.figures.base.decades`): a decade below it."""
+    span = decades(values)
+    return span[0] / 10 if span else 1e-300
 
 
 def _step_trace(edges: np.ndarray, values: np.ndarray, log: bool, max_bins: int,
@@ -344,7 +361,8 @@ def kl_curve_figure(
         color = (colors or {}).get(name, KEPT_COLOR)
         xv = on_axis(xs, float(xs[0]), float(xs[-1])) if x == "threshold" else xs
         data.append({
-            "type": "scatter", "name": name, "mode": "lines", "legendgroup": name,
+            "type": "scatter", "name": name, "mode": "lines",
+            **({} if single else {"legendgroup": name}),
             "x": xv[i].tolist(), "y": _gaps(y[i], False),
             "customdata": s.candidates[i].tolist(), "line": {"color": color, "width": 1.5},
             "hovertemplate": f"{unit}<br>KL %{{y:.4g}}<extra>{name}</extra>",
@@ -354,7 +372,8 @@ def kl_curve_figure(
             b = s.best_index
             data.append({
                 "type": "scatter", "name": "minimum" if single else f"{name} minimum",
-                "mode": "markers", "legendgroup": name, "showlegend": False,
+                "mode": "markers", "showlegend": False,
+                **({} if single else {"legendgroup": name}),
                 "x": [float(xv[b])], "y": [float(drawn(np.array([y[b]]))[0])],
                 "customdata": [int(s.best)],
                 "marker": {"color": CLIP_COLOR if single else color, "size": 11,
@@ -472,13 +491,18 @@ def _uniform_step(pq: PQ, log: bool, max_bins: int) -> dict | None:
         1 + 1e-9
     ):
         return None
-    out = {"x0": float(e[0]), "dx": float(width[0])}
+    out: dict[str, Any] = {"x0": float(e[0]), "dx": float(width[0])}
+    # 2% past the last edge: the folded tail's bin there stays in sight
+    end = float(e[0] + width[0] * (e.size - 1))
+    out["x_range"] = [float(e[0]), end + 0.02 * (end - float(e[0]))]
+    every = np.concatenate(ys)
+    floor = _floor(every) if log else 0.0
+    span = decades(every) if log else None
+    top = float(np.nanmax(np.where(np.isfinite(every), every, 0.0))) or 1.0
+    out["y_range"] = [math.log10(span[0]), math.log10(span[1])] if span else [0.0, 1.05 * top]
     for name, y in zip("pq", ys, strict=True):
-        bad = ~np.isfinite(y) | ((y <= 0) if log else False)
-        vals = _round(np.where(bad, 0.0, y), SCRUB_DIGITS).tolist()
-        for k in np.flatnonzero(bad).tolist():
-            vals[k] = None
-        out[name] = vals
+        empty = ~np.isfinite(y) | (y <= 0)
+        out[name] = _round(np.where(empty, floor, y), SCRUB_DIGITS).tolist()
     return out
 
 
@@ -497,6 +521,14 @@ def _scrub_hover(name: str, dx: float) -> str:
     return f"bin [%{{x:.4g}}, %{{x:.4g}} + {fmt(dx)})<br>{name} %{{y:.4g}}<extra></extra>"
 
 
+SCRUB_TITLE = "KL curve, and P and Q at the candidate you pick (the slider under it)"
+
+
+def _pick_label(result: SweepResult, pq: PQ, c: int) -> str:
+    """A step's label, shown by the slider as it moves: "bin 2050, 195.7, KL 5.976e+06"."""
+    return f"bin {c}: threshold {fmt(pq.threshold)}, KL {fmt(pq.kl)}"
+
+
 def scrub_figure(
     result: SweepResult,
     picked: int | None = None,
@@ -505,51 +537,76 @@ def scrub_figure(
     most: int = MAX_SCRUB_STEPS,
     height: int = FIGURE_HEIGHT + 90,
 ) -> go.Figure:
-    """The KL curve (left) and the "Picked" P and Q (right), with a slider inside the
-    figure over :func:`scrub_candidates`: each step restyles P and Q and moves the picked
-    mark in the browser (plotly's ``"update"`` method), with no server round trip.
+    """The KL curve (left) and the picked candidate's P and Q (right), with a slider
+    inside the figure over :func:`scrub_candidates`: each step restyles P, Q and the
+    picked mark in the browser (plotly's ``"restyle"`` method), with no server round trip.
 
     The slider starts at ``picked`` (the server's pick, which a link keeps; the widest
-    candidate by default). Each step's data are P and Q at its candidate
-    (``result.distributions``), at most :data:`SCRUB_BINS` evenly spaced bins each, sent
-    as a first edge, a width and the values; its layout update moves the shape
-    ``"picked"`` (on the curve) and the marker trace ``"picked"``, and retitles the figure
-    (:func:`pq_title`). A histogram whose bins are not evenly spaced embeds only the
-    picked candidate (no slider). ValueError if ``picked`` is not a candidate.
+    candidate by default) and shows the step's candidate, threshold and KL as it moves.
+    Each step's data are P and Q at its candidate (``result.distributions``), at most
+    :data:`SCRUB_BINS` evenly spaced bins each, sent as a first edge, a width and the
+    values (:data:`SCRUB_DIGITS` significant digits), and the picked mark's point on the
+    curve (the trace ``"picked"``). A histogram whose bins are not evenly spaced embeds
+    only the picked candidate (no slider). ValueError if ``picked`` is not a candidate.
     """
     if result.dead:
         raise ValueError("result: a dead sweep has no candidates to scrub")
     picked = int(result.candidates[-1]) if picked is None else int(picked)
-    i_picked = result.index_of(picked)  # ValueError if it is not a candidate
-    curve = kl_curve_figure(result)
-    data = [dict(t) for t in curve.to_dict()["data"]]
+    result.index_of(picked)  # ValueError if it is not a candidate
+    curve = kl_curve_figure(result, picked=picked).to_dict()
+    data = [dict(t) for t in curve["data"] if t["name"] != "picked"]
+    mark = next(t for t in curve["data"] if t["name"] == "picked")
     n = len(data)
     marks = scrub_candidates(result, picked, most)
     pqs = {int(c): result.distributions(int(c)) for c in marks}
     log = log_y and any((np.asarray(pq.p) > 0).any() for pq in pqs.values())
-    steps = []
+    steps: list[dict] = []
+    frames: list[dict] = []
     first = None
     for c, pq in pqs.items():
         u = _uniform_step(pq, log, SCRUB_BINS)
         if u is None:
-            steps = []
-            first = None
+            steps, frames, first = [], [], None
             break
         if c == picked:
             first = u
-        t = float(result.thresholds[result.index_of(c)])
+        i = result.index_of(c)
+        kl = float(result.kl[i])
+        name = str(c)
+        frames.append(
+            {
+                "name": name,
+                "data": [
+                    {
+                        "x0": u["x0"],
+                        "dx": u["dx"],
+                        "y": u["p"],
+                        "hovertemplate": _scrub_hover("P", u["dx"]),
+                    },
+                    {
+                        "x0": u["x0"],
+                        "dx": u["dx"],
+                        "y": u["q"],
+                        "hovertemplate": _scrub_hover("Q", u["dx"]),
+                    },
+                    {
+                        "x": [float(result.thresholds[i])],
+                        "y": [kl if math.isfinite(kl) else None],
+                        "customdata": [c],
+                    },
+                ],
+                "traces": [n, n + 1, n + 2],
+                "layout": {"xaxis2": {"range": u["x_range"]}, "yaxis2": {"range": u["y_range"]}},
+            }
+        )
         steps.append({
-            "method": "update", "label": str(c),
-            "args": [
-                {"x0": [u["x0"]], "dx": [u["dx"]], "y": [u["p"], u["q"]],
-                 "hovertemplate": [_scrub_hover("P", u["dx"]), _scrub_hover("Q", u["dx"])]},
-                {"title.text": pq_title("Picked: ", pq, c), "shapes[0].x0": t,
-                 "shapes[0].x1": t},
-                [n, n + 1],
-            ],
+            "method": "animate", "label": _pick_label(result, pq, c),
+            "args": [[name], {"mode": "immediate", "frame": {"duration": 0, "redraw": False},
+                              "transition": {"duration": 0}}],
         })  # fmt: skip
     pq = pqs.get(picked) or result.distributions(picked)
     if first is not None:
+        x_range, y_range = first["x_range"], first["y_range"]
         p = {"x0": first["x0"], "dx": first["dx"], "y": first["p"],
              "hovertemplate": _scrub_hover("P", first["dx"])}  # fmt: skip
         q = {"x0": first["x0"], "dx": first["dx"], "y": first["q"],
@@ -559,38 +616,39 @@ def scrub_figure(
     pq_data = _pq_data(p, q, axes={"xaxis": "x2", "yaxis": "y2"})
     for tr, hover in zip(pq_data, (p, q), strict=True):
         tr["hovertemplate"] = hover.get("hovertemplate", PQ_HOVER)
-    data += pq_data
-    t = float(result.thresholds[i_picked])
-    layout = base_layout(pq_title("Picked: ", pq, picked), "threshold (activation units)",
-                         "KL(P‖Q)", height=height, hovermode="closest")  # fmt: skip
-    layout["xaxis"].update(domain=[0, 0.45])
-    layout["yaxis"] = {**curve.to_dict()["layout"]["yaxis"]}
+    data += [*pq_data, mark]
+    layout = base_layout(SCRUB_TITLE, "threshold (activation units)", "KL(P‖Q)",
+                         height=height, hovermode="closest")  # fmt: skip
+    t0, t1 = float(result.thresholds[0]), float(result.thresholds[-1])
+    pad = 0.02 * (t1 - t0 or 1.0)  # the axis stays put as the picked mark moves
+    layout["xaxis"].update(domain=[0, 0.45], range=[t0 - pad, t1 + pad])
+    layout["yaxis"] = {**curve["layout"]["yaxis"]}
     layout["xaxis2"] = {
         "domain": [0.55, 1],
         "anchor": "y2",
         "ticklabeloverflow": "allow",
         "title": {"text": "activation (P and Q at the picked candidate)"},
+        **({"range": x_range} if first is not None else {}),
     }
     layout["yaxis2"] = {
         "anchor": "x2",
         "ticklabeloverflow": "allow",
         "title": {"text": "probability"},
         **(LOG_AXIS if log else {}),
+        **({"range": y_range} if first is not None else {}),
     }
-    layout["shapes"] = [{
-        "type": "line", "name": "picked", "xref": "x", "yref": "paper", "x0": t, "x1": t,
-        "y0": 0, "y1": 1, "line": {"color": PICKED_COLOR, "width": 2, "dash": "dashdot"},
-    }]  # fmt: skip
     if steps:
         layout["margin"] = {**layout["margin"], "b": 150}
         layout["sliders"] = [{
             "name": "candidate", "active": int(np.flatnonzero(marks == picked)[0]),
             "steps": steps,
-            "currentvalue": {"prefix": "Inspect candidate bin ", "font": {"size": 13}},
+            "currentvalue": {"prefix": "Picked: ", "font": {"size": 13, "color": "#31333f"}},
             "pad": {"t": 58, "b": 0}, "len": 1.0, "x": 0, "y": 0, "yanchor": "top",
             "transition": {"duration": 0}, "ticklen": 3, "minorticklen": 0,
-            "font": {"size": 9, "color": "rgba(0, 0, 0, 0)"},  # 61 tick labels: unreadable
+            # the steps' labels are long: the current one is shown above the rail
+            "font": {"size": 9, "color": "rgba(0, 0, 0, 0)"},
         }]  # fmt: skip
     else:
         layout["height"] = height - 90
-    return figure(data, layout)
+        layout["title"]["text"] = f"KL curve, and {pq_title('', pq, picked)}"
+    return figure(data, layout, frames)
