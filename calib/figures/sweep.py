@@ -374,7 +374,7 @@ def kl_curve_figure(
                 "type": "scatter", "name": "minimum" if single else f"{name} minimum",
                 "mode": "markers", "showlegend": False,
                 **({} if single else {"legendgroup": name}),
-                "x": [float(xv[b])], "y": [float(drawn(np.array([y[b]]))[0])],
+                "x": [float(xs[b])], "y": [float(drawn(np.array([y[b]]))[0])],
                 "customdata": [int(s.best)],
                 "marker": {"color": CLIP_COLOR if single else color, "size": 11,
                            "symbol": "diamond"},
