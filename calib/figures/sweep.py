@@ -467,7 +467,7 @@ def scrub_candidates(result: SweepResult, picked: int | None = None,
     >>> r = kl_sweep(np.arange(1.0, 1001.0), target_bins=8)
     >>> c = scrub_candidates(r, picked=501, most=5)
     >>> c.tolist()
-    [8, 256, 501, 504, 752, 1000]
+    [8, 256, 501, 504, 751, 999]
     """
     keep = (result.best_index,) + (() if picked is None else (result.index_of(picked),))
     return result.candidates[spread_indices(result.candidates.size, most, keep)]
