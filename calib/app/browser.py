@@ -32,12 +32,14 @@ __all__ = [
     "FIRST_LOAD_MS",
     "KEY_REDRAW_MS",
     "PAGE_READY",
+    "PROBE_READY",
     "SCRUB_MS",
     "chromium",
     "first_load_ms",
     "keypress_redraw_ms",
     "latencies",
     "layers_row_to_explore_ms",
+    "probe_latencies",
     "scrub_ms",
     "streamlit_server",
 ]
@@ -89,15 +91,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(log: Path) -> Iterator[str]:
-    """A fresh `streamlit run app.py` on a free local port (its URL), always stopped after.
+def streamlit_server(log: Path, script: str = "app.py") -> Iterator[str]:
+    """A fresh `streamlit run <script>` (the app by default; the bench's probe page,
+    ``calib/app/probe.py``) on a free local port (its URL), always stopped after.
 
     RuntimeError, with the server's log, if it exits or does not answer its health check
     within START_TIMEOUT seconds.
     """
     port = _free_port()
     cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
+        sys.executable, "-m", "streamlit", "run", script,
         "--server.headless", "true",
         "--server.port", str(port),
         "--server.address", "127.0.0.1",
@@ -166,31 +169,37 @@ def _wait_title(page: Any, text: str, not_: str) -> str:
 
 
 # -- the measurements ------------------------------------------------------------------------
-def first_load_ms(browser: Any, url: str, path: str = "") -> float:
+def first_load_ms(browser: Any, url: str, path: str = "", ready: str | None = None) -> float:
     """A new browser session (empty cache) opens ``url/path``: milliseconds to the page's
     content drawn (:data:`PAGE_READY`) and its script finished."""
     page = _new_page(browser)
     try:
         t0 = time.perf_counter()
         page.goto(f"{url}/{path}", wait_until="commit")
-        page.wait_for_function(PAGE_READY[path], polling="raf", timeout=TIMEOUT_MS)
+        page.wait_for_function(ready or PAGE_READY[path], polling="raf", timeout=TIMEOUT_MS)
         return 1e3 * (time.perf_counter() - t0)
     finally:
         page.context.close()
 
 
-def _explore(browser: Any, url: str) -> Any:
+def _explore(browser: Any, url: str, ready: str | None = None) -> Any:
     page = _new_page(browser)
     page.goto(url)
-    page.wait_for_function(PAGE_READY[""], timeout=TIMEOUT_MS)
+    page.wait_for_function(ready or PAGE_READY[""], timeout=TIMEOUT_MS)
     return page
 
 
-def keypress_redraw_ms(browser: Any, url: str, presses: int = 7) -> list[float]:
+PROBE_READY = f"{_PLOTS} >= 4 && {_DONE}"
+"""The bench's probe page (``calib/app/probe.py``) drawn: its four charts, its script done."""
+
+
+def keypress_redraw_ms(
+    browser: Any, url: str, presses: int = 7, ready: str | None = None
+) -> list[float]:
     """Explore's default view; the target-bins slider focused, one ArrowLeft at a time:
     milliseconds from each key press to the "Chosen: P and Q" chart drawn anew (on the
     default layer the seed keeps its first candidate, T bins, so every press moves it)."""
-    page = _explore(browser, url)
+    page = _explore(browser, url, ready)
     try:
         thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Target bins")
         thumb = thumb.get_by_role("slider")
@@ -327,3 +336,23 @@ def latencies(url: str, repeats: int = 3, browser: Any = None) -> dict[str, Any]
         "Layers row": row,
         "runs": {"first load": loads, "key press": keys, "scrub": scrubs},
     }
+
+
+def probe_latencies(url: str, repeats: int = 3, browser: Any = None) -> dict[str, Any]:
+    """The probe page's (``calib/app/probe.py`` served at ``url``) first load and key press,
+    measured as :func:`latencies` measures Explore's: medians in ms, and each run's."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            own = chromium(pw)
+            try:
+                return probe_latencies(url, repeats, own)
+            finally:
+                own.close()
+    first_load_ms(browser, url, ready=PROBE_READY)  # the server's own first run
+    loads = [first_load_ms(browser, url, ready=PROBE_READY) for _ in range(repeats)]
+    keys = keypress_redraw_ms(browser, url, ready=PROBE_READY)
+    med = statistics.median
+    return {"first load": med(loads), "key press": med(keys),
+            "runs": {"first load": loads, "key press": keys}}  # fmt: skip
