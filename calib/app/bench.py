@@ -124,6 +124,15 @@ def browser_rows() -> list[dict]:
     return out
 
 
+def as_bench_row(row: dict) -> dict:
+    """A row with the fields of ``calib.dev.bench.BenchRow``: its ratio to the probe, if
+    any, written at the front of its target ("1.12x the probe; <= 1.3x the probe")."""
+    out = {k: v for k, v in row.items() if k != "ratio"}
+    if row.get("ratio") is not None:
+        out["target"] = f"{row['ratio']:.2f}x the probe; {row.get('target', '')}"
+    return out
+
+
 def table(rows: list[dict]) -> str:
     """The rows as a markdown table: name, time, ratio to the probe, target, met."""
     lines = ["| measurement | time | / probe | target | met |", "|:--|--:|--:|:--|:--|"]
@@ -164,5 +173,5 @@ if __name__ == "__main__":
         print(f"load average before: {load}\n")
         print(table(got))
         print(f"\nload average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    else:
-        print(json.dumps(got))
+    else:  # for calib.dev.bench's BenchRow: the ratio goes into the target's text
+        print(json.dumps([as_bench_row(r) for r in got]))
