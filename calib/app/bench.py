@@ -167,9 +167,9 @@ if __name__ == "__main__":
     import os
     import sys
 
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     got = rows()
     if "--table" in sys.argv:  # for people: a markdown table, with the load average
-        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"load average before: {load}\n")
         print(table(got))
         print(f"\nload average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
