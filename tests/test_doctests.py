@@ -11,7 +11,7 @@ import calib
 # Every core module, and the figures' shared numpy helpers (the app and the other figure
 # modules have no examples, and need Streamlit or plotly).
 SUBMODULES = sorted(m.name for m in pkgutil.walk_packages(calib.__path__, "calib."))
-CORE = ["calib", "calib.figures.base"] + [
+CORE = ["calib", "calib.figures.base", "calib.figures.sweep"] + [
     m for m in SUBMODULES if not m.startswith(("calib.app", "calib.figures", "calib.__main__"))
 ]
 
