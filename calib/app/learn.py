@@ -336,7 +336,13 @@ def step_clip(c: Candidate) -> None:
     m[1].metric("Clip (activation units)", fmt(pq.threshold, 4))
     m[2].metric("Tail folded into P", fmt(f.tail_lo + f.tail_hi, DIGITS))
     m[3].metric("Clipped share", f"{f.clipped_fraction:.2%}")
-    plot(fl.fold_figure(counts, result.histogram.edges, f), "learn_fold")
+    plot(
+        fl.fold_figure(counts, result.histogram.edges, f),
+        "learn_fold",
+        c.sweep.label,
+        c.sweep.variant,
+        "fold",
+    )
 
 
 def clip_text(c: Candidate) -> str:
@@ -397,7 +403,13 @@ def step_levels(c: Candidate) -> None:
             "bins from ceil(space[k]) to ceil(space[k+1]) - 1."
         )
     window_counts = np.array(c.rows["count"])
-    plot(fl.levels_figure(window_counts, c.fold.window, levels), "learn_levels")
+    plot(
+        fl.levels_figure(window_counts, c.fold.window, levels),
+        "learn_levels",
+        c.sweep.label,
+        c.sweep.variant,
+        "levels",
+    )
     sel = c.sel
     table(
         {
@@ -435,7 +447,9 @@ def step_quantized(c: Candidate) -> None:
             "bin where P is not 0 (the folded tail): Q is 0 there, which step 5 scores."
         )
     st.write(mass_note)
-    plot(fl.quantized_figure(levels), "learn_quantized")
+    plot(
+        fl.quantized_figure(levels), "learn_quantized", c.sweep.label, c.sweep.variant, "quantized"
+    )
     table(
         {
             "level": levels.level[sel],
@@ -473,7 +487,13 @@ def step_expand(c: Candidate) -> None:
         f"{fmt(levels.mass.sum(), DIGITS)}.",
     }[policy.expand]
     st.write(expand_text)
-    plot(fl.expand_figure(pq, c.fold.window, levels), "learn_expand")
+    plot(
+        fl.expand_figure(pq, c.fold.window, levels),
+        "learn_expand",
+        c.sweep.label,
+        c.sweep.variant,
+        "p_and_q",
+    )
     if key_rows(c):
         st.caption(key_rows(c))
     table(
@@ -521,7 +541,13 @@ def step_terms(c: Candidate) -> None:
         help="Each adds 1 in the seed; each makes the KL infinite elsewhere.",
     )  # fmt: skip
     m[2].metric("Bins with p > 0", f"{int((pq.p > 0).sum())}")
-    plot(fl.terms_figure(pq, c.fold.window, plus_one), "learn_terms")
+    plot(
+        fl.terms_figure(pq, c.fold.window, plus_one),
+        "learn_terms",
+        c.sweep.label,
+        c.sweep.variant,
+        "kl_terms",
+    )
     if key_rows(c):
         st.caption(key_rows(c))
     table({k: c.rows[k] for k in ("bin", "p", "q", "term", "note")}, key="learn_bins_kl")
@@ -541,7 +567,7 @@ def step_sweep(c: Candidate) -> None:
     m[0].metric("Best candidate", f"{result.best}")
     m[1].metric("Its clip", fmt(result.amax, 4))
     m[2].metric("Minimum KL", fmt(result.min_kl, DIGITS))
-    plot(fl.sweep_figure(result, c.cand), "learn_sweep")
+    plot(fl.sweep_figure(result, c.cand), "learn_sweep", c.sweep.label, c.sweep.variant, "kl_curve")
 
 
 # --------------------------------------------------------------------------------------
