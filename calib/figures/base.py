@@ -114,7 +114,7 @@ def chart_config(name: str) -> dict:
 # The most bins a step outline draws: about a pixel each across a full-width figure (1440
 # pixels less the sidebar). More only cost the browser time; the numbers stay exact.
 MAX_DRAWN_BINS = 1100
-MAX_MARKERS = 300  # clickable markers on a curve (a narrower range draws every one)
+MAX_MARKERS = 300  # the most points spread_indices picks by default
 
 
 def envelope(
