@@ -1,6 +1,6 @@
 """What the Explore page shows, computed without Streamlit: one histogram's sweep, its
 metrics and the other calibrators' clips (:class:`View`), the downloads, and the view's
-state as a query string (so a link reproduces it).
+numbers behind a link (the link's format is ``calib.app.links``).
 
 The page (``pages/0_Explore.py`` over ``calib.app.explore``) sizes the histogram, caches,
 and draws; everything it decides about numbers lives here, where a test can call it.
@@ -17,11 +17,9 @@ from typing import Any
 import numpy as np
 
 from calib import policies
-from calib.demos import DEMOS
 from calib.histogram import Histogram
 from calib.methods import (
     DEFAULT_NUM_BITS,
-    METHODS,
     Calibration,
     ClipMetrics,
     clip_metrics,
@@ -32,7 +30,6 @@ from calib.models import DEFAULT_MODEL, MODELS
 from calib.numbers import fmt, fmt_count, fmt_db, fmt_kl, fmt_pct
 from calib.policies import (
     NUM_BITS_CHOICES,
-    POLICY_CHOICES,
     TARGET_BINS_MAX,
     TARGET_BINS_MIN,
     VARIANTS,
@@ -45,8 +42,6 @@ from calib.sweep import PQ, SweepResult, kl_sweep
 
 __all__ = [
     "DEFAULT_LAYER",
-    "EXPLORE_QUERY_KEYS",
-    "LAYER_KEYS",
     "MODEL_NAME",
     "NUM_BITS_CHOICES",
     "POLICY_FIELDS",
@@ -63,10 +58,8 @@ __all__ = [
     "every_method",
     "every_variant",
     "explain",
-    "explore_query",
     "kl_curve_csv",
     "max_target_bins",
-    "parse_explore_query",
     "policy_error",
     "selection_points",
     "threshold_json",
@@ -81,13 +74,7 @@ SOURCE_KINDS = {
     "samples": "Upload raw samples",
     "layers": "From the Layers page",  # what Layers handed over in this session
 }
-# the session key of each kind's layer picker (its query parameter is ``layer``)
-LAYER_KEYS = {"model": "model_layer", "histogram": "upload_layer", "layers": "layers_layer"}
 POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
-EXPLORE_QUERY_KEYS = (
-    "src", "layer", "demo", "variant", "target_bins", "hist_bins", "num_bits", "log_y",
-    "show_variants", "candidate", "model", "method",
-)  # fmt: skip
 
 
 def default_target_bins(variant: str, num_bits: int = DEFAULT_NUM_BITS) -> int:
@@ -438,176 +425,3 @@ def selection_points(selection: Any) -> list:
     if isinstance(points, Mapping):
         points = points.get("points", [])
     return list(points) if isinstance(points, (list, tuple)) else []
-
-
-def _as_int(text: str) -> int | None:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def _policy_value(field: str, text: str) -> Any:
-    """A policy value from the query string, or raise ValueError."""
-    if field in POLICY_CHOICES:
-        if text not in POLICY_CHOICES[field]:
-            raise ValueError(f"one of {POLICY_CHOICES[field]}")
-        return text
-    if field in POLICY_INTS:
-        v = _as_int(text)
-        if v is None or v < 1:
-            raise ValueError("a positive integer")
-        return v
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not (0 < v < 1):
-        raise ValueError("a number in (0, 1)")
-    return v
-
-
-def parse_explore_query(
-    params: Mapping[str, str], current: Mapping[str, Any], model_layers: list[str],
-    key: str = "explore", models: Mapping[str, list[str]] | None = None,
-) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
-    """Session-state assignments for an Explore query string, and what was ignored.
-
-    Parameters
-    ----------
-    params : mapping
-        The query string (``src``, ``layer``, ``demo``, ``variant``, ``target_bins``,
-        ``hist_bins``, ``num_bits``, ``log_y``, ``show_variants``, ``candidate`` (the
-        picked one), ``method`` (the method whose clip is shown first: a row ranked under
-        it) and any field of ``calib.Policy``); other keys are ignored.
-    current : mapping
-        The session state now (a missing parameter keeps its current value).
-    model_layers : list of str
-        The real model's layers, to check ``layer`` against.
-    models : mapping of str to list of str, optional
-        Every shipped model's layers by id (``calib.models``): ``model`` picks one, and
-        ``layer`` is checked against its layers instead. ``method`` (max, percentile, mse)
-        names the calibration a link was ranked under (``{key}_method``).
-
-    Returns
-    -------
-    (dict, list of str)
-        Widget keys to set, in order; and one message per value that was ignored.
-    """
-    out: dict[str, Any] = {}
-    bad: list[str] = []
-
-    def ignore(name: str, expected: str) -> None:
-        bad.append(f"Ignored {name}={params[name]!r} from the link: expected {expected}.")
-
-    if "src" in params:
-        if params["src"] in SOURCE_KINDS:
-            out[f"{key}_kind"] = params["src"]
-        else:
-            ignore("src", f"one of {', '.join(SOURCE_KINDS)}")
-    kind = out.get(f"{key}_kind", current.get(f"{key}_kind", "model"))
-    model = current.get(f"{key}_model", DEFAULT_MODEL)
-    if "model" in params and models is not None:
-        if params["model"] in models:
-            model = out[f"{key}_model"] = params["model"]
-        else:
-            ignore("model", f"one of {', '.join(models)}")
-    if models is not None and model in models:
-        model_layers = models[model]
-    if "layer" in params:
-        if kind == "model":
-            if params["layer"] in model_layers:
-                out[f"{key}_model_layer"] = params["layer"]
-            else:
-                name = MODELS[model].label if model in MODELS else MODEL_NAME
-                ignore("layer", f"a layer of {name}")
-        elif kind in LAYER_KEYS:  # checked once the file is there
-            out[f"{key}_{LAYER_KEYS[kind]}"] = params["layer"]
-    if "demo" in params:
-        if params["demo"] in DEMOS:
-            out[f"{key}_demo"] = params["demo"]
-        else:
-            ignore("demo", f"one of {', '.join(DEMOS)}")
-    variant = current.get(f"{key}_variant", "seed")
-    if "variant" in params:
-        if params["variant"] in VARIANTS:
-            variant = out[f"{key}_variant"] = params["variant"]
-            for f in POLICY_FIELDS:  # a variant from a link comes with its own presets
-                out[f"{key}_policy_{f}"] = getattr(VARIANTS[variant], f)
-        else:
-            ignore("variant", f"one of {', '.join(VARIANTS)}")
-    num_bits = current.get(f"{key}_num_bits", DEFAULT_NUM_BITS)
-    if "num_bits" in params:
-        v = _as_int(params["num_bits"])
-        if v in NUM_BITS_CHOICES:
-            num_bits = out[f"{key}_num_bits"] = v
-        else:
-            ignore("num_bits", f"an integer in {NUM_BITS_CHOICES[0]}..{NUM_BITS_CHOICES[-1]}")
-    if "target_bins" in params:
-        v = _as_int(params["target_bins"])
-        top = max(TARGET_BINS_MAX, levels_for(variant, num_bits))  # the slider's, at these bits
-        if v is not None and TARGET_BINS_MIN <= v <= top:
-            out[f"{key}_target_bins"] = v
-        else:
-            ignore("target_bins", f"an integer in {TARGET_BINS_MIN}..{top}")
-    if f"{key}_target_bins" not in out and (f"{key}_variant" in out or f"{key}_num_bits" in out):
-        out[f"{key}_target_bins"] = default_target_bins(variant, num_bits)
-    if "hist_bins" in params:
-        v = _as_int(params["hist_bins"])
-        if v is not None and v >= 2:
-            out[f"{key}_hist_bins"] = v  # snapped to the sizes on offer by the slider
-        else:
-            ignore("hist_bins", "an integer of at least 2")
-    for name in ("log_y", "show_variants"):
-        if name in params:
-            text = params[name].lower()
-            if text in ("true", "1", "false", "0"):
-                out[f"{key}_{name}"] = text in ("true", "1")
-            else:
-                ignore(name, "true or false")
-    if "method" in params:  # "" clears it: the view is the entropy sweep's own
-        if params["method"] in (*(m for m in METHODS if m != "entropy"), ""):
-            out[f"{key}_method"] = params["method"]
-        else:
-            ignore("method", "max, percentile or mse")
-    elif "layer" in params and current.get(f"{key}_method"):  # a link not ranked under one
-        out[f"{key}_method"] = ""
-    if "candidate" in params:
-        v = _as_int(params["candidate"])
-        if v is not None and v >= 0:
-            out[f"{key}_candidate"] = v  # one of the sweep's, or the widest is shown
-        else:
-            ignore("candidate", "a candidate of the sweep (a non-negative integer)")
-    if "method" in params:  # the method a row was ranked under: its clip is shown first
-        if params["method"] in METHODS:
-            out[f"{key}_method"] = params["method"]
-        else:
-            ignore("method", f"one of {', '.join(METHODS)}")
-    for f in POLICY_FIELDS:
-        if f in params:
-            try:
-                out[f"{key}_policy_{f}"] = _policy_value(f, params[f])
-            except ValueError as exc:
-                ignore(f, str(exc))
-    return out, bad
-
-
-def explore_query(
-    src: str = "model",
-    layer: str | None = None,
-    demo: str | None = None,
-    variant: str | None = None,
-    **more: Any,
-) -> dict[str, str]:
-    """The query parameters that open Explore on a view (None values left out).
-
-    ``more`` takes the other keys (``target_bins``, ``hist_bins``, ``num_bits``,
-    ``log_y``) and policy overrides (``merge="whole"``).
-    """
-    raw = {"src": src, "layer": layer, "demo": demo, "variant": variant, **more}
-    out = {}
-    for k, v in raw.items():
-        if v is None:
-            continue
-        out[k] = str(v).lower() if isinstance(v, bool) else str(v)
-    return out

@@ -198,8 +198,9 @@ _TICK_FORMATS = {
     "value": "~g",  # activation units
     "db": "~g",
     "percent": "~g",
+    "probability": "~g",  # P and Q, normalised: 0.001, 1e-6
 }
-QUANTITIES = ("kl", "count", "value", "db", "percent", "index")
+QUANTITIES = ("kl", "count", "value", "db", "percent", "probability", "index")
 
 
 def axis_ticks(
@@ -210,9 +211,10 @@ def axis_ticks(
 
     Parameters
     ----------
-    quantity : {"kl", "count", "value", "db", "percent", "index"}
-        What the axis measures. KL, values, dB and percentages get d3's ``~g`` (``3e-12``,
-        ``0.5``, ``1e+6``), never SI prefixes, which write a KL of 1e-4 as ``100µ``.
+    quantity : {"kl", "count", "value", "db", "percent", "probability", "index"}
+        What the axis measures. KL, values, dB, percentages and probabilities get d3's
+        ``~g`` (``3e-12``, ``0.5``, ``1e+6``), never SI prefixes, which write a KL of 1e-4
+        as ``100µ``.
         Counts get SI (``1k``, ``5.7M``) when every count on the axis is at least 1
         (``lo``, the smallest positive one drawn), else ``~g`` (a normalised histogram's
         0.0001 is not ``100µ`` values). "index" is an integer axis (tensors, steps, bins):

@@ -11,6 +11,7 @@ import math
 
 import streamlit as st
 
+from calib.app.charts import plot
 from calib.app.navigation import ensure_navigation
 
 ensure_navigation()  # first, before the slow imports: see calib/app/navigation.py
@@ -128,7 +129,7 @@ if spread.failed:
         f"on this histogram ({', '.join(spread.failed)}): the table's notes say why."
     )
 
-st.plotly_chart(clips_figure(comparison, log_y=log_y), key="compare_clips")
+plot(clips_figure(comparison, log_y=log_y), "compare_clips", source.layer or source.label, "clips")
 text = st.column_config.TextColumn
 st.dataframe(
     comparison.display_table(),
@@ -149,7 +150,12 @@ st.dataframe(
         "note": text(width="large"),
     },
 )  # fmt: skip
-st.plotly_chart(kl_curves_figure(comparison.sweeps), key="compare_kl_curves")
+plot(
+    kl_curves_figure(comparison.sweeps),
+    "compare_kl_curves",
+    source.layer or source.label,
+    "kl_curves",
+)
 
 st.header("Why do ncnn, MXNet, ONNX Runtime and ModelOpt disagree?")
 st.caption(
@@ -199,5 +205,5 @@ for tab, variant in zip(tabs, EXPLAINED, strict=True):
                     ),
                 },
             )  # fmt: skip
-            st.plotly_chart(attribution_figure(attribution), key=f"compare_why_fig_{variant}")
+            plot(attribution_figure(attribution), f"compare_why_fig_{variant}")
 state.write("compare")

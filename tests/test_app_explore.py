@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import calib.explore
-from calib.app import explore, sources
+from calib.app import explore, links, sources
 from calib.demos import DEMOS
 from calib.histogram import DEFAULT_BINS, Histogram
 from calib.methods import amax_max, amax_mse, amax_percentile, clip_metrics
@@ -201,29 +201,6 @@ def test_threshold_json():
 
 
 # --------------------------------------------------------------------------------------
-# a click on the KL curve
-# --------------------------------------------------------------------------------------
-def test_a_click_picks_the_candidate_of_the_marker_drawn_there():
-    """The chart reports a click as the marker's index in the "candidates" series; the
-    candidate is read back from the figure's own markers, for any zoom."""
-    from calib.figures import kl_curve_figure
-    from calib.figures.explore import candidate_clicked
-
-    r = explore.compute_view(model_source(), "seed", (), 128, 512).result
-    for span in (None, (int(r.candidates[3]), int(r.candidates[40]))):
-        data = next(s for s in kl_curve_figure(r, span=span)["series"] if s["name"] == "candidates")
-        for i in range(0, len(data["data"]), 7):
-            state = {
-                "selection": {"selected": [{"series_name": "candidates", "data_indices": [i]}]}
-            }
-            assert candidate_clicked(state, r, span) == data["data"][i][2]
-            assert candidate_clicked(state["selection"], r, span) == data["data"][i][2]
-    for empty in (None, {}, {"selection": {"selected": []}}, {"selection": {"selected": [
-            {"series_name": "candidates", "data_indices": ["a"]}]}}):  # fmt: skip
-        assert candidate_clicked(empty, r) is None
-
-
-# --------------------------------------------------------------------------------------
 # the query string
 # --------------------------------------------------------------------------------------
 LAYERS = list(sources.model_histograms())
@@ -236,7 +213,7 @@ def test_parse_explore_query_full_link():
         "hist_bins": "1024", "num_bits": "6", "log_y": "false", "merge": "linspace",
         "eps": "0.001", "stride": "3", "unrelated": "x",
     }  # fmt: skip
-    out, bad = calib.explore.parse_explore_query(params, {}, LAYERS)
+    out, bad = links.parse_explore_query(params, {}, LAYERS)
     assert bad == []
     assert out["explore_kind"] == "model" and out["explore_model_layer"] == layer
     assert out["explore_variant"] == "mxnet" and out["explore_target_bins"] == 200
@@ -249,25 +226,21 @@ def test_parse_explore_query_full_link():
 
 
 def test_parse_explore_query_defaults_and_bad_values():
-    out, bad = calib.explore.parse_explore_query({"variant": "mxnet"}, {}, LAYERS)
+    out, bad = links.parse_explore_query({"variant": "mxnet"}, {}, LAYERS)
     assert out["explore_target_bins"] == 255 and bad == []
     assert {f"explore_policy_{f}" for f in calib.explore.POLICY_FIELDS} <= set(out)
-    out, _ = calib.explore.parse_explore_query(
-        {"num_bits": "4"}, {"explore_variant": "mxnet"}, LAYERS
-    )
+    out, _ = links.parse_explore_query({"num_bits": "4"}, {"explore_variant": "mxnet"}, LAYERS)
     assert out["explore_target_bins"] == 15
-    out, _ = calib.explore.parse_explore_query(
-        {"src": "demo", "demo": "GELU", "layer": "x"}, {}, LAYERS
-    )
+    out, _ = links.parse_explore_query({"src": "demo", "demo": "GELU", "layer": "x"}, {}, LAYERS)
     assert out == {"explore_kind": "demo", "explore_demo": "GELU"}  # layer means nothing here
-    out, _ = calib.explore.parse_explore_query({"src": "histogram", "layer": "conv1"}, {}, LAYERS)
+    out, _ = links.parse_explore_query({"src": "histogram", "layer": "conv1"}, {}, LAYERS)
     assert out["explore_upload_layer"] == "conv1"  # checked once the file is uploaded
     params = {
         "src": "web", "layer": "nope", "demo": "Cauchy", "variant": "tensorrt",
         "num_bits": "40", "target_bins": "1", "hist_bins": "many", "log_y": "maybe",
         "merge": "sideways", "stride": "0", "eps": "2",
     }  # fmt: skip
-    out, bad = calib.explore.parse_explore_query(params, {}, LAYERS)
+    out, bad = links.parse_explore_query(params, {}, LAYERS)
     assert out == {}
     assert sorted(m.split("=")[0] for m in bad) == sorted(f"Ignored {name}" for name in params)
 
@@ -295,12 +268,12 @@ def test_every_demo_has_a_view():
 
 def test_explore_query_opens_that_layer():
     """What the Layers page sends (explore_query) is what the Explore page reads back."""
-    params = calib.explore.explore_query("model", layer=LAYERS[3], variant="ncnn")
+    params = links.explore_query("model", layer=LAYERS[3], variant="ncnn")
     assert params == {"src": "model", "layer": LAYERS[3], "variant": "ncnn"}
-    out, bad = calib.explore.parse_explore_query(params, {}, LAYERS)
+    out, bad = links.parse_explore_query(params, {}, LAYERS)
     assert not bad and out["explore_model_layer"] == LAYERS[3]
     assert out["explore_variant"] == "ncnn"
-    assert calib.explore.explore_query("demo", demo="GELU", log_y=False, target_bins=64) == {
+    assert links.explore_query("demo", demo="GELU", log_y=False, target_bins=64) == {
         "src": "demo", "demo": "GELU", "log_y": "false", "target_bins": "64",
     }  # fmt: skip
 

@@ -1,7 +1,7 @@
 """Both shipped real models in Chromium: on each page, switch from all-MiniLM-L6-v2 to
 EfficientNet-Lite0 (and back on Explore) and look for errors (issue 18 item 2).
 
-Drives a real `streamlit run app.py` through ``calib.app.browser`` (Debian's Chromium).
+Drives a real `streamlit run app.py` through ``calib.dev.browser`` (Debian's Chromium).
 CALIB_SCREENSHOT_DIR=<folder> keeps the screenshots (the Effect page on EfficientNet-Lite0).
 """
 

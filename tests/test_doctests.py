@@ -17,7 +17,7 @@ FLAGS = doctest.ELLIPSIS
 # Every module the wheel ships but the app and the figures (they need Streamlit or plotly),
 # and the figures' shared numpy helpers; calib/dev (maintainers' tools) is not shipped.
 SUBMODULES = sorted(m.name for m in pkgutil.walk_packages(calib.__path__, "calib."))
-SEARCHED = ["calib", "calib.figures.base"] + [
+SEARCHED = ["calib", "calib.figures.base", "calib.figures.sweep"] + [
     m
     for m in SUBMODULES
     if not m.startswith(("calib.app", "calib.figures", "calib.dev", "calib.__main__"))

@@ -10,16 +10,18 @@ import json
 import math
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 
 from calib import io as cio
 from calib.app.sources import ASSET_PATH, DEFAULT_LAYER
 from calib.compare import attribute, compare
-from calib.figures import histogram_figure, kl_curve_figure, pq_figure
+from calib.figures import histogram_figure, kl_curve_figure, pq_figure, scrub_figure
 from calib.figures.base import DRAWN_DIGITS
 from calib.figures.compare import attribution_figure, clips_figure, kl_curves_figure
 from calib.histogram import Histogram
 from calib.methods import amax_max, amax_percentile
+from calib.numbers import fmt
 from calib.policies import VARIANTS
 from calib.sweep import kl_sweep
 
@@ -31,81 +33,71 @@ def model_layer() -> Histogram:
 
 
 # --------------------------------------------------------------------------------------
-# calib.figures.explore (ECharts options)
+# calib.figures.sweep (every page's histogram, KL curve, P and Q, and Explore's scrub)
 # --------------------------------------------------------------------------------------
 def decode(v) -> np.ndarray:
-    """A plotly JSON array: a list, or numpy's bytes in base64 (plotly 6)."""
+    """A plotly JSON array: a list (None for a gap), or numpy's bytes in base64 (plotly 6)."""
     if isinstance(v, dict) and "bdata" in v:
         return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v)
+    return np.array([np.nan if a is None else a for a in v], dtype=np.float64)
 
 
 def spec(fig) -> dict:
-    return json.loads(fig.to_json())
+    """A figure as the browser gets it (JSON: no NaN or infinity), validated by plotly."""
+    go.Figure(fig.to_dict())  # every property is one plotly knows
+    return json.loads(json.dumps(json.loads(fig.to_json()), allow_nan=False))
 
 
-# Explore's charts draw each point to DRAWN_DIGITS significant digits (but whole numbers):
-# within half a unit of the last one of the number, relatively
+# Drawn points keep DRAWN_DIGITS significant digits (but whole numbers): within half a
+# unit of the last one, relatively; positions along an axis within a millionth of its span
 DRAWN_REL = 0.5 * 10.0 ** (1 - DRAWN_DIGITS)
-# and each position along an axis to under a millionth of the axis's span (on_axis)
 ON_AXIS = 1e-6
 
 
-def x_tol(o: dict) -> float:
-    return ON_AXIS * (o["xAxis"]["max"] - o["xAxis"]["min"])
+def traces(o: dict) -> dict[str, dict]:
+    return {t["name"]: t for t in o["data"]}
 
 
-def option(o: dict) -> dict:
-    """An ECharts option as the browser gets it: JSON, with no NaN or infinity in it."""
-    return json.loads(json.dumps(o, allow_nan=False))
+def shapes(o: dict) -> dict[str, dict]:
+    return {s["name"]: s for s in o["layout"].get("shapes", []) if s.get("type") == "line"}
 
 
-def series(o: dict) -> dict[str, dict]:
-    return {s["name"]: s for s in o["series"]}
-
-
-def column(data: list, k: int) -> np.ndarray:
-    """Column ``k`` of a series' ``[[x, y, ...], ...]``, ECharts' gaps ("-") as NaN."""
-    return np.array([np.nan if p[k] == "-" else p[k] for p in data], dtype=np.float64)
-
-
-def marks(o: dict) -> tuple[dict[str, dict], list[dict]]:
-    """The histogram's lines by name, and its bands (the clipped tails)."""
-    h = series(o)["histogram"]
-    return {m["name"]: m for m in h["markLine"]["data"]}, [b[0] for b in h["markArea"]["data"]]
+def bands(o: dict) -> list[dict]:
+    return [s for s in o["layout"].get("shapes", []) if s.get("type") == "rect"]
 
 
 def test_histogram_figure_clip_tail_others_and_picked():
     h = model_layer()
     r = kl_sweep(h)
     others = {"max": amax_max(h), "percentile": amax_percentile(h), "mse": 0.0}
-    o = option(histogram_figure(h, r, log_y=True, others=others, picked=50.0))
-    lines, bands = marks(o)
-    assert lines["clip"]["xAxis"] == r.amax
-    [tail] = bands
-    assert tail["name"] == "clipped tail" and tail["xAxis"] == r.amax
-    assert series(o)["histogram"]["markArea"]["data"][0][1]["xAxis"] == h.edges[-1]
-    assert lines["max"]["xAxis"] == amax_max(h) and lines["percentile"]["xAxis"] == amax_percentile(
-        h
-    )
+    o = spec(histogram_figure(h, r, log_y=True, others=others, picked=50.0))
+    lines = shapes(o)
+    assert lines["clip"]["x0"] == lines["clip"]["x1"] == r.amax
+    [tail] = bands(o)
+    assert tail["name"] == "clipped tail" and tail["x0"] == r.amax and tail["x1"] == h.edges[-1]
+    assert lines["max"]["x0"] == amax_max(h) and lines["percentile"]["x0"] == amax_percentile(h)
     assert "mse" not in lines  # a zero threshold is not drawn
-    assert lines["picked"]["xAxis"] == 50.0
-    labels = {d["name"] for d in series(o)["labels"]["data"]}
-    assert {"max", "percentile", f"clip {r.amax:.4g}"} <= labels
-    assert o["yAxis"][0]["type"] == "log" and o["title"]["text"].startswith("Histogram")
-    assert o["xAxis"]["min"] == h.edges[0] and o["xAxis"]["max"] == h.edges[-1]
-    # 2051 bins are drawn as at most MAX_DRAWN_BINS, each the largest of the bins it joins;
-    # an empty bin is a gap on the log axis, never a zero
-    data = series(o)["histogram"]["data"]
-    x, y = column(data, 0), column(data, 1)
-    # (a step line: each bin's left edge and value, then the last edge)
-    assert o["series"][0]["step"] == "end"
-    assert x.size == 1026 + 1 and x[0] == h.edges[0]
-    assert x[-1] == pytest.approx(h.edges[-1], abs=x_tol(o))  # drawn to a millionth
-    assert np.nanmax(y) == h.counts.max() and y[-1] == h.counts[-1]  # 2051 = 1025 x 2 + 1
-    assert np.isnan(y).any() and (y[~np.isnan(y)] > 0).all()
-    lo, hi = o["yAxis"][0]["min"], o["yAxis"][0]["max"]
-    assert lo <= np.nanmin(y) and np.nanmax(y) <= hi and math.log10(lo).is_integer()
+    assert lines["picked"]["x0"] == 50.0
+    labels = {a["text"] for a in o["layout"]["annotations"]}
+    assert {"max", "percentile", f"clip {fmt(r.amax)}", "picked"} <= labels
+    assert o["layout"]["yaxis"]["type"] == "log" and "Histogram" in o["layout"]["title"]["text"]
+    assert o["layout"]["xaxis"]["range"] == [h.edges[0], h.edges[-1]]
+    # 2051 bins drawn as at most MAX_DRAWN_BINS, each the largest of the bins it joins:
+    # a step line (shape "hv"), each bin's left edge and value, then the last edge
+    t = traces(o)["histogram"]
+    x, y = decode(t["x"]), decode(t["y"])
+    assert t["line"]["shape"] == "hv" and x.size == 1026 + 1 and x[0] == h.edges[0]
+    span = h.edges[-1] - h.edges[0]
+    assert x[-1] == pytest.approx(h.edges[-1], abs=ON_AXIS * span)
+    assert np.nanmax(y) == h.counts.max() and y[-1] == h.counts[-1]
+    # an empty bin is drawn under the log axis's floor, never at a count it does not have
+    lo, hi = o["layout"]["yaxis"]["range"]
+    assert (y > 0).all() and math.log10(np.nanmin(y)) < lo <= math.log10(y[y >= 1].min())
+    assert math.log10(np.nanmax(y)) <= hi
+    # the hover: each point's bin range, [left, right), and its count
+    rng = np.array(t["customdata"])
+    np.testing.assert_allclose(rng[:-1, 1], x[1:]) and np.testing.assert_allclose(rng[:, 0], x)
+    assert "customdata[0]" in t["hovertemplate"] and "count" in t["hovertemplate"]
 
 
 def test_drawing_at_most_a_bin_a_pixel_keeps_every_spike():
@@ -131,110 +123,115 @@ def test_histogram_figure_signed_and_dead():
     h = Histogram.from_samples(x, 512, signed=True)
     r = kl_sweep(h, variant="mxnet")
     assert -h.edges[0] > r.amax
-    lines, bands = marks(option(histogram_figure(h, r)))
-    assert [b["name"] for b in bands] == ["clipped tail"] * 2
-    assert lines["clip -"]["xAxis"] == -r.amax and lines["clip"]["xAxis"] == r.amax
+    o = spec(histogram_figure(h, r))
+    assert [b["name"] for b in bands(o)] == ["clipped tail"] * 2
+    assert shapes(o)["clip -"]["x0"] == -r.amax and shapes(o)["clip"]["x0"] == r.amax
     dead = Histogram.from_counts(np.zeros(300))
-    o = option(histogram_figure(dead, kl_sweep(dead), log_y=True))
-    assert marks(o) == ({}, [])
-    assert o["yAxis"][0]["type"] == "value"  # no positive count: no log axis
+    o = spec(histogram_figure(dead, kl_sweep(dead), log_y=True))
+    assert shapes(o) == {} and bands(o) == []
+    assert o["layout"]["yaxis"]["type"] == "linear"  # no positive count: no log axis
 
 
 def test_kl_curve_figure_marks_minimum_and_picked():
-    from calib.figures.explore import candidate_clicked, kl_markers
-
     r = kl_sweep(model_layer().rebin(512), variant="ncnn")
     picked = int(r.candidates[-1])
-    o = option(kl_curve_figure(r, picked=picked))
-    s = series(o)
-    np.testing.assert_allclose(column(s["KL"]["data"], 0), r.thresholds, rtol=0, atol=x_tol(o))
-    kl = column(s["KL"]["data"], 1)
+    o = spec(kl_curve_figure(r, picked=picked))
+    t = traces(o)
+    span = r.thresholds[-1] - r.thresholds[0]
+    np.testing.assert_allclose(decode(t["KL"]["x"]), r.thresholds, rtol=0, atol=ON_AXIS * span)
+    kl = decode(t["KL"]["y"])
     finite = np.isfinite(r.kl)
     np.testing.assert_allclose(kl[finite], r.kl[finite], rtol=DRAWN_REL)
     assert np.isnan(kl[~finite]).all()  # undefined KL: gaps
-    # the clickable markers: at most MAX_MARKERS, the minimum among them, [x, KL, candidate]
-    dots = column(s["candidates"]["data"], 2).astype(int)
-    assert s["candidates"]["selectedMode"] == "multiple" and 250 <= dots.size <= 301
-    assert dots[0] == r.candidates[0] and dots[-1] == r.candidates[-1] and r.best in dots
-    np.testing.assert_array_equal(dots, kl_markers(r))
-    np.testing.assert_allclose(
-        column(s["candidates"]["data"], 0),
-        r.thresholds[r.candidates.searchsorted(dots)],
-        rtol=0,
-        atol=x_tol(o),
-    )
-    assert s["minimum"]["data"] == [
-        [pytest.approx(r.amax, abs=x_tol(o)), pytest.approx(r.min_kl, rel=DRAWN_REL), r.best]
-    ]
-    assert s["picked"]["data"][0][0] == pytest.approx(r.thresholds[-1], abs=x_tol(o))
-    assert s["picked"]["data"][0][2] == picked
-    # a click on marker i picks the candidate drawn there
-    for i in (0, 7, dots.size - 1):
-        state = {"selection": {"selected": [{"series_name": "candidates", "data_indices": [i]}]}}
-        assert candidate_clicked(state, r) == dots[i]
-    for empty in ({}, {"selection": {"selected": []}}, {"selection": {"selected": [
-        {"series_name": "KL", "data_indices": [3]}]}}, {"selection": {"selected": [
-        {"series_name": "candidates", "data_indices": [dots.size]}]}}):  # fmt: skip
-        assert candidate_clicked(empty, r) is None
+    np.testing.assert_array_equal(t["KL"]["customdata"], r.candidates)  # hover: the bin
+    assert t["minimum"]["x"] == [r.amax] and t["minimum"]["customdata"] == [r.best]
+    assert t["minimum"]["y"][0] == pytest.approx(r.min_kl, rel=DRAWN_REL)
+    assert t["picked"]["x"] == [r.thresholds[-1]] and t["picked"]["customdata"] == [picked]
+    assert o["layout"]["yaxis"]["type"] == "log"
     with pytest.raises(ValueError, match="candidate"):
         kl_curve_figure(r, picked=-3)
-
-
-def test_kl_curve_figure_zoomed_marks_every_candidate_of_its_span():
-    from calib.figures.explore import candidate_clicked
-
-    r = kl_sweep(model_layer().rebin(512), variant="ncnn")
-    span = (int(r.candidates[10]), int(r.candidates[60]))
-    s = series(option(kl_curve_figure(r, span=span)))
-    dots = column(s["candidates"]["data"], 2).astype(int)
-    np.testing.assert_array_equal(dots, r.candidates[10:61])
-    state = {"selection": {"selected": [{"series_name": "candidates", "data_indices": [5]}]}}
-    assert candidate_clicked(state, r, span) == r.candidates[15]
+    # Learn's: on the candidate axis
+    o = spec(kl_curve_figure(r, picked=picked, x="candidate"))
+    np.testing.assert_array_equal(decode(traces(o)["KL"]["x"]), r.candidates)
+    assert traces(o)["minimum"]["x"] == [r.best]
 
 
 def test_a_sweep_with_no_finite_kl_draws_no_minimum():
-    """ModelOpt on a histogram whose only counts are in bin 0: every KL is infinite, and
-    the minimum's inf made the option invalid JSON (Streamlit refused it)."""
+    """ModelOpt on a histogram whose only counts are in bin 0: every KL is infinite."""
     counts = np.zeros(2048)
     counts[0] = 1000
     r = kl_sweep(Histogram.from_counts(counts), variant="modelopt")
     assert not r.dead and np.isinf(r.kl).all()
-    o = option(kl_curve_figure(r, picked=int(r.candidates[-1])))  # no NaN, no inf
-    assert "minimum" not in series(o) and o["yAxis"]["type"] == "value"
-
-
-def test_every_marker_lies_on_its_axis_at_any_zoom():
-    """ECharts leaves out a marker more than 0.1 px outside the plot: the drawn points are
-    rounded on the axis's own scale, so the first and last markers of a 2-candidate zoom
-    sit on its ends, not a hair outside (with 6 significant digits, 221 of 481 spans lost
-    one)."""
-    r = kl_sweep(model_layer())
-    for k in range(0, r.candidates.size - 1, 7):
-        for w in (1, 4, 9):
-            j = min(k + w, r.candidates.size - 1)
-            o = option(kl_curve_figure(r, span=(int(r.candidates[k]), int(r.candidates[j]))))
-            lo, hi = o["xAxis"]["min"], o["xAxis"]["max"]
-            for s in o["series"]:
-                x = column(s["data"], 0)
-                assert (lo <= x).all() and (x <= hi).all(), (k, w, s["name"])
-            y = column(series(o)["candidates"]["data"], 1)
-            y = y[np.isfinite(y)]
-            ya = o["yAxis"]
-            assert ((ya["min"] <= y) & (y <= ya["max"])).all(), (k, w)
+    o = spec(kl_curve_figure(r, picked=int(r.candidates[-1])))  # no NaN, no inf
+    assert "minimum" not in traces(o) and o["layout"]["yaxis"]["type"] == "linear"
 
 
 def test_pq_figure_title_and_axes():
     r = kl_sweep(model_layer().rebin(512))
     pq = r.distributions()
-    o = option(pq_figure(pq, log_y=True, title="Chosen"))
-    assert o["title"]["text"] == "Chosen"
-    assert o["yAxis"]["type"] == "log"
-    p = column(series(o)["P"]["data"], 1)
-    # each bin's value once, then the last again at the last edge: P sums to 1
-    assert np.nansum(p[:-1]) == pytest.approx(1.0) and p[-1] == p[-2]
-    linear = option(pq_figure(pq))
-    assert "KL" in linear["title"]["text"] and linear["yAxis"]["type"] == "value"
-    assert np.sum(column(series(linear)["P"]["data"], 1)[:-1]) == pytest.approx(1.0)
+    o = spec(pq_figure(pq, log_y=True, title="Chosen"))
+    assert o["layout"]["title"]["text"] == "Chosen" and o["layout"]["yaxis"]["type"] == "log"
+    p = decode(traces(o)["P"]["y"])
+    floor = 10 ** o["layout"]["yaxis"]["range"][0]
+    # each bin's value once, then the last again at the last edge: P sums to 1 (empty
+    # bins are drawn under the axis's floor)
+    assert np.sum(np.where(p < floor, 0, p)[:-1]) == pytest.approx(1.0, rel=1e-5)
+    linear = spec(pq_figure(pq))
+    assert "KL" in linear["layout"]["title"]["text"]
+    assert linear["layout"]["yaxis"]["type"] == "linear"
+    assert np.sum(decode(traces(linear)["P"]["y"])[:-1]) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_the_scrub_figure_embeds_each_steps_p_and_q_as_the_core_computes_them():
+    """Each step of the in-figure slider is a frame holding P and Q at its candidate as the
+    sweep's own ``distributions`` give them (first edge, width, values: within the drawn
+    digits, at most SCRUB_BINS bins, each the largest of those it joins) and the picked
+    mark on the curve; the slider starts at the server's pick; payload bounded."""
+    from calib.figures.base import envelope
+    from calib.figures.sweep import MAX_SCRUB_STEPS, SCRUB_BINS, SCRUB_DIGITS, scrub_candidates
+
+    r = kl_sweep(model_layer())
+    picked = int(r.candidates[500])
+    fig = scrub_figure(r, picked, log_y=False)
+    o = spec(fig)
+    assert len(fig.to_json()) < 200_000
+    [slider] = o["layout"]["sliders"]
+    frames = {f["name"]: f for f in o["frames"]}
+    marks = scrub_candidates(r, picked)
+    assert len(slider["steps"]) == len(frames) == marks.size <= MAX_SCRUB_STEPS + 2
+    assert {r.best, picked} <= set(marks.tolist())
+    assert slider["steps"][slider["active"]]["args"][0] == [str(picked)]
+    for step in slider["steps"]:
+        assert step["method"] == "animate"
+        assert step["args"][1]["frame"]["redraw"] is False  # no full redraw
+    n = len(o["data"]) - 3
+    assert [t["name"] for t in o["data"][n:]] == ["P", "Q", "picked"]
+    for c in marks[:: max(1, marks.size // 7)].tolist():
+        f = frames[str(c)]
+        assert f["traces"] == [n, n + 1, n + 2]
+        pq = r.distributions(c)
+        for k, values in enumerate((pq.p, pq.q)):
+            e, want = envelope(pq.edges, np.asarray(values) / np.sum(values), SCRUB_BINS)
+            got = f["data"][k]
+            assert got["x0"] == e[0] and got["dx"] == pytest.approx(e[1] - e[0], rel=1e-12)
+            y = np.asarray(got["y"], dtype=float)
+            np.testing.assert_allclose(y[:-1], want, rtol=0.5 * 10.0 ** (1 - SCRUB_DIGITS))
+        i = r.index_of(c)
+        assert f["data"][2]["x"] == [r.thresholds[i]] and f["data"][2]["customdata"] == [c]
+    # a histogram with uneven bins scrubs nothing (no slider), and says what it shows
+    uneven = Histogram(np.ones(300), np.cumsum(np.linspace(1, 2, 301)) - 1)
+    o = spec(scrub_figure(kl_sweep(uneven, target_bins=16)))
+    assert "sliders" not in o["layout"] and "P and Q at" in o["layout"]["title"]["text"]
+
+
+def test_every_chart_config_names_its_png_after_the_layer_and_view():
+    from calib.figures.base import chart_config, png_name
+
+    name = png_name("encoder.layer.0.output.dense:output", "histogram")
+    assert name == "encoder.layer.0.output.dense-output_histogram"
+    cfg = chart_config(name)
+    assert cfg["toImageButtonOptions"]["filename"] == name
+    assert png_name("a/b c", None, "kl") == "a-b-c_kl"
 
 
 def test_a_long_kl_curve_is_drawn_through_every_runs_extremes_and_gaps():
@@ -295,10 +292,12 @@ def test_kl_curves_are_scaled_to_their_largest_value():
     for v, tr in curves.items():
         s = c.sweeps[v]
         kl = np.where(np.isfinite(s.kl), s.kl, np.nan)
-        np.testing.assert_allclose(np.asarray(tr.y, dtype=float), kl / np.nanmax(kl))
-        np.testing.assert_array_equal(tr.x, s.thresholds)
+        y = np.array([np.nan if v is None else v for v in tr.y], dtype=float)
+        np.testing.assert_allclose(y, kl / np.nanmax(kl), rtol=DRAWN_REL)
+        span = s.thresholds[-1] - s.thresholds[0]
+        np.testing.assert_allclose(tr.x, s.thresholds, rtol=0, atol=ON_AXIS * span)
         m = minima[f"{v} minimum"]
-        assert m.x == (s.amax,) and m.y == (pytest.approx(s.min_kl / np.nanmax(kl)),)
+        assert m.x == (s.amax,) and m.y == (pytest.approx(s.min_kl / np.nanmax(kl), rel=DRAWN_REL),)
 
 
 def test_attribution_figure_bars_are_the_moves():
@@ -318,25 +317,26 @@ def test_line_labels_on_the_histogram_do_not_overlap():
     """Issue 10, problem 11: the labels of close lines (max and mse at 195.8 and 193.2,
     every variant) were drawn over one another."""
     from calib.explore import every_method, every_variant
-    from calib.figures.explore import CHAR_WIDTH, LABEL_ROW
+    from calib.figures.sweep import CHAR_WIDTH, LABEL_ROW
 
     h = model_layer()
     r = kl_sweep(h)
     others = {o.name: o.amax for o in (*every_method(h, 8), *every_variant(h, 8))}
     others.pop("seed")
-    o = option(histogram_figure(h, r, log_y=True, others=others, picked=float(r.thresholds[-1])))
-    notes = series(o)["labels"]["data"]
-    assert {n["name"] for n in notes} == {f"clip {r.amax:.4g}", "picked", *others}
+    o = spec(histogram_figure(h, r, log_y=True, others=others, picked=float(r.thresholds[-1])))
+    notes = o["layout"]["annotations"]
+    assert {n["text"] for n in notes} == {f"clip {fmt(r.amax)}", "picked", *others}
     span = float(h.edges[-1] - h.edges[0])
     boxes = []
     for n in notes:
-        (x, y), text = n["value"], n["name"]
+        x, y, text = n["x"], n["y"], n["text"]
         x, w = (x - h.edges[0]) / span, (len(text) + 1) * CHAR_WIDTH
-        x0 = x - w if n["label"]["position"] == "left" else x
+        x0 = x - w if n["xanchor"] == "right" else x
         boxes.append((y, x0, x0 + w, text))
         assert -1e-9 <= x0 and x0 + w <= 1 + 1e-9, text  # inside the plot
     for i, (y, a, b, t) in enumerate(boxes):
         for y2, a2, b2, t2 in boxes[i + 1 :]:
             assert y != y2 or b <= a2 or a >= b2, (t, t2)
-    clip = next(n for n in notes if n["name"].startswith("clip"))
-    assert clip["value"][1] == 1 - LABEL_ROW / 2  # the clip's label keeps the top row
+    clip = next(n for n in notes if n["text"].startswith("clip"))
+    assert clip["y"] == 1  # the clip's label keeps the top row
+    assert LABEL_ROW > 0

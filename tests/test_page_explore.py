@@ -9,6 +9,7 @@ clip_metrics, the amax_* methods), not from the page's own helpers.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -16,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
-import calib.explore
 from calib import io as cio
-from calib.app import sources
+from calib.app import links, sources
 from calib.demos import DEMOS
 from calib.figures.base import DRAWN_DIGITS
 from calib.histogram import DEFAULT_BINS, Histogram
@@ -62,10 +61,14 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+FIGURES = {"kl_curve": "picked", "pq_picked": "picked"}  # the scrub figure holds both
+
+
 def chart(at: AppTest, name: str) -> dict:
-    """The ECharts chart whose key ends in ``name``, read back as its option."""
-    for c in at.get("echarts_chart"):  # (a zoomed KL curve's key ends in _<first>_<last>)
-        if re.search(rf"explore_{name}(_\d+_\d+)?$", c.proto.id):
+    """The plotly chart keyed ``explore_<name>``, read back as its figure's JSON."""
+    key = f"explore_{FIGURES.get(name, name)}"
+    for c in at.get("plotly_chart"):
+        if c.proto.id.endswith(key):
             return json.loads(c.proto.spec)
     raise KeyError(name)
 
@@ -98,42 +101,47 @@ def assert_on_the_curve(line: dict, r) -> None:
 
 
 def charts(at: AppTest) -> int:
-    return len(at.get("echarts_chart"))
+    """How many charts the page drew (every one a plotly chart: tests/test_pages_charts.py)."""
+    return len(at.get("plotly_chart"))
 
 
-def column(data: list, k: int) -> np.ndarray:
-    """Column ``k`` of a series' ``[[x, y, ...], ...]``, ECharts' gaps ("-") as NaN."""
-    return np.array([np.nan if p[k] == "-" else p[k] for p in data], dtype=np.float64)
+def values(v) -> np.ndarray:
+    """A plotly JSON array (None for a gap) as floats (NaN for a gap)."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.array([np.nan if a is None else a for a in v], dtype=np.float64)
 
 
 def shapes(at: AppTest) -> dict[str, dict]:
-    """The histogram's lines by name, each as {"x0": its x} (its bands: :func:`tails`)."""
-    h = next(s for s in chart(at, "histogram")["series"] if s["name"] == "histogram")
-    return {m["name"]: {"x0": m["xAxis"]} for m in h.get("markLine", {}).get("data", [])}
+    """The histogram's lines by name (their "x0")."""
+    lay = chart(at, "histogram")["layout"]
+    return {sh["name"]: sh for sh in lay.get("shapes", []) if sh.get("type") == "line"}
 
 
 def tails(at: AppTest) -> list[tuple[float, float]]:
     """The histogram's clipped tails, (from, to)."""
-    h = next(s for s in chart(at, "histogram")["series"] if s["name"] == "histogram")
-    return [(a["xAxis"], b["xAxis"]) for a, b in h.get("markArea", {}).get("data", [])]
+    lay = chart(at, "histogram")["layout"]
+    return [(sh["x0"], sh["x1"]) for sh in lay.get("shapes", []) if sh.get("type") == "rect"]
 
 
 def trace(at: AppTest, name: str, figure: str = "kl_curve") -> dict:
-    """A series of a chart: its options, with its data's columns as "x", "y" (and
-    "customdata", the candidate, where it has one)."""
-    option = chart(at, figure)
-    s = dict(next(t for t in option["series"] if t.get("name") == name))
-    s["x_tol"] = ON_AXIS * (option["xAxis"]["max"] - option["xAxis"]["min"])
-    data = s["data"]
-    s["x"], s["y"] = column(data, 0), column(data, 1)
-    if data and len(data[0]) > 2:
-        s["customdata"] = column(data, 2).astype(int).tolist()
-    return s
+    """A trace of a chart, its "x" and "y" as floats, with "x_tol" (a millionth of its x
+    axis's span: positions are rounded to it) and "customdata" (the candidate) as ints."""
+    fig = chart(at, figure)
+    t = dict(next(t for t in fig["data"] if t.get("name") == name))
+    t["x"], t["y"] = values(t.get("x", [])), values(t.get("y", []))
+    xs = t["x"][np.isfinite(t["x"])] if t["x"].size else np.zeros(1)
+    lo, hi = fig["layout"].get("xaxis", {}).get("range") or [xs.min(), xs.max()]
+    t["x_tol"] = ON_AXIS * (hi - lo or 1.0)
+    if "customdata" in t and t["customdata"] and not isinstance(t["customdata"][0], list):
+        t["customdata"] = [int(c) for c in t["customdata"]]
+    return t
 
 
 def y_type(at: AppTest, name: str) -> str:
-    y = chart(at, name)["yAxis"]
-    return (y[0] if isinstance(y, list) else y)["type"]
+    lay = chart(at, name)["layout"]
+    axis = lay["yaxis2"] if name == "pq_picked" else lay["yaxis"]
+    return axis.get("type", "linear")
 
 
 def assert_clip_at(at: AppTest, amax: float, min_kl: float) -> None:
@@ -172,7 +180,7 @@ def test_default_view_is_the_real_model_layer():
     assert at.selectbox(key="explore_model_layer").value == LAYER
     assert short_name(LAYER) in at.caption[0].value  # shown short
     assert list(metrics(at)) == METRICS
-    assert charts(at) == 4
+    assert charts(at) == 3
     h = model_hist()
     r = kl_sweep(h, target_bins=128, variant="seed")
     assert at.slider(key="explore_target_bins").value == DEFAULT_TARGET_BINS["seed"]
@@ -206,9 +214,9 @@ def test_the_default_view_says_why_its_numbers_are_what_they_are():
     assert '"+1 where Q = 0"' in text and "Of the KL at the minimum (1), 1 is" in text
     assert "SQNR 0.67 dB: clipping causes 100% of the error" in text
     # P is filled, Q dashed over it, and the caption says they coincide
-    chosen = chart(at, "pq_chosen")["series"]
-    assert chosen[0]["name"] == "P" and "areaStyle" in chosen[0]
-    assert chosen[1]["name"] == "Q" and chosen[1]["lineStyle"]["type"] == "dashed"
+    chosen = chart(at, "pq_chosen")["data"]
+    assert chosen[0]["name"] == "P" and chosen[0]["fill"] == "tozeroy"
+    assert chosen[1]["name"] == "Q" and chosen[1]["line"]["dash"] == "dash"
     assert any("P and Q are equal here but in 1 bin" in c.value for c in at.caption)
 
 
@@ -257,7 +265,7 @@ def test_every_variant_renders_with_its_own_levels(variant):
     at.selectbox(key="explore_variant").set_value(variant).run()
     assert not at.exception and not at.error
     assert at.slider(key="explore_target_bins").value == DEFAULT_TARGET_BINS[variant]
-    assert charts(at) == 4
+    assert charts(at) == 3
     r = kl_sweep(model_hist(), variant=variant)
     assert_clip_at(at, r.amax, r.min_kl)
     assert at.query_params["variant"] == variant
@@ -274,7 +282,7 @@ def test_every_demo_renders(demo):
         assert charts(at) == 1 and "clip" not in shapes(at)
         assert metrics(at)["Threshold"] == "0"
         return
-    assert charts(at) == 4
+    assert charts(at) == 3
     h = sources._demo(demo, DEFAULT_BINS)
     if demo == "Seed ramp":  # the seed's own example: 2048 bins, 128 levels, answer 2047
         assert metrics(at)["Threshold (bins)"] == "2047"
@@ -410,35 +418,6 @@ def test_a_sweep_of_one_candidate_opens():
     assert metrics(at)["Threshold (bins)"] == "128"
 
 
-@pytest.mark.slow
-def test_the_kl_curve_zooms_to_a_range_of_candidates():
-    """Issue 10, problem 11: a click resolved about 8 candidates a pixel; the curve now
-    shows the range of candidates the zoom slider asks for."""
-    at = run_app()
-    r = kl_sweep(model_hist())
-    assert_on_the_curve(trace(at, "KL"), r)
-    at.slider(key="explore_kl_zoom").set_value((300, 400)).run()
-    assert not at.exception and not at.error
-    shown = trace(at, "candidates")["customdata"]
-    assert shown == list(range(300, 401))  # every candidate of the range is a marker
-    np.testing.assert_allclose(
-        trace(at, "KL")["x"],
-        r.thresholds[r.index_of(300) : r.index_of(400) + 1],
-        rtol=0,
-        atol=trace(at, "KL")["x_tol"],
-    )
-    assert "(101 of" in chart(at, "kl_curve")["title"]["text"]
-    # a click inside the range picks the exact candidate there
-    click_kl_curve(at, 350)
-    assert at.slider(key="explore_candidate").value == 350
-    # a sweep with other candidates shows all of them again
-    at.selectbox(key="explore_variant").set_value("mxnet").run()
-    every = kl_sweep(model_hist(), variant="mxnet")
-    assert_on_the_curve(trace(at, "KL"), every)
-    assert trace(at, "candidates")["customdata"][-1] == every.candidates[-1]
-
-
-@pytest.mark.slow
 def test_target_bins_can_be_typed():
     """Issue 10, problem 11: 2..2048 on a 210-pixel slider; 127 cannot be set by mouse."""
     at = run_app()
@@ -462,139 +441,27 @@ def test_threshold_slider_picks_a_candidate():
     assert picker.value == r.candidates[-1]  # starts at the widest candidate
     picker.set_value(500).run()
     pq = r.distributions(500)
-    title = chart(at, "pq_picked")["title"]["text"]
-    assert title.startswith(f"Picked: P and Q at {pq.threshold:.4g} (bin 500")
+    # the server's pick: the histogram's line, the picked mark, where the figure's own
+    # slider starts (its P and Q are the sweep's at 500: tests/test_figures.py)
+    fig = chart(at, "picked")
+    [slider] = fig["layout"]["sliders"]
+    step = slider["steps"][slider["active"]]
+    assert step["args"][0] == ["500"] and step["label"].startswith("bin 500:")
     assert shapes(at)["picked"]["x0"] == pytest.approx(pq.threshold, rel=1e-12)
     assert trace(at, "picked")["customdata"] == [500]
-    assert "Chosen" in chart(at, "pq_chosen")["title"]["text"]
+    assert "Chosen" in chart(at, "pq_chosen")["layout"]["title"]["text"]
+    # and the link keeps it
+    assert at.query_params["candidate"] == "500"
 
 
-def select_on_kl_curve(at: AppTest, selected: list[dict]) -> AppTest:
-    """What the browser sends when the KL curve's selection changes (AppTest has no click
-    for charts): the chart's selection state, with the others' widget states."""
-    kl = next(c for c in at.get("echarts_chart") if "explore_kl_curve" in c.proto.id)
-    states = at._tree.get_widget_states()
-    assert isinstance(states, WidgetStates)
-    w = states.widgets.add()
-    w.id = kl.proto.id
-    w.string_value = json.dumps({"selection": {"selected": selected, "areas": []}})
-    at._run(widget_state=states)
-    assert not at.exception, at.exception
-    return at
-
-
-def click_kl_curve(at: AppTest, candidate: int) -> AppTest:
-    """A click on the KL curve's marker of ``candidate``: ECharts toggles the marker's
-    index in the chart's selection (its "multiple" mode) and reports the selection."""
-    i = trace(at, "candidates")["customdata"].index(candidate)
-    kept = (
-        set(at.session_state["explore_kl_selected"])
-        if "explore_kl_selected" in at.session_state
-        else set()
-    )
-    group = {"series_index": 1, "series_id": None, "series_name": "candidates",
-             "data_type": "main", "data_indices": sorted(kept ^ {i})}  # fmt: skip
-    return select_on_kl_curve(at, [group])
-
-
-@pytest.mark.slow
-def test_clicking_a_marker_of_the_kl_curve_picks_its_candidate():
+def test_coming_back_from_another_page_keeps_the_pick():
     at = run_app()
-    r = kl_sweep(model_hist())
-    marks = trace(at, "candidates")
-    i = int(np.argmin(np.abs(marks["x"] - 20.0)))  # the marker nearest 20.0
-    clicked = marks["customdata"][i]
-    assert r.thresholds[r.index_of(clicked)] == pytest.approx(marks["x"][i], abs=marks["x_tol"])
-    click_kl_curve(at, clicked)
-    assert at.slider(key="explore_candidate").value == clicked
-    assert trace(at, "picked")["customdata"] == [clicked]
-    assert f"(bin {clicked}," in chart(at, "pq_picked")["title"]["text"]
-    # the click is handled once: the slider moves freely afterwards
-    at.slider(key="explore_candidate").set_value(300).run()
-    assert at.slider(key="explore_candidate").value == 300
-    # the same marker clicked again (ECharts takes it out of the selection) picks it again
-    click_kl_curve(at, clicked)
-    assert at.slider(key="explore_candidate").value == clicked
-    # another marker, then the first again (in the selection once more): each click picks
-    other = marks["customdata"][i + 3]
-    click_kl_curve(at, other)
-    assert at.slider(key="explore_candidate").value == other
-    click_kl_curve(at, clicked)
-    assert at.slider(key="explore_candidate").value == clicked
-    # the chart sends its selection again on other reruns: that picks nothing
-    at.slider(key="explore_candidate").set_value(300).run()
-    assert at.slider(key="explore_candidate").value == 300
-    # a double click clears every selected marker: it picks nothing either
-    select_on_kl_curve(at, [])
-    assert at.slider(key="explore_candidate").value == 300
-
-
-@pytest.mark.slow
-def test_coming_back_from_another_page_picks_nothing():
-    """Streamlit drops the chart's state while another page runs; the first run back read
-    the lost selection as a click on the marker clicked before."""
-    at = run_app()
-    clicked = trace(at, "candidates")["customdata"][40]
-    click_kl_curve(at, clicked)
     at.slider(key="explore_candidate").set_value(300).run()
     at.switch_page("pages/1_Learn.py").run()
     at.switch_page("pages/0_Explore.py").run()
     assert not at.exception
     assert at.slider(key="explore_candidate").value == 300
     assert at.query_params["candidate"] == "300"
-
-
-@pytest.mark.slow
-def test_a_marker_clicked_before_a_zoom_is_picked_again_after_it():
-    """A zoom draws a new chart (a new key), and zooming back out another: each starts
-    with nothing selected, so the marker clicked before the zoom is a new click after."""
-    at = run_app()
-    marks = trace(at, "candidates")["customdata"]
-    click_kl_curve(at, marks[-2])
-    at.slider(key="explore_candidate").set_value(300).run()
-    at.slider(key="explore_kl_zoom").set_value((300, 400)).run()
-    zoomed = [c.proto.id for c in at.get("echarts_chart") if "explore_kl_curve" in c.proto.id]
-    assert len(zoomed) == 1 and zoomed[0].endswith("explore_kl_curve_300_400")  # its own chart
-    at.slider(key="explore_kl_zoom").set_value((int(marks[0]), int(marks[-1]))).run()
-    assert at.slider(key="explore_candidate").value == 300
-    # the whole curve's chart is drawn afresh: nothing is remembered as selected on it
-    assert list(at.session_state["explore_kl_selected"]) == []
-    click_kl_curve(at, marks[-2])
-    assert at.slider(key="explore_candidate").value == marks[-2]
-
-
-@pytest.mark.slow
-def test_a_zoom_on_undefined_kls_only_draws_a_linear_axis():
-    """ModelOpt on the default layer: 1,875 of 1,924 KLs are infinite. A zoom on two of
-    them crashed the page (a log axis of nothing)."""
-    at = run_app(variant="modelopt")
-    r = kl_sweep(model_hist(), variant="modelopt")
-    first = int(np.flatnonzero(np.isinf(r.kl[:-1]) & np.isinf(r.kl[1:]))[0])
-    span = (int(r.candidates[first]), int(r.candidates[first + 1]))
-    at.slider(key="explore_kl_zoom").set_value(span).run()
-    assert not at.exception and charts(at) == 4
-    assert chart(at, "kl_curve")["yAxis"]["type"] == "value"
-    assert np.isnan(trace(at, "KL")["y"]).all()
-
-
-@pytest.mark.slow
-def test_a_click_after_a_narrower_zoom_is_not_lost():
-    """A marker selected on the whole curve may not exist on a narrower zoom (ECharts
-    drops it): the next click still picks the marker clicked."""
-    at = run_app()
-    last = trace(at, "candidates")["customdata"][-2]  # a late marker: index 298 of ~300
-    click_kl_curve(at, last)
-    assert at.slider(key="explore_candidate").value == last
-    at.slider(key="explore_kl_zoom").set_value((300, 400)).run()
-    group = {
-        "series_index": 1,
-        "series_id": None,
-        "series_name": "candidates",
-        "data_type": "main",
-        "data_indices": [10],
-    }  # ECharts kept only the new one
-    select_on_kl_curve(at, [group])
-    assert at.slider(key="explore_candidate").value == 310
 
 
 # --------------------------------------------------------------------------------------
@@ -708,7 +575,7 @@ def test_bad_uploads_show_an_error_and_keep_the_previous_view(what, kind, name, 
     message = at.error[0].value
     assert message.startswith("Could not use that file:") and match in message
     assert f"Still showing the previous view: {sources.MODEL_NAME}: {short_name(LAYER)}" in message
-    assert metrics(at) == before and charts(at) == 4
+    assert metrics(at) == before and charts(at) == 3
 
 
 @pytest.mark.slow
@@ -768,7 +635,8 @@ def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
     again = run_app(**q)
     assert again.slider(key="explore_candidate").value == 500
     assert again.checkbox(key="explore_show_variants").value is True
-    assert "(bin 500," in chart(again, "pq_picked")["title"]["text"]
+    [slider] = chart(again, "picked")["layout"]["sliders"]
+    assert slider["steps"][slider["active"]]["label"].startswith("bin 500:")
     # a candidate the sweep does not have falls back to the widest one
     other = run_app(candidate="5")
     assert other.slider(key="explore_candidate").value == kl_sweep(model_hist()).candidates[-1]
@@ -777,7 +645,7 @@ def test_the_link_keeps_the_picked_candidate_and_the_other_variants():
 @pytest.mark.slow
 def test_the_layers_page_link_opens_that_layer():
     layer = "/bert/encoder/layer.2/intermediate/intermediate_act_fn/Mul_1_output_0"
-    link = calib.explore.explore_query("model", layer=layer, variant="ncnn")
+    link = links.explore_query("model", layer=layer, variant="ncnn")
     at = run_app(**link)
     assert at.selectbox(key="explore_model_layer").value == layer
     r = kl_sweep(model_hist(layer), variant="ncnn")

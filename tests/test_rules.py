@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 import calib
 from calib import Histogram, cli, kl_sweep, learn, numbers, reference, sweep
-from calib.app import layers, sources
+from calib.app import layers, links, sources
 from calib.collect import HistogramAccumulator
 from calib.compare import _sweeper as compare_sweeper
 from calib.explore import default_target_bins
@@ -323,21 +323,21 @@ def test_the_core_and_explores_links_take_exactly_the_bit_widths_on_offer():
     for bits in range(0, 21):
         if bits in NUM_BITS_CHOICES:
             assert check_num_bits(bits) == bits
-            out, bad = calib.explore.parse_explore_query({"num_bits": str(bits)}, {}, {})
+            out, bad = links.parse_explore_query({"num_bits": str(bits)}, {}, {})
             assert out["explore_num_bits"] == bits and not bad
         else:
             with pytest.raises(ValueError, match=f"{NUM_BITS_CHOICES[-1]}"):
                 check_num_bits(bits)
-            assert calib.explore.parse_explore_query({"num_bits": str(bits)}, {}, {})[1]
+            assert links.parse_explore_query({"num_bits": str(bits)}, {}, {})[1]
     for t in (TARGET_BINS_MIN - 1, TARGET_BINS_MIN, TARGET_BINS_MAX, TARGET_BINS_MAX + 1):
-        out, bad = calib.explore.parse_explore_query({"target_bins": str(t)}, {}, {})
+        out, bad = links.parse_explore_query({"target_bins": str(t)}, {}, {})
         assert bool(out) == (TARGET_BINS_MIN <= t <= TARGET_BINS_MAX) != bool(bad)
     # the levels are levels_for's at every width, never clamped to the slider's top (main
     # clamped them to 2048: Explore swept 13 bits at 2048 levels, calibrate at 4096)
     assert default_target_bins("mxnet", NUM_BITS_CHOICES[-1]) == 2 ** NUM_BITS_CHOICES[-1] - 1
     assert default_target_bins("seed", 13) == levels_for("seed", 13) == 4096
     # and a link may ask for them at that width
-    out, bad = calib.explore.parse_explore_query({"num_bits": "13", "target_bins": "4096"}, {}, {})
+    out, bad = links.parse_explore_query({"num_bits": "13", "target_bins": "4096"}, {}, {})
     assert out["explore_target_bins"] == 4096 and not bad
 
 

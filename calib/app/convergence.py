@@ -23,6 +23,7 @@ import streamlit as st
 from calib import convergence, report
 from calib import io as cio
 from calib.app import state
+from calib.app.charts import plot
 from calib.app.layers import Layers
 from calib.app.text import plain
 from calib.figures.convergence import amax_figure, settled_share_figure
@@ -130,7 +131,7 @@ def show_convergence(layers: Layers, ordered: Sequence[report.LayerRow]) -> None
     )
     left, right = st.columns(2)
     share = settled_share_figure(done.shares, done.table, tol=tol)
-    left.plotly_chart(share, key="layers_conv_share")
+    plot(share, "layers_conv_share", where=left)
     right.dataframe(
         pd.DataFrame(
             {
@@ -160,7 +161,7 @@ def show_convergence(layers: Layers, ordered: Sequence[report.LayerRow]) -> None
     )
     trace = traces[layer]
     at = {m: convergence.settled_at(trace, m, tol) for m in trace.amax}
-    st.plotly_chart(amax_figure(layer, trace, at, tol=tol), key="layers_conv_amax")
+    plot(amax_figure(layer, trace, at, tol=tol), "layers_conv_amax", layer, "convergence")
     samples = np.asarray(trace.samples)
     parts = [f"{plain(m)} after {'never' if j is None else samples[j]}" for m, j in at.items()]
     st.caption(f"Within {tol:.0%} of the final amax from then on: " + "; ".join(parts) + ".")

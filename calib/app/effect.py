@@ -20,6 +20,7 @@ import streamlit as st
 from calib import evaluate
 from calib.app import effect_models as em
 from calib.app import sources, state, text
+from calib.app.charts import plot
 from calib.app.layers import EXPLORE
 from calib.app.text import plain
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
@@ -249,8 +250,7 @@ def summary(doc: Mapping[str, Any], label: str) -> None:
 
 def methods_section(doc: Mapping[str, Any]) -> None:
     st.subheader("Which calibrator is best for this model")
-    st.plotly_chart(methods_figure(doc["methods"], doc.get("calibration", "")),
-                    key="effect_methods")  # fmt: skip
+    plot(methods_figure(doc["methods"], doc.get("calibration", "")), "effect_methods")
     rows = [
         {
             "calibration": m["label"],
@@ -337,7 +337,7 @@ def keep_float_section(doc: Mapping[str, Any]) -> None:
             f"at or above the target of {fmt(target, 4, unit=' dB')}: nothing to keep in float."
         )
         return
-    st.plotly_chart(keep_float_figure(steps, start, target), key="effect_keep_float")
+    plot(keep_float_figure(steps, start, target), "effect_keep_float")
     done = "reaches" if doc["reached"] else "does not reach"
     st.caption(
         f"Greedy: each step returns to float the tensor that raises the output SQNR most. "
@@ -370,8 +370,7 @@ def proxy_section(doc: Mapping[str, Any]) -> None:
     if not rho:
         st.info("No histogram-level numbers for these results (clips from a cache).")
         return
-    st.plotly_chart(proxy_figure(rows, rho.get("hist_sqnr_db", math.nan)),
-                    key="effect_proxy")  # fmt: skip
+    plot(proxy_figure(rows, rho.get("hist_sqnr_db", math.nan)), "effect_proxy")
     st.caption(
         f"Spearman's rank correlation with the measured only-this output SQNR over "
         f"{len(rows)} tensors: histogram SQNR {fmt(rho.get('hist_sqnr_db'), 2, fixed=True)}, "

@@ -16,7 +16,7 @@ import streamlit as st
 
 from calib import evaluate
 from calib.app import sources
-from calib.explore import explore_query
+from calib.app.links import explore_query
 from calib.models import MODELS, with_effect
 from calib.spec import Spec
 

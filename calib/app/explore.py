@@ -20,6 +20,8 @@ import streamlit as st
 
 from calib import policies
 from calib.app import state
+from calib.app.charts import plot
+from calib.app.links import EXPLORE_QUERY_KEYS, parse_explore_query, state_query
 from calib.app.sources import (
     Source,
     _default,
@@ -30,12 +32,8 @@ from calib.app.sources import (
     sized_histogram,
     snap_hist_bins,
 )
-from calib.app.text import plain
-from calib.demos import DEMOS
+from calib.app.text import error_text, plain
 from calib.explore import (
-    DEFAULT_LAYER,
-    EXPLORE_QUERY_KEYS,
-    LAYER_KEYS,
     NUM_BITS_CHOICES,
     POLICY_FIELDS,
     POLICY_HELP,
@@ -48,14 +46,15 @@ from calib.explore import (
     default_target_bins,
     every_method,
     every_variant,
+    kl_curve_csv,
     max_target_bins,
-    parse_explore_query,
+    policy_error,
+    threshold_json,
 )
-from calib.figures.explore import candidate_clicked, kl_markers
+from calib.figures.explore import chosen_figure, explore_histogram, picked_figure
 from calib.histogram import Histogram
 from calib.methods import DEFAULT_NUM_BITS
-from calib.models import DEFAULT_MODEL, MODELS
-from calib.numbers import fmt
+from calib.numbers import fmt, fmt_db, fmt_kl, fmt_pct
 from calib.policies import POLICY_CHOICES, VARIANTS, resolve_policy
 from calib.sweep import SweepResult
 
@@ -64,13 +63,12 @@ __all__ = [
     "compute_view",
     "explore_controls",
     "explore_view",
-    "kl_chart_key",
+    "page",
     "pick_candidate",
     "policy_overrides",
     "synced_query_params",
     "thresholds_table",
     "write_query",
-    "zoom_candidates",
 ]
 
 
@@ -374,59 +372,12 @@ def thresholds_table(rows: list[tuple[str, float, Any]], max_abs: float) -> str:
 # --------------------------------------------------------------------------------------
 # Explore: the candidate the user picks (slider or a click on the KL curve)
 # --------------------------------------------------------------------------------------
-def _selected_markers(chart: Any) -> set[int]:
-    """The indices of the KL curve's selected markers (series ``"candidates"``)."""
-    sel = chart.get("selection") if isinstance(chart, Mapping) else None
-    groups = sel.get("selected") if isinstance(sel, Mapping) else None
-    return {
-        int(i)
-        for g in groups or []
-        if isinstance(g, Mapping) and g.get("series_name") == "candidates"
-        for i in g.get("data_indices") or []
-        if isinstance(i, int)
-    }
-
-
-def kl_chart_key(result: SweepResult, span: tuple[int, int] | None, key: str = "explore") -> str:
-    """The KL curve's widget key: one chart for the whole curve (a new sweep updates it in
-    place), a new one for each zoom. A zoom changes which markers there are, and ECharts
-    keeps a selection by marker index: a fresh chart starts with none."""
-    c = result.candidates
-    if span is None or (span[0], span[1]) == (int(c[0]), int(c[-1])):
-        return f"{key}_kl_curve"
-    return f"{key}_kl_curve_{span[0]}_{span[1]}"
-
-
-def pick_candidate(
-    result: SweepResult, key: str = "explore", span: tuple[int, int] | None = None
-) -> int:
-    """The threshold slider under the KL curve; a click on a marker of the curve (drawn
-    for ``span``, the zoom) moves it. The slider starts at the widest candidate
-    (clipping least), to contrast with the chosen one.
-
-    The chart (widget key :func:`kl_chart_key`) keeps one instance across reruns, and its
-    markers are in ECharts' "multiple" selection mode: each click toggles one marker in
-    or out of the selection, which the chart keeps. The marker clicked is the one the
-    selection gained since the last one handled (remembered here), or else the one it
-    lost; markers the curve no longer has (a narrower zoom) do not count, and a change by
-    more than one marker (a double click clears them all) picks nothing.
-    """
+def pick_candidate(result: SweepResult, key: str = "explore") -> int:
+    """The candidate the server picks (the link keeps it, the histogram draws its line,
+    the "Picked" figure's slider starts there): an integer slider over the candidates,
+    at the widest one (clipping least) at first, to contrast with the chosen one.
+    Scrubbing other candidates happens in the figure itself, in the browser."""
     s = st.session_state
-    chart = kl_chart_key(result, span, key)
-    memo = f"{key}_kl_selected"
-    if chart not in s:  # a new chart (a zoom, or back from another page): nothing selected
-        s.pop(memo, None)
-    now = _selected_markers(s.get(chart))
-    n_markers = kl_markers(result, span).size
-    before = {i for i in s.get(memo, ()) if i < n_markers}
-    s[memo] = sorted(now)
-    gained, lost = now - before, before - now
-    toggled = gained if gained else lost
-    if len(toggled) == 1:
-        state = {"selected": [{"series_name": "candidates", "data_indices": [toggled.pop()]}]}
-        clicked = candidate_clicked(state, result, span)
-        if clicked is not None:
-            s[f"{key}_candidate"] = clicked
     options = [int(c) for c in result.candidates]
     ck = f"{key}_candidate"
     # Written back on every run, kept or not: a new sweep's options make the slider a new
@@ -435,7 +386,10 @@ def pick_candidate(
     s[ck] = s[ck] if s.get(ck) in set(options) else options[-1]
     return int(
         _candidate_slider(
-            "Inspect a candidate threshold (or click a point of the KL curve)", result, key=ck
+            "Candidate for the link and the histogram's green line (scrub the figure's own "
+            "slider to inspect others at once)",
+            result,
+            key=ck,
         )
     )
 
@@ -446,7 +400,7 @@ def _candidate_slider(label: str, result: SweepResult, **kw: Any) -> Any:
     whose message to the browser is three numbers, where a select slider sends every
     option's label (2,000 of them, 89 kB on every rerun)."""
     c = result.candidates
-    if c.size < 2:  # one candidate: nothing to slide (the zoom is not drawn then)
+    if c.size < 2:  # one candidate: nothing to slide
         st.caption(f"{label}: the one candidate, bin {int(c[0])}")
         return int(c[0])
     return st.slider(
@@ -455,67 +409,9 @@ def _candidate_slider(label: str, result: SweepResult, **kw: Any) -> Any:
     )  # fmt: skip
 
 
-def zoom_candidates(result: SweepResult, key: str = "explore") -> tuple[int, int]:
-    """The candidates the KL curve shows, (first, last): a range slider under it, all of
-    them at first. A 2,000-candidate curve is about 8 candidates a pixel wide; a narrower
-    range makes each one clickable."""
-    s = st.session_state
-    options = [int(c) for c in result.candidates]
-    if len(options) < 2:
-        return options[0], options[-1]
-    zk, seen = f"{key}_kl_zoom", f"{key}_kl_zoom_of"
-    # Other candidates make a new widget, which the browser draws at its default (all of
-    # them): the kept range goes too, so that the page computes what the browser shows.
-    # (A range slider takes its range from value=, so the state is never set here.)
-    of = (options[0], options[-1], len(options))
-    if s.get(seen) != of:
-        s.pop(zk, None)
-        s[seen] = of
-    lo, hi = _candidate_slider(
-        "Zoom: the candidates the KL curve shows", result, value=(options[0], options[-1]),
-        key=zk, help="Narrow it to click one candidate of a long curve.",
-    )  # fmt: skip
-    return int(lo), int(hi)
-
-
 # --------------------------------------------------------------------------------------
 # Explore: the view's state in the query string
 # --------------------------------------------------------------------------------------
-def _state_query(key: str) -> dict[str, str]:
-    """The view's state as query parameters, read from the widgets' session state (a
-    widget not made yet counts at the value it will start at; hist_bins is left out
-    until the slider has settled it)."""
-    s = st.session_state
-    kind = s.get(f"{key}_kind", "model")
-    q: dict[str, str] = {"src": kind}
-    if kind == "model":
-        q.update(_model_query(key))
-    elif kind in LAYER_KEYS and s.get(f"{key}_{LAYER_KEYS[kind]}"):
-        q["layer"] = str(s[f"{key}_{LAYER_KEYS[kind]}"])
-    if kind == "demo":
-        q["demo"] = str(s.get(f"{key}_demo", next(iter(DEMOS))))
-    variant = s.get(f"{key}_variant", "seed")
-    num_bits = s.get(f"{key}_num_bits", DEFAULT_NUM_BITS)
-    q["variant"] = str(variant)
-    q["target_bins"] = str(s.get(f"{key}_target_bins", default_target_bins(variant, num_bits)))
-    if f"{key}_hist_bins" in s:
-        q["hist_bins"] = str(s[f"{key}_hist_bins"])
-    q["num_bits"] = str(num_bits)
-    q["log_y"] = "true" if s.get(f"{key}_log_y", True) else "false"
-    if s.get(f"{key}_show_variants"):
-        q["show_variants"] = "true"
-    if s.get(f"{key}_method") not in (None, "entropy"):  # a row ranked under it
-        q["method"] = str(s[f"{key}_method"])
-    if s.get(f"{key}_candidate") is not None:  # the picked one, once the slider has one
-        q["candidate"] = str(s[f"{key}_candidate"])
-    preset = VARIANTS[variant]
-    for f in POLICY_FIELDS:
-        v = s.get(f"{key}_policy_{f}", getattr(preset, f))
-        if v != getattr(preset, f):
-            q[f] = repr(v) if isinstance(v, float) else str(v)
-    return q
-
-
 def write_query(key: str = "explore") -> None:
     """Write the view's state into the URL (what :func:`synced_query_params` does at the
     start and the end of a run; a fragment's rerun, which runs neither, calls this)."""
@@ -523,7 +419,7 @@ def write_query(key: str = "explore") -> None:
 
 
 def _write_query(key: str) -> None:
-    q = _state_query(key)
+    q = state_query(key)
     if q != st.query_params.to_dict():
         st.query_params.from_dict(q)
     # remembered only once sent: after st.stop() the send itself can be cut short
@@ -581,12 +477,157 @@ def _shipped_layers() -> dict[str, list[str]]:
     return {k: list(model_histograms(k)) for k in shipped_models()}
 
 
-def _model_query(key: str) -> dict[str, str]:
-    s = st.session_state
-    model = s.get(f"{key}_model", DEFAULT_MODEL)
-    if model not in shipped_models():
-        return {"layer": str(s.get(f"{key}_model_layer", DEFAULT_LAYER))}
-    layer = s.get(f"{key}_model_layer")
-    if layer not in model_histograms(model):  # another model's, until the picker settles it
-        layer = MODELS[model].default_layer
-    return {"model": str(model), "layer": str(layer)}
+# --------------------------------------------------------------------------------------
+# Explore: the page
+# --------------------------------------------------------------------------------------
+INTRO = (
+    "Where an entropy (KL-divergence) INT8 calibrator clips one activation histogram: the "
+    "clip on the histogram, the KL of every candidate threshold, and P against Q at the "
+    "chosen one and at any candidate you pick. It opens on a real model's layer; the "
+    "sidebar picks another layer, a demo or your own file, and every implementation choice."
+)
+
+
+def page(key: str = "explore") -> None:
+    """The Explore page below its title: the source and controls (sidebar), the numbers,
+    and the figures, the state kept in the URL (``calib.app.links``)."""
+    from calib.app import sources
+
+    st.write(INTRO)
+    with synced_query_params(key):
+        source = sources.histogram_source(key)
+        c = explore_controls(source, key)
+        view = _view_or_error(source, c)
+        _numbers(view, c, key)
+        r = view.result
+        name = view.layer or view.label
+        if r.dead:
+            plot(explore_histogram(view, c.log_y), f"{key}_histogram", name, "histogram")
+            st.warning(
+                "Every count is zero (a dead layer): no clip is defined, amax is 0. A "
+                "calibration table should flag this tensor rather than trust its scale."
+            )
+            st.stop()
+        _downloads(view, key)
+
+        @st.fragment
+        def candidate_views() -> None:
+            """The figures and the picked candidate. The candidate slider reruns only this
+            (a fragment): the sidebar and the numbers above do not depend on it."""
+            _figures(view, c, key, name)
+
+        candidate_views()
+
+
+def _view_or_error(source: Source, c: Controls) -> View:
+    problem = policy_error(c.variant, dict(c.overrides))
+    if problem:
+        st.error(
+            f"Impossible policy combination for {c.variant}: {problem}. Change one of the "
+            "overridden policies in the sidebar, or reset them to the preset."
+        )
+        st.stop()
+    try:
+        return explore_view(
+            source.key, c.variant, c.overrides, c.target_bins, c.hist_bins, c.num_bits,
+            c.show_variants, _source=source,
+        )  # fmt: skip
+    except ValueError as err:
+        st.error(f"Cannot sweep with these settings: {error_text(err)}")
+        st.stop()
+        raise  # st.stop() raises; this line is for the type checker
+
+
+def _numbers(view: View, c: Controls, key: str) -> None:
+    """The caption, seven metrics and the sentences that explain them."""
+    r, h, m = view.result, view.hist, view.metrics
+    st.caption(
+        f"**{plain(view.label)}**: {h.n_bins} bins on [{fmt(h.edges[0])}, {fmt(h.edges[-1])}], "
+        f"{fmt(h.total, 6)} counts; {c.variant}, {view.target_bins} levels, {c.num_bits}-bit"
+        + (f"; overridden: {dict(c.overrides)}" if c.overrides else "")
+    )
+    state.method_clip(view, c.num_bits, key)  # a row ranked under max, percentile or mse
+    # two rows of four: seven metrics in one row cut values like "0.0089%" at 1440 px
+    cols = [*st.columns(4), *st.columns(4)]
+    cols[0].metric(
+        "Threshold (bins)", "—" if r.dead else f"{r.best}",
+        help="The chosen candidate as the variant's own loop counts it (seed, ncnn, "
+        "ModelOpt: kept bins; MXNet, ONNX Runtime: bins on each side of zero).",
+    )  # fmt: skip
+    cols[1].metric("Threshold", fmt(r.amax), help="The clip amax, in activation units.")
+    cols[2].metric("Max |x|", fmt(view.max_abs), help="Where the data end.")
+    cols[3].metric("Threshold / max", fmt(view.ratio, 3))
+    cols[4].metric(
+        # 2 significant digits: the metric column is narrow
+        "Clipped mass", fmt_pct(None if m is None else m.clipped_fraction),
+        help="Share of the values beyond the clip.",
+    )  # fmt: skip
+    cols[5].metric(
+        "KL at minimum", fmt_kl(None if r.dead else r.min_kl, r.kl_scale),  # dead: no KL
+        help="KL(P‖Q) of the chosen candidate, in the variant's own definition (the "
+        "seed: raw counts, plus 1 for each bin where Q = 0 < P).",
+    )  # fmt: skip
+    cols[6].metric(
+        "SQNR", fmt_db(None if m is None else m.sqnr_db),
+        help=f"Signal to quantization noise of a {c.num_bits}-bit symmetric quantizer "
+        "clipped at the threshold (rounding plus clipping error).",
+    )  # fmt: skip
+    why = view.why
+    lines = [t for t in (why.floor, why.penalty, why.error) if t]
+    if lines:
+        st.markdown("\n".join(f"- {t}" for t in lines))
+
+
+def _downloads(view: View, key: str) -> None:
+    r = view.result
+    d1, d2, _ = st.columns([1, 1, 5])
+    d1.download_button(
+        "KL curve (CSV)", lambda: kl_curve_csv(r), file_name="kl_curve.csv",
+        mime="text/csv", on_click="ignore", key=f"{key}_csv",
+    )  # fmt: skip
+    d2.download_button(
+        "Threshold (JSON)", lambda: threshold_json(view), file_name="threshold.json",
+        mime="application/json", on_click="ignore", key=f"{key}_json",
+    )  # fmt: skip
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _picked_figure(view_id: tuple, picked: int, log_y: bool, *, _view: View) -> Any:
+    """The scrub figure (about 60 candidates' P and Q), cached by the view's keys."""
+    return picked_figure(_view, picked, log_y)
+
+
+def _figures(view: View, c: Controls, key: str, name: str) -> None:
+    """The histogram, the KL curve with the picked P and Q (scrubbed in the browser), the
+    candidate the server keeps (the link's), the chosen P and Q and every threshold."""
+    r, why = view.result, view.why
+    hist_slot = st.empty()
+    scrub_slot = st.empty()
+    picked = pick_candidate(r, key)
+    if why.undefined:
+        st.caption(why.undefined)
+    left, right = st.columns(2)
+    # the chosen P and Q first: a key press's change reaches the browser before the rest
+    plot(chosen_figure(view, c.log_y), f"{key}_pq_chosen", name, "chosen_pq", where=left)
+    if why.coincide:
+        left.caption(why.coincide)
+    plot(explore_histogram(view, c.log_y, picked), f"{key}_histogram", name, "histogram",
+         where=hist_slot)  # fmt: skip
+    view_id = (view.source_key, view.variant, view.overrides, view.target_bins,
+               view.hist_bins, view.num_bits, view.hist.is_signed)  # fmt: skip
+    fig = _picked_figure(view_id, picked, c.log_y, _view=view) if view.source_key else (
+        picked_figure(view, picked, c.log_y))  # fmt: skip
+    plot(fig, f"{key}_picked", name, "kl_curve_and_picked_pq", where=scrub_slot)
+    rows = [("entropy: " + c.variant, r.amax, view.metrics)]
+    rows += [(o.name, o.amax, o.metrics) for o in (*view.methods, *view.variants) if not o.note]
+    right.markdown(
+        f"**Every threshold on this histogram** ({c.num_bits}-bit quantizer)\n\n"
+        + thresholds_table(rows, view.max_abs)
+    )
+    right.caption(
+        "max: the largest |x|; percentile: ModelOpt's 99.99th; mse: the clip with the "
+        "smallest expected quantization error. They are the faint lines on the histogram."
+    )
+    for line in view.left_out():
+        right.caption(f"Left out (cannot run on this histogram): {line}.")
+    write_query(key)  # a rerun of this alone: the picked candidate into the URL

@@ -25,8 +25,9 @@ import streamlit as st
 from calib import io as cio
 from calib import limits, report
 from calib.app import sources, state, text
+from calib.app.charts import plot
+from calib.app.links import explore_query
 from calib.app.text import plain
-from calib.explore import explore_query
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
 from calib.models import MODELS, short_name
@@ -544,7 +545,7 @@ def histograms_npz(key: str, label: str, _hists: Mapping) -> bytes:
 
 
 def sqnr_chart(rows: Sequence[report.LayerRow]) -> None:
-    st.plotly_chart(sqnr_figure(rows), key="layers_sqnr")
+    plot(sqnr_figure(rows), "layers_sqnr")
 
 
 def cache_findings(

@@ -17,6 +17,7 @@ import streamlit as st
 
 from calib import learn
 from calib.app import state, text
+from calib.app.charts import plot
 from calib.app.sources import histogram_source, sized_histogram
 from calib.app.text import plain
 from calib.figures import learn as fl
@@ -361,7 +362,13 @@ def step_clip(c: Candidate) -> None:
     m[1].metric("Clip (activation units)", fmt(pq.threshold, 4))
     m[2].metric("Tail folded into P", fmt(f.tail_lo + f.tail_hi, DIGITS))
     m[3].metric("Clipped share", f"{f.clipped_fraction:.2%}")
-    st.plotly_chart(fl.fold_figure(counts, result.histogram.edges, f, c.log_y), key="learn_fold")
+    plot(
+        fl.fold_figure(counts, result.histogram.edges, f, c.log_y),
+        "learn_fold",
+        c.sweep.label,
+        c.sweep.variant,
+        "fold",
+    )
 
 
 def clip_text(c: Candidate) -> str:
@@ -434,8 +441,13 @@ def step_levels(c: Candidate) -> None:
             "bins from ceil(space[k]) to ceil(space[k+1]) - 1."
         )
     window_counts = np.array(c.rows["count"])
-    levels_fig = fl.levels_figure(window_counts, c.fold.window, levels, c.log_y)
-    st.plotly_chart(levels_fig, key="learn_levels")
+    plot(
+        fl.levels_figure(window_counts, c.fold.window, levels, c.log_y),
+        "learn_levels",
+        c.sweep.label,
+        c.sweep.variant,
+        "levels",
+    )
     sel = c.sel
     table(
         {
@@ -473,7 +485,13 @@ def step_quantized(c: Candidate) -> None:
             "bin where P is not 0 (the folded tail): Q is 0 there, which step 5 scores."
         )
     st.write(mass_note)
-    st.plotly_chart(fl.quantized_figure(levels, c.log_y), key="learn_quantized")
+    plot(
+        fl.quantized_figure(levels, c.log_y),
+        "learn_quantized",
+        c.sweep.label,
+        c.sweep.variant,
+        "quantized",
+    )
     table(
         {
             "level": levels.level[sel],
@@ -511,7 +529,13 @@ def step_expand(c: Candidate) -> None:
         f"{fmt(levels.mass.sum(), DIGITS)}.",
     }[policy.expand]
     st.write(expand_text)
-    st.plotly_chart(fl.expand_figure(pq, c.fold.window, levels, c.log_y), key="learn_expand")
+    plot(
+        fl.expand_figure(pq, c.fold.window, levels, c.log_y),
+        "learn_expand",
+        c.sweep.label,
+        c.sweep.variant,
+        "p_and_q",
+    )
     cols = ("bin", "from", "to", "count", "P", "levels", "Q", "note")
     bin_table_with_key_rows(c, cols, "learn_bins_q")
 
@@ -555,7 +579,13 @@ def step_terms(c: Candidate) -> None:
         help="Each adds 1 in the seed; each makes the KL infinite elsewhere.",
     )  # fmt: skip
     m[2].metric("Bins with p > 0", f"{int((pq.p > 0).sum())}")
-    st.plotly_chart(fl.terms_figure(pq, c.fold.window, plus_one), key="learn_terms")
+    plot(
+        fl.terms_figure(pq, c.fold.window, plus_one),
+        "learn_terms",
+        c.sweep.label,
+        c.sweep.variant,
+        "kl_terms",
+    )
     cols = ("bin", "p", "q", "term", "note")
     bin_table_with_key_rows(c, cols, "learn_bins_kl")
 
@@ -576,7 +606,7 @@ def step_sweep(c: Candidate) -> None:
     m[2].metric("Minimum KL", fmt_kl(result.min_kl, result.kl_scale, DIGITS))
     for note in result.notes:  # the answer is not simply the minimum (the seed's 1e13 start)
         st.info(note[0].upper() + note[1:] + ".")
-    st.plotly_chart(fl.sweep_figure(result, c.cand), key="learn_sweep")
+    plot(fl.sweep_figure(result, c.cand), "learn_sweep", c.sweep.label, c.sweep.variant, "kl_curve")
 
 
 # --------------------------------------------------------------------------------------
@@ -617,7 +647,7 @@ def seed_example_section() -> None:
             else "Their sum is smallest at the largest candidates."
         )
     )
-    st.plotly_chart(seed_ramp_figure(), key="learn_seed_ramp")
+    plot(seed_ramp_figure(), "learn_seed_ramp")
 
 
 def question_levels() -> None:
@@ -678,7 +708,7 @@ def question_symmetric() -> None:
     m[1].metric("Seed on |x|: amax", fmt(sd.amax_abs, 4))
     m[2].metric("MXNet window on x: amax", fmt(sd.amax_signed, 4))
     m[3].metric("Lowest code used", f"{sd.lowest_code_abs} of -127")
-    st.plotly_chart(symmetric_figure(), key="learn_symmetric")
+    plot(symmetric_figure(), "learn_symmetric")
 
 
 def question_relu() -> None:
@@ -697,7 +727,7 @@ def question_relu() -> None:
         "ModelOpt sets bins[0] = bins[1] before searching, which removes the spike from the "
         "question."
     )
-    st.plotly_chart(relu_figure(), key="learn_relu")
+    plot(relu_figure(), "learn_relu")
     table(
         {
             "zeros": [f"{x:.0%}" for x in rs.fractions],
@@ -751,9 +781,9 @@ def question_raw_vs_normalised() -> None:
         f"{rv.normalised.best}. ncnn 2021+ normalises the histogram once and drops the +1 "
         "rule; the peers normalise P and Q for every candidate and make q = 0 an infinite KL."
     )
-    st.plotly_chart(
+    plot(
         raw_vs_normalised_figure(RAW_VS_NORMALISED_LESSON, learn.LEARN_TARGET_BINS),
-        key="learn_raw_norm",
+        "learn_raw_norm",
     )
     table(
         {

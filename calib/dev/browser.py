@@ -7,15 +7,15 @@ One home for both users: ``tests/test_browser.py`` drives the pages with these, 
 
 Every latency is measured from the action in the browser (a navigation, a key press, a
 click) to the moment the browser shows its result, read off the page itself: a chart's
-title (in its drawn plotly layout; on Explore's ECharts figures, the chart's accessible
-name, then two animation frames, so the canvas has painted), the URL, the script's status
-widget gone.
+title (in its drawn plotly layout, then two animation frames, so it has painted), the URL,
+the script's status widget gone. The scrub (:func:`scrub_ms`) is timed inside the page,
+from the mouse-down on the "Picked" figure's own slider to its P path and title changed,
+then two animation frames.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import socket
 import statistics
 import subprocess
@@ -31,15 +31,16 @@ __all__ = [
     "CHROMIUM_ARGS",
     "FIRST_LOAD_MS",
     "KEY_REDRAW_MS",
-    "KL_CLICK_MS",
     "PAGE_READY",
+    "PROBE_READY",
+    "SCRUB_MS",
     "chromium",
     "first_load_ms",
     "keypress_redraw_ms",
-    "kl_click_ms",
     "latencies",
     "layers_row_to_explore_ms",
-    "marker_pixel",
+    "probe_latencies",
+    "scrub_ms",
     "streamlit_server",
 ]
 
@@ -60,14 +61,13 @@ TIMEOUT_MS = 60_000
 
 # The targets (issue 10): medians, milliseconds.
 KEY_REDRAW_MS = 250.0  # a target-bins key press to the redrawn P/Q chart
-KL_CLICK_MS = 400.0  # a click on the KL curve to the redrawn "Picked" chart
+SCRUB_MS = 100.0  # a step of the "Picked" figure's own slider to it painted (issue 19)
 FIRST_LOAD_MS = 2500.0  # a new browser session's visit to a page, to the page drawn
 
 _DONE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 _PLOTS = "document.querySelectorAll('.js-plotly-plot .main-svg').length"
-_ECHARTS = "document.querySelectorAll('[data-testid=\"stEChartsChart\"] canvas').length"
 PAGE_READY = {  # url path -> a JS condition: the page's content is drawn, its script done
-    "": f"{_ECHARTS} >= 4 && {_DONE}",  # Explore: histogram, KL curve, two P/Q charts
+    "": f"{_PLOTS} >= 3 && {_DONE}",  # Explore: histogram, KL curve + picked, chosen P/Q
     "Learn": f"{_PLOTS} >= 6 && {_DONE}",  # the six steps
     "Layers": "document.querySelector('[data-testid=\"stDataFrame\"] canvas') && "
     f"{_PLOTS} >= 1 && {_DONE}",
@@ -76,13 +76,10 @@ PAGE_READY = {  # url path -> a JS condition: the page's content is drawn, its s
     "Effect": "document.querySelector('[data-testid=\"stDataFrame\"] canvas') && "
     f"{_PLOTS} >= 3 && {_DONE}",
 }
-# the title of the drawn chart whose title contains `text` ('' until it is drawn): a plotly
-# chart's drawn layout, or an ECharts chart's accessible name (Explore passes its title)
-_TITLE = """(text) => [
-    ...[...document.querySelectorAll('.js-plotly-plot')].map(d => d._fullLayout?.title?.text),
-    ...[...document.querySelectorAll('[data-testid="stEChartsChart"]')]
-        .map(d => d.getAttribute('aria-label')),
-].find(t => (t ?? '').includes(text)) ?? ''"""
+# the title of the drawn chart whose title contains `text` ('' until it is drawn), from its
+# drawn plotly layout
+_TITLE = """(text) => [...document.querySelectorAll('.js-plotly-plot')]
+    .map(d => d._fullLayout?.title?.text).find(t => (t ?? '').includes(text)) ?? ''"""
 _PAINTED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
@@ -94,15 +91,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(log: Path) -> Iterator[str]:
-    """A fresh `streamlit run app.py` on a free local port (its URL), always stopped after.
+def streamlit_server(log: Path, script: str = "app.py") -> Iterator[str]:
+    """A fresh `streamlit run <script>` (the app by default; the bench's probe page,
+    ``calib/dev/probe.py``) on a free local port (its URL), always stopped after.
 
     RuntimeError, with the server's log, if it exits or does not answer its health check
     within START_TIMEOUT seconds.
     """
     port = _free_port()
     cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
+        sys.executable, "-m", "streamlit", "run", script,
         "--server.headless", "true",
         "--server.port", str(port),
         "--server.address", "127.0.0.1",
@@ -171,31 +169,37 @@ def _wait_title(page: Any, text: str, not_: str) -> str:
 
 
 # -- the measurements ------------------------------------------------------------------------
-def first_load_ms(browser: Any, url: str, path: str = "") -> float:
+def first_load_ms(browser: Any, url: str, path: str = "", ready: str | None = None) -> float:
     """A new browser session (empty cache) opens ``url/path``: milliseconds to the page's
     content drawn (:data:`PAGE_READY`) and its script finished."""
     page = _new_page(browser)
     try:
         t0 = time.perf_counter()
         page.goto(f"{url}/{path}", wait_until="commit")
-        page.wait_for_function(PAGE_READY[path], polling="raf", timeout=TIMEOUT_MS)
+        page.wait_for_function(ready or PAGE_READY[path], polling="raf", timeout=TIMEOUT_MS)
         return 1e3 * (time.perf_counter() - t0)
     finally:
         page.context.close()
 
 
-def _explore(browser: Any, url: str) -> Any:
+def _explore(browser: Any, url: str, ready: str | None = None) -> Any:
     page = _new_page(browser)
     page.goto(url)
-    page.wait_for_function(PAGE_READY[""], timeout=TIMEOUT_MS)
+    page.wait_for_function(ready or PAGE_READY[""], timeout=TIMEOUT_MS)
     return page
 
 
-def keypress_redraw_ms(browser: Any, url: str, presses: int = 7) -> list[float]:
+PROBE_READY = f"{_PLOTS} >= 4 && {_DONE}"
+"""The bench's probe page (``calib/dev/probe.py``) drawn: its four charts, its script done."""
+
+
+def keypress_redraw_ms(
+    browser: Any, url: str, presses: int = 7, ready: str | None = None
+) -> list[float]:
     """Explore's default view; the target-bins slider focused, one ArrowLeft at a time:
     milliseconds from each key press to the "Chosen: P and Q" chart drawn anew (on the
     default layer the seed keeps its first candidate, T bins, so every press moves it)."""
-    page = _explore(browser, url)
+    page = _explore(browser, url, ready)
     try:
         thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Target bins")
         thumb = thumb.get_by_role("slider")
@@ -213,70 +217,70 @@ def keypress_redraw_ms(browser: Any, url: str, presses: int = 7) -> list[float]:
         page.context.close()
 
 
-_RECT = """(text) => {
-    const d = [...document.querySelectorAll('[data-testid="stEChartsChart"]')]
-        .find(d => (d.getAttribute('aria-label') ?? '').includes(text));
-    const r = d.getBoundingClientRect();
-    return [r.left, r.top, r.width, r.height];
+# Arms a one-shot timer in the page: the next mouse-down anywhere starts it; it stops two
+# animation frames after the scrub figure's P path (its second subplot's first trace) has
+# a new shape. window.__scrub then holds the milliseconds.
+_ARM_SCRUB = """() => {
+    const fig = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(d => d.querySelector('.slider-rail-rect'));
+    const path = () => fig.querySelector('.subplot.x2y2 .scatterlayer .trace path.js-line');
+    const before = path()?.getAttribute('d');
+    window.__scrub = null;
+    document.addEventListener('mousedown', () => {
+        const t0 = performance.now();
+        const check = () => {
+            if (path()?.getAttribute('d') !== before) {
+                requestAnimationFrame(() => requestAnimationFrame(() => {
+                    window.__scrub = performance.now() - t0;
+                }));
+            } else {
+                requestAnimationFrame(check);
+            }
+        };
+        check();
+    }, {capture: true, once: true});
+}"""
+# the centre of each step's tick on the "Picked" figure's slider, in page pixels
+_TICKS = """() => {
+    const fig = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(d => d.querySelector('.slider-rail-rect'));
+    const rail = fig.querySelector('.slider-rail-rect').getBoundingClientRect();
+    return [...fig.querySelectorAll('.slider-tick-rect')].map(t => {
+        const r = t.getBoundingClientRect();
+        return [r.left + r.width / 2, rail.top + rail.height / 2];
+    });
 }"""
 
 
-def _default_kl_markers() -> tuple[dict, list[list]]:
-    """Explore's default KL curve as the page draws it (the shipped model's default
-    layer, the seed at its default levels): its option and its clickable markers."""
-    from calib.app.sources import model_histograms
-    from calib.explore import DEFAULT_LAYER, build_view
-    from calib.figures import kl_curve_figure
+def scrub_ms(browser: Any, url: str, steps: int = 9) -> list[float]:
+    """Explore's default view; one click at a time on another step of the "Picked"
+    figure's own slider: milliseconds, timed in the page, from the mouse-down to the
+    picked P and the title redrawn and painted (two animation frames later).
 
-    view = build_view(model_histograms()[DEFAULT_LAYER], "seed")
-    option = kl_curve_figure(view.result)
-    marks = next(s for s in option["series"] if s["name"] == "candidates")["data"]
-    return option, marks
-
-
-def marker_pixel(option: dict, point: list, rect: list[float]) -> tuple[float, float]:
-    """Where an ECharts chart of ``option`` (drawn in ``rect``: left, top, width, height)
-    draws ``point`` (x, y): its plot area is the option's grid, its axes' ranges are
-    explicit (calib.figures.base), and a log axis is linear in log10."""
-    left, top, width, height = rect
-    g = option["grid"]
-    ax, ay = option["xAxis"], option["yAxis"]
-
-    def share(axis: dict, v: float) -> float:
-        lo, hi = axis["min"], axis["max"]
-        if axis["type"] == "log":
-            v, lo, hi = math.log10(v), math.log10(lo), math.log10(hi)
-        return (v - lo) / (hi - lo)
-
-    x = left + g["left"] + share(ax, point[0]) * (width - g["left"] - g["right"])
-    y = top + g["top"] + (1 - share(ay, point[1])) * (height - g["top"] - g["bottom"])
-    return x, y
-
-
-def kl_click_ms(browser: Any, url: str, clicks: int = 7) -> list[float]:
-    """Explore's default view; one click at a time on a marker of the KL curve: milliseconds
-    from each click to the "Picked: P and Q" chart drawn at that candidate."""
-    option, marks = _default_kl_markers()
-    page = _explore(browser, url)
+    RuntimeError if a step redraws nothing in 10 s, or if the browser sent the server
+    anything meanwhile (the scrub is the browser's alone)."""
+    page = _new_page(browser)
+    sent: list[int] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda _: sent.append(1)))
     try:
-        curve = page.locator('[data-testid="stEChartsChart"]').nth(1)
-        curve.scroll_into_view_if_needed()
+        page.goto(url)
+        page.wait_for_function(PAGE_READY[""], timeout=TIMEOUT_MS)
+        page.locator(".slider-rail-rect").first.scroll_into_view_if_needed()
+        _settled(page)
+        ticks = page.evaluate(_TICKS)
+        if len(ticks) < 2:
+            raise RuntimeError("the Picked figure has no slider steps")
         out = []
-        for k in range(clicks):
-            _settled(page)
-            before = _title(page, "Picked")
-            point = marks[min(20 + 30 * k, len(marks) - 1)]
-            candidate = point[2]
-            x, y = marker_pixel(option, point, page.evaluate(_RECT, "KL divergence"))
-            page.mouse.move(x, y)
-            t0 = time.perf_counter()
+        before = len(sent)
+        for k in range(steps):
+            x, y = ticks[(3 + 4 * k) % len(ticks)]
+            page.evaluate(_ARM_SCRUB)
             page.mouse.click(x, y)
-            after = _wait_title(page, "Picked", before)
-            out.append(1e3 * (time.perf_counter() - t0))
-            # the markers are a pixel or two apart: a neighbour of the one aimed at counts
-            shown = int(after.split("(bin ")[1].split(",")[0])
-            if abs(shown - candidate) > 3 * (candidate // 100 + 1):
-                raise RuntimeError(f"clicked candidate {candidate}, the chart shows {after!r}")
+            page.wait_for_function("() => window.__scrub !== null", timeout=10_000)
+            out.append(float(page.evaluate("() => window.__scrub")))
+        page.wait_for_timeout(300)  # a rerun's request would be sent by now
+        if len(sent) != before:
+            raise RuntimeError(f"the scrub sent the server {len(sent) - before} messages")
         return out
     finally:
         page.context.close()
@@ -301,7 +305,7 @@ def layers_row_to_explore_ms(browser: Any, url: str) -> float:
 
 def latencies(url: str, repeats: int = 3, browser: Any = None) -> dict[str, Any]:
     """Every latency above against a running server at ``url``: medians in ms, and each
-    run's, as ``{"first load": {"Explore": ..}, "key press": .., "KL click": ..,
+    run's, as ``{"first load": {"Explore": ..}, "key press": .., "scrub": ..,
     "Layers row": .., "runs": {...}}``. Each page is visited once before its first loads
     are timed: a new visitor meets a running server, whose caches are filled.
 
@@ -322,13 +326,33 @@ def latencies(url: str, repeats: int = 3, browser: Any = None) -> dict[str, Any]
         first_load_ms(browser, url, path)  # the server's own first run of the page
         loads[path or "Explore"] = [first_load_ms(browser, url, path) for _ in range(repeats)]
     keys = keypress_redraw_ms(browser, url)
-    clicks = kl_click_ms(browser, url)
+    scrubs = scrub_ms(browser, url)
     row = layers_row_to_explore_ms(browser, url)
     med = statistics.median
     return {
         "first load": {p: med(v) for p, v in loads.items()},
         "key press": med(keys),
-        "KL click": med(clicks),
+        "scrub": med(scrubs),
         "Layers row": row,
-        "runs": {"first load": loads, "key press": keys, "KL click": clicks},
+        "runs": {"first load": loads, "key press": keys, "scrub": scrubs},
     }
+
+
+def probe_latencies(url: str, repeats: int = 3, browser: Any = None) -> dict[str, Any]:
+    """The probe page's (``calib/dev/probe.py`` served at ``url``) first load and key press,
+    measured as :func:`latencies` measures Explore's: medians in ms, and each run's."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            own = chromium(pw)
+            try:
+                return probe_latencies(url, repeats, own)
+            finally:
+                own.close()
+    first_load_ms(browser, url, ready=PROBE_READY)  # the server's own first run
+    loads = [first_load_ms(browser, url, ready=PROBE_READY) for _ in range(repeats)]
+    keys = keypress_redraw_ms(browser, url, ready=PROBE_READY)
+    med = statistics.median
+    return {"first load": med(loads), "key press": med(keys),
+            "runs": {"first load": loads, "key press": keys}}  # fmt: skip

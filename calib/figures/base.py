@@ -1,7 +1,10 @@
-"""What every figure shares: the palette, the heights and the base layout.
+"""What every figure shares: the palette, the heights, the base layout, the toolbar's
+configuration, and the helpers that keep a figure's payload small.
 
-Plotly only (no Streamlit). Each colour has one meaning on every page: blue is what is
-kept (P), red the clip and what it cuts, orange Q, green a candidate the user picked.
+Every chart of the app is a plotly figure (no Streamlit here). Each colour has one meaning
+on every page: blue is what is kept (P), red the clip and what it cuts, orange Q, green a
+candidate the user picked. Every chart gets the same toolbar (:func:`chart_config`: box
+zoom, pan, a PNG named after its layer and view), above the legend, never over it.
 """
 
 from __future__ import annotations
@@ -40,7 +43,10 @@ LEARN_HEIGHT = 330
 # Room for the axes' tick labels and titles from the start (plotly's automargin, on in
 # Streamlit's theme, still widens it for longer labels). Each time automargin widens a
 # margin plotly draws the whole figure again: with 10 px every figure was drawn twice.
-MARGIN = {"l": 80, "r": 10, "t": 40, "b": 65}
+# The top margin holds the title (top left), plotly's toolbar (top right, about 30 px
+# high) and under it a horizontal legend: the toolbar never covers the legend.
+MARGIN = {"l": 80, "r": 10, "t": 64, "b": 65}
+LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1}
 
 
 LOG_AXIS = {"type": "log", "dtick": 1}
@@ -58,21 +64,57 @@ def base_layout(title: str, x_title: str, y_title: str, *, log_y: bool = False, 
     if log_y:
         yaxis.update(LOG_AXIS)
     return {
-        "title": {"text": title, "x": 0.01, "xanchor": "left"},
+        "title": {
+            "text": title,
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 1,
+            "yref": "container",
+            "yanchor": "top",
+            "pad": {"t": 8},
+            "font": {"size": 14},
+        },
         "height": FIGURE_HEIGHT,
         "margin": MARGIN,
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        "legend": LEGEND,
         "hovermode": "x",
+        "dragmode": "zoom",
         "xaxis": {**AXIS, "title": {"text": x_title}},
         "yaxis": yaxis,
         **more,
     }
 
 
+def png_name(*parts: object) -> str:
+    """A file name for a chart's PNG from its layer and view: the parts joined by "_",
+    each kept to letters, digits, "-" and "." (a layer's "/" or ":" would make a path).
+
+    >>> png_name("encoder.layer.0.output.dense:output", "histogram")
+    'encoder.layer.0.output.dense-output_histogram'
+    """
+    words = []
+    for part in parts:
+        if part is None or part == "":
+            continue
+        text = "".join(c if c.isalnum() or c in "-." else "-" for c in str(part))
+        words.append(text.strip("-")[:80] or "-")
+    return "_".join(words) or "calib"
+
+
+def chart_config(name: str) -> dict:
+    """Plotly's config for every chart of the app: the toolbar's box zoom, pan and reset,
+    no logo, and the PNG export named ``name`` (:func:`png_name`) at twice the size."""
+    return {
+        "displaylogo": False,
+        "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2},
+        "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+    }
+
+
 # The most bins a step outline draws: about a pixel each across a full-width figure (1440
 # pixels less the sidebar). More only cost the browser time; the numbers stay exact.
 MAX_DRAWN_BINS = 1100
-MAX_MARKERS = 300  # clickable markers on a curve (a narrower range draws every one)
+MAX_MARKERS = 300  # the most points spread_indices picks by default
 
 
 def envelope(
@@ -158,16 +200,6 @@ def spread_indices(n: int, most: int = MAX_MARKERS, keep: tuple[int, ...] = ()) 
     return np.union1d(idx, np.asarray(extra, dtype=np.int64))
 
 
-# -- ECharts (Explore's figures) ---------------------------------------------------------------
-# Explore redraws its four figures on every key press and click. Streamlit's ECharts element
-# keeps a keyed chart across reruns and updates it in place (one canvas draw), and its
-# script bundle is a quarter of plotly's; Streamlit's plotly element mounts a new chart
-# whenever the figure changes and draws it twice (issue 10 has the figures).
-
-EMPTY = "-"
-"""ECharts' missing value: a gap in a line, no marker (its options are JSON: no NaN)."""
-
-
 DRAWN_DIGITS = 6
 """Significant digits of a value drawn on Explore's charts (a probability, a KL; whole
 numbers, the counts, are kept whole): each JSON number is then about 8 characters, not 18.
@@ -189,17 +221,6 @@ def drawn(values: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         keep = ~np.isfinite(v) | (v == np.round(v))
         return np.where(keep, v, np.round(v * scale) / scale)
-
-
-def finite_or_gap(values: np.ndarray, positive: bool = False) -> list:
-    """``values`` as a JSON list (:func:`drawn`), each non-finite value (and, on a log
-    axis, each value that is not positive) replaced by :data:`EMPTY`."""
-    v = np.asarray(values, dtype=np.float64)
-    bad = ~np.isfinite(v) | ((v <= 0) if positive else False)
-    out: list = drawn(v).tolist()
-    for i in np.flatnonzero(bad).tolist():
-        out[i] = EMPTY
-    return out
 
 
 def axis_range(lo: float, hi: float) -> tuple[float, float]:
@@ -224,11 +245,6 @@ def on_axis(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.round(np.asarray(x, dtype=np.float64), max(0, int(np.ceil(-np.log10(step)))))
 
 
-def points(x: list, y: list) -> list[list]:
-    """``[[x, y], ...]``, the data of an ECharts series on two value axes."""
-    return [list(p) for p in zip(x, y, strict=True)]
-
-
 def decades(values: np.ndarray) -> tuple[float, float] | None:
     """The powers of ten just around the positive finite ``values`` (a log axis's range:
     set explicitly, a point's pixel is a function of the data alone), or None."""
@@ -239,44 +255,3 @@ def decades(values: np.ndarray) -> tuple[float, float] | None:
     # half a decade at least under the smallest: a value on the axis's floor is not drawn
     lo, hi = np.floor(np.log10(v.min()) - 0.5), np.ceil(np.log10(v.max()))
     return float(10.0**lo), float(10.0 ** max(hi, lo + 1))
-
-
-def echarts_axis(name: str, lo: float | None = None, hi: float | None = None, *, log: bool = False,
-                 gap: int = 30) -> dict:  # fmt: skip
-    """A value (or log) axis named under or beside it, with an explicit range if given."""
-    axis: dict = {
-        "type": "log" if log else "value", "name": name, "nameLocation": "middle",
-        "nameGap": gap, "splitLine": {"show": True},
-    }  # fmt: skip
-    if log:
-        axis["logBase"] = 10
-    if lo is not None and hi is not None:
-        lo, hi = axis_range(lo, hi)
-        axis["min"], axis["max"] = lo, hi
-        if not log:  # an end is labelled only if it is a round number (not 195.75066...)
-            axis["axisLabel"] = {"showMinLabel": _round(lo), "showMaxLabel": _round(hi)}
-    return axis
-
-
-def _round(v: float) -> bool:
-    return float(f"{v:.3g}") == v
-
-
-def echarts_base(title: str, x_axis: dict, y_axis: dict, *, legend: bool = True,
-                 tooltip: str = "axis") -> dict:  # fmt: skip
-    """What every ECharts option shares: the title at the top left, the plot area inside
-    :data:`MARGIN` (fixed, so a point's pixel is known: the browser test clicks by it),
-    no animation (a redraw shows the new state at once), a tooltip."""
-    option = {
-        "animation": False,
-        "title": {"text": title, "left": 8, "top": 4, "textStyle": {"fontSize": 14}},
-        # exactly these margins: ECharts 6 otherwise moves the plot area to fit the labels
-        "grid": {"left": MARGIN["l"] + 4, "right": MARGIN["r"] + 10, "top": MARGIN["t"] + 20,
-                 "bottom": MARGIN["b"] - 10, "containLabel": False, "outerBoundsMode": "none"},
-        "tooltip": {"trigger": tooltip, "confine": True},
-        "xAxis": x_axis,
-        "yAxis": y_axis,
-    }  # fmt: skip
-    if legend:  # under the title: half a page is too narrow for both on one line
-        option["legend"] = {"right": 10, "top": 28, "itemHeight": 10}
-    return option

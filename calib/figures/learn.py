@@ -9,8 +9,6 @@ No Streamlit here.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import plotly.graph_objects as go
 
@@ -24,6 +22,7 @@ from calib.figures.base import (
     TAIL_COLOR,
     base_layout,
 )
+from calib.figures.sweep import kl_curve_figure
 from calib.learn import (
     Fold,
     LevelTable,
@@ -200,21 +199,20 @@ def terms_figure(pq: PQ, w: Window, plus_one: np.ndarray) -> go.Figure:
 def sweep_figure(
     result: SweepResult, candidate: int | None = None, penalty: np.ndarray | None = None
 ) -> go.Figure:
-    """Every candidate's KL, the minimum marked, the lesson's candidate as a line.
+    """Every candidate's KL, the minimum marked, the lesson's candidate as a green circle
+    (``calib.figures.sweep.kl_curve_figure`` on the candidate axis, the curve's one home).
 
     With ``penalty`` (``calib.learn.scale_penalty``) the KL is also drawn split into the
     penalty and the rest.
     """
-    x = result.candidates
-    kl = np.where(np.isfinite(result.kl), result.kl, np.nan)
-    hover = "candidate %{x}<br>%{y:.6g}"
-    fig = go.Figure(
-        go.Scatter(
-            x=x, y=kl, name="KL", mode="lines+markers" if x.size <= 64 else "lines",
-            line={"color": KEPT_COLOR, "width": 2}, hovertemplate=hover + "<extra>KL</extra>",
-        )
+    fig = kl_curve_figure(
+        result, picked=candidate, x="candidate", height=LEARN_HEIGHT,
+        title="KL of every candidate",
     )  # fmt: skip
     if penalty is not None:
+        x = result.candidates
+        kl = np.where(np.isfinite(result.kl), result.kl, np.nan)
+        hover = "candidate %{x}<br>%{y:.6g}"
         fig.add_trace(
             go.Scatter(
                 x=x, y=penalty, name="scale penalty", mode="lines",
@@ -229,22 +227,8 @@ def sweep_figure(
                 hovertemplate=hover + "<extra>shape</extra>",
             )
         )  # fmt: skip
-    if not result.dead and math.isfinite(result.min_kl):
-        fig.add_trace(
-            go.Scatter(
-                x=[result.best], y=[result.min_kl], name="minimum", mode="markers",
-                marker={"color": CLIP_COLOR, "size": 12, "symbol": "diamond"},
-                hovertemplate="minimum at %{x}: %{y:.6g}<extra></extra>",
-            )
-        )  # fmt: skip
-    if candidate is not None:
-        fig.add_vline(x=candidate, name="candidate", line={"color": "#555", "dash": "dash"})
-        fig.add_annotation(
-            x=candidate, y=1, yref="paper", text=f"candidate {candidate}", showarrow=False,
-            xanchor="left", yanchor="top",
-        )  # fmt: skip
-    _layout(fig, "KL of every candidate", "candidate (as the variant's loop counts it)", "KL")
-    fig.update_yaxes(axis_ticks("kl"))
+        linear = {"type": "linear", "range": None, "dtick": None, **axis_ticks("kl")}
+        fig.update_layout(yaxis=linear)
     return fig
 
 
