@@ -216,8 +216,10 @@ def test_hist_bin_choices_and_snapping():
     assert 8001 in sources.SAMPLE_BIN_CHOICES and DEFAULT_BINS in sources.SAMPLE_BIN_CHOICES
     small = sources.Source("histogram", "h", Histogram.from_counts(np.ones(200)), key="h")
     assert sources.hist_bin_choices(small) == (16, 32, 64, 128, 200)
-    choices = sources.hist_bin_choices(model_source())
-    assert choices[-1] == model_source().hist.n_bins and choices[-2] == 2048
+    assert sources.hist_bin_choices(model_source())[-1] == model_source().hist.n_bins
+    odd = sources.Source("histogram", "h", Histogram.from_counts(np.ones(2051)), key="o")
+    choices = sources.hist_bin_choices(odd)
+    assert choices[-1] == 2051 and choices[-2] == 2048
     assert sources.snap_hist_bins(1024, choices, 7) == 1024
     assert sources.snap_hist_bins(1000, choices, 7) == 1024
     assert sources.snap_hist_bins(90, choices, 7) == 64  # nearer 64 than 128 on a log scale

@@ -98,7 +98,7 @@ def test_an_explore_link_opens_either_model_on_the_method_it_names():
     assert not at.exception and not at.warning, (at.exception, at.warning)
     assert at.session_state["explore_model"] == NET
     assert at.session_state["explore_model_layer"] == last
-    assert any("ranked under **mse**" in i.value for i in at.info)
+    assert any("Ranked under mse" in i.value for i in at.info)
     at.query_params.update({"layer": MODELS[NET].default_layer, "method": ""})
     at.query_params.pop("method")
     at.run()  # a link without a method: no such note

@@ -131,8 +131,10 @@ def test_table_is_the_direct_calls(model_layer):
 def test_figure_lines_sit_at_the_table_amaxes():
     at = run_page()
     t = table(at)
-    lines = clip_lines(figure(at, 0))
+    drawn = clip_lines(figure(at, 0))
+    lines = {k: x for k, x in drawn.items() if not k.endswith(" -")}
     assert set(lines) == set(t.index)
+    assert {k.removesuffix(" -"): -x for k, x in drawn.items() if k.endswith(" -")} == lines
     for name, x in lines.items():
         assert fmt(x, 6) == t.loc[name, "amax"]
     curves = figure(at, 1)

@@ -54,7 +54,7 @@ from calib.explore import (
 from calib.figures.explore import chosen_figure, explore_histogram, picked_figure
 from calib.histogram import Histogram
 from calib.methods import DEFAULT_NUM_BITS
-from calib.numbers import fmt, fmt_db, fmt_kl, fmt_pct
+from calib.numbers import fmt, fmt_count, fmt_db, fmt_kl, fmt_pct
 from calib.policies import POLICY_CHOICES, VARIANTS, resolve_policy
 from calib.sweep import SweepResult
 
@@ -543,7 +543,7 @@ def _numbers(view: View, c: Controls, key: str) -> None:
     r, h, m = view.result, view.hist, view.metrics
     st.caption(
         f"**{plain(view.label)}**: {h.n_bins} bins on [{fmt(h.edges[0])}, {fmt(h.edges[-1])}], "
-        f"{fmt(h.total, 6)} counts; {c.variant}, {view.target_bins} levels, {c.num_bits}-bit"
+        f"{fmt_count(h.total)} counts; {c.variant}, {view.target_bins} levels, {c.num_bits}-bit"
         + (f"; overridden: {dict(c.overrides)}" if c.overrides else "")
     )
     state.method_clip(view, c.num_bits, key)  # a row ranked under max, percentile or mse
