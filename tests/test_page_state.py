@@ -301,3 +301,43 @@ def test_learn_keeps_its_lesson_settings_and_candidate_and_its_link_reproduces_t
     assert fresh.selectbox(key="learn_lesson").value == lessons[1]
     assert fresh.selectbox(key="learn_variant").value == "mxnet"
     assert fresh.slider(key="learn_candidate").value == cand
+
+
+# -- the shipped model in every page's link ---------------------------------------------------
+NET = "efficientnet_lite0"
+
+
+def test_every_pages_link_names_the_shipped_model_and_compare_follows_explores():
+    """A view of the CNN is a link to the CNN on every page (the link tables of
+    calib.app.links): Explore's, Compare's (which opens on Explore's model and layer),
+    Layers' and Learn's; a link naming the model opens it."""
+    layer = list(sources.model_histograms(NET))[5]
+    at = go(app(), EXPLORE, {"src": "model", "model": NET, "layer": layer})
+    assert params(at)["model"] == NET and params(at)["layer"] == layer
+    go(at, COMPARE)
+    assert at.selectbox(key="compare_model").value == NET
+    assert at.selectbox(key="compare_model_layer").value == layer
+    assert (params(at)["model"], params(at)["layer"]) == (NET, layer)
+    from calib.app.learn import OTHER  # the lesson on any histogram (the others: demos)
+
+    for page, key, more in (
+        (LAYERS, "layers_model", {}),
+        (LEARN, "learn_model", {"lesson": OTHER}),
+    ):
+        fresh = go(app(), page, {"src": "model", "model": NET, **more})
+        assert fresh.selectbox(key=key).value == NET, page
+        assert params(fresh)["model"] == NET, page
+    bad = go(app(), LAYERS, {"src": "model", "model": "resnet"})
+    assert any("Ignored model='resnet'" in w.value for w in bad.warning)
+
+
+def test_an_effect_link_opens_the_cnns_results_ranked_under_the_calibration_it_names():
+    from calib.app import effect_models
+
+    doc = effect_models.shipped_report(NET)
+    names = list(effect_models.rankings(doc))
+    assert len(names) > 1  # the shipped CNN results rank several calibrations
+    at = go(app(), EFFECT, {"src": NET, "ranking": names[1]})
+    assert at.radio(key="effect_src").value == NET
+    assert at.selectbox(key="effect_ranking").value == names[1]
+    assert (params(at)["src"], params(at)["ranking"]) == (NET, names[1])

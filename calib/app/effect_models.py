@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from calib import evaluate
-from calib.app import sources
+from calib.app import sources, state
 from calib.app.links import explore_query
 from calib.models import MODELS, with_effect
 from calib.spec import Spec
@@ -103,7 +103,7 @@ def rank_picker(doc: Mapping[str, Any], key: str) -> str:
         st.caption(f"Sensitivity ranked under {names[0]} (the only ranking in these results).")
         return names[0]
     picked = st.selectbox(
-        "Rank the tensors under", names, key=key,
+        "Rank the tensors under", names, key=key, persist_state=state.KEEP,
         help="Each calibration's own ranking: which tensors hurt when quantized with "
         "its clips, and what to keep in float. The first is the best method's.",
     )  # fmt: skip

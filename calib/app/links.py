@@ -1,17 +1,20 @@
-"""The link format: an app page's state as query parameters, and back, in one place.
+"""The link format: every app page's state as query parameters, and back, in one place.
 
-A link to Explore reproduces its view (``?src=model&layer=...&variant=...``): the Layers
-and Effect pages write one with :func:`explore_query`, Explore reads it with
+A link to Explore reproduces its view (``?src=model&model=minilm&layer=...&variant=...``):
+the Layers and Effect pages write one with :func:`explore_query`, Explore reads it with
 :func:`parse_explore_query` and writes its own state back with :func:`state_query`. The
-session keys a link sets (``<key>_variant``, ``<key>_policy_<field>``...) are the Explore
-page's widgets' (``calib.app.explore``); the values are checked against the core's
-vocabularies (variants, policies, demos, bit widths).
+other pages' links are tables, :data:`LINKS` (a :class:`Param` per query parameter: the
+widget it sets and how its text is read), which ``calib.app.state`` applies and writes.
+The session keys a link sets (``<key>_variant``, ``<key>_policy_<field>``...) are the
+pages' widgets'; the values are checked against the core's vocabularies (variants,
+policies, demos, bit widths, shipped models).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import streamlit as st
@@ -35,6 +38,8 @@ from calib.policies import POLICY_CHOICES, VARIANTS, levels_for
 __all__ = [
     "EXPLORE_QUERY_KEYS",
     "LAYER_KEYS",
+    "LINKS",
+    "Param",
     "explore_query",
     "parse_explore_query",
     "state_query",
@@ -263,3 +268,132 @@ def _model_query(key: str) -> dict[str, str]:
     if layer not in model_histograms(model):  # another model's, until the picker settles it
         layer = MODELS[model].default_layer
     return {"model": str(model), "layer": str(layer)}
+
+
+# --------------------------------------------------------------------------------------
+# every other page's link: one table per page (read and written by calib.app.state)
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One query parameter: its ``name`` in the URL, the widget ``key`` it sets, how the
+    text is read (``read`` returns the value or raises ValueError), what it expects
+    (for the warning a bad link gets)."""
+
+    name: str
+    key: str
+    read: Callable[[str], Any]
+    expects: str
+    widget: bool = True  # False: st.tabs, which a page opens through ``default=`` (see last)
+
+
+def _one_of(options: Sequence[Any]) -> Callable[[str], Any]:
+    by_text = {str(o): o for o in options}
+
+    def read(text: str) -> Any:
+        if text not in by_text:
+            raise ValueError(text)
+        return by_text[text]
+
+    return read
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def read(text: str) -> int:
+        v = int(text)
+        if not lo <= v <= hi:
+            raise ValueError(text)
+        return v
+
+    return read
+
+
+def _float_in(lo: float, hi: float) -> Callable[[str], float]:
+    def read(text: str) -> float:
+        v = float(text)
+        if not lo <= v <= hi:  # NaN fails too
+            raise ValueError(text)
+        return v
+
+    return read
+
+
+def _bool(text: str) -> bool:
+    t = text.lower()
+    if t not in ("true", "1", "false", "0"):
+        raise ValueError(text)
+    return t in ("true", "1")
+
+
+def _any_text(text: str) -> str:
+    return text  # checked where it is used (a layer of the file shown)
+
+
+def _choice(name: str, key: str, options: Sequence[Any]) -> Param:
+    return Param(name, key, _one_of(options), "one of " + ", ".join(map(str, options)))
+
+
+def _learn_choice(name: str, key: str, what: str) -> Param:
+    """A choice among calib.app.learn's lessons or questions (read when a link comes)."""
+
+    def read(text: str) -> str:
+        from calib.app import learn  # it imports this module
+
+        options = [*learn.learn.LESSONS, learn.OTHER] if what == "lesson" else list(learn.QUESTIONS)
+        return _one_of(options)(text)
+
+    return Param(name, key, read, f"a {what} of the Learn page", widget=what != "question")
+
+
+def _source_params(page: str) -> tuple[Param, ...]:
+    """The histogram source of a page built on ``calib.app.sources.histogram_source``."""
+    return (
+        _choice("src", f"{page}_kind", list(SOURCE_KINDS)),
+        _choice("model", f"{page}_model", list(MODELS)),
+        Param("layer", f"{page}_model_layer", _any_text, "a layer of the real model"),
+        Param("layers_layer", f"{page}_layers_layer", _any_text, "a layer of the file"),
+        _choice("demo", f"{page}_demo", list(DEMOS)),
+    )
+
+
+LINKS: dict[str, tuple[Param, ...]] = {
+    "layers": (
+        _choice("src", "layers_src", ["model", "upload", "onnx"]),
+        _choice("model", "layers_model", list(MODELS)),
+        _choice("method", "layers_method", METHODS),
+        _choice("variant", "layers_variant", list(VARIANTS)),
+        _choice("bits", "layers_bits", NUM_BITS_CHOICES),
+        Param("target_bins", "layers_target_bins", _int_in(TARGET_BINS_MIN, 2**14), "an integer"),
+        Param("percentile", "layers_percentile", _float_in(0.0, 100.0), "a number in 0..100"),
+    ),
+    "compare": (
+        *_source_params("compare"),
+        Param("hist_bins", "compare_hist_bins", _int_in(2, 2**20), "an integer"),
+        Param("same_levels", "compare_same_levels", _bool, "true or false"),
+        Param(
+            "target_bins",
+            "compare_target_bins",
+            _int_in(TARGET_BINS_MIN, TARGET_BINS_MAX),
+            "an integer",
+        ),
+        Param("log_y", "compare_log_y", _bool, "true or false"),
+        dataclasses.replace(
+            _choice("why", "compare_why_tab", [v for v in VARIANTS if v != "seed"]), widget=False
+        ),
+    ),
+    "effect": (
+        _choice("src", "effect_src", [*MODELS, "upload"]),
+        Param("ranking", "effect_ranking", _any_text, "a calibration the results rank"),
+        Param("target", "effect_target", _float_in(0.0, 120.0), "0..120 dB"),
+        Param("weights", "effect_weights", _bool, "true or false"),
+    ),
+    "learn": (
+        _learn_choice("lesson", "learn_lesson", "lesson"),
+        *_source_params("learn"),
+        Param("hist_bins", "learn_hist_bins", _int_in(2, 2**20), "an integer"),
+        _choice("variant", "learn_variant", list(VARIANTS)),
+        Param("target_bins", "learn_target_bins", _int_in(1, 2**14), "an integer"),
+        Param("candidate", "learn_candidate", _int_in(0, 2**20), "an integer"),
+        _learn_choice("question", "learn_question", "question"),
+    ),
+}
+"""Each page's query parameters but Explore's (whose are :data:`EXPLORE_QUERY_KEYS`)."""

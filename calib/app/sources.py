@@ -242,7 +242,7 @@ def _choose(key: str, kind: str) -> Source | None:
     if kind == "demo":
         names = list(DEMOS)
         _default(f"{key}_demo", names[0])
-        name = st.sidebar.selectbox("Demo", names, key=f"{key}_demo", persist_state="session")
+        name = st.sidebar.selectbox("Demo", names, key=f"{key}_demo", persist_state=state.KEEP)
         st.sidebar.caption(DEMOS[name].what)
         h = _demo(name, DEFAULT_BINS)
         # A dead layer is its all-zero histogram: samples of zeros would make a zero spike.
@@ -360,7 +360,7 @@ def model_picker(key: str, where: Any = None) -> str:
         st.session_state[f"{key}_model"] = model_id(key)
     model = where.selectbox(
         "Model", list(shipped), format_func=lambda k: MODELS[k].label, key=f"{key}_model",
-        persist_state="session",
+        persist_state=state.KEEP,
         help=" ".join(f"{m.label}: {m.description}" for m in shipped.values()),
     )  # fmt: skip
     return str(model)
@@ -373,7 +373,7 @@ def _model_source(key: str) -> Source:
     st.session_state[layer_key] = _model_layer(key, model, layers)
     # kept while another kind of source is shown, so that coming back finds the same layer
     layer = st.sidebar.selectbox(
-        "Layer", layers, key=layer_key, persist_state="session", format_func=short_name,
+        "Layer", layers, key=layer_key, persist_state=state.KEEP, format_func=short_name,
         help=f"ONNX name: {st.session_state[layer_key]}",
     )  # fmt: skip
     return _model_source_of(model, layer)

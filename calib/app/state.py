@@ -10,36 +10,36 @@ One home for three things every page (Layers, Compare, Effect, Learn) needs:
   a non-widget session key, one per uploader, replaced by the next upload and dropped when
   the user removes the file. Results computed from an upload are kept by the page under a
   non-widget key (Layers' ``layers_last_good``, Effect's ``effect_result``).
-- **The view in the URL**: :data:`LINKS` says, per page, which query parameter holds which
-  widget's value and how it is read back; :func:`sync`, first thing on a page, applies a
-  query string that is new (a link) and writes the view back, :func:`write` at the end of
-  the page writes what the run settled. A link to an upload carries only its settings (the
-  file stays in the browser session), and the sidebar says so under the uploader.
+- **The view in the URL**: ``calib.app.links.LINKS`` says, per page, which query
+  parameter holds which widget's value and how it is read back; :func:`sync`, first
+  thing on a page, applies a query string that is new (a link) and writes the view back,
+  :func:`write` at the end of the page writes what the run settled. A link to an upload
+  carries only its settings (the file stays in the browser session), and the sidebar
+  says so under the uploader.
 
-Explore keeps its own link format (``calib.explore.parse_explore_query``); :func:`explore_method`
-reads what Explore needs to show a non-entropy method's clip.
+The link format itself, every page's (which parameter, which widget, how it is read), is
+``calib.app.links``; :func:`explore_method` reads what Explore needs to show a
+non-entropy method's clip.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
 
+from calib.app.links import LINKS
 from calib.app.text import plain
-from calib.demos import DEMOS
-from calib.explore import DEFAULT_LAYER, SOURCE_KINDS
+from calib.explore import DEFAULT_LAYER
 from calib.methods import METHODS
-from calib.policies import NUM_BITS_CHOICES, TARGET_BINS_MAX, TARGET_BINS_MIN, VARIANTS
+from calib.models import DEFAULT_MODEL
 
 __all__ = [
     "KEEP",
-    "LINKS",
     "LINK_NOTE",
     "Kept",
-    "Param",
     "apply",
     "explore_method",
     "file_uploader",
@@ -57,131 +57,8 @@ KEEP = "session"
 
 
 # --------------------------------------------------------------------------------------
-# the link format: one table per page
+# the view in the URL (the link format itself: calib.app.links)
 # --------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Param:
-    """One query parameter: its ``name`` in the URL, the widget ``key`` it sets, how the
-    text is read (``read`` returns the value or raises ValueError), what it expects
-    (for the warning a bad link gets)."""
-
-    name: str
-    key: str
-    read: Callable[[str], Any]
-    expects: str
-    widget: bool = True  # False: st.tabs, which a page opens through ``default=`` (see last)
-
-
-def _one_of(options: Sequence[Any]) -> Callable[[str], Any]:
-    by_text = {str(o): o for o in options}
-
-    def read(text: str) -> Any:
-        if text not in by_text:
-            raise ValueError(text)
-        return by_text[text]
-
-    return read
-
-
-def _int_in(lo: int, hi: int) -> Callable[[str], int]:
-    def read(text: str) -> int:
-        v = int(text)
-        if not lo <= v <= hi:
-            raise ValueError(text)
-        return v
-
-    return read
-
-
-def _float_in(lo: float, hi: float) -> Callable[[str], float]:
-    def read(text: str) -> float:
-        v = float(text)
-        if not lo <= v <= hi:  # NaN fails too
-            raise ValueError(text)
-        return v
-
-    return read
-
-
-def _bool(text: str) -> bool:
-    t = text.lower()
-    if t not in ("true", "1", "false", "0"):
-        raise ValueError(text)
-    return t in ("true", "1")
-
-
-def _any_text(text: str) -> str:
-    return text  # checked where it is used (a layer of the file shown)
-
-
-def _choice(name: str, key: str, options: Sequence[Any]) -> Param:
-    return Param(name, key, _one_of(options), "one of " + ", ".join(map(str, options)))
-
-
-def _learn_choice(name: str, key: str, what: str) -> Param:
-    """A choice among calib.app.learn's lessons or questions (read when a link comes)."""
-
-    def read(text: str) -> str:
-        from calib.app import learn  # it imports this module
-
-        options = [*learn.learn.LESSONS, learn.OTHER] if what == "lesson" else list(learn.QUESTIONS)
-        return _one_of(options)(text)
-
-    return Param(name, key, read, f"a {what} of the Learn page", widget=what != "question")
-
-
-def _source_params(page: str) -> tuple[Param, ...]:
-    """The histogram source of a page built on ``calib.app.sources.histogram_source``."""
-    return (
-        _choice("src", f"{page}_kind", list(SOURCE_KINDS)),
-        Param("layer", f"{page}_model_layer", _any_text, "a layer of the real model"),
-        Param("layers_layer", f"{page}_layers_layer", _any_text, "a layer of the file"),
-        _choice("demo", f"{page}_demo", list(DEMOS)),
-    )
-
-
-LINKS: dict[str, tuple[Param, ...]] = {
-    "layers": (
-        _choice("src", "layers_src", ["model", "upload", "onnx"]),
-        _choice("method", "layers_method", METHODS),
-        _choice("variant", "layers_variant", list(VARIANTS)),
-        _choice("bits", "layers_bits", NUM_BITS_CHOICES),
-        Param("target_bins", "layers_target_bins", _int_in(TARGET_BINS_MIN, 2**14), "an integer"),
-        Param("percentile", "layers_percentile", _float_in(0.0, 100.0), "a number in 0..100"),
-    ),
-    "compare": (
-        *_source_params("compare"),
-        Param("hist_bins", "compare_hist_bins", _int_in(2, 2**20), "an integer"),
-        Param("same_levels", "compare_same_levels", _bool, "true or false"),
-        Param(
-            "target_bins",
-            "compare_target_bins",
-            _int_in(TARGET_BINS_MIN, TARGET_BINS_MAX),
-            "an integer",
-        ),
-        Param("log_y", "compare_log_y", _bool, "true or false"),
-        dataclasses.replace(
-            _choice("why", "compare_why_tab", [v for v in VARIANTS if v != "seed"]), widget=False
-        ),
-    ),
-    "effect": (
-        _choice("src", "effect_src", ["shipped", "upload"]),
-        Param("target", "effect_target", _float_in(0.0, 120.0), "0..120 dB"),
-        Param("weights", "effect_weights", _bool, "true or false"),
-    ),
-    "learn": (
-        _learn_choice("lesson", "learn_lesson", "lesson"),
-        *_source_params("learn"),
-        Param("hist_bins", "learn_hist_bins", _int_in(2, 2**20), "an integer"),
-        _choice("variant", "learn_variant", list(VARIANTS)),
-        Param("target_bins", "learn_target_bins", _int_in(1, 2**14), "an integer"),
-        Param("candidate", "learn_candidate", _int_in(0, 2**20), "an integer"),
-        _learn_choice("question", "learn_question", "question"),
-    ),
-}
-"""Each page's query parameters (the link format of every page but Explore's)."""
-
-
 def _written_key(page: str) -> str:
     return f"calib_link_{page}"
 
@@ -291,6 +168,7 @@ def follow_explore(page: str) -> None:
         return
     want = {f"{page}_kind": src}
     if src == "model":
+        want[f"{page}_model"] = explore.get("model", DEFAULT_MODEL)
         want[f"{page}_model_layer"] = explore.get("layer", DEFAULT_LAYER)
     elif src == "layers" and explore.get("layer"):
         want[f"{page}_layers_layer"] = explore["layer"]
