@@ -304,4 +304,4 @@ def test_an_upload_is_ranked_under_the_calibration_picked_before_running():
     assert not at.exception, at.exception
     q = query(at)
     assert q["src"] == "layers" and q["method"] == "max"
-    assert any("ranked under **max**" in i.value for i in at.info)  # Explore says so
+    assert any("Ranked under max" in i.value for i in at.info)  # Explore says so

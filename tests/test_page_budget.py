@@ -45,7 +45,8 @@ def test_a_table_past_the_page_budget_is_refused_before_it_runs(monkeypatch):
     ran = []
     real = report.layer_table
     monkeypatch.setattr(report, "layer_table", lambda *a, **k: ran.append(1) or real(*a, **k))
-    # the shipped model's table (21 million cells) fits; three 65,536-bin tensors do not
+    # the shipped model's table (15 million cells: signed, folded to |x| by the seed) fits;
+    # three 65,536-bin tensors do not
     monkeypatch.setattr(limits, "MAX_PAGE_CELLS", 22_000_000)
     h = calib.Histogram.from_samples(np.random.default_rng(0).laplace(size=5000), 2**16)
     at = AppTest.from_file(str(ROOT / "pages" / "2_Layers.py"), default_timeout=120).run()

@@ -124,7 +124,9 @@ def test_variant_and_method_change_the_amaxes():
 @pytest.mark.slow
 def test_target_bins_too_large_shows_an_error_and_keeps_the_other_rows():
     at = run_page()
-    at.number_input(key="layers_target_bins").set_value(2500).run()
+    # folded to |x|, the shipped histograms have 2,048 to 4,820 bins: 2,600 levels fit in
+    # some, not in others (and the table stays under the page's cell budget)
+    at.number_input(key="layers_target_bins").set_value(2600).run()
     assert not at.exception
     assert len(at.error) == 1 and "target_bins" in at.error[0].value
     df = table(at)
@@ -133,7 +135,7 @@ def test_target_bins_too_large_shows_an_error_and_keeps_the_other_rows():
     assert errors.any() and not errors.all()
     # the seed reads |x|: each shipped histogram is signed, its n bins fold to n / 2
     folded = df["bins"] / 2
-    assert (folded[errors] <= 2500).all() and (folded[~errors] > 2500).all()
+    assert (folded[errors] <= 2600).all() and (folded[~errors] > 2600).all()
 
 
 @pytest.mark.slow
@@ -233,6 +235,7 @@ def test_a_cache_shows_cached_thresholds_and_flags_problems():
     amax = {n: rows[n].amax for n in names[1:]}  # the first tensor is missing
     amax[names[5]] *= 3.0  # a large disagreement
     amax[names[6]] = 0.0  # a zero scale
+    amax[names[8]] = amax[names[7]]  # two tensors sharing one scale (a copy, or an alias)
     amax["(Unnamed Layer* 7) [Activation]_output"] = 1.0  # a generated name, not ours
     buf = io.StringIO()
     cio.write_trt_cache(buf, amax)
@@ -247,7 +250,10 @@ def test_a_cache_shows_cached_thresholds_and_flags_problems():
     assert df.loc[names[6], "disagree"]  # zero against calib's amax
     assert math.isnan(df.loc[names[0], "cached amax"])
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Disagree with the cache"] == "2"
+    # the large one, the zero and the copied scale (unless the two tensors clip alike)
+    ratio = rows[names[7]].amax / rows[names[8]].amax
+    copied = not 1 / report.DISAGREE_RATIO <= ratio <= report.DISAGREE_RATIO
+    assert metrics["Disagree with the cache"] == str(2 + copied)
     warnings = " ".join(w.value for w in at.warning)
     for check in ("problem", "identical", "unnamed", "missing", "extra"):
         assert f"**{check}**" in warnings

@@ -181,7 +181,7 @@ def test_lessons_and_real_sources_keep_the_chosen_levels():
     at.selectbox(key="learn_lesson").set_value(OTHER)
     rerun(at)
     assert "Layer" in [s.label for s in at.sidebar.selectbox]  # the real model by default
-    for bins in (16, 64):
+    for bins in (32, 128):  # signed: folded to 16 and 64 bins, room for 10 levels
         at.select_slider(key="learn_hist_bins").set_value(bins)
         rerun(at)
         # a slider whose range changed keeps its value (Streamlit would reset it to 2)

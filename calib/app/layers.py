@@ -28,6 +28,7 @@ from calib.app import sources, state, text
 from calib.app.charts import plot
 from calib.app.links import explore_query
 from calib.app.text import plain
+from calib.explore import max_target_bins
 from calib.figures.layers import sqnr_figure
 from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
 from calib.models import MODELS, short_name
@@ -38,6 +39,7 @@ from calib.policies import (
     VARIANT_NOTES,
     VARIANTS,
     levels_for,
+    resolve_policy,
 )
 from calib.spec import Spec
 
@@ -251,11 +253,16 @@ def table_rows(layers: Layers, s: Settings) -> tuple[report.LayerRow, ...]:
 def check_budget(layers: Layers, s: Settings) -> None:
     """Refuse (st.error, then stop the page) a table past the page's budget,
     ``limits.MAX_PAGE_CELLS``, before any tensor is calibrated, saying what to do."""
+    bins = [h.n_bins for h in layers.hists.values()]
     if s.method == "entropy":
         levels = s.target_bins or levels_for(s.variant, s.num_bits)
+        # the bins the variant sweeps: a signed histogram is folded to |x| by an unsigned
+        # layout, |x| mirrored by a signed one (the rule of calib.explore.max_target_bins)
+        layout = resolve_policy(s.variant, {}).layout
+        bins = [max_target_bins(h.n_bins, h.is_signed, layout) + 1 for h in layers.hists.values()]
     else:
         levels = 2 ** (s.num_bits - 1)
-    cells = limits.page_cells((h.n_bins for h in layers.hists.values()), s.method, levels)
+    cells = limits.page_cells(bins, s.method, levels)
     if cells > limits.MAX_PAGE_CELLS:
         what = f"The table of {len(layers.hists):,} tensors with {s.method} needs about"
         st.error(
