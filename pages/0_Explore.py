@@ -1,10 +1,11 @@
 """Explore: where a KL (entropy) calibrator clips one activation histogram, and why.
 
-The app's default page (``streamlit run app.py``). Opens on a real model's layer (the FFN
-output of all-MiniLM-L6-v2's first block, shipped in assets/); the sidebar switches to any
-other layer, a built-in demo, or an upload. The view's state lives in the query string
-(``calib.app.links``), so a link reproduces it. The widgets, state and layout are
-``calib.app.explore``, the figures ``calib.figures.explore``, the numbers ``calib.explore``.
+The app's default page (``streamlit run app.py``). Opens on a real model's tensor (the GELU
+output of all-MiniLM-L6-v2's first block, ``calib.models``); the sidebar switches to the
+other shipped model, any other tensor, a built-in demo, or an upload. The view's state
+lives in the query string (``calib.app.links``), so a link reproduces it. The widgets,
+state and layout are ``calib.app.explore``, the figures ``calib.figures.explore``, the
+numbers ``calib.explore``.
 """
 
 from __future__ import annotations

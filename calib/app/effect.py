@@ -313,8 +313,8 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
 
 def explore_params(shown: Shown, layer: str) -> dict[str, str] | None:
     """Explore's query string for a tensor: for an upload, its histogram handed over in the
-    session (as Layers hands its own); for the shipped results, its Linear layer's input
-    in the shipped histograms. None when Explore has no histogram of it."""
+    session (as Layers hands its own); for the shipped results, its histogram in the
+    shipped model's collection. None when Explore has no histogram of it."""
     if shown.hists is not None:
         if layer not in shown.hists:
             return None

@@ -43,7 +43,7 @@ def page_rows(
 
 
 def page_label(page: int, n: int, per_page: int = GRID_PAGE) -> str:
-    """What the page selector shows: ``"25–48 of 72"``."""
+    """What the page selector shows: ``"25–48 of 48"``."""
     first = page * per_page + 1
     return f"{first}–{min(n, first + per_page - 1)} of {n}"
 
