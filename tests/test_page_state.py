@@ -241,7 +241,8 @@ def test_effect_keeps_the_upload_evaluation_and_target_sqnr_recomputes_only_keep
         steps = [d for d in at.dataframe if "back to float" in d.value.columns]
         got = list(steps[0].value["back to float"]) if steps else []
         assert got == [s["layer"] for s in want["keep_float"]]
-    assert params(at) == {"src": "upload", "target": "60.0", "weights": "false"}
+    ranked = str(doc["calibration"])  # the ranking shown: the best method's, by default
+    assert params(at) == {"src": "upload", "ranking": ranked, "target": "60.0", "weights": "false"}
 
 
 # -- Compare -----------------------------------------------------------------------------------

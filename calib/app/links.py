@@ -284,6 +284,8 @@ class Param:
     read: Callable[[str], Any]
     expects: str
     widget: bool = True  # False: st.tabs, which a page opens through ``default=`` (see last)
+    # written only while another parameter has this value: ("src", "model") for the model
+    when: tuple[str, str] | None = None
 
 
 def _one_of(options: Sequence[Any]) -> Callable[[str], Any]:
@@ -348,7 +350,7 @@ def _source_params(page: str) -> tuple[Param, ...]:
     """The histogram source of a page built on ``calib.app.sources.histogram_source``."""
     return (
         _choice("src", f"{page}_kind", list(SOURCE_KINDS)),
-        _choice("model", f"{page}_model", list(MODELS)),
+        dataclasses.replace(_choice("model", f"{page}_model", list(MODELS)), when=("src", "model")),
         Param("layer", f"{page}_model_layer", _any_text, "a layer of the real model"),
         Param("layers_layer", f"{page}_layers_layer", _any_text, "a layer of the file"),
         _choice("demo", f"{page}_demo", list(DEMOS)),
@@ -358,7 +360,7 @@ def _source_params(page: str) -> tuple[Param, ...]:
 LINKS: dict[str, tuple[Param, ...]] = {
     "layers": (
         _choice("src", "layers_src", ["model", "upload", "onnx"]),
-        _choice("model", "layers_model", list(MODELS)),
+        dataclasses.replace(_choice("model", "layers_model", list(MODELS)), when=("src", "model")),
         _choice("method", "layers_method", METHODS),
         _choice("variant", "layers_variant", list(VARIANTS)),
         _choice("bits", "layers_bits", NUM_BITS_CHOICES),

@@ -76,6 +76,9 @@ def link(page: str, state: Mapping[str, Any] | None = None) -> dict[str, str]:
         v = s.get(p.key, s.get(_last_key(p.key)))
         if v is not None:
             q[p.name] = _text(v)
+    for p in LINKS[page]:  # a parameter of one kind of view only (the model's)
+        if p.when is not None and q.get(p.when[0]) != p.when[1]:
+            q.pop(p.name, None)
     return q
 
 
