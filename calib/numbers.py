@@ -220,13 +220,15 @@ def axis_ticks(
         0.0001 is not ``100µ`` values). "index" is an integer axis (tensors, steps, bins):
         whole-number ticks, at most about ten (``n``: how many positions).
     log : bool
-        A logarithmic axis: ``type: "log"``, a tick per decade (``dtick: 1``), labelled as
-        above (``1e-8``, not ``0.00000001``).
+        A logarithmic axis: ``type: "log"``, a tick per decade (``dtick: 1``), labelled
+        alike (``1e-8``, ``1e+6``: d3's ``~e``, not ``0.00000001``), counts in SI.
 
     >>> axis_ticks("kl")
     {'tickformat': '~g', 'exponentformat': 'e'}
     >>> axis_ticks("count", log=True, lo=1.0)
     {'tickformat': '~s', 'exponentformat': 'SI', 'type': 'log', 'dtick': 1}
+    >>> axis_ticks("kl", log=True)["tickformat"]
+    '~e'
     >>> axis_ticks("index", n=2)
     {'tickformat': 'd', 'tick0': 0, 'dtick': 1}
     """
@@ -241,4 +243,6 @@ def axis_ticks(
         out = {"tickformat": _TICK_FORMATS.get(quantity, "~g"), "exponentformat": "e"}
     if log:
         out.update({"type": "log", "dtick": 1})
+        if out["tickformat"] == "~g":  # one decade a tick: every label alike, 1e+5 and 1e+6
+            out["tickformat"] = "~e"  # ("~g" wrote 100000 beside 1e+6, 0.0001 beside 1e-7)
     return out

@@ -80,6 +80,11 @@ predict it?**: each tensor's SQNR of the clip computed from its histogram alone 
 the Layers page ranks by) against the measured only-this output SQNR.
 """
 
+_METHOD_COLUMNS = {  # dB as every dB of the app is written (calib.numbers)
+    "output SQNR (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
+    "cosine": st.column_config.NumberColumn(format="%.4g"),
+    "max abs error": st.column_config.NumberColumn(format="%.4g"),
+}
 _SENSITIVITY_COLUMNS = {
     "tensor": st.column_config.TextColumn(
         "tensor", width="medium", help="The ONNX name's last parts; the full name is last."
@@ -264,7 +269,7 @@ def methods_section(doc: Mapping[str, Any]) -> None:
     top = em.add_classifier_columns(rows, doc["methods"], em.METHOD_TOP)
     st.dataframe(
         pd.DataFrame(rows), hide_index=True, key="effect_methods_table",
-        column_config=em.percent_columns(top),
+        column_config={**_METHOD_COLUMNS, **em.percent_columns(top)},
     )  # fmt: skip
     left = {m["label"]: m["left_float"] for m in doc["methods"] if m["left_float"]}
     for name, why in left.items():

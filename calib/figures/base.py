@@ -252,6 +252,7 @@ def decades(values: np.ndarray) -> tuple[float, float] | None:
     v = v[np.isfinite(v) & (v > 0)]
     if not v.size:
         return None
-    # half a decade at least under the smallest: a value on the axis's floor is not drawn
-    lo, hi = np.floor(np.log10(v.min()) - 0.5), np.ceil(np.log10(v.max()))
+    # half a decade under the smallest: a value on the axis's floor is not drawn, and no
+    # decade's tick below the data is labelled (a count axis read "100m" under its 1)
+    lo, hi = np.log10(v.min()) - 0.5, np.ceil(np.log10(v.max()))
     return float(10.0**lo), float(10.0 ** max(hi, lo + 1))

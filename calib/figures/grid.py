@@ -41,6 +41,7 @@ from calib.figures.base import (
     step_outline,
 )
 from calib.histogram import Histogram
+from calib.models import short_name
 from calib.report import NO_FLAG, LayerRow
 
 __all__ = [
@@ -70,7 +71,7 @@ _RANGE = 18 / GRID_ROW_HEIGHT  # and below it, for the range
 _HEIGHT = 1 - _TITLE - _RANGE  # the panel's own height, in rows
 _KEY_PX = 26  # above the grid, for the colour key
 _FLOOR = 0.3  # decades below the smallest count where bars start: it still shows
-_NAME_CHARS = 30  # a longer title keeps its end: "…0.attention.output.dense:input"
+_NAME_CHARS = 30  # a longer title keeps its start and end: "layer.1/at…lf/Softmax output"
 PANEL_BACKGROUND = "rgba(0, 0, 0, 0.035)"
 
 # A panel is coloured by its first flag (calib.report.FLAGS order), a row without one blue
@@ -141,7 +142,18 @@ def common_prefix(names: Sequence[str]) -> str:
 
 
 def _short(name: str) -> str:
-    return name if len(name) <= _NAME_CHARS else "…" + name[-(_NAME_CHARS - 1) :]
+    """A panel's title: the name as it is when it fits, else its start (the block:
+    ``layer.3``) and its end (the tensor) with "…" for the middle."""
+    if len(name) <= _NAME_CHARS:
+        return name
+    head = _NAME_CHARS // 3
+    return name[:head] + "…" + name[-(_NAME_CHARS - head - 1) :]
+
+
+def _title(name: str, prefix: str) -> str:
+    """An ONNX path is shown as everywhere else (``calib.models.short_name``); another
+    name without the start all the page's names share."""
+    return _short(short_name(name) if "/" in name else name[len(prefix) :])
 
 
 def bar_heights(counts: np.ndarray) -> np.ndarray:
@@ -205,7 +217,8 @@ def grid_figure(
         raise ValueError(f"columns must be a positive int, got {columns!r}")
     n_rows = max(1, math.ceil(len(rows) / columns))
     colors = [panel_color(r) for r in rows]
-    prefix = common_prefix([r.layer for r in rows])
+    names = [r.layer for r in rows]
+    prefix = "" if any("/" in n for n in names) else common_prefix(names)
     boxes = [(i % columns, n_rows - 1 - i // columns + _RANGE) for i in range(len(rows))]
     panels = {
         "type": "bar", "name": "panels",
@@ -244,7 +257,7 @@ def grid_figure(
                 ys += [y0, y0 + _HEIGHT, None]
                 real += [v, v, None]
         for text, x, y, where, size, c in (
-            (_short(row.layer[len(prefix) :]), x0, y0 + _HEIGHT, "top right", 10, color),
+            (_title(row.layer, prefix), x0, y0 + _HEIGHT, "top right", 10, color),
             (f"{lo:.3g}", x0, y0, "bottom right", 9, OTHER_COLOR),
             (f"{hi:.3g}", x0 + PANEL_WIDTH, y0, "bottom left", 9, OTHER_COLOR),
         ):
