@@ -48,6 +48,7 @@ __all__ = [
     "fmt_db",
     "fmt_kl",
     "fmt_pct",
+    "fmt_share",
     "is_zero_kl",
     "plural",
 ]
@@ -132,6 +133,18 @@ def fmt_pct(fraction: Any, digits: int = PCT_DIGITS) -> str:
     if fraction is None or math.isnan(float(fraction)):
         return NAN_TEXT
     return fmt(100.0 * float(fraction), digits, unit="%")
+
+
+def fmt_share(fraction: Any) -> str:
+    """A share of a whole (how far a choice moves a clip) in whole percent; one that rounds
+    to 0 prints ``0%``, whatever its sign (``f"{-0.001:.0%}"`` wrote ``-0%``).
+
+    >>> fmt_share(-0.001), fmt_share(1.104), fmt_share(-0.25), fmt_share(float("nan"))
+    ('0%', '110%', '-25%', 'n/a')
+    """
+    if fraction is None or not math.isfinite(float(fraction)):
+        return NAN_TEXT
+    return f"{round(100.0 * float(fraction)):d}%"  # an int: no negative zero
 
 
 def fmt_db(x: Any, *, unit: bool = True) -> str:

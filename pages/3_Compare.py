@@ -117,7 +117,7 @@ spread = comparison.spread()
 cols = st.columns(3)
 cols[0].metric("Max |x|", fmt(comparison.max_abs), help="Where the data end.")
 cols[1].metric(
-    "Variants clip at" if len(spread.ran) == 1 else "Variants clip between", spread.headline(),
+    "Variants clip at" if len(spread.ran) == 1 else "Variants' clips span", spread.headline(),
     help="The KL variants that ran on this histogram, each at its own levels.",
 )  # fmt: skip
 if len(spread.ran) > 1:

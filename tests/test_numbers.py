@@ -173,3 +173,17 @@ def test_compare_axes_say_no_si_for_a_kl_nor_for_normalised_counts():
     assert clips_figure(compare(h, explain=False)).layout.yaxis.tickformat == "~s"  # 1k
     fig = kl_curves_figure(c.sweeps)
     assert fig.layout.yaxis.tickformat in NOT_SI and fig.layout.yaxis.exponentformat == "e"
+
+
+def test_a_share_that_rounds_to_nothing_is_written_0_percent():
+    """Compare said "alone on the seed it goes -0% of the way" (MXNet on MiniLM's default
+    layer): a share is written in whole percent, and never as a negative zero."""
+    from calib.numbers import fmt_share
+
+    assert fmt_share(-0.004) == fmt_share(0.004) == "0%"
+    assert fmt_share(-0.006) == "-1%" and fmt_share(1.104) == "110%"
+    h = Histogram.from_samples(np.random.default_rng(3).normal(size=20_000), bins=512)
+    from calib.compare import compare
+
+    for text in (a.summary() for a in compare(h).attributions.values()):
+        assert "-0%" not in text

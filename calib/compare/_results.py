@@ -9,7 +9,7 @@ from typing import Any
 
 from calib.histogram import Histogram
 from calib.methods import Calibration
-from calib.numbers import NOT_APPLICABLE, fmt
+from calib.numbers import NOT_APPLICABLE, fmt, fmt_share
 from calib.spec import Spec
 from calib.sweep import SweepResult
 
@@ -173,9 +173,9 @@ class Attribution:
             )
         parts = []
         if math.isfinite(top.share_with):
-            parts.append(f"alone on the seed it goes {top.share_with:.0%} of the way")
+            parts.append(f"alone on the seed it goes {fmt_share(top.share_with)} of the way")
         if math.isfinite(top.share_back):
-            parts.append(f"taken out of {v} it comes {top.share_back:.0%} of the way back")
+            parts.append(f"taken out of {v} it comes {fmt_share(top.share_back)} of the way back")
         text = (
             f"{head} ({self.gap:+.4g}). The largest part is {top.group.name} "
             f"({top.group.describe()}): " + "; ".join(parts) + "."
