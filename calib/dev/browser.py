@@ -303,6 +303,18 @@ def layers_row_to_explore_ms(browser: Any, url: str) -> float:
         page.context.close()
 
 
+def _in_own_browser(measure: Any, url: str, repeats: int) -> dict[str, Any]:
+    """``measure(url, repeats, browser)`` in a Chromium started and closed for it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        own = chromium(pw)
+        try:
+            return measure(url, repeats, own)
+        finally:
+            own.close()
+
+
 def latencies(url: str, repeats: int = 3, browser: Any = None) -> dict[str, Any]:
     """Every latency above against a running server at ``url``: medians in ms, and each
     run's, as ``{"first load": {"Explore": ..}, "key press": .., "scrub": ..,
@@ -313,14 +325,7 @@ def latencies(url: str, repeats: int = 3, browser: Any = None) -> dict[str, Any]
     instance a thread); otherwise Chromium is started and closed here.
     """
     if browser is None:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as pw:
-            own = chromium(pw)
-            try:
-                return latencies(url, repeats, own)
-            finally:
-                own.close()
+        return _in_own_browser(latencies, url, repeats)
     loads: dict[str, list[float]] = {}
     for path in PAGE_READY:
         first_load_ms(browser, url, path)  # the server's own first run of the page
@@ -342,14 +347,7 @@ def probe_latencies(url: str, repeats: int = 3, browser: Any = None) -> dict[str
     """The probe page's (``calib/dev/probe.py`` served at ``url``) first load and key press,
     measured as :func:`latencies` measures Explore's: medians in ms, and each run's."""
     if browser is None:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as pw:
-            own = chromium(pw)
-            try:
-                return probe_latencies(url, repeats, own)
-            finally:
-                own.close()
+        return _in_own_browser(probe_latencies, url, repeats)
     first_load_ms(browser, url, ready=PROBE_READY)  # the server's own first run
     loads = [first_load_ms(browser, url, ready=PROBE_READY) for _ in range(repeats)]
     keys = keypress_redraw_ms(browser, url, ready=PROBE_READY)
