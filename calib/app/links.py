@@ -36,6 +36,7 @@ from calib.models import DEFAULT_MODEL, MODELS, shipped_models
 from calib.policies import POLICY_CHOICES, VARIANTS, levels_for
 
 __all__ = [
+    "CLIP_METHODS",
     "EXPLORE_QUERY_KEYS",
     "LAYER_KEYS",
     "LINKS",
@@ -45,6 +46,9 @@ __all__ = [
     "state_query",
 ]
 
+CLIP_METHODS = tuple(m for m in METHODS if m != "entropy")
+"""The methods whose clip Explore shows before its sweep's (``method=``: a row ranked under
+one); entropy's is the sweep's own."""
 # the session key of each kind's layer picker (its query parameter is ``layer``)
 LAYER_KEYS = {"model": "model_layer", "histogram": "upload_layer", "layers": "layers_layer"}
 EXPLORE_QUERY_KEYS = (
@@ -179,10 +183,10 @@ def parse_explore_query(
             else:
                 ignore(name, "true or false")
     if "method" in params:  # "" clears it: the view is the entropy sweep's own
-        if params["method"] in (*(m for m in METHODS if m != "entropy"), ""):
+        if params["method"] in (*CLIP_METHODS, ""):
             out[f"{key}_method"] = params["method"]
         else:
-            ignore("method", "max, percentile or mse")
+            ignore("method", " or ".join(CLIP_METHODS))
     elif "layer" in params and current.get(f"{key}_method"):  # a link not ranked under one
         out[f"{key}_method"] = ""
     if "candidate" in params:
@@ -244,7 +248,7 @@ def state_query(key: str = "explore") -> dict[str, str]:
     q["log_y"] = "true" if s.get(f"{key}_log_y", True) else "false"
     if s.get(f"{key}_show_variants"):
         q["show_variants"] = "true"
-    if s.get(f"{key}_method") not in (None, "entropy"):  # a row ranked under it
+    if s.get(f"{key}_method") in CLIP_METHODS:  # a row ranked under it
         q["method"] = str(s[f"{key}_method"])
     if s.get(f"{key}_candidate") is not None:  # the picked one, once the slider has one
         q["candidate"] = str(s[f"{key}_candidate"])

@@ -30,10 +30,9 @@ from typing import Any
 
 import streamlit as st
 
-from calib.app.links import LINKS
+from calib.app.links import CLIP_METHODS, LINKS
 from calib.app.text import plain
 from calib.explore import DEFAULT_LAYER
-from calib.methods import METHODS
 from calib.models import DEFAULT_MODEL
 
 __all__ = [
@@ -249,7 +248,7 @@ def file_uploader(where: Any, label: str, *, key: str, **kwargs: Any) -> Any:
 def explore_method(key: str = "explore") -> str | None:
     """The method a link asked Explore to show (``method=mse``): None for entropy."""
     method = st.session_state.get(f"{key}_method")
-    return method if method in METHODS and method != "entropy" else None
+    return method if method in CLIP_METHODS else None
 
 
 def _show_entropy(key: str) -> None:
