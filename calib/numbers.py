@@ -14,7 +14,7 @@ The rules, one function each, so the same quantity prints the same everywhere:
 - a share, :func:`fmt_pct`: a fraction as a percentage, 3 significant digits (``100%``,
   ``0.0123%``);
 - decibels, :func:`fmt_db`: :data:`DB_DECIMALS` decimals (``0.67 dB``); tables that format
-  their own cells use :data:`DB_FORMAT`;
+  their own cells use :data:`DB_FORMAT` on :func:`db_cell`'s values (no ``-0.00``);
 - a KL divergence, :func:`fmt_kl`: 4 significant digits, and a KL within rounding of 0 (of
   either sign: a sum of terms of both signs rounds to about 1e-16 of them) is written
   ``0 (within rounding)``;
@@ -43,6 +43,7 @@ __all__ = [
     "NOT_APPLICABLE",
     "ZERO_KL_TEXT",
     "axis_ticks",
+    "db_cell",
     "fmt",
     "fmt_count",
     "fmt_db",
@@ -145,6 +146,19 @@ def fmt_share(fraction: Any) -> str:
     if fraction is None or not math.isfinite(float(fraction)):
         return NAN_TEXT
     return f"{round(100.0 * float(fraction)):d}%"  # an int: no negative zero
+
+
+def db_cell(x: Any) -> float:
+    """A dB value for a table that formats its own cells with :data:`DB_FORMAT`: rounded to
+    :data:`DB_DECIMALS`, a value that rounds to 0 made +0 (``%.2f`` writes -0.001 as
+    ``-0.00``), None as nan.
+
+    >>> db_cell(-0.001), db_cell(12.3456), db_cell(None)
+    (0.0, 12.35, nan)
+    """
+    if x is None:
+        return math.nan
+    return round(float(x), DB_DECIMALS) + 0.0  # -0.0 + 0.0 is 0.0
 
 
 def fmt_db(x: Any, *, unit: bool = True) -> str:

@@ -3,6 +3,8 @@ text and charts, and the readings a new user found wrong, each pinned."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -187,3 +189,22 @@ def test_a_share_that_rounds_to_nothing_is_written_0_percent():
 
     for text in (a.summary() for a in compare(h).attributions.values()):
         assert "-0%" not in text
+
+
+@pytest.mark.slow
+def test_the_effect_page_writes_no_negative_zero_db():
+    """The CNN's seed and ncnn rows read "-0.00" dB in the Effect tables and "-0.0" on the
+    bars (output SQNR -0.001 dB: the model destroyed)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "pages" / "4_Effect.py"), default_timeout=120).run()
+    at.radio(key="effect_src").set_value("efficientnet_lite0").run()
+    assert not at.exception
+    cells = [v for d in at.dataframe for c in d.value.columns if "(dB)" in c for v in d.value[c]]
+    assert cells and any(abs(v) < 0.005 for v in cells)  # the destroyed rows are there
+    assert not any(v == 0 and math.copysign(1.0, v) < 0 for v in cells)
+    bars = at.get("plotly_chart")[0].proto.spec
+    assert '"-0.0"' not in bars

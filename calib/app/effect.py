@@ -26,7 +26,7 @@ from calib.app.text import plain
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
 from calib.models import MODELS, short_name
-from calib.numbers import DB_FORMAT, fmt, fmt_db, plural
+from calib.numbers import DB_FORMAT, db_cell, fmt, fmt_db, plural
 
 __all__ = [
     "APP_MAX_FLOAT",
@@ -259,7 +259,7 @@ def methods_section(doc: Mapping[str, Any]) -> None:
     rows = [
         {
             "calibration": m["label"],
-            "output SQNR (dB)": m["output_sqnr_db"],
+            "output SQNR (dB)": db_cell(m["output_sqnr_db"]),
             "cosine": m["cosine"],
             "max abs error": m["max_abs_error"],
             "quantized": m["quantized"],
@@ -287,9 +287,9 @@ def sensitivity_table(doc: Mapping[str, Any]) -> str | None:
     records = [
         {
             "tensor": short_name(r["layer"]),
-            "only this (dB)": r["only_this_sqnr_db"],
-            "all but this (dB)": r["all_but_this_sqnr_db"],
-            "histogram SQNR (dB)": r["hist_sqnr_db"],
+            "only this (dB)": db_cell(r["only_this_sqnr_db"]),
+            "all but this (dB)": db_cell(r["all_but_this_sqnr_db"]),
+            "histogram SQNR (dB)": db_cell(r["hist_sqnr_db"]),
             "KL": r["kl"],
             "clipped %": 100.0 * r["clipped"],
             "amax": r["amax"],
@@ -352,7 +352,7 @@ def keep_float_section(doc: Mapping[str, Any]) -> None:
         {
             "step": i + 1,
             "back to float": short_name(s["layer"]),
-            "output SQNR (dB)": s["output_sqnr_db"],
+            "output SQNR (dB)": db_cell(s["output_sqnr_db"]),
         }
         for i, s in enumerate(steps)
     ]

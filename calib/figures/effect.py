@@ -23,6 +23,7 @@ from calib.figures.base import (
     VARIANT_COLORS,
     base_layout,
 )
+from calib.numbers import fmt
 
 __all__ = ["keep_float_figure", "methods_figure", "proxy_figure"]
 
@@ -42,7 +43,7 @@ def methods_figure(methods: Sequence[Mapping[str, Any]], measured: str = "") -> 
             x=[m["label"] for m in shown],
             y=[m["output_sqnr_db"] for m in shown],
             customdata=[m["label"] for m in shown],
-            text=[f"{m['output_sqnr_db']:.1f}" for m in shown],
+            text=[fmt(m["output_sqnr_db"], 1, fixed=True) for m in shown],  # never "-0.0"
             textposition="outside",
             marker={
                 "color": [_color(m) for m in shown],
