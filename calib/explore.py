@@ -20,6 +20,7 @@ from calib import policies
 from calib.histogram import Histogram
 from calib.methods import (
     DEFAULT_NUM_BITS,
+    METHODS,
     Calibration,
     ClipMetrics,
     clip_metrics,
@@ -75,6 +76,9 @@ SOURCE_KINDS = {
     "layers": "From the Layers page",  # what Layers handed over in this session
 }
 POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
+CLIP_METHODS = tuple(m for m in METHODS if m != "entropy")
+"""The methods whose clips Explore draws beside its sweep's (and shows first for a link's
+``method=``: a row ranked under one); entropy's is the sweep's own."""
 
 
 def default_target_bins(variant: str, num_bits: int = DEFAULT_NUM_BITS) -> int:
@@ -373,7 +377,7 @@ def explain(
 def every_method(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:
     """The max, percentile and MSE thresholds of ``h`` (one the core refuses, such as an
     MSE search past ``calib.limits.MAX_SEARCH_CELLS``, keeps its reason as a note)."""
-    return tuple(_other(h, m, Spec(m, num_bits=num_bits)) for m in ("max", "percentile", "mse"))
+    return tuple(_other(h, m, Spec(m, num_bits=num_bits)) for m in CLIP_METHODS)
 
 
 def every_variant(h: Histogram, num_bits: int) -> tuple[OtherClip, ...]:

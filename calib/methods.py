@@ -166,6 +166,17 @@ class Calibration:
         """SQNR of the clip in dB (nan when dead or refused)."""
         return math.nan if self.metrics is None else self.metrics.sqnr_db
 
+    def ratio_to(self, max_abs: float) -> float:
+        """Where the clip sits in the data, ``amax / max_abs`` (1: at the largest value);
+        nan when ``max_abs`` is not positive or the clip is undefined.
+
+        >>> import calib
+        >>> calib.calibrate(calib.Histogram([4, 2, 1, 1], [0, 1, 2, 3, 4]), "max").ratio_to(4.0)
+        1.0
+        """
+        a = self.amax
+        return a / max_abs if max_abs > 0 and math.isfinite(a) else math.nan
+
     @classmethod
     def refused(cls, spec: Spec, error: str) -> Calibration:
         """The record of a calibrator that refused the histogram: amax nan, the reason."""

@@ -63,6 +63,7 @@ __all__ = [
     "POLICY_CHOICES",
     "TARGET_BINS_MAX",
     "TARGET_BINS_MIN",
+    "TYPED_TARGET_BINS_MAX",
     "VARIANTS",
     "VARIANT_NOTES",
     "Policy",
@@ -250,6 +251,10 @@ TARGET_BINS_MIN, TARGET_BINS_MAX = 2, 2048
 12-bit levels and the default histogram's size. A page keeps its own top only where it needs
 one (Learn's lessons, Layers' typed number for files of more bins); the core accepts any
 1 <= target_bins < bins."""
+
+TYPED_TARGET_BINS_MAX = 2**14
+"""The most levels a typed target-bins number takes (Layers'; a link to Layers or Learn):
+files may hold more bins than the sliders' :data:`TARGET_BINS_MAX`."""
 
 
 def check_variant(variant: Any, name: str = "variant") -> str:

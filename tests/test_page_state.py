@@ -22,6 +22,7 @@ from calib import evaluate
 from calib import io as cio
 from calib.app import effect, sources
 from calib.explore import DEFAULT_LAYER
+from calib.numbers import fmt
 from tests.test_evaluate import attention_model, quarters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +160,7 @@ def test_a_layers_row_opens_explore_on_the_clip_of_its_method(method):
     assert params(at)["method"] == method and params(at)["layer"] == layer
     [info] = [i for i in at.info if "Ranked under" in i.value]
     amax = float(table["amax"].iloc[0])
-    assert f"amax {amax:.4g}" in info.value
+    assert f"amax {fmt(amax)}" in info.value  # the one number rule
     # the picked candidate is the sweep's nearest to that clip
     h = sources.model_histograms()[layer]
     sweep = calib.kl_sweep(h, variant="seed")
@@ -242,7 +243,10 @@ def test_effect_keeps_the_upload_evaluation_and_target_sqnr_recomputes_only_keep
         got = list(steps[0].value["back to float"]) if steps else []
         assert got == [s["layer"] for s in want["keep_float"]]
     ranked = str(doc["calibration"])  # the ranking shown: the best method's, by default
-    assert params(at) == {"src": "upload", "ranking": ranked, "target": "60.0", "weights": "false"}
+    assert params(at) == {
+        "src": "upload", "ranking": ranked, "target": "60.0", "weights": "false",
+        "rank_upload": "best",  # the calibration the upload's sensitivity was run under
+    }  # fmt: skip
 
 
 # -- Compare -----------------------------------------------------------------------------------
@@ -342,3 +346,32 @@ def test_an_effect_link_opens_the_cnns_results_ranked_under_the_calibration_it_n
     assert at.radio(key="effect_src").value == NET
     assert at.selectbox(key="effect_ranking").value == names[1]
     assert (params(at)["src"], params(at)["ranking"]) == (NET, names[1])
+
+
+def test_a_layers_row_under_entropy_opens_explore_on_its_sweep_after_a_method_link():
+    """Layers writes method=entropy for its default table; Explore refused it ("Ignored
+    method='entropy'") and kept the previous link's mse clip (a merge of two branches)."""
+    at = go(app(), EXPLORE, {"src": "model", "layer": DEFAULT_LAYER, "method": "mse"})
+    assert any("Ranked under mse" in i.value for i in at.info)
+    go(at, LAYERS)
+    assert at.selectbox(key="layers_method").value == "entropy"
+    at.session_state["layers_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.warning, [w.value for w in at.warning]
+    assert not [i for i in at.info if "Ranked under" in i.value]
+    assert "method" not in params(at)
+
+
+def test_a_link_with_a_method_keeps_its_own_candidate():
+    """A link with method= and candidate= reopened on its method's clip but moved the
+    candidate to the sweep's nearest to that clip: the link's pick was lost."""
+    h = sources.model_histograms()[DEFAULT_LAYER]
+    candidates = calib.kl_sweep(h, variant="mxnet").candidates
+    pick = int(candidates[len(candidates) // 3])
+    query = {"src": "model", "layer": DEFAULT_LAYER, "variant": "mxnet", "method": "percentile",
+             "candidate": str(pick)}  # fmt: skip
+    at = go(app(), EXPLORE, query)
+    assert any("Ranked under percentile" in i.value for i in at.info)
+    assert at.slider(key="explore_candidate").value == pick
+    assert params(at)["candidate"] == str(pick)

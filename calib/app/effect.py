@@ -25,7 +25,7 @@ from calib.app.layers import EXPLORE
 from calib.app.text import plain
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
-from calib.models import MODELS, short_name
+from calib.models import DEFAULT_MODEL, MODELS, short_name
 from calib.numbers import DB_FORMAT, db_cell, fmt, fmt_db, plural
 
 __all__ = [
@@ -48,16 +48,13 @@ __all__ = [
     "summary",
 ]
 
-SHIPPED_PATH = MODELS["minilm"].effect  # the default model's results (calib.models)
+SHIPPED_PATH = MODELS[DEFAULT_MODEL].effect  # the default model's results (calib.models)
 APP_MAX_TENSORS = 64
 """An upload quantizing more tensors is refused here (two runs of the evaluation set per
 tensor): the command line (``python -m calib evaluate``) has no such cap."""
 APP_MAX_FLOAT = 8
 """The keep-in-float search's most steps in the app."""
-SEARCH_SQNR_DB = 120.0
-"""The target an upload's keep-in-float search runs to (the Target SQNR widget's most): the
-greedy steps do not depend on the target, so the page cuts this one search at whatever
-target is set (``calib.evaluate.keep_float_at``) instead of evaluating again."""
+SEARCH_SQNR_DB = evaluate.SEARCH_SQNR_DB  # an upload's search runs to it, cut at the target
 APP_WORKERS = 1
 """Processes per evaluation in the app: the server is shared, so one (the command line
 takes ``--workers``)."""

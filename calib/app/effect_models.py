@@ -16,7 +16,7 @@ import streamlit as st
 
 from calib import evaluate
 from calib.app import sources, state
-from calib.app.links import explore_query
+from calib.app.links import UPLOAD_RANKINGS, explore_query
 from calib.models import MODELS, with_effect
 from calib.spec import Spec
 
@@ -52,8 +52,6 @@ RANKED_KEYS = (
     "calibration", "all_quantized_sqnr_db", "sensitivity", "keep_float", "reached",
     "rank_correlation",
 )  # fmt: skip
-UPLOAD_RANKINGS = (evaluate.BEST, *evaluate.DEFAULT_METHODS)
-"""What an upload's sensitivity can be ranked under (``evaluate``'s ``sensitivity_of``)."""
 
 
 def shipped_ids() -> list[str]:
@@ -79,7 +77,7 @@ def rankings(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         for s in doc.get("sensitivities") or ()
         if isinstance(s, Mapping) and "calibration" in s
     }
-    top = {k: doc.get(k) for k in RANKED_KEYS}
+    top = {k: doc[k] for k in RANKED_KEYS if k in doc}
     return {str(doc.get("calibration", "")): top, **found}
 
 
@@ -90,7 +88,7 @@ def ranked_view(doc: Mapping[str, Any], calibration: str) -> dict[str, Any]:
     if ranking is None:
         return dict(doc)
     out = dict(doc)
-    out.update({k: v for k, v in ranking.items() if v is not None or k == "reached"})
+    out.update(ranking)  # a value the ranking has is its own, null (an undefined SQNR) too
     return out
 
 

@@ -459,6 +459,8 @@ def synced_query_params(key: str = "explore") -> Iterator[None]:
         )
         for k, v in updates.items():
             s[k] = v
+        # the link's own pick: a method's clip does not move it (state.method_clip)
+        s[f"{key}_candidate_linked"] = f"{key}_candidate" in updates
         if f"{key}_hist_bins" in updates:
             s.pop(f"{key}_hist_native", None)  # a size from a link is meant for its source
         for message in ignored:

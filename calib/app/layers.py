@@ -36,6 +36,7 @@ from calib.numbers import DB_FORMAT, fmt, plural
 from calib.policies import (
     NUM_BITS_CHOICES,
     TARGET_BINS_MIN,
+    TYPED_TARGET_BINS_MAX,
     VARIANT_NOTES,
     VARIANTS,
     levels_for,
@@ -82,9 +83,7 @@ __all__ = [
 HIST_TYPES = ["npz", "json", "npy", "csv"]
 CACHE_TYPES = ["cache", "calib", "table", "txt", "json"]
 ROW_CACHE_ENTRIES = 64
-# Layers' target bins are typed, not a slider, and its files may hold more bins than the
-# sliders' TARGET_BINS_MAX (2048; the model's do), so it takes up to 2**14.
-LAYERS_TARGET_BINS_MAX = 2**14
+LAYERS_TARGET_BINS_MAX = TYPED_TARGET_BINS_MAX  # typed, not a slider (calib.policies)
 EXPLORE = "pages/0_Explore.py"
 
 _FLAG_LINES = "\n".join(f"- **{flag}**: {text}" for flag, text in report.FLAG_HELP.items())

@@ -20,7 +20,9 @@ from typing import Any
 import streamlit as st
 
 from calib.demos import DEMOS
+from calib.evaluate import BEST, DEFAULT_METHODS, SEARCH_SQNR_DB
 from calib.explore import (
+    CLIP_METHODS,
     DEFAULT_LAYER,
     MODEL_NAME,
     NUM_BITS_CHOICES,
@@ -33,22 +35,22 @@ from calib.explore import (
 )
 from calib.methods import DEFAULT_NUM_BITS, METHODS
 from calib.models import DEFAULT_MODEL, MODELS, shipped_models
-from calib.policies import POLICY_CHOICES, VARIANTS, levels_for
+from calib.policies import POLICY_CHOICES, TYPED_TARGET_BINS_MAX, VARIANTS, levels_for
 
 __all__ = [
-    "CLIP_METHODS",
     "EXPLORE_QUERY_KEYS",
     "LAYER_KEYS",
     "LINKS",
+    "UPLOAD_RANKINGS",
     "Param",
     "explore_query",
     "parse_explore_query",
     "state_query",
 ]
 
-CLIP_METHODS = tuple(m for m in METHODS if m != "entropy")
-"""The methods whose clip Explore shows before its sweep's (``method=``: a row ranked under
-one); entropy's is the sweep's own."""
+UPLOAD_RANKINGS = (BEST, *DEFAULT_METHODS)
+"""What an upload's sensitivity can be ranked under on the Effect page (``evaluate``'s
+``sensitivity_of``), and its link's ``rank_upload``."""
 # the session key of each kind's layer picker (its query parameter is ``layer``)
 LAYER_KEYS = {"model": "model_layer", "histogram": "upload_layer", "layers": "layers_layer"}
 EXPLORE_QUERY_KEYS = (
@@ -182,11 +184,11 @@ def parse_explore_query(
                 out[f"{key}_{name}"] = text in ("true", "1")
             else:
                 ignore(name, "true or false")
-    if "method" in params:  # "" clears it: the view is the entropy sweep's own
-        if params["method"] in (*CLIP_METHODS, ""):
-            out[f"{key}_method"] = params["method"]
+    if "method" in params:  # "" or entropy: the view is the entropy sweep's own
+        if params["method"] in (*CLIP_METHODS, "", "entropy"):
+            out[f"{key}_method"] = params["method"] if params["method"] in CLIP_METHODS else ""
         else:
-            ignore("method", " or ".join(CLIP_METHODS))
+            ignore("method", ", ".join((*CLIP_METHODS, "entropy")))
     elif "layer" in params and current.get(f"{key}_method"):  # a link not ranked under one
         out[f"{key}_method"] = ""
     if "candidate" in params:
@@ -368,7 +370,12 @@ LINKS: dict[str, tuple[Param, ...]] = {
         _choice("method", "layers_method", METHODS),
         _choice("variant", "layers_variant", list(VARIANTS)),
         _choice("bits", "layers_bits", NUM_BITS_CHOICES),
-        Param("target_bins", "layers_target_bins", _int_in(TARGET_BINS_MIN, 2**14), "an integer"),
+        Param(
+            "target_bins",
+            "layers_target_bins",
+            _int_in(TARGET_BINS_MIN, TYPED_TARGET_BINS_MAX),
+            "an integer",
+        ),
         Param("percentile", "layers_percentile", _float_in(0.0, 100.0), "a number in 0..100"),
     ),
     "compare": (
@@ -389,7 +396,16 @@ LINKS: dict[str, tuple[Param, ...]] = {
     "effect": (
         _choice("src", "effect_src", [*MODELS, "upload"]),
         Param("ranking", "effect_ranking", _any_text, "a calibration the results rank"),
-        Param("target", "effect_target", _float_in(0.0, 120.0), "0..120 dB"),
+        Param(
+            "target",
+            "effect_target",
+            _float_in(0.0, SEARCH_SQNR_DB),
+            f"0..{SEARCH_SQNR_DB:g} dB",
+        ),
+        dataclasses.replace(
+            _choice("rank_upload", "effect_sensitivity_of", UPLOAD_RANKINGS),
+            when=("src", "upload"),
+        ),
         Param("weights", "effect_weights", _bool, "true or false"),
     ),
     "learn": (
@@ -397,7 +413,12 @@ LINKS: dict[str, tuple[Param, ...]] = {
         *_source_params("learn"),
         Param("hist_bins", "learn_hist_bins", _int_in(2, 2**20), "an integer"),
         _choice("variant", "learn_variant", list(VARIANTS)),
-        Param("target_bins", "learn_target_bins", _int_in(1, 2**14), "an integer"),
+        Param(
+            "target_bins",
+            "learn_target_bins",
+            _int_in(TARGET_BINS_MIN, TYPED_TARGET_BINS_MAX),
+            "an integer",
+        ),
         Param("candidate", "learn_candidate", _int_in(0, 2**20), "an integer"),
         _learn_choice("question", "learn_question", "question"),
     ),

@@ -30,10 +30,11 @@ from typing import Any
 
 import streamlit as st
 
-from calib.app.links import CLIP_METHODS, LINKS
+from calib.app.links import LINKS
 from calib.app.text import plain
-from calib.explore import DEFAULT_LAYER
+from calib.explore import CLIP_METHODS, DEFAULT_LAYER
 from calib.models import DEFAULT_MODEL
+from calib.numbers import fmt, fmt_db, fmt_pct
 
 __all__ = [
     "KEEP",
@@ -271,11 +272,11 @@ def method_clip(view: Any, num_bits: int, key: str = "explore") -> None:
     m = clip.metrics
     pct = " (ModelOpt's 99.99th)" if method == "percentile" else ""
     st.info(
-        f"**Ranked under {method}**{pct}: its clip is **amax {clip.amax:.4g}** "
-        f"({clip.amax / view.max_abs:.3f} of max |x|), {100 * m.clipped_fraction:.3g}% clipped, "
-        f"SQNR {m.sqnr_db:.1f} dB at {num_bits} bits: the {method} line on the histogram, and "
-        f"the picked candidate below is the sweep's nearest to it. The entropy sweep "
-        f"({view.variant}) chooses {view.result.amax:.4g}."
+        f"**Ranked under {method}**{pct}: its clip is **amax {fmt(clip.amax)}** "
+        f"({fmt(clip.calibration.ratio_to(view.max_abs), 3)} of max |x|), "
+        f"{fmt_pct(m.clipped_fraction)} clipped, SQNR {fmt_db(m.sqnr_db)} at {num_bits} bits: "
+        f"the {method} line on the histogram, and the picked candidate below is the sweep's "
+        f"nearest to it. The entropy sweep ({view.variant}) chooses {fmt(view.result.amax)}."
     )
     st.button(
         f"Show the entropy sweep's clip only (leave {method})", key=f"{key}_method_off",
@@ -283,8 +284,10 @@ def method_clip(view: Any, num_bits: int, key: str = "explore") -> None:
     )  # fmt: skip
     s = st.session_state
     shown = (view.source_key, method, clip.amax, view.variant)
+    linked = s.pop(f"{key}_candidate_linked", False)  # a link's own pick (links.py) stays
     if s.get(f"{key}_method_picked") != shown:
         s[f"{key}_method_picked"] = shown
-        thresholds = view.result.thresholds
-        nearest = int(abs(thresholds - clip.amax).argmin())
-        s[f"{key}_candidate"] = int(view.result.candidates[nearest])
+        if not linked:
+            thresholds = view.result.thresholds
+            nearest = int(abs(thresholds - clip.amax).argmin())
+            s[f"{key}_candidate"] = int(view.result.candidates[nearest])

@@ -291,9 +291,8 @@ class Row:
 
     @property
     def ratio(self) -> float:
-        """amax / max|x|."""
-        a = self.amax
-        return a / self.max_abs if self.max_abs > 0 and math.isfinite(a) else math.nan
+        """amax / max|x| (:meth:`calib.Calibration.ratio_to`)."""
+        return self.calibration.ratio_to(self.max_abs)
 
     @property
     def _clips(self) -> bool:

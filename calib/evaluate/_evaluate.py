@@ -48,6 +48,11 @@ DEFAULT_TARGET_SQNR_DB = 30.0
 """Keep-in-float target: 30 dB is an error power of 1/1000 of the output's, a mean cosine
 of about 0.9995."""
 
+SEARCH_SQNR_DB = 120.0
+"""The highest target a page offers, and the one its keep-in-float search runs to: the
+greedy steps do not depend on the target, so the search at any lower target is a prefix
+of this one (:func:`keep_float_at` cuts it) and a new target needs no new run."""
+
 DEFAULT_MAX_FLOAT = 16
 """The greedy keep-in-float search stops after this many tensors if the target is not met."""
 

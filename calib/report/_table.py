@@ -157,8 +157,8 @@ class LayerRow:
 
     @property
     def ratio(self) -> float:
-        """``amax / max`` (nan when dead or on error)."""
-        return self.amax / self.max if self.max > 0 else math.nan
+        """``amax / max`` (nan when dead or on error): :meth:`Calibration.ratio_to`."""
+        return self.calibration.ratio_to(self.max)
 
     @property
     def clipped(self) -> float:
