@@ -159,7 +159,8 @@ MAX_PAGE_CELLS = 2**27
 search starts (:func:`page_cells`): the Layers table (every tensor's search) is refused
 past it, with what to do instead (the command line, ``python -m calib FILE``, has no such
 bound; fewer target bins; a file of fewer or smaller histograms). 2**27 (134 million) is
-about 14 s of KL sweeps here; the shipped all-MiniLM-L6-v2 file costs 21 million (2 s),
+about 14 s of KL sweeps here; the shipped all-MiniLM-L6-v2 file costs 15 million (the seed
+folds its signed histograms to |x|),
 a BERT-base-sized file (400 tensors of 2048 bins) 106 million; 500 layers of 65,536 bins
 (4.2 billion, 7 minutes of sweeps) are refused at once."""
 

@@ -1,5 +1,5 @@
 """calib.figures on their own: the named shapes, traces and series the pages and their
-tests rely on, read back as plotly JSON or ECharts options and held to the core's numbers
+tests rely on, read back as plotly JSON and held to the core's numbers
 (kl_sweep, compare, attribute, the amax_* methods)."""
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The Effect page's widgets, caches and sections (pages/4_Effect.py wires them in order).
 
-Every section reads one report, the dict of ``calib.evaluate.read_report``: the shipped
-results on all-MiniLM-L6-v2 (``assets/minilm_effect.json``) or an uploaded model's, which
-``calib.evaluate.evaluate`` computes here under a progress bar. Widget keys start with
-``effect_``.
+Every section reads one report, the dict of ``calib.evaluate.read_report``: a shipped
+model's results (``calib.models``: all-MiniLM-L6-v2, EfficientNet-Lite0) or an uploaded
+model's, which ``calib.evaluate.evaluate`` computes here under a progress bar. Widget
+keys start with ``effect_``.
 """
 
 from __future__ import annotations

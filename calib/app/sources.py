@@ -69,7 +69,7 @@ class Source:
     """One histogram to look at, and where it came from."""
 
     kind: str  # a key of SOURCE_KINDS
-    label: str  # what the page can print: "all-MiniLM-L6-v2: encoder.layer.0..."
+    label: str  # what the page can print: "all-MiniLM-L6-v2: layer.0/…/Mul_1 output"
     hist: Histogram  # at its own size
     samples: np.ndarray | None = None  # raw samples, when the user gave them
     layer: str | None = None

@@ -1,5 +1,6 @@
 """The floor of the stack, for ``python -m calib.dev.bench_app``: a Streamlit page with
-Explore's sidebar widgets (the same kinds, labels and ranges) and four trivial plotly
+widgets of the kinds Explore's sidebar has (radio, select boxes, sliders, a number box,
+checkboxes; not all of Explore's options nor its model picker) and four trivial plotly
 charts, one of them titled "Chosen: ..." after the target-bins slider, so that a key
 press there is measured exactly as Explore's is (``calib.dev.browser``). Served on its
 own (``streamlit run calib/dev/probe.py``) by the bench, with the app's own config.

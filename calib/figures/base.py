@@ -89,8 +89,8 @@ def png_name(*parts: object) -> str:
     """A file name for a chart's PNG from its layer and view: the parts joined by "_",
     each kept to letters, digits, "-" and "." (a layer's "/" or ":" would make a path).
 
-    >>> png_name("encoder.layer.0.output.dense:output", "histogram")
-    'encoder.layer.0.output.dense-output_histogram'
+    >>> png_name("/bert/encoder/layer.0/attention/self/Softmax_output_0", "histogram")
+    'bert-encoder-layer.0-attention-self-Softmax-output-0_histogram'
     """
     words = []
     for part in parts:
@@ -148,8 +148,8 @@ def step_outline(
 def step_points(
     x_edges: np.ndarray, y: np.ndarray, max_bins: int = MAX_DRAWN_BINS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Points of a step line that ECharts draws flat to the right of each (``"step":
-    "end"``): a bin's left edge and its value, then the last edge at the last value (half
+    """Points of a step line drawn flat to the right of each (plotly's ``line.shape =
+    "hv"``): a bin's left edge and its value, then the last edge at the last value (half
     the points of :func:`step_outline`; at most ``max_bins`` bins, :func:`envelope`).
 
     >>> x, y = step_points(np.arange(4.0), np.array([1.0, 5.0, 2.0]))
@@ -235,7 +235,7 @@ def axis_range(lo: float, hi: float) -> tuple[float, float]:
 def on_axis(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Positions ``x`` on an axis from ``lo`` to ``hi``, rounded to a millionth of its span
     (under a pixel; monotonic, so a line never turns back, and an end point stays on the
-    axis's end, where ECharts would otherwise leave a marker a hair outside undrawn).
+    axis's end, where a chart would otherwise leave a marker a hair outside undrawn).
 
     >>> on_axis(np.array([12.264242049306631, 195.75066492706537]), 0.0, 195.75).tolist()
     [12.2642, 195.7507]

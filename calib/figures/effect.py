@@ -23,7 +23,9 @@ from calib.figures.base import (
     VARIANT_COLORS,
     base_layout,
 )
-from calib.numbers import fmt
+from calib.numbers import DB_DECIMALS, fmt
+
+DB_D3 = f".{DB_DECIMALS}f"  # a dB in a hover, as calib.numbers.fmt_db writes it
 
 __all__ = ["keep_float_figure", "methods_figure", "proxy_figure"]
 
@@ -54,7 +56,7 @@ def methods_figure(methods: Sequence[Mapping[str, Any]], measured: str = "") -> 
                     "width": 3,
                 },
             },
-            hovertemplate="%{x}<br>output SQNR %{y:.2f} dB<extra></extra>",
+            hovertemplate="%{x}<br>output SQNR %{y:" + DB_D3 + "} dB<extra></extra>",
             name="output SQNR",
         ),
         layout=base_layout(
@@ -84,7 +86,8 @@ def keep_float_figure(
             customdata=names,
             mode="lines+markers",
             line={"color": KEPT_COLOR},
-            hovertemplate="step %{x}: %{customdata}<br>output SQNR %{y:.2f} dB<extra></extra>",
+            hovertemplate="step %{x}: %{customdata}<br>output SQNR %{y:" + DB_D3 + "} dB"
+            "<extra></extra>",
             name="output SQNR",
         ),
         layout=base_layout(
@@ -100,7 +103,8 @@ def keep_float_figure(
     if math.isfinite(target_db):
         fig.add_hline(
             y=target_db, line={"color": CLIP_COLOR, "dash": "dash"},
-            annotation_text=f"target {target_db:g} dB", annotation_position="bottom right",
+            annotation_text=f"target {fmt(target_db, 4, unit=' dB')}",
+            annotation_position="bottom right",
         )  # fmt: skip
     return fig
 
@@ -125,7 +129,11 @@ def proxy_figure(rows: Sequence[Mapping[str, Any]], rho: float) -> go.Figure:
                 name=name,
                 marker={"color": color, "size": 8 if name == "flagged" else 7},
                 hovertemplate=(
-                    "%{customdata}<br>histogram SQNR %{x:.2f} dB<br>output SQNR %{y:.2f} dB"
+                    "%{customdata}<br>histogram SQNR %{x:"
+                    + DB_D3
+                    + "} dB<br>output SQNR %{y:"
+                    + DB_D3
+                    + "} dB"
                     "<br>%{text}<extra></extra>"
                 ),
             )

@@ -122,7 +122,8 @@ def decimate(hist: Histogram, bars: int = GRID_BARS) -> tuple[np.ndarray, np.nda
 
 def common_prefix(names: Sequence[str]) -> str:
     """The longest start two or more names share that ends at a separator (``. / : _ -``)
-    and leaves each name something: ``"encoder.layer."`` for MiniLM's tensors.
+    and leaves each name something: ``"encoder.layer."`` for PyTorch-hook names (ONNX
+    paths are titled by :func:`calib.models.short_name` instead).
 
     >>> common_prefix(["encoder.layer.0.output", "encoder.layer.10.key"])
     'encoder.layer.'

@@ -16,7 +16,6 @@ from calib.figures.base import (
     CLIP_COLOR,
     KEPT_COLOR,
     LEARN_HEIGHT,
-    LOG_AXIS,
     PICKED_COLOR,
     Q_COLOR,
     TAIL_COLOR,
@@ -279,7 +278,7 @@ def raw_vs_normalised_figure(r: RawVsNormalised) -> go.Figure:
             )
         )  # fmt: skip
     _layout(fig, "The same histogram, two scales", "candidate (kept bins)", "KL")
-    fig.update_yaxes(LOG_AXIS)
+    fig.update_yaxes(axis_ticks("kl", log=True))
     return fig
 
 
@@ -304,5 +303,8 @@ def symmetric_figure(d: SymmetricDemo) -> go.Figure:
                        line={"color": color, "dash": "dash"})
         )  # fmt: skip
     _layout(fig, "One clip for both signs", "x", "count")
-    fig.update_yaxes(LOG_AXIS)
+    positive = h.counts[h.counts > 0]
+    fig.update_yaxes(
+        axis_ticks("count", log=True, lo=float(positive.min()) if positive.size else None)
+    )
     return fig
