@@ -41,6 +41,7 @@ __all__ = [
     "NAN_TEXT",
     "NEG_INF_TEXT",
     "NOT_APPLICABLE",
+    "PCT_FORMAT",
     "ZERO_KL_TEXT",
     "axis_ticks",
     "db_cell",
@@ -68,6 +69,8 @@ DB_FORMAT = f"%.{DB_DECIMALS}f"
 
 PCT_DIGITS = 3
 """Significant digits of a percentage."""
+PCT_FORMAT = f"%.{PCT_DIGITS}g"
+"""The printf format of a percent table cell: :func:`fmt_pct`'s significant digits."""
 
 KL_ROUNDING = 1e-12
 """A KL whose size is at most this share of the terms it is summed from (``scale``) is

@@ -26,7 +26,7 @@ from calib.app.text import plain
 from calib.figures.effect import keep_float_figure, methods_figure, proxy_figure
 from calib.histogram import Histogram
 from calib.models import DEFAULT_MODEL, MODELS, short_name
-from calib.numbers import DB_FORMAT, db_cell, fmt, fmt_db, plural
+from calib.numbers import DB_FORMAT, PCT_FORMAT, db_cell, fmt, fmt_db, plural
 
 __all__ = [
     "APP_MAX_FLOAT",
@@ -91,7 +91,7 @@ _SENSITIVITY_COLUMNS = {
     "all but this (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
     "histogram SQNR (dB)": st.column_config.NumberColumn(format=DB_FORMAT),
     "KL": st.column_config.NumberColumn(format="%.4g"),
-    "clipped %": st.column_config.NumberColumn(format="%.4g"),
+    "clipped %": st.column_config.NumberColumn(format=PCT_FORMAT),
     "amax": st.column_config.NumberColumn(format="%.4g"),
 }
 

@@ -18,6 +18,7 @@ from calib import evaluate
 from calib.app import sources, state
 from calib.app.links import UPLOAD_RANKINGS, explore_query
 from calib.models import MODELS, with_effect
+from calib.numbers import PCT_FORMAT
 from calib.spec import Spec
 
 __all__ = [
@@ -139,7 +140,7 @@ def percent_columns(columns: Sequence[str]) -> dict[str, Any]:
     }
     return {
         c: st.column_config.NumberColumn(
-            c, format="%.1f", help=next((h for k, h in help_.items() if k in c), None)
+            c, format=PCT_FORMAT, help=next((h for k, h in help_.items() if k in c), None)
         )
         for c in columns
     }

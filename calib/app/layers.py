@@ -30,9 +30,9 @@ from calib.app.links import explore_query
 from calib.app.text import plain
 from calib.explore import max_target_bins
 from calib.figures.layers import sqnr_figure
-from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS
+from calib.methods import DEFAULT_NUM_BITS, DEFAULT_PERCENTILE, METHODS, max_code
 from calib.models import MODELS, short_name
-from calib.numbers import DB_FORMAT, fmt, plural
+from calib.numbers import DB_FORMAT, PCT_FORMAT, fmt, plural
 from calib.policies import (
     NUM_BITS_CHOICES,
     TARGET_BINS_MIN,
@@ -114,14 +114,14 @@ COLUMNS = {
     "amax": st.column_config.NumberColumn("amax", format="%.4g", help="The chosen clip."),
     "amax/max": st.column_config.NumberColumn("amax/max", format="%.3f"),
     "clipped %": st.column_config.NumberColumn(
-        "clipped %", format="%.3g", help="Share of the values beyond the clip."
+        "clipped %", format=PCT_FORMAT, help="Share of the values beyond the clip."
     ),
     "KL": st.column_config.NumberColumn("KL", format="%.4g", help="At the minimum (entropy)."),
     "SQNR dB": st.column_config.NumberColumn(
         "SQNR dB", format=DB_FORMAT, help="Signal over rounding + clipping error. Sorted on."
     ),
     "zero %": st.column_config.NumberColumn(
-        "zero %", format="%.2f", help="Share in the bin(s) touching zero."
+        "zero %", format=PCT_FORMAT, help="Share in the bin(s) touching zero."
     ),
     "max/p99.99": st.column_config.NumberColumn(
         "max/p99.99", format="%.2f", help=f"Outliers when >= {report.OUTLIER_RATIO:g}."
@@ -260,7 +260,7 @@ def check_budget(layers: Layers, s: Settings) -> None:
         layout = resolve_policy(s.variant, {}).layout
         bins = [max_target_bins(h.n_bins, h.is_signed, layout) + 1 for h in layers.hists.values()]
     else:
-        levels = 2 ** (s.num_bits - 1)
+        levels = max_code(s.num_bits) + 1  # the MSE search's levels (limits.page_cells)
     cells = limits.page_cells(bins, s.method, levels)
     if cells > limits.MAX_PAGE_CELLS:
         what = f"The table of {len(layers.hists):,} tensors with {s.method} needs about"
