@@ -430,12 +430,28 @@ def _collect_progress(p) -> None:
          f"Collecting {p.tensors} tensors: {p.samples} of {total or '?'} samples")  # fmt: skip
 
 
+_UPLOADED = {"inputs.npz": "the calibration inputs", "eval.npz": "the evaluation inputs"}
+
+
+def _uploaded_inputs(workdir: Path, name: str) -> Any:
+    """An uploaded inputs file, read under the app's bound; an error names the upload as the
+    user knows it ("the calibration inputs"), not the child's copy of it ('inputs.npz')."""
+    from calib.io.inputs import load_inputs
+
+    try:
+        return load_inputs(workdir / name, max_bytes=limits.MAX_UNPACKED_BYTES)
+    except ValueError as exc:
+        text = str(exc)
+        for shown in (repr(str(workdir / name)), repr(name)):  # the child's path, or its name
+            text = text.replace(shown, _UPLOADED[name])
+        raise ValueError(text) from None
+
+
 def _collect_task(workdir: Path, options: dict) -> None:
     from calib import collect
     from calib.io import save_histograms
-    from calib.io.inputs import load_inputs
 
-    inputs = load_inputs(workdir / "inputs.npz", max_bytes=limits.MAX_UNPACKED_BYTES)
+    inputs = _uploaded_inputs(workdir, "inputs.npz")
     kwargs = {"bins": int(options["bins"])} if "bins" in options else {}
     found = collect.collect_histograms(
         (workdir / "model.onnx").read_bytes(), inputs, progress=_collect_progress, **kwargs
@@ -451,7 +467,6 @@ def _collect_task(workdir: Path, options: dict) -> None:
 def _evaluate_task(workdir: Path, options: dict) -> None:
     from calib import collect, evaluate
     from calib.io import save_histograms
-    from calib.io.inputs import load_inputs
 
     proto, _ = evaluate.load_model((workdir / "model.onnx").read_bytes())
     names = evaluate.select_tensors(proto).names
@@ -461,10 +476,10 @@ def _evaluate_task(workdir: Path, options: dict) -> None:
             f"the model has {len(names)} tensors to quantize; the app evaluates at most "
             f"{most} (use python -m calib evaluate)"
         )
-    inputs = load_inputs(workdir / "inputs.npz", max_bytes=limits.MAX_UNPACKED_BYTES)
+    inputs = _uploaded_inputs(workdir, "inputs.npz")
     if (workdir / "eval.npz").is_file():
         calib_inputs = inputs
-        eval_inputs = load_inputs(workdir / "eval.npz", max_bytes=limits.MAX_UNPACKED_BYTES)
+        eval_inputs = _uploaded_inputs(workdir, "eval.npz")
         data = "the uploaded evaluation inputs"
     else:
         held = evaluate.hold_out(inputs)

@@ -317,3 +317,18 @@ def test_a_collection_whose_metadata_is_long_is_read_back():
     found = sandbox.collect_upload(_model(nodes, []), X, budget=CollectBudget(60, 2**30))
     assert found.n_samples == 64 and "y" in found.histograms
     assert sum(len(k) + len(v) for k, v in found.aliases.items()) > limits.MAX_NAME_CHARS
+
+
+def test_an_upload_past_the_unpacked_bound_is_named_as_the_user_knows_it(tmp_path, monkeypatch):
+    """The real EfficientNet-Lite0 calibration set (256 images, 154 MB of float32) is past
+    MAX_UNPACKED_BYTES once widened; the page said "'inputs.npz' unpacks...", a name only
+    the child's work folder has."""
+    (tmp_path / "inputs.npz").write_bytes(npz(x=np.ones((64, 4), np.float32)))
+    (tmp_path / "eval.npz").write_bytes(npz(x=np.ones((64, 4), np.float32)))
+    monkeypatch.setattr(limits, "MAX_UNPACKED_BYTES", 1024)  # 64 x 4 x 8 bytes is 2,048
+    for name, said in (("inputs.npz", "the calibration inputs"), ("eval.npz", "the evaluation")):
+        with pytest.raises(ValueError, match=f"inputs: {said}") as caught:
+            sandbox._uploaded_inputs(tmp_path, name)
+        assert "unpacks" in str(caught.value) and repr(name) not in str(caught.value)
+    monkeypatch.setattr(limits, "MAX_UNPACKED_BYTES", 4096)
+    assert sandbox._uploaded_inputs(tmp_path, "inputs.npz")["x"].shape == (64, 4)
